@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every check and test of annals: formatting, lints (warnings are errors), all tests.
+# Works on a fresh machine with only the Rust toolchain; installs whatever the tests need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# CI keeps build artifacts between runs outside the clone (a clean clone has no target/).
+if [ "${CI:-}" = "true" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  export CARGO_TARGET_DIR=/var/tmp/annals-target
+fi
+
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy (warnings denied)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked

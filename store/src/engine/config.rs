@@ -1,0 +1,50 @@
+//! Settings of the embedded engine, with the limits the contract promises typed errors for.
+
+use std::path::PathBuf;
+
+/// How an [`EmbeddedStore`](super::EmbeddedStore) is opened.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The data directory; created if missing.
+    pub data_dir: PathBuf,
+    /// A segment rolls once the next group would take it past this many bytes (a single group
+    /// larger than this still goes in one segment).
+    pub segment_size: u64,
+    /// Largest event (type + data + metadata), in bytes.
+    pub max_event_size: usize,
+    /// Most events in one append.
+    pub max_batch_events: usize,
+    /// Most bytes (sum of event sizes) in one append.
+    pub max_batch_bytes: usize,
+    /// The writer stops adding appends to a group past this many bytes; it bounds the memory a
+    /// group takes and the latency one sync adds.
+    pub max_group_bytes: usize,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            segment_size: 256 * 1024 * 1024,
+            max_event_size: 1024 * 1024,
+            max_batch_events: 10_000,
+            max_batch_bytes: 32 * 1024 * 1024,
+            max_group_bytes: 8 * 1024 * 1024,
+        }
+    }
+
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    pub fn max_event_size(mut self, bytes: usize) -> Self {
+        self.max_event_size = bytes;
+        self
+    }
+
+    pub fn max_batch_events(mut self, count: usize) -> Self {
+        self.max_batch_events = count;
+        self
+    }
+}

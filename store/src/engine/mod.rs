@@ -1,0 +1,115 @@
+//! The embedded event-store engine: `annals serve` runs on it with nothing else installed.
+//!
+//! # Design
+//!
+//! The **log is the source of truth**; everything else in the data directory is derived from it
+//! and can be rebuilt by deleting it.
+//!
+//! ```text
+//! DATA_DIR/
+//!   LOCK                        held (flock) by the one process that has the store open
+//!   log/00000000000000000000.seg   segment files, numbered from 0, never rewritten once rolled
+//!   index/                      fjall database: derived indexes and the position they reflect
+//! ```
+//!
+//! ## On-disk format (all integers little-endian)
+//!
+//! A **segment** starts with a 32-byte header, then holds commit groups back to back:
+//!
+//! ```text
+//! segment header: magic "ANNALSEG" (8) | format version u16 | reserved u16 | segment number u64
+//!                 | first position u64 | crc32c of the preceding 28 bytes u32
+//! ```
+//!
+//! A **commit group** is what one `write` + one `fdatasync` puts on disk: every append the writer
+//! took from its queue in one turn. Appends never span groups, so a group being whole or not is
+//! what makes appends atomic.
+//!
+//! ```text
+//! group header (32): magic "ANLG" u32 | version u8 | flags u8 | reserved u16 | payload length u32
+//!                    | event count u32 | first position u64 | reserved u32 | crc32c of the first 28 bytes u32
+//! payload:           event count event records, back to back
+//! event record:      length u32 (of what follows the checksum) | crc32c of what follows u32
+//!                    | position u64 | revision u64 | recorded_at µs since epoch i64 | id [16]
+//!                    | stream len u16 | type len u16 | metadata len u32 | data len u32
+//!                    | stream | type | metadata | data
+//! ```
+//!
+//! Each record carries its own checksum so a single event can be read and verified without reading
+//! its whole group. Version fields let later formats add fields; this build refuses versions it
+//! does not know rather than misreading them.
+//!
+//! ## Invariants
+//!
+//! 1. An append is acknowledged only after the `fdatasync` of the group that holds it returned, and
+//!    after a new segment file was created its directory was `fsync`ed.
+//! 2. Positions are contiguous from 0 along the log; a group's first position is the previous
+//!    group's first position plus its event count; revisions of a stream are contiguous from 0.
+//! 3. At most one group, the last one written, can be incomplete on disk after a crash: the writer
+//!    does not start writing a group before the previous one is synced.
+//! 4. Readers never look past the **published head** (position, segment, end offset), which moves
+//!    only after a group is durable and indexed; bytes past it may be a group being written.
+//! 5. The index reflects a prefix of the log: it stores, in the same atomic batch as its entries,
+//!    the position and file offset up to which it has applied the log. It is written without
+//!    fsync: after a crash it may be behind the log, never ahead of what the log had durably.
+//!
+//! ## Write path (`writer.rs`)
+//!
+//! Callers send `(stream, expected revision, events)` to a single writer thread through a channel.
+//! The writer takes every request waiting (up to a byte budget), checks each against the stream's
+//! current revision and the stored event ids (idempotent retries answer from the index without
+//! writing), encodes the accepted ones into one group, writes it, `fdatasync`s, applies the
+//! group to the index, publishes the new head, and only then answers the callers. With many
+//! concurrent writers, one sync serves them all (group commit). A segment rolls when the next
+//! group would take it past `segment_size`.
+//!
+//! ## Indexes (`index.rs`, fjall; chosen over redb by measurement, see BENCHMARKS.md)
+//!
+//! - `streams`: stream name → stream number, last revision
+//! - `stream_events`: stream number, revision → position, segment, offset
+//! - `event_ids`: event id → stream number, revision, position (idempotency)
+//! - `groups`: first position of each group → segment, offset, event count (seeks into `$all`)
+//! - `meta`: the applied watermark (next position, segment, offset) and the next stream number
+//!
+//! ## Read path (`reader.rs`)
+//!
+//! Stream reads look the revisions up in `stream_events` and read each record with a positioned
+//! read (`pread`); `$all` reads seek with `groups` and then read segments sequentially. Readers
+//! share open segment files and never take the writer's lock: they run on the blocking pool while
+//! the writer syncs. Every record read is checksum-verified; a mismatch is `StoreError::Corrupt`
+//! naming the file and offset. Subscriptions (`subscribe.rs`) are reads in a loop that wait on the
+//! published head, so a slow subscriber is just a reader that is further behind.
+//!
+//! ## Recovery (`recovery.rs`), on every open
+//!
+//! 1. Take the `LOCK`; list segments; check every segment header (magic, version, checksum,
+//!    numbering, first positions agreeing with the groups).
+//! 2. Scan from the earlier of the index's applied watermark and the start of the last segment to
+//!    the end of the log, verifying every group and record, and index what the index lacks.
+//! 3. A group that fails its checks *at the tail* of the last segment — nothing valid follows it —
+//!    is a torn write of an unacknowledged group (invariant 3): the file is truncated at the group's
+//!    start, synced, and the open reports `TruncatedTail` with the segment, offset, position and
+//!    bytes dropped. If a valid group header follows the bad bytes, or the bad group is in an
+//!    earlier segment, the damage is not a torn write: open refuses with `StoreError::Corrupt`
+//!    naming the file and offset, and changes nothing.
+//! 4. If the index is ahead of the log (its watermark lies past the truncated or shortened tail),
+//!    it is rebuilt from position 0.
+//!
+//! Earlier segments are verified by reads as they happen and in full by `verify` (CLI:
+//! `annals store verify`), so an open costs time proportional to the last segment plus the unindexed
+//! tail, not to the size of the log.
+
+mod config;
+mod format;
+mod index;
+mod reader;
+mod recovery;
+mod segment;
+mod store;
+mod subscribe;
+mod writer;
+
+pub use config::EngineConfig;
+pub use recovery::{RecoveryReport, TruncatedTail};
+pub use segment::VerifyReport;
+pub use store::{EmbeddedStore, StoreInfo};

@@ -1,0 +1,229 @@
+//! Reads: `read_stream` through the stream index and positioned reads of single records, `read_all`
+//! through a [`LogCursor`] that walks groups and segments in order. Readers see only what the
+//! published head covers (invariant 4 of the module doc) and verify every record they decode.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::format::{self, GroupHeader, HeaderError, GROUP_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::index::SeekPoint;
+use super::segment::Segment;
+use super::store::Shared;
+use crate::error::StoreError;
+use crate::model::{Direction, EventFilter, Position, ReadFrom, ReadStreamOutcome, RecordedEvent, Revision, StreamId};
+
+/// How much of a segment one read fetches when walking the log.
+const CHUNK: usize = 1024 * 1024;
+
+pub fn read_stream(
+    shared: &Shared,
+    stream: &StreamId,
+    from: ReadFrom<Revision>,
+    direction: Direction,
+    max_count: usize,
+) -> Result<ReadStreamOutcome, StoreError> {
+    let head = shared.head().position;
+    let Some(entry) = shared.index.stream(stream.as_str())? else {
+        return Ok(ReadStreamOutcome::StreamNotFound);
+    };
+    let from = match (from, direction) {
+        (ReadFrom::Start, _) => Revision(0),
+        (ReadFrom::End, Direction::Forwards) => entry.last_revision.next(),
+        (ReadFrom::End, Direction::Backwards) => entry.last_revision,
+        (ReadFrom::At(r), _) => r,
+    };
+    let mut events = Vec::new();
+    for loc in shared.index.stream_range(entry.number, from, direction, max_count)? {
+        if loc.position >= head {
+            // Indexed but not yet published: invisible until the append is acknowledged.
+            continue;
+        }
+        let segment = shared.segment(loc.segment)?;
+        let bytes = segment.read_exact(loc.offset, loc.len as usize)?;
+        let (event, _) = format::decode_record(&bytes).map_err(|reason| StoreError::Corrupt {
+            file: segment.path.clone(),
+            offset: loc.offset,
+            reason,
+        })?;
+        if event.position != loc.position || event.stream != *stream {
+            return Err(StoreError::Corrupt {
+                file: segment.path.clone(),
+                offset: loc.offset,
+                reason: format!("index points at position {}, record holds {}", loc.position, event.position),
+            });
+        }
+        events.push(event);
+    }
+    Ok(ReadStreamOutcome::Events(events))
+}
+
+pub fn read_all(
+    shared: &Shared,
+    from: ReadFrom<Position>,
+    direction: Direction,
+    max_count: usize,
+    filter: &EventFilter,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let head = shared.head().position;
+    if head.0 == 0 || max_count == 0 {
+        return Ok(Vec::new());
+    }
+    let last = Position(head.0 - 1);
+    match direction {
+        Direction::Forwards => {
+            let start = match from {
+                ReadFrom::Start => Position(0),
+                ReadFrom::End => return Ok(Vec::new()),
+                ReadFrom::At(p) => p,
+            };
+            let mut out = Vec::new();
+            if start > last {
+                return Ok(out);
+            }
+            let mut cursor = LogCursor::seek(shared, start, head)?;
+            while let Some(event) = cursor.next()? {
+                if filter.matches(event.stream.as_str(), &event.event_type) {
+                    out.push(event);
+                    if out.len() == max_count {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        }
+        Direction::Backwards => {
+            let mut end = match from {
+                ReadFrom::Start => Position(0),
+                ReadFrom::End => last,
+                ReadFrom::At(p) => p.min(last),
+            };
+            let mut out = Vec::new();
+            // Walk back one seek point at a time, reading each span forwards.
+            loop {
+                let point = shared.index.seek_point(end)?.ok_or_else(|| missing_seek_point(end))?;
+                let mut span = Vec::new();
+                let mut cursor = LogCursor::at(shared, point, end.next())?;
+                while let Some(event) = cursor.next()? {
+                    if filter.matches(event.stream.as_str(), &event.event_type) {
+                        span.push(event);
+                    }
+                }
+                out.extend(span.into_iter().rev().take(max_count - out.len()));
+                if out.len() == max_count || point.position.0 == 0 {
+                    return Ok(out);
+                }
+                end = Position(point.position.0 - 1);
+            }
+        }
+    }
+}
+
+/// Walks the log forwards from a seek point, record by record, up to (excluding) `end`.
+pub struct LogCursor<'a> {
+    shared: &'a Shared,
+    segment: Arc<Segment>,
+    offset: u64,
+    records_left: u32,
+    position: Position,
+    /// The first position from which events are returned (earlier ones are skipped).
+    start: Position,
+    end: Position,
+    chunk: Bytes,
+    chunk_start: u64,
+}
+
+impl<'a> LogCursor<'a> {
+    /// A cursor that returns the events from `start` up to `end`.
+    pub fn seek(shared: &'a Shared, start: Position, end: Position) -> Result<Self, StoreError> {
+        let point = shared.index.seek_point(start)?.ok_or_else(|| missing_seek_point(start))?;
+        let mut cursor = Self::at(shared, point, end)?;
+        cursor.start = start;
+        Ok(cursor)
+    }
+
+    pub fn at(shared: &'a Shared, point: SeekPoint, end: Position) -> Result<Self, StoreError> {
+        Ok(LogCursor {
+            shared,
+            segment: shared.segment(point.segment)?,
+            offset: point.offset,
+            records_left: point.records_left_in_group,
+            position: point.position,
+            start: point.position,
+            end,
+            chunk: Bytes::new(),
+            chunk_start: 0,
+        })
+    }
+
+    pub fn next(&mut self) -> Result<Option<RecordedEvent>, StoreError> {
+        loop {
+            if self.position >= self.end {
+                return Ok(None);
+            }
+            if self.records_left == 0 {
+                self.enter_group()?;
+            }
+            let offset = self.offset;
+            let len_word = self.bytes(offset, 4)?;
+            let len = format::peek_record_len(&len_word).expect("4 bytes");
+            let record = self.bytes(offset, len)?;
+            let (event, _) = format::decode_record(&record).map_err(|reason| self.corrupt(offset, reason))?;
+            if event.position != self.position {
+                let reason = format!("record holds position {}, expected {}", event.position, self.position);
+                return Err(self.corrupt(offset, reason));
+            }
+            self.offset += len as u64;
+            self.records_left -= 1;
+            self.position = self.position.next();
+            if event.position >= self.start {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// Reads the group header at the cursor, moving to the next segment when this one is done.
+    fn enter_group(&mut self) -> Result<(), StoreError> {
+        if let Some(next) = self.shared.segments.get(self.segment.number + 1) {
+            if next.first_position <= self.position {
+                self.segment = next;
+                self.offset = SEGMENT_HEADER_LEN as u64;
+                self.chunk = Bytes::new();
+            }
+        }
+        let offset = self.offset;
+        let bytes = self.bytes(offset, GROUP_HEADER_LEN)?;
+        let header = GroupHeader::decode(&bytes).map_err(|e| match e {
+            HeaderError::Damaged(reason) | HeaderError::Unknown(reason) => self.corrupt(offset, reason),
+        })?;
+        if header.first_position != self.position || header.event_count == 0 {
+            let reason = format!("group starts at position {}, expected {}", header.first_position, self.position);
+            return Err(self.corrupt(offset, reason));
+        }
+        self.offset += GROUP_HEADER_LEN as u64;
+        self.records_left = header.event_count;
+        Ok(())
+    }
+
+    /// `len` bytes at `offset` of the current segment, from the buffered chunk when it has them.
+    fn bytes(&mut self, offset: u64, len: usize) -> Result<Bytes, StoreError> {
+        let in_chunk = offset >= self.chunk_start && offset + len as u64 <= self.chunk_start + self.chunk.len() as u64;
+        if !in_chunk {
+            self.chunk = self.segment.read_up_to(offset, CHUNK.max(len))?;
+            self.chunk_start = offset;
+            if self.chunk.len() < len {
+                return Err(self.corrupt(offset, format!("{len} bytes expected, segment ends")));
+            }
+        }
+        let at = (offset - self.chunk_start) as usize;
+        Ok(self.chunk.slice(at..at + len))
+    }
+
+    fn corrupt(&self, offset: u64, reason: String) -> StoreError {
+        StoreError::Corrupt { file: self.segment.path.clone(), offset, reason }
+    }
+}
+
+fn missing_seek_point(position: Position) -> StoreError {
+    StoreError::Index(format!("no seek point at or before position {position}"))
+}

@@ -1,0 +1,176 @@
+//! Segment files: creating them durably (file and directory synced before first use), listing
+//! and opening them, and positioned reads that never move a shared file cursor, so any number of
+//! readers can use one open file while the writer appends to it.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::{Bytes, BytesMut};
+
+use super::format::{SegmentHeader, SEGMENT_HEADER_LEN};
+use crate::error::StoreError;
+use crate::model::Position;
+
+/// What a full `verify` found: every group and record checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub segments: usize,
+    pub groups: u64,
+    pub events: u64,
+    pub bytes: u64,
+}
+
+/// One open segment file.
+#[derive(Debug)]
+pub struct Segment {
+    pub number: u64,
+    pub first_position: Position,
+    pub path: PathBuf,
+    file: File,
+}
+
+impl Segment {
+    /// Creates segment `number` starting at `first_position`: writes and syncs its header, then
+    /// syncs the directory so the new name survives a crash.
+    pub fn create(log_dir: &Path, number: u64, first_position: Position) -> Result<Segment, StoreError> {
+        let path = segment_path(log_dir, number);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(StoreError::io("create segment", &path))?;
+        let header = SegmentHeader { number, first_position };
+        file.write_all_at(&header.encode(), 0).map_err(StoreError::io("write segment header", &path))?;
+        file.sync_all().map_err(StoreError::io("sync segment", &path))?;
+        sync_dir(log_dir)?;
+        Ok(Segment { number, first_position, path, file })
+    }
+
+    /// Opens an existing segment and checks its header.
+    pub fn open(path: PathBuf) -> Result<Segment, StoreError> {
+        let file =
+            OpenOptions::new().read(true).write(true).open(&path).map_err(StoreError::io("open segment", &path))?;
+        let mut buf = [0u8; SEGMENT_HEADER_LEN];
+        let n = read_up_to(&file, &mut buf, 0).map_err(StoreError::io("read segment header", &path))?;
+        let header = SegmentHeader::decode(&buf[..n]).map_err(|reason| StoreError::Corrupt {
+            file: path.clone(),
+            offset: 0,
+            reason,
+        })?;
+        Ok(Segment { number: header.number, first_position: header.first_position, path, file })
+    }
+
+    pub fn len(&self) -> Result<u64, StoreError> {
+        Ok(self.file.metadata().map_err(StoreError::io("stat segment", &self.path))?.len())
+    }
+
+    /// Reads exactly `len` bytes at `offset`.
+    pub fn read_exact(&self, offset: u64, len: usize) -> Result<Bytes, StoreError> {
+        let mut buf = BytesMut::zeroed(len);
+        self.file.read_exact_at(&mut buf, offset).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                StoreError::Corrupt {
+                    file: self.path.clone(),
+                    offset,
+                    reason: format!("{len} bytes expected, file ends"),
+                }
+            } else {
+                StoreError::Io { op: "read segment", path: self.path.clone(), source: e }
+            }
+        })?;
+        Ok(buf.freeze())
+    }
+
+    /// Reads up to `len` bytes at `offset` (fewer at the end of the file).
+    pub fn read_up_to(&self, offset: u64, len: usize) -> Result<Bytes, StoreError> {
+        let mut buf = BytesMut::zeroed(len);
+        let n = read_up_to(&self.file, &mut buf, offset).map_err(StoreError::io("read segment", &self.path))?;
+        buf.truncate(n);
+        Ok(buf.freeze())
+    }
+
+    pub fn write_all_at(&self, bytes: &[u8], offset: u64) -> Result<(), StoreError> {
+        self.file.write_all_at(bytes, offset).map_err(StoreError::io("write segment", &self.path))
+    }
+
+    pub fn sync_data(&self) -> Result<(), StoreError> {
+        self.file.sync_data().map_err(StoreError::io("fdatasync segment", &self.path))
+    }
+
+    /// Cuts the file at `len` and syncs it (recovery of a torn tail only).
+    pub fn truncate(&self, len: u64) -> Result<(), StoreError> {
+        self.file.set_len(len).map_err(StoreError::io("truncate segment", &self.path))?;
+        self.file.sync_all().map_err(StoreError::io("sync segment", &self.path))
+    }
+}
+
+/// The open segments, oldest first. Readers clone the `Arc`s they need and let go of the lock.
+#[derive(Debug, Default)]
+pub struct Segments(RwLock<Vec<Arc<Segment>>>);
+
+impl Segments {
+    pub fn new(list: Vec<Arc<Segment>>) -> Self {
+        Segments(RwLock::new(list))
+    }
+
+    pub fn get(&self, number: u64) -> Option<Arc<Segment>> {
+        let list = self.0.read().expect("segment list lock");
+        let first = list.first()?.number;
+        list.get(number.checked_sub(first)? as usize).cloned()
+    }
+
+    pub fn push(&self, segment: Arc<Segment>) {
+        self.0.write().expect("segment list lock").push(segment);
+    }
+
+    pub fn all(&self) -> Vec<Arc<Segment>> {
+        self.0.read().expect("segment list lock").clone()
+    }
+}
+
+pub fn segment_path(log_dir: &Path, number: u64) -> PathBuf {
+    log_dir.join(format!("{number:020}.seg"))
+}
+
+/// Segment files in `log_dir`, by number. Numbers must be contiguous: a gap means a lost file.
+pub fn list_segments(log_dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(log_dir).map_err(StoreError::io("list", log_dir))? {
+        let path = entry.map_err(StoreError::io("list", log_dir))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if let Some(number) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok()) {
+            found.push((number, path));
+        }
+    }
+    found.sort();
+    for pair in found.windows(2) {
+        if pair[1].0 != pair[0].0 + 1 {
+            return Err(StoreError::Corrupt {
+                file: pair[1].1.clone(),
+                offset: 0,
+                reason: format!("segment {} is missing", pair[0].0 + 1),
+            });
+        }
+    }
+    Ok(found)
+}
+
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::io("fsync directory", dir))
+}
+
+fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,302 @@
+//! `EmbeddedStore`: the handle callers hold. It owns the data directory lock, starts the writer
+//! thread after recovery, validates appends before they reach the writer, and runs reads on
+//! tokio's blocking pool so that disk reads never stall the async runtime or the writer.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::info;
+
+use super::config::EngineConfig;
+use super::index::Index;
+use super::reader;
+use super::recovery::{self, RecoveryReport};
+use super::segment::{Segment, Segments, VerifyReport};
+use super::subscribe;
+use super::writer::{AppendRequest, Writer, WriterState};
+use crate::error::StoreError;
+use crate::event_store::{EventStore, Subscription};
+use crate::model::{
+    AppendResult, Direction, EventData, EventFilter, ExpectedRevision, Position, ReadFrom, ReadStreamOutcome,
+    RecordedEvent, Revision, StreamId, SubscribeFrom,
+};
+
+/// How many appends may wait for the writer before callers wait to enqueue (back-pressure).
+const QUEUE_DEPTH: usize = 4096;
+
+/// The embedded event store. Cheap to clone; all clones share one writer.
+#[derive(Clone, Debug)]
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    writer: Arc<WriterHandle>,
+    report: Arc<RecoveryReport>,
+}
+
+/// Figures about an open store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreInfo {
+    pub data_dir: PathBuf,
+    /// Number of events; the next append gets this position.
+    pub next_position: Position,
+    pub segments: usize,
+    pub log_bytes: u64,
+}
+
+/// The published head: every event below `position` is durable, indexed and readable.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Head {
+    pub position: Position,
+}
+
+/// What readers, the writer and subscriptions share.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: EngineConfig,
+    pub log_dir: PathBuf,
+    pub segments: Segments,
+    pub index: Index,
+    head: watch::Sender<Head>,
+    /// Holds the `flock` on `DATA_DIR/LOCK` for as long as anything uses the store.
+    _lock: File,
+}
+
+impl Shared {
+    pub fn head(&self) -> Head {
+        *self.head.borrow()
+    }
+
+    pub fn publish(&self, head: Head) {
+        self.head.send_replace(head);
+    }
+
+    pub fn watch_head(&self) -> watch::Receiver<Head> {
+        self.head.subscribe()
+    }
+
+    pub fn segment(&self, number: u64) -> Result<Arc<Segment>, StoreError> {
+        self.segments.get(number).ok_or_else(|| StoreError::Index(format!("segment {number} is not open")))
+    }
+}
+
+#[derive(Debug)]
+struct WriterHandle {
+    tx: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl WriterHandle {
+    /// Closes the queue and waits for the writer to commit what it has taken.
+    fn stop(&self) {
+        self.tx.lock().expect("writer lock").take();
+        if let Some(thread) = self.thread.lock().expect("writer lock").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `config.data_dir`, recovering as the module doc describes.
+    pub async fn open(config: EngineConfig) -> Result<EmbeddedStore, StoreError> {
+        tokio::task::spawn_blocking(move || Self::open_blocking(config)).await.map_err(join_error)?
+    }
+
+    fn open_blocking(config: EngineConfig) -> Result<EmbeddedStore, StoreError> {
+        let dir = config.data_dir.clone();
+        let log_dir = dir.join("log");
+        std::fs::create_dir_all(&log_dir).map_err(StoreError::io("create", &log_dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(StoreError::io("open", &lock_path))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => StoreError::Locked { path: dir.clone() },
+            std::fs::TryLockError::Error(source) => StoreError::Io { op: "lock", path: lock_path.clone(), source },
+        })?;
+        let started = std::time::Instant::now();
+        let recovered = recovery::recover(&log_dir, &dir.join("index"))?;
+        let segment = Arc::clone(recovered.segments.last().expect("recovery leaves a segment"));
+        let (head, _) = watch::channel(Head { position: recovered.next_position });
+        let shared = Arc::new(Shared {
+            config,
+            log_dir,
+            segments: Segments::new(recovered.segments),
+            index: recovered.index,
+            head,
+            _lock: lock,
+        });
+        info!(data_dir = %dir.display(), events = recovered.next_position.0, elapsed_ms = started.elapsed().as_millis() as u64, "store opened");
+        let state = WriterState {
+            segment,
+            offset: recovered.end_offset,
+            next_position: recovered.next_position,
+            next_stream_number: recovered.next_stream_number,
+            last_micros: recovered.last_micros,
+        };
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let writer = Writer::new(Arc::clone(&shared), state);
+        let thread = std::thread::Builder::new()
+            .name("annals-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(StoreError::io("spawn writer thread", &dir))?;
+        Ok(EmbeddedStore {
+            shared,
+            writer: Arc::new(WriterHandle { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) }),
+            report: Arc::new(recovered.report),
+        })
+    }
+
+    /// What the open found and repaired.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Stops accepting appends, lets the writer finish its group, and flushes the index so the
+    /// next open has nothing to replay. Other clones see `StoreError::Closed` on append.
+    pub async fn close(self) -> Result<(), StoreError> {
+        let writer = Arc::clone(&self.writer);
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            writer.stop();
+            shared.index.persist()
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    pub async fn info(&self) -> Result<StoreInfo, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        self.blocking(move || {
+            let segments = shared.segments.all();
+            let mut log_bytes = 0;
+            for segment in &segments {
+                log_bytes += segment.len()?;
+            }
+            Ok(StoreInfo {
+                data_dir: shared.config.data_dir.clone(),
+                next_position: shared.head().position,
+                segments: segments.len(),
+                log_bytes,
+            })
+        })
+        .await
+    }
+
+    /// Reads and checks every group and record of every segment up to the head.
+    pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        self.blocking(move || recovery::verify(&shared.segments.all(), shared.head().position)).await
+    }
+
+    fn check_batch(&self, events: &[EventData]) -> Result<usize, StoreError> {
+        let config = &self.shared.config;
+        if events.is_empty() {
+            return Err(StoreError::EmptyBatch);
+        }
+        let mut bytes = 0;
+        for (index, event) in events.iter().enumerate() {
+            let size = event.payload_len();
+            if size > config.max_event_size {
+                return Err(StoreError::EventTooLarge { index, size, max: config.max_event_size });
+            }
+            if events[..index].iter().any(|e| e.id() == event.id()) {
+                return Err(StoreError::DuplicateIdInBatch { event_id: event.id() });
+            }
+            bytes += size;
+        }
+        if events.len() > config.max_batch_events || bytes > config.max_batch_bytes {
+            return Err(StoreError::BatchTooLarge {
+                count: events.len(),
+                bytes,
+                max_events: config.max_batch_events,
+                max_bytes: config.max_batch_bytes,
+            });
+        }
+        Ok(bytes)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        tokio::task::spawn_blocking(f).await.map_err(join_error)?
+    }
+}
+
+#[async_trait]
+impl EventStore for EmbeddedStore {
+    async fn append_to_stream(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        let bytes = self.check_batch(&events)?;
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest { stream: stream.clone(), expected, events, bytes, reply };
+        let tx = self.writer.tx.lock().expect("writer lock").clone().ok_or(StoreError::Closed)?;
+        tx.send(request).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: ReadFrom<Revision>,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<ReadStreamOutcome, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let stream = stream.clone();
+        self.blocking(move || reader::read_stream(&shared, &stream, from, direction, max_count)).await
+    }
+
+    async fn read_all(
+        &self,
+        from: ReadFrom<Position>,
+        direction: Direction,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let filter = filter.clone();
+        self.blocking(move || reader::read_all(&shared, from, direction, max_count, &filter)).await
+    }
+
+    async fn subscribe_to_all(
+        &self,
+        from: SubscribeFrom<Position>,
+        filter: EventFilter,
+    ) -> Result<Subscription, StoreError> {
+        Ok(subscribe::to_all(&self.shared, from, filter))
+    }
+
+    async fn subscribe_to_stream(
+        &self,
+        stream: &StreamId,
+        from: SubscribeFrom<Revision>,
+    ) -> Result<Subscription, StoreError> {
+        Ok(subscribe::to_stream(&self.shared, stream.clone(), from))
+    }
+
+    async fn head(&self) -> Result<Option<Position>, StoreError> {
+        let next = self.shared.head().position;
+        Ok(next.0.checked_sub(1).map(Position))
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Io { op: "blocking task", path: PathBuf::new(), source: std::io::Error::other(e.to_string()) }
+}

@@ -1,0 +1,83 @@
+//! The one error type of the `store` crate. Every variant a caller can act on is typed (the HTTP API
+//! maps them to statuses); I/O and corruption carry the file and offset involved.
+
+use std::path::PathBuf;
+
+use uuid::Uuid;
+
+use crate::model::{CurrentRevision, ExpectedRevision, Revision, StreamId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("wrong expected revision on stream {stream}: expected {expected}, actual {actual}")]
+    WrongExpectedRevision { stream: StreamId, expected: ExpectedRevision, actual: CurrentRevision },
+
+    /// Some of a batch's event ids are stored already, but not as an exact retry of an earlier
+    /// append to this stream (same ids, same order, same revisions).
+    #[error("event id {event_id} conflicts with a stored event: {reason}")]
+    IdempotencyConflict { stream: StreamId, event_id: Uuid, reason: String },
+
+    #[error("event id {event_id} appears more than once in the batch")]
+    DuplicateIdInBatch { event_id: Uuid },
+
+    #[error("event {index} of the batch is {size} bytes, more than the limit of {max} bytes")]
+    EventTooLarge { index: usize, size: usize, max: usize },
+
+    #[error("batch of {count} events and {bytes} bytes exceeds the limit of {max_events} events or {max_bytes} bytes")]
+    BatchTooLarge { count: usize, bytes: usize, max_events: usize, max_bytes: usize },
+
+    #[error("an append needs at least one event")]
+    EmptyBatch,
+
+    #[error("invalid stream name {name:?}: {reason}")]
+    InvalidStreamName { name: String, reason: &'static str },
+
+    #[error("invalid event type {event_type:?}: {reason}")]
+    InvalidEventType { event_type: String, reason: &'static str },
+
+    #[error("event {field} is not valid JSON: {reason}")]
+    InvalidJson { field: &'static str, reason: String },
+
+    /// Stored bytes failed their checksum or structure checks somewhere other than the torn tail
+    /// that recovery truncates. The store refuses to guess; an operator has to look.
+    #[error("corrupt log at {file}:{offset}: {reason}")]
+    Corrupt { file: PathBuf, offset: u64, reason: String },
+
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("index: {0}")]
+    Index(String),
+
+    /// The data directory holds a log of a format this build does not know.
+    #[error("unsupported format in {file}: {reason}")]
+    UnsupportedFormat { file: PathBuf, reason: String },
+
+    /// Another process holds the data directory.
+    #[error("data directory {path} is locked by another process")]
+    Locked { path: PathBuf },
+
+    #[error("the store is closed")]
+    Closed,
+
+    #[error("revision {revision} of stream {stream} is indexed but its record is missing")]
+    MissingRecord { stream: StreamId, revision: Revision },
+}
+
+impl StoreError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { op, path, source }
+    }
+}
+
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> Self {
+        StoreError::Index(e.to_string())
+    }
+}

@@ -1,0 +1,21 @@
+//! `annals-store`: the event log that everything in annals is derived from.
+//!
+//! - [`EventStore`] is the contract, in KurrentDB's vocabulary (`append_to_stream`, `read_stream`,
+//!   `read_all`, `subscribe_to_all`); its doc comment lists the guarantees.
+//! - [`engine::EmbeddedStore`] is our own engine: segment files of checksummed records, group
+//!   commit with one `fdatasync` per group, indexes derived from the log in fjall. See the module
+//!   doc of [`engine`] for the on-disk format and the recovery procedure.
+//! - [`conformance`] is the test suite every backend must pass.
+
+pub mod conformance;
+pub mod engine;
+mod error;
+mod event_store;
+mod model;
+
+pub use error::StoreError;
+pub use event_store::{Batch, EventStore, Subscription, SubscriptionMessage};
+pub use model::{
+    AppendResult, CurrentRevision, Direction, EventData, EventFilter, ExpectedRevision, Position, ReadFrom,
+    ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom, MAX_EVENT_TYPE_LEN, MAX_STREAM_NAME_LEN,
+};

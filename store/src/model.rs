@@ -1,0 +1,354 @@
+//! The store's vocabulary, in KurrentDB's terms: streams, revisions, positions, expected revisions,
+//! the events a client sends and the events the store records.
+//!
+//! Every type here validates itself on construction, so an `EventData` or a `StreamId` that exists
+//! is one the store will accept (apart from the size limits, which are the store's configuration).
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::StoreError;
+
+/// Longest stream name, in bytes of UTF-8.
+pub const MAX_STREAM_NAME_LEN: usize = 256;
+/// Longest event type name, in bytes of UTF-8.
+pub const MAX_EVENT_TYPE_LEN: usize = 128;
+
+/// The name of a stream: 1 to 256 bytes of UTF-8 without control characters and without leading or
+/// trailing whitespace. Names starting with `$` are system streams (keys, projection control).
+///
+/// Cheap to clone (shared string).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct StreamId(Arc<str>);
+
+impl StreamId {
+    /// Validates `name` against the stream-name rules.
+    pub fn new(name: impl AsRef<str>) -> Result<Self, StoreError> {
+        let name = name.as_ref();
+        let reason = if name.is_empty() {
+            Some("must not be empty")
+        } else if name.len() > MAX_STREAM_NAME_LEN {
+            Some("must be at most 256 bytes")
+        } else if name.chars().any(char::is_control) {
+            Some("must not contain control characters")
+        } else if name.trim() != name {
+            Some("must not start or end with whitespace")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(StoreError::InvalidStreamName { name: name.to_owned(), reason }),
+            None => Ok(StreamId(Arc::from(name))),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// System streams (`$…`) hold the store's own control data: API keys, projection requests.
+    pub fn is_system(&self) -> bool {
+        self.0.starts_with('$')
+    }
+}
+
+impl<'de> Deserialize<'de> for StreamId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        StreamId::new(name).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamId({:?})", &*self.0)
+    }
+}
+
+/// The number of an event within its stream: 0 for the first, contiguous after that.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Revision(pub u64);
+
+/// The place of an event in the global log (`$all`): 0 for the first event ever appended, then
+/// contiguous and strictly increasing in commit order. `head - checkpoint` is a lag in events.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Position(pub u64);
+
+impl Revision {
+    pub fn next(self) -> Revision {
+        Revision(self.0 + 1)
+    }
+}
+
+impl Position {
+    pub fn next(self) -> Position {
+        Position(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The optimistic-concurrency condition of an append.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectedRevision {
+    /// No check.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must have at least one event.
+    StreamExists,
+    /// The stream's last event must have exactly this revision.
+    Exact(Revision),
+}
+
+/// What a stream's end was when an append was checked; reported in `WrongExpectedRevision`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CurrentRevision {
+    NoStream,
+    Current(Revision),
+}
+
+impl fmt::Display for ExpectedRevision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedRevision::Any => f.write_str("any"),
+            ExpectedRevision::NoStream => f.write_str("no stream"),
+            ExpectedRevision::StreamExists => f.write_str("stream exists"),
+            ExpectedRevision::Exact(r) => write!(f, "revision {r}"),
+        }
+    }
+}
+
+impl fmt::Display for CurrentRevision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CurrentRevision::NoStream => f.write_str("no stream"),
+            CurrentRevision::Current(r) => write!(f, "revision {r}"),
+        }
+    }
+}
+
+/// An event as a client proposes it. `data` and `metadata` are JSON (checked here, once, outside the
+/// writer); an empty `metadata` means none.
+#[derive(Clone, PartialEq, Debug)]
+pub struct EventData {
+    id: Uuid,
+    event_type: String,
+    data: Bytes,
+    metadata: Bytes,
+}
+
+impl EventData {
+    /// An event whose data is `data` serialized as JSON, with a fresh time-ordered (v7) id.
+    pub fn json<T: Serialize + ?Sized>(event_type: impl Into<String>, data: &T) -> Result<Self, StoreError> {
+        let data =
+            serde_json::to_vec(data).map_err(|e| StoreError::InvalidJson { field: "data", reason: e.to_string() })?;
+        Self::new(Uuid::now_v7(), event_type.into(), Bytes::from(data), Bytes::new())
+    }
+
+    /// An event whose data is already-encoded JSON; the bytes are checked to be one JSON value.
+    pub fn from_json_bytes(event_type: impl Into<String>, data: impl Into<Bytes>) -> Result<Self, StoreError> {
+        let data = data.into();
+        check_json("data", &data)?;
+        Self::new(Uuid::now_v7(), event_type.into(), data, Bytes::new())
+    }
+
+    /// Sets the event id. Re-sending an event with the same id is an idempotent retry.
+    pub fn with_id(mut self, id: Uuid) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Sets already-encoded JSON metadata (checked); empty bytes mean no metadata.
+    pub fn with_metadata_bytes(mut self, metadata: impl Into<Bytes>) -> Result<Self, StoreError> {
+        let metadata = metadata.into();
+        if !metadata.is_empty() {
+            check_json("metadata", &metadata)?;
+        }
+        self.metadata = metadata;
+        Ok(self)
+    }
+
+    /// Sets metadata serialized as JSON.
+    pub fn with_metadata<T: Serialize + ?Sized>(self, metadata: &T) -> Result<Self, StoreError> {
+        let bytes = serde_json::to_vec(metadata)
+            .map_err(|e| StoreError::InvalidJson { field: "metadata", reason: e.to_string() })?;
+        self.with_metadata_bytes(bytes)
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+    pub fn metadata(&self) -> &Bytes {
+        &self.metadata
+    }
+
+    /// Bytes this event takes in a record (the figure `max_event_size` limits).
+    pub fn payload_len(&self) -> usize {
+        self.event_type.len() + self.data.len() + self.metadata.len()
+    }
+
+    fn new(id: Uuid, event_type: String, data: Bytes, metadata: Bytes) -> Result<Self, StoreError> {
+        validate_event_type(&event_type)?;
+        Ok(EventData { id, event_type, data, metadata })
+    }
+}
+
+/// An event as the store recorded it.
+#[derive(Clone, PartialEq, Debug)]
+pub struct RecordedEvent {
+    pub id: Uuid,
+    pub stream: StreamId,
+    pub revision: Revision,
+    pub position: Position,
+    pub event_type: String,
+    /// JSON.
+    pub data: Bytes,
+    /// JSON, or empty for none.
+    pub metadata: Bytes,
+    /// The server's clock when the event was committed; never decreases along the log.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Which way a read goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Forwards,
+    Backwards,
+}
+
+/// Where a read starts; the starting point is included. `Start` reads from the first event, `End`
+/// from the last (backwards) or finds nothing (forwards).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReadFrom<T> {
+    Start,
+    End,
+    At(T),
+}
+
+/// Where a subscription starts: every event (`Start`), the events after a checkpoint (`After`), or
+/// only events appended from now on (`End`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SubscribeFrom<T> {
+    Start,
+    After(T),
+    End,
+}
+
+/// Which events of `$all` a read or subscription sees. Within each list any prefix may match; when
+/// both lists are set an event must match both. Empty lists match everything.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct EventFilter {
+    pub event_type_prefixes: Vec<String>,
+    pub stream_prefixes: Vec<String>,
+}
+
+impl EventFilter {
+    /// Every event.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    pub fn event_type_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.event_type_prefixes.push(prefix.into());
+        self
+    }
+
+    pub fn stream_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.stream_prefixes.push(prefix.into());
+        self
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.event_type_prefixes.is_empty() && self.stream_prefixes.is_empty()
+    }
+
+    pub fn matches(&self, stream: &str, event_type: &str) -> bool {
+        let any =
+            |prefixes: &[String], s: &str| prefixes.is_empty() || prefixes.iter().any(|p| s.starts_with(p.as_str()));
+        any(&self.event_type_prefixes, event_type) && any(&self.stream_prefixes, stream)
+    }
+}
+
+/// What an append did: the revisions and positions its events got. A retried append returns the
+/// same value as the original.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct AppendResult {
+    pub stream: StreamId,
+    pub first_revision: Revision,
+    pub last_revision: Revision,
+    pub first_position: Position,
+    pub last_position: Position,
+}
+
+/// The outcome of `read_stream`: a stream that was never written to is not the same as an empty page.
+#[derive(Clone, PartialEq, Debug)]
+pub enum ReadStreamOutcome {
+    StreamNotFound,
+    Events(Vec<RecordedEvent>),
+}
+
+impl ReadStreamOutcome {
+    /// The events, or none for a missing stream.
+    pub fn into_events(self) -> Vec<RecordedEvent> {
+        match self {
+            ReadStreamOutcome::StreamNotFound => Vec::new(),
+            ReadStreamOutcome::Events(events) => events,
+        }
+    }
+}
+
+fn validate_event_type(event_type: &str) -> Result<(), StoreError> {
+    let reason = if event_type.is_empty() {
+        Some("must not be empty")
+    } else if event_type.len() > MAX_EVENT_TYPE_LEN {
+        Some("must be at most 128 bytes")
+    } else if event_type.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Some("must not contain whitespace or control characters")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(StoreError::InvalidEventType { event_type: event_type.to_owned(), reason }),
+        None => Ok(()),
+    }
+}
+
+fn check_json(field: &'static str, bytes: &[u8]) -> Result<(), StoreError> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map(|_| ())
+        .map_err(|e| StoreError::InvalidJson { field, reason: e.to_string() })
+}
