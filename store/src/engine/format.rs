@@ -37,19 +37,24 @@ impl SegmentHeader {
         b
     }
 
-    pub fn decode(b: &[u8]) -> Result<SegmentHeader, String> {
+    pub fn decode(b: &[u8]) -> Result<SegmentHeader, HeaderError> {
         if b.len() < SEGMENT_HEADER_LEN {
-            return Err(format!("segment header is {} bytes, expected {SEGMENT_HEADER_LEN}", b.len()));
+            return Err(HeaderError::Damaged(format!(
+                "segment header is {} bytes, expected {SEGMENT_HEADER_LEN}",
+                b.len()
+            )));
         }
         if &b[0..8] != SEGMENT_MAGIC {
-            return Err("bad segment magic".into());
+            return Err(HeaderError::Damaged("bad segment magic".into()));
         }
         if crc32c::crc32c(&b[0..28]) != u32_at(b, 28) {
-            return Err("segment header checksum mismatch".into());
+            return Err(HeaderError::Damaged("segment header checksum mismatch".into()));
         }
         let version = u16::from_le_bytes([b[8], b[9]]);
         if version != SEGMENT_VERSION {
-            return Err(format!("segment format version {version}, this build reads {SEGMENT_VERSION}"));
+            return Err(HeaderError::Unknown(format!(
+                "segment format version {version}, this build reads {SEGMENT_VERSION}"
+            )));
         }
         Ok(SegmentHeader { number: u64_at(b, 12), first_position: Position(u64_at(b, 20)) })
     }
@@ -62,7 +67,7 @@ pub struct GroupHeader {
     pub first_position: Position,
 }
 
-/// Why a group header could not be decoded. `Unknown` is a valid header of a version this build
+/// Why a segment or group header could not be decoded. `Unknown` is a valid header of a version this build
 /// does not read: not damage, so recovery must not truncate it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HeaderError {

@@ -89,7 +89,9 @@ const NEXT_STREAM: &[u8] = b"next_stream_number";
 
 impl Index {
     pub fn open(dir: &Path) -> Result<Index, StoreError> {
-        let db = Database::builder(dir).open()?;
+        // The journal is what fjall replays on open; capping it (64 MiB is fjall's minimum) forces
+        // memtable flushes early and keeps opens to seconds however large the index grows.
+        let db = Database::builder(dir).max_journaling_size(64 * 1024 * 1024).open()?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
         Ok(Index {
             streams: ks("streams")?,
@@ -128,13 +130,15 @@ impl Index {
         }))
     }
 
-    /// Up to `max` records of stream `number` from revision `from` (included) in `direction`.
+    /// Up to `max` records of stream `number` from revision `from` (included) in `direction`,
+    /// counting only those for which `visible` holds.
     pub fn stream_range(
         &self,
         number: u64,
         from: Revision,
         direction: Direction,
         max: usize,
+        visible: impl Fn(&RecordLocation) -> bool,
     ) -> Result<Vec<RecordLocation>, StoreError> {
         let key = |rev: u64| stream_event_key(number, Revision(rev));
         let iter = match direction {
@@ -143,16 +147,24 @@ impl Index {
             Direction::Backwards => Box::new(self.stream_events.range(key(0)..=key(from.0)).rev()),
         };
         let mut out = Vec::new();
-        for guard in iter.take(max) {
-            let v = guard.value()?;
-            out.push(RecordLocation {
-                position: Position(be_u64(&v, 0)),
-                segment: be_u64(&v, 8),
-                offset: be_u64(&v, 16),
-                len: u32::from_be_bytes(v[24..28].try_into().expect("4 bytes")),
-            });
+        for guard in iter {
+            if out.len() == max {
+                break;
+            }
+            let location = decode_location(&guard.value()?);
+            if visible(&location) {
+                out.push(location);
+            } else if direction == Direction::Forwards {
+                // Positions grow with revisions: nothing further on is visible either.
+                break;
+            }
         }
         Ok(out)
+    }
+
+    /// Where revision `revision` of stream `number` is.
+    pub fn stream_event(&self, number: u64, revision: Revision) -> Result<Option<RecordLocation>, StoreError> {
+        Ok(self.stream_events.get(stream_event_key(number, revision))?.map(|v| decode_location(&v)))
     }
 
     /// The last seek point at or before `position`.
@@ -260,6 +272,15 @@ pub struct IndexBatch {
 impl IndexBatch {
     pub fn events(&self) -> usize {
         self.events
+    }
+}
+
+fn decode_location(v: &[u8]) -> RecordLocation {
+    RecordLocation {
+        position: Position(be_u64(v, 0)),
+        segment: be_u64(v, 8),
+        offset: be_u64(v, 16),
+        len: u32::from_be_bytes(v[24..28].try_into().expect("4 bytes")),
     }
 }
 

@@ -23,8 +23,9 @@ pub fn read_stream(
     direction: Direction,
     max_count: usize,
 ) -> Result<ReadStreamOutcome, StoreError> {
+    let index = shared.index()?;
     let head = shared.head().position;
-    let Some(entry) = shared.index.stream(stream.as_str())? else {
+    let Some(entry) = index.stream(stream.as_str())? else {
         return Ok(ReadStreamOutcome::StreamNotFound);
     };
     let from = match (from, direction) {
@@ -33,12 +34,15 @@ pub fn read_stream(
         (ReadFrom::End, Direction::Backwards) => entry.last_revision,
         (ReadFrom::At(r), _) => r,
     };
-    let mut events = Vec::new();
-    for loc in shared.index.stream_range(entry.number, from, direction, max_count)? {
-        if loc.position >= head {
-            // Indexed but not yet published: invisible until the append is acknowledged.
-            continue;
-        }
+    // The writer indexes a group just before it publishes the head: events at or past the head
+    // are not acknowledged yet and must look absent, down to the stream itself.
+    let visible = |loc: &super::index::RecordLocation| loc.position < head;
+    let locations = index.stream_range(entry.number, from, direction, max_count, visible)?;
+    if locations.is_empty() && !index.stream_event(entry.number, Revision(0))?.is_some_and(|l| visible(&l)) {
+        return Ok(ReadStreamOutcome::StreamNotFound);
+    }
+    let mut events = Vec::with_capacity(locations.len());
+    for loc in locations {
         let segment = shared.segment(loc.segment)?;
         let bytes = segment.read_exact(loc.offset, loc.len as usize)?;
         let (event, _) = format::decode_record(&bytes).map_err(|reason| StoreError::Corrupt {
@@ -65,6 +69,7 @@ pub fn read_all(
     max_count: usize,
     filter: &EventFilter,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
+    let index = shared.index()?;
     let head = shared.head().position;
     if head.0 == 0 || max_count == 0 {
         return Ok(Vec::new());
@@ -81,7 +86,9 @@ pub fn read_all(
             if start > last {
                 return Ok(out);
             }
-            let mut cursor = LogCursor::seek(shared, start, head)?;
+            let point = index.seek_point(start)?.ok_or_else(|| missing_seek_point(start))?;
+            let mut cursor = LogCursor::at(shared, point, head)?;
+            cursor.start = start;
             while let Some(event) = cursor.next()? {
                 if filter.matches(event.stream.as_str(), &event.event_type) {
                     out.push(event);
@@ -101,7 +108,7 @@ pub fn read_all(
             let mut out = Vec::new();
             // Walk back one seek point at a time, reading each span forwards.
             loop {
-                let point = shared.index.seek_point(end)?.ok_or_else(|| missing_seek_point(end))?;
+                let point = index.seek_point(end)?.ok_or_else(|| missing_seek_point(end))?;
                 let mut span = Vec::new();
                 let mut cursor = LogCursor::at(shared, point, end.next())?;
                 while let Some(event) = cursor.next()? {
@@ -134,14 +141,6 @@ pub struct LogCursor<'a> {
 }
 
 impl<'a> LogCursor<'a> {
-    /// A cursor that returns the events from `start` up to `end`.
-    pub fn seek(shared: &'a Shared, start: Position, end: Position) -> Result<Self, StoreError> {
-        let point = shared.index.seek_point(start)?.ok_or_else(|| missing_seek_point(start))?;
-        let mut cursor = Self::at(shared, point, end)?;
-        cursor.start = start;
-        Ok(cursor)
-    }
-
     pub fn at(shared: &'a Shared, point: SeekPoint, end: Position) -> Result<Self, StoreError> {
         Ok(LogCursor {
             shared,

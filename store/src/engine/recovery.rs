@@ -115,7 +115,9 @@ fn scan_and_index(
     let (seg, offset, position) = match watermark {
         Some(w) if w.segment > last.number => return Ok(None),
         Some(w) if w.segment < last.number => ((w.segment - segments[0].number) as usize, w.offset, w.position),
-        _ => (segments.len() - 1, SEGMENT_HEADER_LEN as u64, last.first_position),
+        // The last segment is always verified in full, even when the index covers it.
+        Some(_) => (segments.len() - 1, SEGMENT_HEADER_LEN as u64, last.first_position),
+        None => (0, SEGMENT_HEADER_LEN as u64, segments[0].first_position),
     };
     let mut scanner = Scanner { segments, seg, offset, position };
     let mut next_stream_number = index.next_stream_number()?;
@@ -132,7 +134,6 @@ fn scan_and_index(
             }
         }
         let indexing = at_or_past_watermark(&scanner);
-        let group_offset = scanner.offset;
         match scanner.next_group()? {
             Step::Group(group) => {
                 last_micros = group.last_micros;
@@ -162,7 +163,7 @@ fn scan_and_index(
                     let entry = IdEntry { stream_number: number, revision: r.revision, position: r.position };
                     records.push(IndexedRecord { id: r.id, entry, offset: r.offset, len: r.len });
                 }
-                index.insert_group(&mut batch, segment.number, group_offset, &records);
+                index.insert_group(&mut batch, segment.number, group.offset, &records);
                 report.reindexed_events += records.len() as u64;
                 if batch.events() >= 100_000 {
                     flush(
@@ -247,10 +248,23 @@ fn open_segments(log_dir: &Path, report: &mut RecoveryReport) -> Result<Vec<Arc<
             Err(e) => return Err(e),
         }
     }
+    // Every segment but the last holds at least one group (a segment is created to take one), so
+    // first positions strictly increase, and each agrees with its first group.
     for pair in segments.windows(2) {
-        if pair[1].first_position < pair[0].first_position {
-            let reason = format!("segment starts at position {}, before its predecessor", pair[1].first_position);
+        if pair[1].first_position <= pair[0].first_position {
+            let reason = format!("segment starts at position {}, not after its predecessor", pair[1].first_position);
             return Err(StoreError::Corrupt { file: pair[1].path.clone(), offset: 0, reason });
+        }
+    }
+    for segment in &segments {
+        if let Some(first) = segment.first_group_position()? {
+            if first != segment.first_position {
+                let reason = format!(
+                    "segment header says it starts at position {}, its first group starts at {first}",
+                    segment.first_position
+                );
+                return Err(StoreError::Corrupt { file: segment.path.clone(), offset: 0, reason });
+            }
         }
     }
     Ok(segments)
@@ -292,6 +306,8 @@ struct ScannedRecord {
 }
 
 struct ScannedGroup {
+    /// Where the group starts in the scanner's (current) segment.
+    offset: u64,
     header: GroupHeader,
     records: Vec<ScannedRecord>,
     last_micros: i64,
@@ -369,9 +385,10 @@ impl Scanner<'_> {
         if at != payload.len() {
             return damaged(format!("records take {at} bytes of a {}-byte payload", payload.len()));
         }
+        let offset = self.offset;
         self.offset += header.total_len();
         self.position = Position(self.position.0 + u64::from(header.event_count));
-        Ok(Step::Group(ScannedGroup { header, records, last_micros }))
+        Ok(Step::Group(ScannedGroup { offset, header, records, last_micros }))
     }
 
     fn corrupt(&self, reason: String) -> StoreError {

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::{Bytes, BytesMut};
 
-use super::format::{SegmentHeader, SEGMENT_HEADER_LEN};
+use super::format::{GroupHeader, HeaderError, SegmentHeader, GROUP_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::error::StoreError;
 use crate::model::Position;
 
@@ -55,12 +55,18 @@ impl Segment {
             OpenOptions::new().read(true).write(true).open(&path).map_err(StoreError::io("open segment", &path))?;
         let mut buf = [0u8; SEGMENT_HEADER_LEN];
         let n = read_up_to(&file, &mut buf, 0).map_err(StoreError::io("read segment header", &path))?;
-        let header = SegmentHeader::decode(&buf[..n]).map_err(|reason| StoreError::Corrupt {
-            file: path.clone(),
-            offset: 0,
-            reason,
+        let header = SegmentHeader::decode(&buf[..n]).map_err(|e| match e {
+            HeaderError::Damaged(reason) => StoreError::Corrupt { file: path.clone(), offset: 0, reason },
+            HeaderError::Unknown(reason) => StoreError::UnsupportedFormat { file: path.clone(), reason },
         })?;
         Ok(Segment { number: header.number, first_position: header.first_position, path, file })
+    }
+
+    /// The first position of the segment's first group, if it has one whose header is intact:
+    /// a cheap consistency check of the segment header against its content.
+    pub fn first_group_position(&self) -> Result<Option<Position>, StoreError> {
+        let bytes = self.read_up_to(SEGMENT_HEADER_LEN as u64, GROUP_HEADER_LEN)?;
+        Ok(GroupHeader::decode(&bytes).ok().map(|h| h.first_position))
     }
 
     pub fn len(&self) -> Result<u64, StoreError> {

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -58,13 +58,49 @@ pub struct Shared {
     pub config: EngineConfig,
     pub log_dir: PathBuf,
     pub segments: Segments,
-    pub index: Index,
+    /// `None` once the store is closed. Readers hold the read lock for the length of a read, so
+    /// `close` (which takes it for writing) waits for them and then releases fjall's directory.
+    index: RwLock<Option<Index>>,
     head: watch::Sender<Head>,
-    /// Holds the `flock` on `DATA_DIR/LOCK` for as long as anything uses the store.
-    _lock: File,
+    /// Holds the `flock` on `DATA_DIR/LOCK` until `close` (or the last reference) drops it.
+    lock: Mutex<Option<File>>,
+}
+
+/// The open index, borrowed for one read or one group.
+pub struct IndexGuard<'a>(RwLockReadGuard<'a, Option<Index>>);
+
+impl std::ops::Deref for IndexGuard<'_> {
+    type Target = Index;
+    fn deref(&self) -> &Index {
+        self.0.as_ref().expect("checked when the guard was made")
+    }
 }
 
 impl Shared {
+    /// The index, or `StoreError::Closed`.
+    pub fn index(&self) -> Result<IndexGuard<'_>, StoreError> {
+        let guard = self.index.read().expect("index lock");
+        match *guard {
+            Some(_) => Ok(IndexGuard(guard)),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.index.read().expect("index lock").is_none()
+    }
+
+    /// Flushes and drops the index and releases the directory lock; wakes subscriptions so they
+    /// see the store is closed.
+    fn close(&self) -> Result<(), StoreError> {
+        let index = self.index.write().expect("index lock").take();
+        let result = index.as_ref().map_or(Ok(()), Index::persist);
+        drop(index);
+        self.lock.lock().expect("lock file").take();
+        self.head.send_modify(|_| {});
+        result
+    }
+
     pub fn head(&self) -> Head {
         *self.head.borrow()
     }
@@ -133,9 +169,9 @@ impl EmbeddedStore {
             config,
             log_dir,
             segments: Segments::new(recovered.segments),
-            index: recovered.index,
+            index: RwLock::new(Some(recovered.index)),
             head,
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         });
         info!(data_dir = %dir.display(), events = recovered.next_position.0, elapsed_ms = started.elapsed().as_millis() as u64, "store opened");
         let state = WriterState {
@@ -163,14 +199,15 @@ impl EmbeddedStore {
         &self.report
     }
 
-    /// Stops accepting appends, lets the writer finish its group, and flushes the index so the
-    /// next open has nothing to replay. Other clones see `StoreError::Closed` on append.
+    /// Stops accepting appends, lets the writer finish its group, waits for reads in progress,
+    /// flushes the index and releases the data directory: it can be opened again as soon as this
+    /// returns. Every clone then answers `StoreError::Closed`, and subscriptions end with it.
     pub async fn close(self) -> Result<(), StoreError> {
         let writer = Arc::clone(&self.writer);
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
             writer.stop();
-            shared.index.persist()
+            shared.close()
         })
         .await
         .map_err(join_error)?
@@ -231,6 +268,9 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        if self.shared.is_closed() {
+            return Err(StoreError::Closed);
+        }
         tokio::task::spawn_blocking(f).await.map_err(join_error)?
     }
 }
@@ -280,6 +320,9 @@ impl EventStore for EmbeddedStore {
         from: SubscribeFrom<Position>,
         filter: EventFilter,
     ) -> Result<Subscription, StoreError> {
+        if self.shared.is_closed() {
+            return Err(StoreError::Closed);
+        }
         Ok(subscribe::to_all(&self.shared, from, filter))
     }
 
@@ -288,10 +331,13 @@ impl EventStore for EmbeddedStore {
         stream: &StreamId,
         from: SubscribeFrom<Revision>,
     ) -> Result<Subscription, StoreError> {
-        Ok(subscribe::to_stream(&self.shared, stream.clone(), from))
+        subscribe::to_stream(&self.shared, stream.clone(), from)
     }
 
     async fn head(&self) -> Result<Option<Position>, StoreError> {
+        if self.shared.is_closed() {
+            return Err(StoreError::Closed);
+        }
         let next = self.shared.head().position;
         Ok(next.0.checked_sub(1).map(Position))
     }

@@ -29,23 +29,18 @@ pub fn to_all(shared: &Arc<Shared>, from: SubscribeFrom<Position>, filter: Event
     spawn(shared, cursor)
 }
 
-pub fn to_stream(shared: &Arc<Shared>, stream: StreamId, from: SubscribeFrom<Revision>) -> Subscription {
+pub fn to_stream(
+    shared: &Arc<Shared>,
+    stream: StreamId,
+    from: SubscribeFrom<Revision>,
+) -> Result<Subscription, StoreError> {
     let next = match from {
-        SubscribeFrom::Start => Ok(Revision(0)),
-        SubscribeFrom::After(r) => Ok(r.next()),
+        SubscribeFrom::Start => Revision(0),
+        SubscribeFrom::After(r) => r.next(),
         // Resolved now, so that events appended after this call returns are all delivered.
-        SubscribeFrom::End => {
-            shared.index.stream(stream.as_str()).map(|entry| entry.map_or(Revision(0), |e| e.last_revision.next()))
-        }
+        SubscribeFrom::End => shared.index()?.stream(stream.as_str())?.map_or(Revision(0), |e| e.last_revision.next()),
     };
-    match next {
-        Ok(next) => spawn(shared, Cursor::Stream { stream, next }),
-        Err(e) => {
-            let (tx, rx) = mpsc::channel(1);
-            let _ = tx.try_send(Err(e));
-            Subscription::new(rx, tokio::spawn(async {}).abort_handle())
-        }
-    }
+    Ok(spawn(shared, Cursor::Stream { stream, next }))
 }
 
 enum Cursor {
@@ -101,7 +96,7 @@ async fn run(
     let mut caught_up = false;
     loop {
         let head = head_rx.borrow_and_update().position;
-        let Some(shared) = store.upgrade() else {
+        let Some(shared) = store.upgrade().filter(|s| !s.is_closed()) else {
             let _ = tx.send(Err(StoreError::Closed)).await;
             return;
         };

@@ -122,7 +122,8 @@ impl Writer {
     /// Checks one append against the stream and the stored ids; if it is new, encodes its events
     /// into the group.
     fn prepare(&mut self, request: &AppendRequest, group: &mut Group, now: i64) -> Result<AppendResult, StoreError> {
-        let index = &self.shared.index;
+        let shared = Arc::clone(&self.shared);
+        let index = shared.index()?;
         let stream = &request.stream;
         let current = match group.streams.get(stream) {
             Some(state) => Some(*state),
@@ -232,7 +233,7 @@ impl Writer {
         self.state.next_position = Position(self.state.next_position.0 + u64::from(count));
         self.state.last_micros = now;
 
-        let index = &self.shared.index;
+        let index = self.shared.index()?;
         let mut batch = index.batch();
         for (name, state) in &group.streams {
             let last_revision = state.last.expect("streams in a group have events");
@@ -297,7 +298,7 @@ fn retry_result(
     let consistent = match request.expected {
         ExpectedRevision::Any => true,
         ExpectedRevision::NoStream => first.revision.0 == 0,
-        ExpectedRevision::StreamExists => first.revision.0 > 0,
+        ExpectedRevision::StreamExists => true,
         ExpectedRevision::Exact(r) => first.revision.0 == r.0 + 1,
     };
     if !consistent {

@@ -1,0 +1,596 @@
+//! The embedded engine against the `EventStore` contract, plus what only an on-disk engine promises.
+//!
+//! Why this exists: `EmbeddedStore` is the backend `annals serve` runs on, so it must pass every
+//! case of the conformance suite (stamped out below, one test per case, each store in its own
+//! temporary directory with 64 KiB segments so that rolling is exercised everywhere). The
+//! contract says nothing about files, so the engine's own promises are tested here too: data,
+//! revisions and idempotency survive close + reopen; segments roll and reads cross them; the
+//! indexes are derived data that a reopen rebuilds from the log when `index/` is deleted; one
+//! process at a time holds a data directory; closing ends subscriptions and other handles.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use annals_store::conformance::Limits;
+use annals_store::engine::{EmbeddedStore, EngineConfig};
+use annals_store::{
+    AppendResult, CurrentRevision, Direction, EventData, EventFilter, EventStore, ExpectedRevision, Position, ReadFrom,
+    ReadStreamOutcome, RecordedEvent, Revision, StoreError, StreamId, SubscribeFrom, SubscriptionMessage,
+};
+use anyhow::{bail, ensure, Context, Result};
+use tempfile::TempDir;
+
+const SEGMENT_SIZE: u64 = 64 * 1024;
+const WAIT: Duration = Duration::from_secs(30);
+
+fn config(dir: &Path) -> EngineConfig {
+    EngineConfig::new(dir).segment_size(SEGMENT_SIZE)
+}
+
+/// The conformance suite's factory: a fresh store in its own temporary directory, which lives
+/// as long as the test holds the guard.
+async fn fresh_store() -> (EmbeddedStore, TempDir) {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let store = EmbeddedStore::open(config(&dir.path().join("data"))).await.expect("open a fresh store");
+    (store, dir)
+}
+
+annals_store::event_store_test_suite!(fresh_store, limits = Limits::of_engine(&config(Path::new("unused"))));
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+async fn within<F: Future>(what: &str, fut: F) -> Result<F::Output> {
+    tokio::time::timeout(WAIT, fut).await.with_context(|| format!("timed out after {WAIT:?}: {what}"))
+}
+
+async fn open(dir: &Path) -> Result<EmbeddedStore> {
+    within("open", EmbeddedStore::open(config(dir))).await?.with_context(|| format!("open {}", dir.display()))
+}
+
+async fn close(store: EmbeddedStore) -> Result<()> {
+    within("close", store.close()).await?.context("close")
+}
+
+fn stream(name: &str) -> StreamId {
+    StreamId::new(name).expect("valid stream name")
+}
+
+fn event(event_type: &str, n: u64, payload: usize) -> EventData {
+    EventData::json(event_type, &serde_json::json!({ "n": n, "pad": "x".repeat(payload) })).expect("valid event")
+}
+
+async fn append(
+    store: &EmbeddedStore,
+    s: &StreamId,
+    expected: ExpectedRevision,
+    events: &[EventData],
+) -> Result<AppendResult> {
+    within("append", store.append_to_stream(s, expected, events.to_vec()))
+        .await?
+        .with_context(|| format!("append of {} events to {s} with {expected}", events.len()))
+}
+
+async fn read_all(
+    store: &EmbeddedStore,
+    from: ReadFrom<Position>,
+    direction: Direction,
+    max_count: usize,
+    filter: &EventFilter,
+) -> Result<Vec<RecordedEvent>> {
+    within("read_all", store.read_all(from, direction, max_count, filter))
+        .await?
+        .with_context(|| format!("read_all({from:?}, {direction:?}, {max_count}, {filter:?})"))
+}
+
+async fn read_stream(
+    store: &EmbeddedStore,
+    s: &StreamId,
+    from: ReadFrom<Revision>,
+    direction: Direction,
+    max_count: usize,
+) -> Result<ReadStreamOutcome> {
+    within("read_stream", store.read_stream(s, from, direction, max_count))
+        .await?
+        .with_context(|| format!("read_stream({s}, {from:?}, {direction:?}, {max_count})"))
+}
+
+async fn whole_log(store: &EmbeddedStore) -> Result<Vec<RecordedEvent>> {
+    read_all(store, ReadFrom::Start, Direction::Forwards, 1_000_000, &EventFilter::all()).await
+}
+
+/// Everything a reader can observe of a store, for before/after comparisons.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    head: Option<Position>,
+    log: Vec<RecordedEvent>,
+    log_backwards: Vec<RecordedEvent>,
+    streams: BTreeMap<String, ReadStreamOutcome>,
+    streams_backwards: BTreeMap<String, ReadStreamOutcome>,
+    filtered: Vec<Vec<RecordedEvent>>,
+}
+
+fn filters() -> Vec<EventFilter> {
+    vec![
+        EventFilter::all().stream_prefix("acct-"),
+        EventFilter::all().event_type_prefix("Opened"),
+        EventFilter::all().stream_prefix("user-").event_type_prefix("Closed"),
+    ]
+}
+
+async fn snapshot(store: &EmbeddedStore, stream_names: &[&str]) -> Result<Snapshot> {
+    let mut streams = BTreeMap::new();
+    let mut streams_backwards = BTreeMap::new();
+    for name in stream_names {
+        let s = stream(name);
+        streams
+            .insert(name.to_string(), read_stream(store, &s, ReadFrom::Start, Direction::Forwards, 1_000_000).await?);
+        streams_backwards
+            .insert(name.to_string(), read_stream(store, &s, ReadFrom::End, Direction::Backwards, 1_000_000).await?);
+    }
+    let mut filtered = Vec::new();
+    for filter in filters() {
+        filtered.push(read_all(store, ReadFrom::Start, Direction::Forwards, 1_000_000, &filter).await?);
+    }
+    Ok(Snapshot {
+        head: within("head", store.head()).await??,
+        log: whole_log(store).await?,
+        log_backwards: read_all(store, ReadFrom::End, Direction::Backwards, 1_000_000, &EventFilter::all()).await?,
+        streams,
+        streams_backwards,
+        filtered,
+    })
+}
+
+/// Checks two snapshots are equal, naming the first difference.
+fn ensure_same(before: &Snapshot, after: &Snapshot, what: &str) -> Result<()> {
+    ensure!(before.head == after.head, "{what}: head {:?} became {:?}", before.head, after.head);
+    ensure!(before.log.len() == after.log.len(), "{what}: {} events became {}", before.log.len(), after.log.len());
+    for (b, a) in before.log.iter().zip(&after.log) {
+        ensure!(b == a, "{what}: event at position {} differs:\n before {b:?}\n after  {a:?}", b.position);
+    }
+    ensure!(before.log_backwards == after.log_backwards, "{what}: read_all backwards differs");
+    for (name, b) in &before.streams {
+        ensure!(Some(b) == after.streams.get(name), "{what}: read_stream({name}) differs");
+        ensure!(
+            before.streams_backwards.get(name) == after.streams_backwards.get(name),
+            "{what}: read_stream({name}) backwards differs"
+        );
+    }
+    ensure!(before.filtered == after.filtered, "{what}: filtered read_all differs");
+    Ok(())
+}
+
+/// A successful append and the batch it wrote, to retry later.
+struct Appended {
+    stream: StreamId,
+    expected: ExpectedRevision,
+    events: Vec<EventData>,
+    result: AppendResult,
+}
+
+async fn ensure_retries_return_original(store: &EmbeddedStore, appended: &[Appended], what: &str) -> Result<()> {
+    let head = within("head", store.head()).await??;
+    for a in appended {
+        let retry = within("retry", store.append_to_stream(&a.stream, a.expected, a.events.clone())).await?;
+        match retry {
+            Ok(result) => ensure!(
+                result == a.result,
+                "{what}: retry of the append to {} with {} returned {result:?}, not the original {:?}",
+                a.stream,
+                a.expected,
+                a.result
+            ),
+            Err(e) => bail!(
+                "{what}: retry of the append to {} with {} must return the original {:?}, failed: {e:?}",
+                a.stream,
+                a.expected,
+                a.result
+            ),
+        }
+    }
+    ensure!(within("head", store.head()).await?? == head, "{what}: retries moved the head");
+    Ok(())
+}
+
+fn segment_files(data_dir: &Path) -> Result<Vec<(PathBuf, u64)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(data_dir.join("log")).context("list log/")? {
+        let entry = entry?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "seg") {
+            files.push((path, entry.metadata()?.len()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Appends a mixed workload (several streams, every expected-revision mode) and returns what it
+/// appended.
+async fn mixed_workload(store: &EmbeddedStore, appends: u64, payload: usize) -> Result<Vec<Appended>> {
+    let names = ["acct-1", "acct-2", "user-1", "user-2", "acct-10"];
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut done = Vec::new();
+    for i in 0..appends {
+        let name = names[(i * 7 % 5) as usize];
+        let s = stream(name);
+        let expected = match (last.get(name), i % 4) {
+            (None, 0 | 1) => ExpectedRevision::NoStream,
+            (None, _) => ExpectedRevision::Any,
+            (Some(r), 0 | 1) => ExpectedRevision::Exact(Revision(*r)),
+            (Some(_), 2) => ExpectedRevision::StreamExists,
+            (Some(_), _) => ExpectedRevision::Any,
+        };
+        let ty = ["Opened", "Deposited", "Closed"][(i % 3) as usize];
+        let events: Vec<EventData> = (0..1 + i % 3).map(|k| event(ty, i * 10 + k, payload)).collect();
+        let result = append(store, &s, expected, &events).await?;
+        last.insert(name, result.last_revision.0);
+        done.push(Appended { stream: s, expected, events, result });
+    }
+    Ok(done)
+}
+
+const NAMES: [&str; 6] = ["acct-1", "acct-2", "user-1", "user-2", "acct-10", "never-written"];
+
+// ---------------------------------------------------------------------------------------------
+// Embedded-only tests
+// ---------------------------------------------------------------------------------------------
+
+/// Events, revisions, positions, `recorded_at` and idempotency survive close + reopen; appends
+/// continue where they left off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn data_survives_close_and_reopen() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await?;
+    ensure!(store.recovery_report().truncated.is_none(), "fresh store: {:?}", store.recovery_report());
+    let appended = mixed_workload(&store, 40, 50).await?;
+    let before = snapshot(&store, &NAMES).await?;
+    ensure!(before.log.len() > 40, "workload too small");
+    close(store).await?;
+
+    let store = open(&dir).await?;
+    let report = store.recovery_report().clone();
+    ensure!(report.truncated.is_none(), "a clean close must leave no torn tail: {report:?}");
+    ensure!(!report.index_rebuilt, "a clean close must not need an index rebuild: {report:?}");
+    ensure!(report.reindexed_events == 0, "close flushes the index, so reopen must replay nothing: {report:?}");
+    ensure_same(&before, &snapshot(&store, &NAMES).await?, "after reopen")?;
+
+    // Idempotent retries of every mode still answer with the original result.
+    ensure_retries_return_original(&store, &appended, "after reopen").await?;
+
+    // Expected revisions are checked against the persisted stream ends.
+    let s = stream("acct-1");
+    let last = before.streams["acct-1"].clone().into_events().last().expect("acct-1 has events").revision;
+    for expected in [ExpectedRevision::NoStream, ExpectedRevision::Exact(Revision(last.0 + 1))] {
+        match store.append_to_stream(&s, expected, vec![event("Late", 0, 1)]).await {
+            Err(StoreError::WrongExpectedRevision { actual, .. }) => {
+                ensure!(actual == CurrentRevision::Current(last), "after reopen, {expected}: actual {actual:?}")
+            }
+            other => bail!("after reopen, {expected} on acct-1: expected WrongExpectedRevision, got {other:?}"),
+        }
+    }
+    // A partial overlap is still a conflict.
+    let overlap = vec![appended[3].events[0].clone(), event("Fresh", 0, 1)];
+    match store.append_to_stream(&appended[3].stream, ExpectedRevision::Any, overlap).await {
+        Err(StoreError::IdempotencyConflict { .. }) => {}
+        other => bail!("after reopen, a partially stored batch: expected IdempotencyConflict, got {other:?}"),
+    }
+
+    // Appends continue at the next revision and position, with a recorded_at not before the last.
+    let head = before.head.expect("not empty");
+    let next = append(&store, &s, ExpectedRevision::Exact(last), &[event("Late", 1, 1)]).await?;
+    ensure!(
+        next.first_revision == last.next() && next.first_position == head.next(),
+        "after reopen the next append got {next:?}, expected revision {} and position {}",
+        last.next(),
+        head.next()
+    );
+    let fresh =
+        append(&store, &stream("fresh-after-reopen"), ExpectedRevision::NoStream, &[event("New", 0, 1)]).await?;
+    ensure!(fresh.first_revision == Revision(0) && fresh.first_position == head.next().next(), "{fresh:?}");
+    let log = whole_log(&store).await?;
+    ensure!(log.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at), "recorded_at decreases across the reopen");
+
+    // A subscription from the start replays the reopened log.
+    let mut sub = within("subscribe", store.subscribe_to_all(SubscribeFrom::Start, EventFilter::all())).await??;
+    let mut replayed = Vec::new();
+    while let SubscriptionMessage::Event(e) = within("subscription message", sub.next()).await?? {
+        replayed.push(e);
+    }
+    ensure!(replayed == log, "subscription after reopen differs from read_all");
+    drop(sub);
+
+    // And everything survives a second reopen.
+    let before = snapshot(&store, &NAMES).await?;
+    close(store).await?;
+    let store = open(&dir).await?;
+    ensure_same(&before, &snapshot(&store, &NAMES).await?, "after the second reopen")?;
+    ensure_retries_return_original(&store, &appended, "after the second reopen").await?;
+    close(store).await
+}
+
+/// With 64 KiB segments, appends roll over many segments; every kind of read crosses segment
+/// boundaries correctly, before and after a reopen; a group larger than a segment still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn segments_roll_and_reads_cross_segments() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await?;
+    // Sequential appends (one per group) of ~1.5 KiB: ~600 KiB, about ten segments.
+    let appended = mixed_workload(&store, 200, 700).await?;
+    let files = segment_files(&dir)?;
+    ensure!(files.len() >= 5, "expected the log to roll over at least 5 segments, found {files:?}");
+    for (i, (path, len)) in files.iter().enumerate() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        ensure!(name == format!("{i:020}.seg"), "segment {i} is named {name}");
+        ensure!(*len <= SEGMENT_SIZE, "{name} is {len} bytes, more than the segment size {SEGMENT_SIZE}");
+    }
+
+    // One event larger than a segment goes in a segment of its own; small ones follow.
+    let big = EventData::from_json_bytes("Opened", format!("\"{}\"", "b".repeat(200 * 1024)).into_bytes())?;
+    append(&store, &stream("acct-big"), ExpectedRevision::NoStream, std::slice::from_ref(&big)).await?;
+    let after_big = mixed_workload_tail(&store).await?;
+    ensure!(segment_files(&dir)?.len() > files.len(), "the big event did not roll the segment");
+
+    let log = whole_log(&store).await?;
+    let total = log.len() as u64;
+    ensure!(log.iter().map(|e| e.position.0).eq(0..total), "positions across segments are not contiguous");
+    let big_read = log.iter().find(|e| e.id == big.id()).context("the big event is missing")?;
+    ensure!(big_read.data == *big.data(), "the big event's data differs");
+    ensure!(after_big.iter().all(|r| r.first_position > big_read.position), "events after the big one are misplaced");
+
+    // read_all from positions all over the log, both ways, small pages.
+    for p in (0..total).step_by(37) {
+        let fwd = read_all(&store, ReadFrom::At(Position(p)), Direction::Forwards, 50, &EventFilter::all()).await?;
+        let want: Vec<&RecordedEvent> = log.iter().skip(p as usize).take(50).collect();
+        ensure!(fwd.iter().collect::<Vec<_>>() == want, "read_all forwards from {p} differs from the full read");
+        let back = read_all(&store, ReadFrom::At(Position(p)), Direction::Backwards, 50, &EventFilter::all()).await?;
+        let want: Vec<&RecordedEvent> = log[..=p as usize].iter().rev().take(50).collect();
+        ensure!(back.iter().collect::<Vec<_>>() == want, "read_all backwards from {p} differs from the full read");
+    }
+    // Page through the whole log forwards and backwards.
+    let mut paged = Vec::new();
+    let mut from = ReadFrom::Start;
+    loop {
+        let page = read_all(&store, from, Direction::Forwards, 97, &EventFilter::all()).await?;
+        let Some(last) = page.last() else { break };
+        from = ReadFrom::At(last.position.next());
+        paged.extend(page);
+    }
+    ensure!(paged == log, "paging forwards through the segments differs from one read");
+    let mut paged = Vec::new();
+    let mut from = ReadFrom::End;
+    loop {
+        let page = read_all(&store, from, Direction::Backwards, 89, &EventFilter::all()).await?;
+        let Some(last) = page.last() else { break };
+        paged.extend(page.iter().cloned());
+        if last.position.0 == 0 {
+            break;
+        }
+        from = ReadFrom::At(Position(last.position.0 - 1));
+    }
+    paged.reverse();
+    ensure!(paged == log, "paging backwards through the segments differs from one read");
+
+    // Streams spread over every segment.
+    for name in ["acct-1", "acct-2", "user-1", "user-2", "acct-10", "acct-big"] {
+        let s = stream(name);
+        let want: Vec<RecordedEvent> = log.iter().filter(|e| e.stream == s).cloned().collect();
+        let got = read_stream(&store, &s, ReadFrom::Start, Direction::Forwards, 1_000_000).await?.into_events();
+        ensure!(got == want, "read_stream({name}) across segments differs from read_all");
+        let n = want.len() as u64;
+        for r in (0..n).step_by(11) {
+            let fwd = read_stream(&store, &s, ReadFrom::At(Revision(r)), Direction::Forwards, 7).await?.into_events();
+            ensure!(fwd[..] == want[r as usize..(r as usize + 7).min(n as usize)], "read_stream({name}) from {r}");
+            let back = read_stream(&store, &s, ReadFrom::At(Revision(r)), Direction::Backwards, 7).await?.into_events();
+            let want_back: Vec<RecordedEvent> = want[..=r as usize].iter().rev().take(7).cloned().collect();
+            ensure!(back == want_back, "read_stream({name}) backwards from {r}");
+        }
+    }
+    let filter = EventFilter::all().stream_prefix("user-").event_type_prefix("Closed");
+    let filtered = read_all(&store, ReadFrom::Start, Direction::Forwards, 1_000_000, &filter).await?;
+    let want: Vec<RecordedEvent> =
+        log.iter().filter(|e| e.stream.as_str().starts_with("user-") && e.event_type == "Closed").cloned().collect();
+    ensure!(filtered == want, "filtered read_all across segments");
+
+    // A subscription from the start reads across every segment.
+    let mut sub = within("subscribe", store.subscribe_to_all(SubscribeFrom::Start, EventFilter::all())).await??;
+    let mut replayed = Vec::new();
+    while let SubscriptionMessage::Event(e) = within("subscription message", sub.next()).await?? {
+        replayed.push(e);
+    }
+    ensure!(replayed == log, "subscription across segments differs from read_all");
+    drop(sub);
+
+    let before = snapshot(&store, &NAMES).await?;
+    close(store).await?;
+    let store = open(&dir).await?;
+    ensure!(store.recovery_report().truncated.is_none(), "{:?}", store.recovery_report());
+    ensure_same(&before, &snapshot(&store, &NAMES).await?, "after reopening a multi-segment log")?;
+    ensure_retries_return_original(&store, &appended, "after reopening a multi-segment log").await?;
+    let r = append(&store, &stream("acct-1"), ExpectedRevision::Any, &[event("Opened", 0, 10)]).await?;
+    ensure!(
+        r.first_position == Position(total),
+        "after reopen the next position is {:?}, not {total}",
+        r.first_position
+    );
+    close(store).await
+}
+
+/// A few small appends after the big event, returning their results.
+async fn mixed_workload_tail(store: &EmbeddedStore) -> Result<Vec<AppendResult>> {
+    let mut results = Vec::new();
+    for i in 0..5 {
+        results.push(append(store, &stream("acct-big"), ExpectedRevision::Any, &[event("Deposited", i, 10)]).await?);
+    }
+    Ok(results)
+}
+
+/// Deleting `index/` loses nothing: the reopen rebuilds every index from the log, and reads,
+/// revisions, idempotency and new streams behave exactly as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reopen_without_index_dir_rebuilds_indexes_from_the_log() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await?;
+    let appended = mixed_workload(&store, 120, 700).await?;
+    ensure!(segment_files(&dir)?.len() >= 3, "the workload should span several segments");
+    let before = snapshot(&store, &NAMES).await?;
+    let total = before.log.len() as u64;
+    close(store).await?;
+
+    let index_dir = dir.join("index");
+    ensure!(index_dir.is_dir(), "expected the index in {}", index_dir.display());
+    std::fs::remove_dir_all(&index_dir)?;
+
+    let store = open(&dir).await?;
+    let report = store.recovery_report().clone();
+    ensure!(report.truncated.is_none(), "deleting the index must not truncate the log: {report:?}");
+    ensure!(
+        report.reindexed_events == total,
+        "with no index, every one of the {total} events must be indexed from the log: {report:?}"
+    );
+    ensure_same(&before, &snapshot(&store, &NAMES).await?, "after rebuilding the index")?;
+
+    // The id index is back: retries answer with the original results.
+    ensure_retries_return_original(&store, &appended, "after rebuilding the index").await?;
+    // The stream index is back: revisions continue, wrong expectations report the right actual.
+    for name in ["acct-1", "user-2"] {
+        let s = stream(name);
+        let last = before.streams[name].clone().into_events().last().context("stream has events")?.revision;
+        match store.append_to_stream(&s, ExpectedRevision::NoStream, vec![event("X", 0, 1)]).await {
+            Err(StoreError::WrongExpectedRevision { actual, .. }) => {
+                ensure!(actual == CurrentRevision::Current(last), "{name}: actual {actual:?}, expected {last}")
+            }
+            other => bail!("{name} with NoStream after rebuild: expected WrongExpectedRevision, got {other:?}"),
+        }
+        let r = append(&store, &s, ExpectedRevision::Exact(last), &[event("Deposited", 0, 1)]).await?;
+        ensure!(r.first_revision == last.next(), "{name}: next revision {r:?}");
+    }
+    // New streams do not collide with rebuilt ones.
+    let fresh = stream("acct-fresh");
+    let r = append(&store, &fresh, ExpectedRevision::NoStream, &[event("Opened", 0, 1), event("Opened", 1, 1)]).await?;
+    ensure!(r.first_revision == Revision(0) && r.first_position == Position(total + 2), "{r:?}");
+    for name in ["acct-2", "user-1", "acct-10"] {
+        ensure!(
+            read_stream(&store, &stream(name), ReadFrom::Start, Direction::Forwards, 1_000_000).await?
+                == before.streams[name],
+            "{name} changed after creating a new stream on a rebuilt index"
+        );
+    }
+    let fresh_events = read_stream(&store, &fresh, ReadFrom::Start, Direction::Forwards, 100).await?.into_events();
+    ensure!(
+        fresh_events.iter().map(|e| e.revision.0).eq(0..2) && fresh_events.iter().all(|e| e.stream == fresh),
+        "the new stream reads back wrong: {fresh_events:?}"
+    );
+
+    // A normal reopen after the rebuild has nothing left to do.
+    let before = snapshot(&store, &NAMES).await?;
+    close(store).await?;
+    let store = open(&dir).await?;
+    let report = store.recovery_report().clone();
+    ensure!(report.reindexed_events == 0 && !report.index_rebuilt, "second reopen: {report:?}");
+    ensure_same(&before, &snapshot(&store, &NAMES).await?, "after reopening the rebuilt store")?;
+    close(store).await
+}
+
+/// One open store per directory: a second open fails with `Locked` until the first is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn second_open_of_an_open_directory_is_locked() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await?;
+    append(&store, &stream("lock-1"), ExpectedRevision::Any, &[event("E", 0, 1)]).await?;
+    match within("second open", EmbeddedStore::open(config(&dir))).await? {
+        Err(StoreError::Locked { .. }) => {}
+        Err(other) => bail!("a second open of an open directory: expected Locked, got {other:?}"),
+        Ok(_) => bail!("a second open of an open directory succeeded"),
+    }
+    // The refused open changed nothing.
+    ensure!(whole_log(&store).await?.len() == 1);
+    append(&store, &stream("lock-1"), ExpectedRevision::Exact(Revision(0)), &[event("E", 1, 1)]).await?;
+    close(store).await?;
+    let store = open(&dir).await?;
+    ensure!(whole_log(&store).await?.len() == 2, "events lost across the lock test");
+    close(store).await
+}
+
+/// Closing the store makes other clones fail with `Closed`; once the last handle is gone its
+/// subscriptions end with `Closed` (they do not hang), and the directory can be opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn close_ends_clones_and_subscriptions() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await?;
+    let s = stream("closing-1");
+    append(&store, &s, ExpectedRevision::Any, &[event("E", 0, 1), event("E", 1, 1)]).await?;
+    let mut sub = within("subscribe", store.subscribe_to_all(SubscribeFrom::Start, EventFilter::all())).await??;
+    let mut seen = 0;
+    while let SubscriptionMessage::Event(_) = within("subscription message", sub.next()).await?? {
+        seen += 1;
+    }
+    ensure!(seen == 2);
+    let mut stream_sub = within("subscribe", store.subscribe_to_stream(&s, SubscribeFrom::End)).await??;
+    ensure!(within("subscription message", stream_sub.next()).await?? == SubscriptionMessage::CaughtUp);
+
+    let clone = store.clone();
+    close(store).await?;
+    let late = clone.append_to_stream(&s, ExpectedRevision::Any, vec![event("E", 2, 1)]);
+    match within("append on a clone after close", late).await? {
+        Err(StoreError::Closed) => {}
+        other => bail!("append on a clone after close: expected Closed, got {other:?}"),
+    }
+    drop(clone);
+
+    for (sub, what) in [(&mut sub, "subscribe_to_all"), (&mut stream_sub, "subscribe_to_stream")] {
+        match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+            Ok(Err(StoreError::Closed)) => {}
+            Ok(other) => bail!("{what} after close: expected Err(Closed), got {other:?}"),
+            Err(_) => bail!("{what} after close: still waiting after 10 s instead of ending with Closed"),
+        }
+    }
+
+    let store = open(&dir).await?;
+    ensure!(whole_log(&store).await?.len() == 2, "the append after close must not have been written");
+    close(store).await
+}
+
+/// Once `close` returns the directory is free: reopening right away works, even when
+/// subscriptions were busy reading history at the moment they were dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reopen_right_after_close_while_subscriptions_were_reading() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await?;
+    // A backlog long enough that subscribers are in the middle of a read when dropped.
+    for i in 0..50 {
+        let batch: Vec<EventData> = (0..200).map(|k| event("Busy", i * 1000 + k, 20)).collect();
+        append(&store, &stream("busy"), ExpectedRevision::Any, &batch).await?;
+    }
+    close(store).await?;
+    for round in 0..20 {
+        let store = open(&dir).await.with_context(|| format!("round {round}: open right after close"))?;
+        let mut consumers = Vec::new();
+        for _ in 0..4 {
+            let mut sub =
+                within("subscribe", store.subscribe_to_all(SubscribeFrom::Start, EventFilter::all())).await??;
+            consumers.push(tokio::spawn(async move { while sub.next().await.is_ok() {} }));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        for consumer in &consumers {
+            consumer.abort();
+        }
+        for consumer in consumers {
+            let _ = consumer.await; // the subscriptions are dropped now
+        }
+        close(store).await.with_context(|| format!("round {round}"))?;
+    }
+    let store = open(&dir).await?;
+    ensure!(whole_log(&store).await?.len() == 10_000);
+    close(store).await
+}
