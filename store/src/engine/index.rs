@@ -28,14 +28,22 @@ pub struct StreamEntry {
     pub last_revision: Revision,
 }
 
-/// Where one event's record is.
+/// A run of one stream's consecutive revisions whose records are contiguous in one segment.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct RecordLocation {
-    pub position: Position,
+pub struct Chunk {
+    pub stream_number: u64,
+    pub first_revision: Revision,
+    pub first_position: Position,
     pub segment: u64,
+    /// Offset of the first record.
     pub offset: u64,
-    pub len: u32,
+    pub count: u32,
+    /// Bytes of all its records.
+    pub bytes: u32,
 }
+
+/// Largest chunk, in bytes of records: bounds what a stream read decodes to reach one revision.
+pub const CHUNK_BYTES: u32 = 64 * 1024;
 
 /// What the id index says of an event id.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -72,7 +80,7 @@ pub struct SeekPoint {
 pub struct Index {
     db: Database,
     streams: Keyspace,
-    stream_events: Keyspace,
+    stream_chunks: Keyspace,
     event_ids: Keyspace,
     seek: Keyspace,
     meta: Keyspace,
@@ -95,7 +103,7 @@ impl Index {
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
         Ok(Index {
             streams: ks("streams")?,
-            stream_events: ks("stream_events")?,
+            stream_chunks: ks("stream_chunks")?,
             event_ids: ks("event_ids")?,
             seek: ks("seek")?,
             meta: ks("meta")?,
@@ -130,41 +138,36 @@ impl Index {
         }))
     }
 
-    /// Up to `max` records of stream `number` from revision `from` (included) in `direction`,
-    /// counting only those for which `visible` holds.
-    pub fn stream_range(
+    /// The chunks of stream `number` that hold revision `from` and the revisions after it
+    /// (forwards) or before it (backwards), in that order.
+    pub fn chunks(
         &self,
         number: u64,
         from: Revision,
         direction: Direction,
-        max: usize,
-        visible: impl Fn(&RecordLocation) -> bool,
-    ) -> Result<Vec<RecordLocation>, StoreError> {
-        let key = |rev: u64| stream_event_key(number, Revision(rev));
-        let iter = match direction {
-            Direction::Forwards => Box::new(self.stream_events.range(key(from.0)..=key(u64::MAX)))
-                as Box<dyn Iterator<Item = fjall::Guard>>,
-            Direction::Backwards => Box::new(self.stream_events.range(key(0)..=key(from.0)).rev()),
+    ) -> Result<Box<dyn Iterator<Item = Result<Chunk, StoreError>> + '_>, StoreError> {
+        let key = |rev: u64| stream_chunk_key(number, Revision(rev));
+        let decode = |guard: fjall::Guard| -> Result<Chunk, StoreError> {
+            let (k, v) = guard.into_inner()?;
+            Ok(decode_chunk(&k, &v))
         };
-        let mut out = Vec::new();
-        for guard in iter {
-            if out.len() == max {
-                break;
+        Ok(match direction {
+            Direction::Forwards => {
+                // The chunk holding `from` starts at or before it.
+                let holding = self.stream_chunks.range(key(0)..=key(from.0)).next_back().map(decode).transpose()?;
+                let first = holding.filter(|c| c.first_revision.0 + u64::from(c.count) > from.0);
+                let after = from.0.saturating_add(1);
+                let rest = self.stream_chunks.range(key(after)..=key(u64::MAX)).map(decode);
+                Box::new(first.map(Ok).into_iter().chain(rest))
             }
-            let location = decode_location(&guard.value()?);
-            if visible(&location) {
-                out.push(location);
-            } else if direction == Direction::Forwards {
-                // Positions grow with revisions: nothing further on is visible either.
-                break;
-            }
-        }
-        Ok(out)
+            Direction::Backwards => Box::new(self.stream_chunks.range(key(0)..=key(from.0)).rev().map(decode)),
+        })
     }
 
-    /// Where revision `revision` of stream `number` is.
-    pub fn stream_event(&self, number: u64, revision: Revision) -> Result<Option<RecordLocation>, StoreError> {
-        Ok(self.stream_events.get(stream_event_key(number, revision))?.map(|v| decode_location(&v)))
+    /// The stream's first chunk, if it has one: where revision 0 is.
+    pub fn first_chunk(&self, number: u64) -> Result<Option<Chunk>, StoreError> {
+        let key = stream_chunk_key(number, Revision(0));
+        Ok(self.stream_chunks.get(key)?.map(|v| decode_chunk(&key, &v)))
     }
 
     /// The last seek point at or before `position`.
@@ -194,21 +197,6 @@ impl Index {
         b.batch.insert(&self.streams, name.as_bytes(), v);
     }
 
-    fn insert_event(&self, b: &mut IndexBatch, id: Uuid, entry: IdEntry, location: RecordLocation) {
-        let mut v = [0u8; 28];
-        v[0..8].copy_from_slice(&location.position.0.to_be_bytes());
-        v[8..16].copy_from_slice(&location.segment.to_be_bytes());
-        v[16..24].copy_from_slice(&location.offset.to_be_bytes());
-        v[24..28].copy_from_slice(&location.len.to_be_bytes());
-        b.batch.insert(&self.stream_events, stream_event_key(entry.stream_number, entry.revision), v);
-        let mut v = [0u8; 24];
-        v[0..8].copy_from_slice(&entry.stream_number.to_be_bytes());
-        v[8..16].copy_from_slice(&entry.revision.0.to_be_bytes());
-        v[16..24].copy_from_slice(&entry.position.0.to_be_bytes());
-        b.batch.insert(&self.event_ids, *id.as_bytes(), v);
-        b.events += 1;
-    }
-
     fn insert_seek_point(&self, b: &mut IndexBatch, point: SeekPoint) {
         let mut v = [0u8; 20];
         v[0..8].copy_from_slice(&point.segment.to_be_bytes());
@@ -217,8 +205,9 @@ impl Index {
         b.batch.insert(&self.seek, point.position.0.to_be_bytes(), v);
     }
 
-    /// Indexes one group's records: the stream and id entries of each, a seek point at the group
-    /// header, and one every `SEEK_INTERVAL` bytes inside large groups.
+    /// Indexes one group's records: the id of each; the stream chunks they form (runs of one
+    /// stream's consecutive revisions, contiguous in the log, up to `CHUNK_BYTES`); a seek point
+    /// at the group header, and one every `SEEK_INTERVAL` bytes inside large groups.
     pub fn insert_group(&self, b: &mut IndexBatch, segment: u64, group_offset: u64, records: &[IndexedRecord]) {
         let Some(first) = records.first() else { return };
         self.insert_seek_point(
@@ -226,6 +215,7 @@ impl Index {
             SeekPoint { position: first.entry.position, segment, offset: group_offset, records_left_in_group: 0 },
         );
         let mut last_seek = group_offset;
+        let mut chunk: Option<Chunk> = None;
         for (i, record) in records.iter().enumerate() {
             if record.offset - last_seek >= SEEK_INTERVAL {
                 last_seek = record.offset;
@@ -238,10 +228,53 @@ impl Index {
                 };
                 self.insert_seek_point(b, point);
             }
-            let location =
-                RecordLocation { position: record.entry.position, segment, offset: record.offset, len: record.len };
-            self.insert_event(b, record.id, record.entry, location);
+            let e = record.entry;
+            let extends = chunk.as_ref().is_some_and(|c| {
+                c.stream_number == e.stream_number
+                    && c.first_revision.0 + u64::from(c.count) == e.revision.0
+                    && c.offset + u64::from(c.bytes) == record.offset
+                    && c.bytes + record.len <= CHUNK_BYTES
+            });
+            match chunk.as_mut() {
+                Some(c) if extends => {
+                    c.count += 1;
+                    c.bytes += record.len;
+                }
+                _ => {
+                    if let Some(done) = chunk.take() {
+                        self.insert_chunk(b, &done);
+                    }
+                    chunk = Some(Chunk {
+                        stream_number: e.stream_number,
+                        first_revision: e.revision,
+                        first_position: e.position,
+                        segment,
+                        offset: record.offset,
+                        count: 1,
+                        bytes: record.len,
+                    });
+                }
+            }
+            let mut v = [0u8; 24];
+            v[0..8].copy_from_slice(&e.stream_number.to_be_bytes());
+            v[8..16].copy_from_slice(&e.revision.0.to_be_bytes());
+            v[16..24].copy_from_slice(&e.position.0.to_be_bytes());
+            b.batch.insert(&self.event_ids, *record.id.as_bytes(), v);
+            b.events += 1;
         }
+        if let Some(done) = chunk {
+            self.insert_chunk(b, &done);
+        }
+    }
+
+    fn insert_chunk(&self, b: &mut IndexBatch, c: &Chunk) {
+        let mut v = [0u8; 32];
+        v[0..8].copy_from_slice(&c.first_position.0.to_be_bytes());
+        v[8..16].copy_from_slice(&c.segment.to_be_bytes());
+        v[16..24].copy_from_slice(&c.offset.to_be_bytes());
+        v[24..28].copy_from_slice(&c.count.to_be_bytes());
+        v[28..32].copy_from_slice(&c.bytes.to_be_bytes());
+        b.batch.insert(&self.stream_chunks, stream_chunk_key(c.stream_number, c.first_revision), v);
     }
 
     /// Adds the watermark and stream counter to `b` and commits it atomically (not fsynced).
@@ -275,16 +308,19 @@ impl IndexBatch {
     }
 }
 
-fn decode_location(v: &[u8]) -> RecordLocation {
-    RecordLocation {
-        position: Position(be_u64(v, 0)),
+fn decode_chunk(k: &[u8], v: &[u8]) -> Chunk {
+    Chunk {
+        stream_number: be_u64(k, 0),
+        first_revision: Revision(be_u64(k, 8)),
+        first_position: Position(be_u64(v, 0)),
         segment: be_u64(v, 8),
         offset: be_u64(v, 16),
-        len: u32::from_be_bytes(v[24..28].try_into().expect("4 bytes")),
+        count: u32::from_be_bytes(v[24..28].try_into().expect("4 bytes")),
+        bytes: u32::from_be_bytes(v[28..32].try_into().expect("4 bytes")),
     }
 }
 
-fn stream_event_key(number: u64, revision: Revision) -> [u8; 16] {
+fn stream_chunk_key(number: u64, revision: Revision) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[0..8].copy_from_slice(&number.to_be_bytes());
     k[8..16].copy_from_slice(&revision.0.to_be_bytes());

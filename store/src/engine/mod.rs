@@ -66,15 +66,16 @@
 //! ## Indexes (`index.rs`, fjall; chosen over redb by measurement, see BENCHMARKS.md)
 //!
 //! - `streams`: stream name → stream number, last revision
-//! - `stream_events`: stream number, revision → position, segment, offset
+//! - `stream_chunks`: stream number, first revision → position, segment, offset, count, bytes of a
+//!   run of the stream's consecutive revisions that is contiguous in the log (up to 64 KiB)
 //! - `event_ids`: event id → stream number, revision, position (idempotency)
 //! - `groups`: first position of each group → segment, offset, event count (seeks into `$all`)
 //! - `meta`: the applied watermark (next position, segment, offset) and the next stream number
 //!
 //! ## Read path (`reader.rs`)
 //!
-//! Stream reads look the revisions up in `stream_events` and read each record with a positioned
-//! read (`pread`); `$all` reads seek with `groups` and then read segments sequentially. Readers
+//! Stream reads find the chunks holding the revisions in `stream_chunks` and read each chunk with
+//! one positioned read (`pread`); `$all` reads seek with `groups` and then read segments sequentially. Readers
 //! share open segment files and never take the writer's lock: they run on the blocking pool while
 //! the writer syncs. Every record read is checksum-verified; a mismatch is `StoreError::Corrupt`
 //! naming the file and offset. Subscriptions (`subscribe.rs`) are reads in a loop that wait on the
@@ -102,6 +103,7 @@
 mod config;
 mod format;
 mod index;
+mod indexer;
 mod reader;
 mod recovery;
 mod segment;

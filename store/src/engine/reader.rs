@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::format::{self, GroupHeader, HeaderError, GROUP_HEADER_LEN, SEGMENT_HEADER_LEN};
-use super::index::SeekPoint;
+use super::index::{Chunk, SeekPoint};
 use super::segment::Segment;
 use super::store::Shared;
 use crate::error::StoreError;
@@ -28,38 +28,73 @@ pub fn read_stream(
     let Some(entry) = index.stream(stream.as_str())? else {
         return Ok(ReadStreamOutcome::StreamNotFound);
     };
+    // The writer indexes a group just before it publishes the head: events at or past the head
+    // are not acknowledged yet and must look absent, down to the stream itself. A chunk lies
+    // within one group, so it is published whole or not at all.
+    if index.first_chunk(entry.number)?.is_none_or(|c| c.first_position >= head) {
+        return Ok(ReadStreamOutcome::StreamNotFound);
+    }
     let from = match (from, direction) {
         (ReadFrom::Start, _) => Revision(0),
         (ReadFrom::End, Direction::Forwards) => entry.last_revision.next(),
         (ReadFrom::End, Direction::Backwards) => entry.last_revision,
         (ReadFrom::At(r), _) => r,
     };
-    // The writer indexes a group just before it publishes the head: events at or past the head
-    // are not acknowledged yet and must look absent, down to the stream itself.
-    let visible = |loc: &super::index::RecordLocation| loc.position < head;
-    let locations = index.stream_range(entry.number, from, direction, max_count, visible)?;
-    if locations.is_empty() && !index.stream_event(entry.number, Revision(0))?.is_some_and(|l| visible(&l)) {
-        return Ok(ReadStreamOutcome::StreamNotFound);
+    let mut events = Vec::new();
+    if max_count == 0 {
+        return Ok(ReadStreamOutcome::Events(events));
     }
-    let mut events = Vec::with_capacity(locations.len());
-    for loc in locations {
-        let segment = shared.segment(loc.segment)?;
-        let bytes = segment.read_exact(loc.offset, loc.len as usize)?;
-        let (event, _) = format::decode_record(&bytes).map_err(|reason| StoreError::Corrupt {
-            file: segment.path.clone(),
-            offset: loc.offset,
-            reason,
-        })?;
-        if event.position != loc.position || event.stream != *stream {
-            return Err(StoreError::Corrupt {
-                file: segment.path.clone(),
-                offset: loc.offset,
-                reason: format!("index points at position {}, record holds {}", loc.position, event.position),
-            });
+    for chunk in index.chunks(entry.number, from, direction)? {
+        let chunk = chunk?;
+        if chunk.first_position >= head {
+            match direction {
+                Direction::Forwards => break,
+                Direction::Backwards => continue,
+            }
         }
-        events.push(event);
+        let records = read_chunk(shared, &chunk, stream)?;
+        match direction {
+            Direction::Forwards => {
+                events.extend(records.into_iter().filter(|e| e.revision >= from).take(max_count - events.len()))
+            }
+            Direction::Backwards => {
+                events.extend(records.into_iter().rev().filter(|e| e.revision <= from).take(max_count - events.len()))
+            }
+        }
+        if events.len() == max_count {
+            break;
+        }
     }
     Ok(ReadStreamOutcome::Events(events))
+}
+
+/// Reads and checks every record of a chunk, in revision order.
+fn read_chunk(shared: &Shared, chunk: &Chunk, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
+    let segment = shared.segment(chunk.segment)?;
+    let bytes = segment.read_exact(chunk.offset, chunk.bytes as usize)?;
+    let mut events = Vec::with_capacity(chunk.count as usize);
+    let mut at = 0usize;
+    for i in 0..u64::from(chunk.count) {
+        let offset = chunk.offset + at as u64;
+        let corrupt = |reason: String| StoreError::Corrupt { file: segment.path.clone(), offset, reason };
+        let (event, len) = format::decode_record(&bytes.slice(at..)).map_err(corrupt)?;
+        if event.stream != *stream
+            || event.revision.0 != chunk.first_revision.0 + i
+            || event.position.0 != chunk.first_position.0 + i
+        {
+            return Err(corrupt(format!(
+                "index expects {stream}@{} at position {}, record holds {}@{} at {}",
+                chunk.first_revision.0 + i,
+                chunk.first_position.0 + i,
+                event.stream,
+                event.revision,
+                event.position
+            )));
+        }
+        at += len;
+        events.push(event);
+    }
+    Ok(events)
 }
 
 pub fn read_all(

@@ -64,6 +64,9 @@ pub struct Shared {
     head: watch::Sender<Head>,
     /// Holds the `flock` on `DATA_DIR/LOCK` until `close` (or the last reference) drops it.
     lock: Mutex<Option<File>>,
+    /// Set when a write, sync or index commit failed: what is on disk past the head is unknown,
+    /// so no more appends are taken until a reopen lets recovery decide.
+    poisoned: Mutex<Option<String>>,
 }
 
 /// The open index, borrowed for one read or one group.
@@ -83,6 +86,24 @@ impl Shared {
         match *guard {
             Some(_) => Ok(IndexGuard(guard)),
             None => Err(StoreError::Closed),
+        }
+    }
+
+    pub fn poison(&self, reason: String) {
+        self.poisoned.lock().expect("poison lock").get_or_insert(reason);
+    }
+
+    pub fn poisoned(&self) -> Option<String> {
+        self.poisoned.lock().expect("poison lock").clone()
+    }
+
+    /// The error appends get once the store is poisoned.
+    pub fn poisoned_error(&self) -> StoreError {
+        let reason = self.poisoned().unwrap_or_else(|| "an earlier group failed".into());
+        StoreError::Io {
+            op: "append (the store must be reopened after a failed commit)",
+            path: self.log_dir.clone(),
+            source: std::io::Error::other(reason),
         }
     }
 
@@ -172,6 +193,7 @@ impl EmbeddedStore {
             index: RwLock::new(Some(recovered.index)),
             head,
             lock: Mutex::new(Some(lock)),
+            poisoned: Mutex::new(None),
         });
         info!(data_dir = %dir.display(), events = recovered.next_position.0, elapsed_ms = started.elapsed().as_millis() as u64, "store opened");
         let state = WriterState {

@@ -1,18 +1,23 @@
-//! The single writer: takes appends from a channel, checks them, and commits every append waiting
-//! in one group with one `write` and one `fdatasync` (group commit). It is the only code that
-//! writes to the log, and the only code that moves the published head.
+//! The first stage of the write pipeline, and the only code that writes to the log: it takes
+//! appends from a channel, checks them, and writes every append waiting as one group with one
+//! `write` and one `fdatasync` (group commit). Durable groups go to the indexer (`indexer.rs`),
+//! which publishes them and answers the callers while this thread syncs the next group.
+//!
+//! Checks need the state of groups that are durable but not indexed yet, so the writer keeps an
+//! overlay of their streams and event ids, pruned as the published head passes them.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{mpsc as std_mpsc, Arc};
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, warn};
+use tracing::error;
 use uuid::Uuid;
 
 use super::format::{self, GroupHeader, RecordFields, GROUP_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::index::{IdEntry, IndexedRecord, StreamEntry, Watermark};
+use super::indexer::{self, IndexJob};
 use super::segment::Segment;
-use super::store::{Head, Shared};
+use super::store::Shared;
 use crate::error::StoreError;
 use crate::model::{AppendResult, CurrentRevision, EventData, ExpectedRevision, Position, Revision, StreamId};
 
@@ -33,37 +38,39 @@ pub struct WriterState {
     pub last_micros: i64,
 }
 
+/// Groups the indexer may hold before the writer waits for it (bounds the overlay).
+const JOBS_IN_FLIGHT: usize = 4;
+
 pub struct Writer {
     shared: Arc<Shared>,
     state: WriterState,
     buf: Vec<u8>,
-    /// Set after a failed write or sync: what is on disk past the head is unknown, so nothing more
-    /// is written until the store is reopened (and recovery decides).
-    poisoned: Option<String>,
+    overlay: Overlay,
 }
 
-/// A stream as the group being built sees it: its number, and its last revision if it has events.
-#[derive(Clone, Copy)]
-struct StreamState {
-    number: u64,
-    last: Option<Revision>,
-}
-
-/// The group being built: encoded records and what they change.
+/// Streams and ids of groups written but not yet published.
 #[derive(Default)]
-struct Group {
-    streams: HashMap<StreamId, StreamState>,
+struct Overlay {
+    /// A stream's entry and the position of its last event.
+    streams: HashMap<StreamId, (StreamEntry, Position)>,
     ids: HashMap<Uuid, IdEntry>,
-    records: Vec<IndexedRecord>,
+    /// Per group in flight: its end position and what it added.
+    groups: VecDeque<(Position, Vec<Uuid>, HashSet<StreamId>)>,
 }
 
 impl Writer {
     pub fn new(shared: Arc<Shared>, state: WriterState) -> Self {
-        Writer { shared, state, buf: Vec::with_capacity(1 << 20), poisoned: None }
+        Writer { shared, state, buf: Vec::with_capacity(1 << 20), overlay: Overlay::default() }
     }
 
-    /// Runs until every sender is gone, then returns.
+    /// Runs until every sender is gone and the indexer has answered everything, then returns.
     pub fn run(mut self, mut rx: mpsc::Receiver<AppendRequest>) {
+        let (jobs, job_rx) = std_mpsc::sync_channel(JOBS_IN_FLIGHT);
+        let shared = Arc::clone(&self.shared);
+        let indexer = std::thread::Builder::new()
+            .name("annals-indexer".into())
+            .spawn(move || indexer::run(shared, job_rx))
+            .expect("spawn the indexer thread");
         let max_bytes = self.shared.config.max_group_bytes;
         while let Some(first) = rx.blocking_recv() {
             let mut bytes = first.bytes;
@@ -77,63 +84,87 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(requests);
+            let job = self.commit_group(requests);
+            if jobs.send(job).is_err() {
+                break;
+            }
         }
+        drop(jobs);
+        let _ = indexer.join();
     }
 
-    fn commit_group(&mut self, requests: Vec<AppendRequest>) {
-        if let Some(reason) = &self.poisoned {
-            for request in requests {
-                let _ = request.reply.send(Err(poisoned_error(reason, &self.state.segment)));
-            }
-            return;
+    fn commit_group(&mut self, requests: Vec<AppendRequest>) -> IndexJob {
+        self.prune();
+        let first_position = self.state.next_position;
+        let mut job = IndexJob {
+            records: Vec::new(),
+            streams: Vec::new(),
+            segment: self.state.segment.number,
+            group_offset: self.state.offset,
+            watermark: Watermark {
+                position: first_position,
+                segment: self.state.segment.number,
+                offset: self.state.offset,
+            },
+            next_stream_number: self.state.next_stream_number,
+            replies: Vec::with_capacity(requests.len()),
+        };
+        if self.shared.poisoned().is_some() {
+            job.replies = requests.into_iter().map(|r| (r.reply, Err(self.shared.poisoned_error()))).collect();
+            return job;
         }
-        let mut group = Group::default();
         self.buf.clear();
         self.buf.resize(GROUP_HEADER_LEN, 0);
-        let now = now_micros().max(self.state.last_micros);
-        let mut replies = Vec::with_capacity(requests.len());
+        let now = chrono::Utc::now().timestamp_micros().max(self.state.last_micros);
+        let mut group_streams = HashSet::new();
         for request in requests {
-            let result = self.prepare(&request, &mut group, now);
-            // An answer that depends on this group (new events, or a retry of events in it) may
-            // only be given once the group is durable.
-            let in_group = match &result {
-                Ok(r) => r.last_position >= self.state.next_position,
-                Err(_) => false,
-            };
-            replies.push((request.reply, result, in_group));
+            let result = self.prepare(&request, &mut job.records, &mut group_streams, now);
+            job.replies.push((request.reply, result));
         }
-        if !group.records.is_empty() {
-            if let Err(e) = self.write_group(&group, now) {
-                error!(error = %e, "group commit failed; the store accepts no more appends until reopened");
-                self.poisoned = Some(e.to_string());
-                for (_, result, in_group) in &mut replies {
-                    if *in_group {
-                        *result = Err(poisoned_error(&e.to_string(), &self.state.segment));
-                    }
+        if job.records.is_empty() {
+            return job;
+        }
+        match self.write_group(&job.records, now) {
+            Ok((segment, group_offset)) => {
+                for record in &mut job.records {
+                    record.offset += group_offset;
                 }
+                job.segment = segment;
+                job.group_offset = group_offset;
+                job.watermark = Watermark { position: self.state.next_position, segment, offset: self.state.offset };
+                job.next_stream_number = self.state.next_stream_number;
+                job.streams = group_streams.iter().map(|s| (s.clone(), self.overlay.streams[s].0)).collect();
+                let ids = job.records.iter().map(|r| r.id).collect();
+                self.overlay.groups.push_back((self.state.next_position, ids, group_streams));
+            }
+            Err(e) => {
+                error!(error = %e, "group commit failed; the store accepts no more appends until reopened");
+                self.shared.poison(e.to_string());
+                // Nothing of this group is published: the indexer turns its answers into errors.
+                job.records.clear();
             }
         }
-        for (reply, result, _) in replies {
-            let _ = reply.send(result);
-        }
+        job
     }
 
-    /// Checks one append against the stream and the stored ids; if it is new, encodes its events
+    /// Checks one append against its stream and the stored ids; if it is new, encodes its events
     /// into the group.
-    fn prepare(&mut self, request: &AppendRequest, group: &mut Group, now: i64) -> Result<AppendResult, StoreError> {
-        let shared = Arc::clone(&self.shared);
-        let index = shared.index()?;
+    fn prepare(
+        &mut self,
+        request: &AppendRequest,
+        records: &mut Vec<IndexedRecord>,
+        group_streams: &mut HashSet<StreamId>,
+        now: i64,
+    ) -> Result<AppendResult, StoreError> {
+        let index = self.shared.index()?;
         let stream = &request.stream;
-        let current = match group.streams.get(stream) {
-            Some(state) => Some(*state),
-            None => {
-                index.stream(stream.as_str())?.map(|e| StreamState { number: e.number, last: Some(e.last_revision) })
-            }
+        let current = match self.overlay.streams.get(stream) {
+            Some((entry, _)) => Some(*entry),
+            None => index.stream(stream.as_str())?,
         };
         let mut stored = Vec::new();
         for event in &request.events {
-            let found = match group.ids.get(&event.id()) {
+            let found = match self.overlay.ids.get(&event.id()) {
                 Some(entry) => Some(*entry),
                 None => index.event_id(event.id())?,
             };
@@ -141,13 +172,11 @@ impl Writer {
                 stored.push((event.id(), entry));
             }
         }
+        drop(index);
         if !stored.is_empty() {
-            return retry_result(request, current, &stored);
+            return retry_result(request, current.map(|e| e.number), &stored);
         }
-        let actual = match current.and_then(|s| s.last) {
-            Some(r) => CurrentRevision::Current(r),
-            None => CurrentRevision::NoStream,
-        };
+        let actual = current.map_or(CurrentRevision::NoStream, |e| CurrentRevision::Current(e.last_revision));
         let ok = match (request.expected, actual) {
             (ExpectedRevision::Any, _) => true,
             (ExpectedRevision::NoStream, CurrentRevision::NoStream) => true,
@@ -163,14 +192,14 @@ impl Writer {
             });
         }
         let number = match current {
-            Some(state) => state.number,
+            Some(entry) => entry.number,
             None => {
                 self.state.next_stream_number += 1;
                 self.state.next_stream_number - 1
             }
         };
-        let first_revision = current.and_then(|s| s.last).map_or(Revision(0), Revision::next);
-        let first_position = Position(self.state.next_position.0 + group.records.len() as u64);
+        let first_revision = current.map_or(Revision(0), |e| e.last_revision.next());
+        let first_position = Position(self.state.next_position.0 + records.len() as u64);
         for (i, event) in request.events.iter().enumerate() {
             let entry = IdEntry {
                 stream_number: number,
@@ -193,12 +222,14 @@ impl Writer {
             );
             // Offsets are relative to the group until `write_group` knows where it goes.
             let len = (self.buf.len() - start) as u32;
-            group.records.push(IndexedRecord { id: event.id(), entry, offset: start as u64, len });
-            group.ids.insert(event.id(), entry);
+            records.push(IndexedRecord { id: event.id(), entry, offset: start as u64, len });
+            self.overlay.ids.insert(event.id(), entry);
         }
         let n = request.events.len() as u64;
         let last_revision = Revision(first_revision.0 + n - 1);
-        group.streams.insert(stream.clone(), StreamState { number, last: Some(last_revision) });
+        let last_position = Position(first_position.0 + n - 1);
+        self.overlay.streams.insert(stream.clone(), (StreamEntry { number, last_revision }, last_position));
+        group_streams.insert(stream.clone());
         Ok(AppendResult {
             stream: stream.clone(),
             first_revision,
@@ -208,9 +239,9 @@ impl Writer {
         })
     }
 
-    /// Writes and syncs the group, indexes it, publishes the new head.
-    fn write_group(&mut self, group: &Group, now: i64) -> Result<(), StoreError> {
-        let count = group.records.len() as u32;
+    /// Writes and syncs the group; returns the segment and offset it went to.
+    fn write_group(&mut self, records: &[IndexedRecord], now: i64) -> Result<(u64, u64), StoreError> {
+        let count = records.len() as u32;
         let header = GroupHeader {
             payload_len: (self.buf.len() - GROUP_HEADER_LEN) as u32,
             event_count: count,
@@ -232,21 +263,7 @@ impl Writer {
         self.state.offset += total;
         self.state.next_position = Position(self.state.next_position.0 + u64::from(count));
         self.state.last_micros = now;
-
-        let index = self.shared.index()?;
-        let mut batch = index.batch();
-        for (name, state) in &group.streams {
-            let last_revision = state.last.expect("streams in a group have events");
-            index.insert_stream(&mut batch, name.as_str(), StreamEntry { number: state.number, last_revision });
-        }
-        let records: Vec<IndexedRecord> =
-            group.records.iter().map(|r| IndexedRecord { offset: group_offset + r.offset, ..*r }).collect();
-        index.insert_group(&mut batch, segment.number, group_offset, &records);
-        let watermark =
-            Watermark { position: self.state.next_position, segment: segment.number, offset: self.state.offset };
-        index.commit(batch, watermark, self.state.next_stream_number)?;
-        self.shared.publish(Head { position: self.state.next_position });
-        Ok(())
+        Ok((segment.number, group_offset))
     }
 
     fn roll(&mut self) -> Result<(), StoreError> {
@@ -257,13 +274,33 @@ impl Writer {
         self.state.offset = SEGMENT_HEADER_LEN as u64;
         Ok(())
     }
+
+    /// Forgets what the indexer has published: the index answers for it now.
+    fn prune(&mut self) {
+        let head = self.shared.head().position;
+        while let Some((end, _, _)) = self.overlay.groups.front() {
+            if *end > head {
+                break;
+            }
+            let (_, ids, streams) = self.overlay.groups.pop_front().expect("checked");
+            for id in ids {
+                self.overlay.ids.remove(&id);
+            }
+            for stream in streams {
+                // Keep it if a later group in flight moved the stream on.
+                if self.overlay.streams.get(&stream).is_some_and(|(_, last)| *last < head) {
+                    self.overlay.streams.remove(&stream);
+                }
+            }
+        }
+    }
 }
 
 /// The answer to an append some of whose ids are stored: the original result if it is an exact
 /// retry, otherwise `IdempotencyConflict` saying precisely why not.
 fn retry_result(
     request: &AppendRequest,
-    current: Option<StreamState>,
+    stream_number: Option<u64>,
     stored: &[(Uuid, IdEntry)],
 ) -> Result<AppendResult, StoreError> {
     let stream = &request.stream;
@@ -283,9 +320,8 @@ fn retry_result(
             ),
         ));
     }
-    let number = current.map(|s| s.number);
     for (i, (id, entry)) in stored.iter().enumerate() {
-        if Some(entry.stream_number) != number {
+        if Some(entry.stream_number) != stream_number {
             return Err(conflict(*id, "it is stored in another stream".into()));
         }
         if entry.revision.0 != first.revision.0 + i as u64 {
@@ -296,9 +332,8 @@ fn retry_result(
         }
     }
     let consistent = match request.expected {
-        ExpectedRevision::Any => true,
+        ExpectedRevision::Any | ExpectedRevision::StreamExists => true,
         ExpectedRevision::NoStream => first.revision.0 == 0,
-        ExpectedRevision::StreamExists => true,
         ExpectedRevision::Exact(r) => first.revision.0 == r.0 + 1,
     };
     if !consistent {
@@ -315,17 +350,4 @@ fn retry_result(
         first_position: first.position,
         last_position: last.position,
     })
-}
-
-fn poisoned_error(reason: &str, segment: &Segment) -> StoreError {
-    warn!(reason, "append refused: store is poisoned");
-    StoreError::Io {
-        op: "append (store needs reopening after a failed commit)",
-        path: segment.path.clone(),
-        source: std::io::Error::other(reason.to_owned()),
-    }
-}
-
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
 }
