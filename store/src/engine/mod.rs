@@ -53,15 +53,23 @@
 //!    the position and file offset up to which it has applied the log. It is written without
 //!    fsync: after a crash it may be behind the log, never ahead of what the log had durably.
 //!
-//! ## Write path (`writer.rs`)
+//! ## Write path (`writer.rs`, then `indexer.rs`)
 //!
-//! Callers send `(stream, expected revision, events)` to a single writer thread through a channel.
-//! The writer takes every request waiting (up to a byte budget), checks each against the stream's
-//! current revision and the stored event ids (idempotent retries answer from the index without
-//! writing), encodes the accepted ones into one group, writes it, `fdatasync`s, applies the
-//! group to the index, publishes the new head, and only then answers the callers. With many
-//! concurrent writers, one sync serves them all (group commit). A segment rolls when the next
-//! group would take it past `segment_size`.
+//! A two-stage pipeline. Callers send `(stream, expected revision, events)` through a channel to
+//! the **writer thread**, which takes every request waiting (up to `max_group_bytes`), checks each
+//! against the stream's current revision and the stored event ids (idempotent retries answer
+//! from the index without writing), encodes the accepted ones into one group, writes it and
+//! `fdatasync`s. It hands the durable group to the **indexer thread**, which commits the group's
+//! index entries, publishes the new head, and only then answers the callers — while the writer is
+//! already syncing the next group. With many concurrent writers one sync serves them all (group
+//! commit); with two stages, the index work no longer adds to the time between syncs.
+//!
+//! Checks of the next group need the effects of groups that are durable but not yet indexed, so
+//! the writer keeps an overlay of their streams and ids, pruned as the published head passes them.
+//! The writer still never starts writing a group before the previous one is synced (invariant 3).
+//! A failed write, sync or index commit poisons the store: later appends fail until a reopen lets
+//! recovery decide what is on disk. A segment rolls when the next group would take it past
+//! `segment_size`.
 //!
 //! ## Indexes (`index.rs`, fjall; chosen over redb by measurement, see BENCHMARKS.md)
 //!

@@ -45,7 +45,6 @@ pub struct Recovered {
     pub next_position: Position,
     pub end_offset: u64,
     pub next_stream_number: u64,
-    pub last_micros: i64,
     pub report: RecoveryReport,
 }
 
@@ -59,14 +58,13 @@ pub fn recover(log_dir: &Path, index_dir: &Path) -> Result<Recovered, StoreError
     loop {
         match scan_and_index(&segments, &index, &mut report)? {
             Some(recovered) => {
-                let (next_position, end_offset, next_stream_number, last_micros) = recovered;
+                let (next_position, end_offset, next_stream_number) = recovered;
                 return Ok(Recovered {
                     segments,
                     index,
                     next_position,
                     end_offset,
                     next_stream_number,
-                    last_micros,
                     report,
                 });
             }
@@ -101,7 +99,7 @@ pub fn verify(segments: &[Arc<Segment>], end: Position) -> Result<VerifyReport, 
     Ok(report)
 }
 
-type Recovery = (Position, u64, u64, i64);
+type Recovery = (Position, u64, u64);
 
 /// Scans from the index's watermark (or the start of the last segment, whichever is earlier) to
 /// the end, indexing what the index lacks. `None`: the index is ahead of the log.
@@ -123,7 +121,6 @@ fn scan_and_index(
     let mut next_stream_number = index.next_stream_number()?;
     let mut streams: HashMap<String, StreamEntry> = HashMap::new();
     let mut batch = index.batch();
-    let mut last_micros = 0;
     let at_or_past_watermark =
         |s: &Scanner<'_>| watermark.is_none_or(|w| (s.segments[s.seg].number, s.offset) >= (w.segment, w.offset));
     loop {
@@ -136,7 +133,6 @@ fn scan_and_index(
         let indexing = at_or_past_watermark(&scanner);
         match scanner.next_group()? {
             Step::Group(group) => {
-                last_micros = group.last_micros;
                 if !indexing {
                     continue;
                 }
@@ -205,7 +201,7 @@ fn scan_and_index(
     if report.reindexed_events > 0 {
         info!(events = report.reindexed_events, "indexed the log tail");
     }
-    Ok(Some((scanner.position, scanner.offset, next_stream_number, last_micros)))
+    Ok(Some((scanner.position, scanner.offset, next_stream_number)))
 }
 
 fn flush(
@@ -310,7 +306,6 @@ struct ScannedGroup {
     offset: u64,
     header: GroupHeader,
     records: Vec<ScannedRecord>,
-    last_micros: i64,
 }
 
 enum Step {
@@ -362,7 +357,6 @@ impl Scanner<'_> {
         let payload = segment.read_exact(self.offset + GROUP_HEADER_LEN as u64, header.payload_len as usize)?;
         let mut records = Vec::with_capacity(header.event_count as usize);
         let mut at = 0usize;
-        let mut last_micros = 0;
         for i in 0..u64::from(header.event_count) {
             let (rlen, position, revision, id, stream) = match format::check_record(&payload[at..]) {
                 Ok(r) => r,
@@ -371,7 +365,6 @@ impl Scanner<'_> {
             if position.0 != self.position.0 + i {
                 return damaged(format!("record {i} holds position {position}, expected {}", self.position.0 + i));
             }
-            last_micros = i64::from_le_bytes(payload[at + 24..at + 32].try_into().expect("8 bytes"));
             records.push(ScannedRecord {
                 stream: stream.to_owned(),
                 revision,
@@ -388,7 +381,7 @@ impl Scanner<'_> {
         let offset = self.offset;
         self.offset += header.total_len();
         self.position = Position(self.position.0 + u64::from(header.event_count));
-        Ok(Step::Group(ScannedGroup { offset, header, records, last_micros }))
+        Ok(Step::Group(ScannedGroup { offset, header, records }))
     }
 
     fn corrupt(&self, reason: String) -> StoreError {
