@@ -1,5 +1,5 @@
 //! The `EventStore` contract: what every backend (the embedded engine, KurrentDB) promises. The
-//! conformance suite in `conformance.rs` checks each promise against each backend.
+//! conformance suite in `conformance/` checks each promise against each backend.
 
 use std::collections::VecDeque;
 

@@ -59,14 +59,7 @@ pub fn recover(log_dir: &Path, index_dir: &Path) -> Result<Recovered, StoreError
         match scan_and_index(&segments, &index, &mut report)? {
             Some(recovered) => {
                 let (next_position, end_offset, next_stream_number) = recovered;
-                return Ok(Recovered {
-                    segments,
-                    index,
-                    next_position,
-                    end_offset,
-                    next_stream_number,
-                    report,
-                });
+                return Ok(Recovered { segments, index, next_position, end_offset, next_stream_number, report });
             }
             None => {
                 warn!(index = %index_dir.display(), "index is ahead of the log; rebuilding it from position 0");

@@ -198,8 +198,7 @@ impl EmbeddedStore {
         info!(data_dir = %dir.display(), events = recovered.next_position.0, elapsed_ms = started.elapsed().as_millis() as u64, "store opened");
         // `recorded_at` never decreases along the log, whatever the clock does across restarts:
         // the writer starts from the last event's time (the scan may not have seen any event).
-        let last_event =
-            reader::read_all(&shared, ReadFrom::End, Direction::Backwards, 1, &EventFilter::all())?.pop();
+        let last_event = reader::read_all(&shared, ReadFrom::End, Direction::Backwards, 1, &EventFilter::all())?.pop();
         let last_micros = last_event.map_or(0, |e| e.recorded_at.timestamp_micros());
         let state = WriterState {
             segment,

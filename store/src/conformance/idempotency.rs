@@ -1,0 +1,259 @@
+//! Idempotent retries and event-id conflicts.
+//!
+//! Why this exists: a client that lost the answer to an append retries it, and must get the
+//! original result with nothing written twice, whatever expected revision it sent and whatever
+//! was appended since; ids reused in another batch or stream must fail with a typed error.
+
+use uuid::Uuid;
+
+use super::{
+    append, assert_idempotency_conflict, assert_log_is, event, events, expected_result, head, ids, read_stream, stream,
+    try_append, Ledger,
+};
+use crate::{
+    AppendResult, Direction, EventData, EventStore, ExpectedRevision, ReadFrom, ReadStreamOutcome, Revision,
+    StoreError, StreamId,
+};
+
+/// Sends `batch` again with `expected` (twice) and checks it returns `original` and writes nothing.
+async fn assert_retry_returns_original<S: EventStore>(
+    store: &S,
+    s: &StreamId,
+    expected: ExpectedRevision,
+    batch: &[EventData],
+    original: &AppendResult,
+    ledger: &Ledger,
+) {
+    for attempt in 1..=2 {
+        let what = format!("retry {attempt} of an append to {s} with {expected}");
+        match try_append(store, s, expected, batch).await {
+            Ok(result) => assert_eq!(result, *original, "{what}: must return the original AppendResult"),
+            Err(e) => panic!("{what}: must return the original AppendResult, failed with {e:?}"),
+        }
+        assert_log_is(store, ledger, &format!("after {what}")).await;
+    }
+}
+
+/// An append with `Any` retried (after other appends to this and other streams) returns the
+/// original result and writes nothing.
+pub async fn idempotent_retry_with_any<S: EventStore>(store: &S) {
+    let (s, other) = (stream("retry-any"), stream("retry-any-other"));
+    let mut ledger = Ledger::default();
+    let first = events("First", 0, 1);
+    ledger.record(&append(store, &s, ExpectedRevision::Any, &first).await, &first);
+    let o = events("O", 0, 2);
+    ledger.record(&append(store, &other, ExpectedRevision::Any, &o).await, &o);
+
+    let batch = events("Retried", 0, 3);
+    let original = append(store, &s, ExpectedRevision::Any, &batch).await;
+    assert_eq!(original, expected_result(&s, 1, 3, 3));
+    ledger.record(&original, &batch);
+    assert_retry_returns_original(store, &s, ExpectedRevision::Any, &batch, &original, &ledger).await;
+
+    let later = events("Later", 0, 2);
+    ledger.record(&append(store, &s, ExpectedRevision::Any, &later).await, &later);
+    let o = events("O", 2, 1);
+    ledger.record(&append(store, &other, ExpectedRevision::Any, &o).await, &o);
+    assert_retry_returns_original(store, &s, ExpectedRevision::Any, &batch, &original, &ledger).await;
+
+    // With `Any` the stored ids may be at any contiguous revisions: batches first appended with
+    // `NoStream` (revisions from 0) or `Exact` retry with `Any` too.
+    let (created_in, created) = (stream("retry-any-created"), events("Created", 0, 2));
+    let original = append(store, &created_in, ExpectedRevision::NoStream, &created).await;
+    ledger.record(&original, &created);
+    assert_retry_returns_original(store, &created_in, ExpectedRevision::Any, &created, &original, &ledger).await;
+    let exact = events("Exact", 0, 2);
+    let original = append(store, &created_in, ExpectedRevision::Exact(Revision(1)), &exact).await;
+    ledger.record(&original, &exact);
+    assert_retry_returns_original(store, &created_in, ExpectedRevision::Any, &exact, &original, &ledger).await;
+}
+
+/// An append with `StreamExists` retried (after later appends) returns the original result.
+pub async fn idempotent_retry_with_stream_exists<S: EventStore>(store: &S) {
+    let s = stream("retry-exists");
+    let mut ledger = Ledger::default();
+    let first = events("First", 0, 2);
+    ledger.record(&append(store, &s, ExpectedRevision::NoStream, &first).await, &first);
+    let batch = events("Retried", 0, 2);
+    let original = append(store, &s, ExpectedRevision::StreamExists, &batch).await;
+    assert_eq!(original, expected_result(&s, 2, 2, 2));
+    ledger.record(&original, &batch);
+    assert_retry_returns_original(store, &s, ExpectedRevision::StreamExists, &batch, &original, &ledger).await;
+
+    let later = events("Later", 0, 3);
+    ledger.record(&append(store, &s, ExpectedRevision::StreamExists, &later).await, &later);
+    assert_retry_returns_original(store, &s, ExpectedRevision::StreamExists, &batch, &original, &ledger).await;
+
+    // For `StreamExists` (and `Any`) the stored ids may be at any contiguous revisions — the
+    // contract says so explicitly — including the first ones of a stream created by `NoStream`.
+    let (created_in, created) = (stream("retry-exists-created"), events("Created", 0, 2));
+    let original = append(store, &created_in, ExpectedRevision::NoStream, &created).await;
+    ledger.record(&original, &created);
+    assert_retry_returns_original(store, &created_in, ExpectedRevision::StreamExists, &created, &original, &ledger)
+        .await;
+}
+
+/// An append with `NoStream` retried after later appends to the same stream (so `NoStream` no
+/// longer holds) returns the original result, not `WrongExpectedRevision`.
+pub async fn idempotent_retry_with_no_stream_after_later_appends<S: EventStore>(store: &S) {
+    let (s, other) = (stream("retry-nostream"), stream("retry-nostream-other"));
+    let mut ledger = Ledger::default();
+    let o = events("O", 0, 1);
+    ledger.record(&append(store, &other, ExpectedRevision::Any, &o).await, &o);
+
+    let batch = events("Created", 0, 2);
+    let original = append(store, &s, ExpectedRevision::NoStream, &batch).await;
+    assert_eq!(original, expected_result(&s, 0, 1, 2));
+    ledger.record(&original, &batch);
+    assert_retry_returns_original(store, &s, ExpectedRevision::NoStream, &batch, &original, &ledger).await;
+
+    let later = events("Later", 0, 2);
+    ledger.record(&append(store, &s, ExpectedRevision::Exact(Revision(1)), &later).await, &later);
+    let o = events("O", 1, 1);
+    ledger.record(&append(store, &other, ExpectedRevision::Any, &o).await, &o);
+    assert_retry_returns_original(store, &s, ExpectedRevision::NoStream, &batch, &original, &ledger).await;
+
+    // A single-event NoStream append, too.
+    let (s2, single) = (stream("retry-nostream-single"), events("Created", 9, 1));
+    let original = append(store, &s2, ExpectedRevision::NoStream, &single).await;
+    ledger.record(&original, &single);
+    let later = events("Later", 9, 1);
+    ledger.record(&append(store, &s2, ExpectedRevision::Any, &later).await, &later);
+    assert_retry_returns_original(store, &s2, ExpectedRevision::NoStream, &single, &original, &ledger).await;
+}
+
+/// An append with `Exact(r)` retried after later appends to the same stream (so `Exact(r)` no
+/// longer holds) returns the original result, not `WrongExpectedRevision`.
+pub async fn idempotent_retry_with_exact_after_later_appends<S: EventStore>(store: &S) {
+    let (s, other) = (stream("retry-exact"), stream("retry-exact-other"));
+    let mut ledger = Ledger::default();
+    let first = events("First", 0, 2);
+    ledger.record(&append(store, &s, ExpectedRevision::NoStream, &first).await, &first);
+    let o = events("O", 0, 1);
+    ledger.record(&append(store, &other, ExpectedRevision::Any, &o).await, &o);
+
+    let batch = events("Retried", 0, 3);
+    let expected = ExpectedRevision::Exact(Revision(1));
+    let original = append(store, &s, expected, &batch).await;
+    assert_eq!(original, expected_result(&s, 2, 3, 3));
+    ledger.record(&original, &batch);
+    assert_retry_returns_original(store, &s, expected, &batch, &original, &ledger).await;
+
+    let later = events("Later", 0, 1);
+    ledger.record(&append(store, &s, ExpectedRevision::Exact(Revision(4)), &later).await, &later);
+    let o = events("O", 1, 2);
+    ledger.record(&append(store, &other, ExpectedRevision::Any, &o).await, &o);
+    let later = events("Later", 1, 2);
+    ledger.record(&append(store, &s, ExpectedRevision::Exact(Revision(5)), &later).await, &later);
+    assert_retry_returns_original(store, &s, expected, &batch, &original, &ledger).await;
+
+    // The retry does not disturb the stream's revision: the next Exact append still works.
+    let next = events("Next", 0, 1);
+    let r = append(store, &s, ExpectedRevision::Exact(Revision(7)), &next).await;
+    assert_eq!(r, expected_result(&s, 8, ledger.len(), 1));
+}
+
+/// A batch whose ids are partly stored — or all stored but in another order — fails with
+/// `IdempotencyConflict` and writes nothing, not even its new events.
+pub async fn partial_overlap_is_an_idempotency_conflict<S: EventStore>(store: &S) {
+    let s = stream("overlap-1");
+    let mut ledger = Ledger::default();
+    let stored = events("Stored", 0, 2);
+    ledger.record(&append(store, &s, ExpectedRevision::NoStream, &stored).await, &stored);
+    let (a, b) = (stored[0].clone(), stored[1].clone());
+    let x = event("Fresh", 0);
+    let y = event("Fresh", 1);
+
+    let cases: Vec<(&str, ExpectedRevision, Vec<EventData>, Vec<Uuid>)> = vec![
+        ("[stored, fresh] with Any", ExpectedRevision::Any, vec![a.clone(), x.clone()], vec![a.id()]),
+        ("[fresh, stored] with Any", ExpectedRevision::Any, vec![x.clone(), b.clone()], vec![b.id()]),
+        (
+            "[stored, stored, fresh] with Any",
+            ExpectedRevision::Any,
+            vec![a.clone(), b.clone(), x.clone()],
+            ids(&stored),
+        ),
+        ("[stored ids in another order] with Any", ExpectedRevision::Any, vec![b.clone(), a.clone()], ids(&stored)),
+        (
+            "[stored, fresh] with Exact(current)",
+            ExpectedRevision::Exact(Revision(1)),
+            vec![b.clone(), x.clone()],
+            vec![b.id()],
+        ),
+        ("[stored, fresh] with StreamExists", ExpectedRevision::StreamExists, vec![a.clone(), y.clone()], vec![a.id()]),
+        ("[fresh, stored, fresh] with Any", ExpectedRevision::Any, vec![x.clone(), a.clone(), y.clone()], vec![a.id()]),
+    ];
+    for (what, expected, batch, stored_ids) in cases {
+        let result = try_append(store, &s, expected, &batch).await;
+        assert_idempotency_conflict(result, &[&s], &stored_ids, what);
+        assert_log_is(store, &ledger, &format!("after the conflicting batch {what}")).await;
+    }
+
+    // The fresh events of the failed batches were not stored: appending them now is new.
+    let fresh = vec![x, y];
+    let r = append(store, &s, ExpectedRevision::Exact(Revision(1)), &fresh).await;
+    assert_eq!(r, expected_result(&s, 2, 2, 2), "the fresh events of rejected batches must be new");
+    ledger.record(&r, &fresh);
+    assert_log_is(store, &ledger, "after appending the fresh events").await;
+}
+
+/// Ids stored in one stream and sent to another fail with `IdempotencyConflict` (whole batch or
+/// part of it) and write nothing: the other stream is not created.
+pub async fn ids_stored_in_another_stream_are_an_idempotency_conflict<S: EventStore>(store: &S) {
+    let (s1, s2) = (stream("elsewhere-1"), stream("elsewhere-2"));
+    let mut ledger = Ledger::default();
+    let stored = events("Stored", 0, 2);
+    ledger.record(&append(store, &s1, ExpectedRevision::Any, &stored).await, &stored);
+    let x = event("Fresh", 0);
+
+    let cases: Vec<(&str, ExpectedRevision, Vec<EventData>)> = vec![
+        ("the whole batch with Any", ExpectedRevision::Any, stored.clone()),
+        ("the whole batch with NoStream", ExpectedRevision::NoStream, stored.clone()),
+        ("one stored event with NoStream", ExpectedRevision::NoStream, vec![stored[1].clone()]),
+        ("[fresh, stored] with Any", ExpectedRevision::Any, vec![x.clone(), stored[0].clone()]),
+    ];
+    for (what, expected, batch) in cases {
+        let what = format!("{what} sent to {s2} while stored in {s1}");
+        let result = try_append(store, &s2, expected, &batch).await;
+        // Which stream the error names (the append's or the stored event's) is not specified.
+        assert_idempotency_conflict(result, &[&s2, &s1], &ids(&stored), &what);
+        assert_log_is(store, &ledger, &format!("after {what}")).await;
+        assert_eq!(
+            read_stream(store, &s2, ReadFrom::Start, Direction::Forwards, 10).await,
+            ReadStreamOutcome::StreamNotFound,
+            "{what}: the rejected append created the stream"
+        );
+    }
+    let r = append(store, &s2, ExpectedRevision::NoStream, std::slice::from_ref(&x)).await;
+    assert_eq!(r, expected_result(&s2, 0, 2, 1), "the fresh event of a rejected batch must be new");
+}
+
+/// The same id twice in one batch is `DuplicateIdInBatch` and writes nothing.
+pub async fn duplicate_id_in_batch_is_rejected<S: EventStore>(store: &S) {
+    let s = stream("dup-1");
+    let a = event("A", 0);
+    let b = event("B", 1);
+    let a_again = event("A2", 2).with_id(a.id());
+    let result = try_append(store, &s, ExpectedRevision::Any, &[a.clone(), b.clone(), a_again.clone()]).await;
+    match result {
+        Err(StoreError::DuplicateIdInBatch { event_id }) => assert_eq!(event_id, a.id()),
+        other => panic!("a batch with a repeated id: expected DuplicateIdInBatch, got {other:?}"),
+    }
+    assert_eq!(head(store).await, None, "a rejected batch wrote something");
+    assert_eq!(
+        read_stream(store, &s, ReadFrom::Start, Direction::Forwards, 10).await,
+        ReadStreamOutcome::StreamNotFound
+    );
+
+    let mut ledger = Ledger::default();
+    let c = events("C", 0, 1);
+    ledger.record(&append(store, &s, ExpectedRevision::Any, &c).await, &c);
+    let result = try_append(store, &s, ExpectedRevision::Exact(Revision(0)), &[b.clone(), b.clone()]).await;
+    match result {
+        Err(StoreError::DuplicateIdInBatch { event_id }) => assert_eq!(event_id, b.id()),
+        other => panic!("a batch of one event twice: expected DuplicateIdInBatch, got {other:?}"),
+    }
+    assert_log_is(store, &ledger, "after a batch with a repeated id").await;
+    let r = append(store, &s, ExpectedRevision::Exact(Revision(0)), &[a, b]).await;
+    assert_eq!(r, expected_result(&s, 1, 1, 2), "the events of the rejected batch must be new");
+}
