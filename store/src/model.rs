@@ -48,6 +48,11 @@ impl StreamId {
         }
     }
 
+    /// A name read back from the log, validated when it was appended.
+    pub(crate) fn from_log(name: &str) -> Self {
+        StreamId(Arc::from(name))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -162,9 +162,16 @@ pub fn peek_record_len(b: &[u8]) -> Option<usize> {
     (b.len() >= 4).then(|| u32_at(b, 0) as usize + 8)
 }
 
+/// What a reader keeps between records to avoid an allocation per event: the last stream name,
+/// shared by consecutive events of one stream.
+#[derive(Default)]
+pub struct DecodeCache {
+    stream: Option<StreamId>,
+}
+
 /// Decodes and verifies the record at the start of `buf` (a shared buffer, so `data` and `metadata`
 /// are zero-copy slices of it). Returns the event and the record's total length.
-pub fn decode_record(buf: &Bytes) -> Result<(RecordedEvent, usize), String> {
+pub fn decode_record(buf: &Bytes, cache: &mut DecodeCache) -> Result<(RecordedEvent, usize), String> {
     let b = &buf[..];
     let total = peek_record_len(b).ok_or("record cut short")?;
     if total < RECORD_FIXED_LEN || total > b.len() {
@@ -192,9 +199,13 @@ pub fn decode_record(buf: &Bytes) -> Result<(RecordedEvent, usize), String> {
     let metadata = buf.slice(at..at + meta_len);
     at += meta_len;
     let data = buf.slice(at..at + data_len);
+    let stream = match &cache.stream {
+        Some(cached) if cached.as_str() == stream => cached.clone(),
+        _ => cache.stream.insert(StreamId::from_log(stream)).clone(),
+    };
     let event = RecordedEvent {
         id,
-        stream: StreamId::new(stream).map_err(|e| e.to_string())?,
+        stream,
         revision,
         position,
         event_type: event_type.to_owned(),
@@ -259,14 +270,17 @@ mod tests {
         let mut buf = Vec::new();
         encode_record(&fields, &mut buf);
         let bytes = Bytes::from(buf.clone());
-        let (event, len) = decode_record(&bytes).expect("decodes");
+        let (event, len) = decode_record(&bytes, &mut DecodeCache::default()).expect("decodes");
         assert_eq!(len, buf.len());
         assert_eq!((event.position, event.revision, event.id), (Position(7), Revision(3), id));
         assert_eq!(&event.data[..], br#"{"a":1}"#);
         for i in 0..buf.len() {
             let mut damaged = buf.clone();
             damaged[i] ^= 0x10;
-            assert!(decode_record(&Bytes::from(damaged)).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                decode_record(&Bytes::from(damaged), &mut DecodeCache::default()).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::format::{self, GroupHeader, HeaderError, GROUP_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::format::{self, DecodeCache, GroupHeader, HeaderError, GROUP_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::index::{Chunk, SeekPoint};
 use super::segment::Segment;
 use super::store::Shared;
@@ -73,11 +73,12 @@ fn read_chunk(shared: &Shared, chunk: &Chunk, stream: &StreamId) -> Result<Vec<R
     let segment = shared.segment(chunk.segment)?;
     let bytes = segment.read_exact(chunk.offset, chunk.bytes as usize)?;
     let mut events = Vec::with_capacity(chunk.count as usize);
+    let mut cache = DecodeCache::default();
     let mut at = 0usize;
     for i in 0..u64::from(chunk.count) {
         let offset = chunk.offset + at as u64;
         let corrupt = |reason: String| StoreError::Corrupt { file: segment.path.clone(), offset, reason };
-        let (event, len) = format::decode_record(&bytes.slice(at..)).map_err(corrupt)?;
+        let (event, len) = format::decode_record(&bytes.slice(at..), &mut cache).map_err(corrupt)?;
         if event.stream != *stream
             || event.revision.0 != chunk.first_revision.0 + i
             || event.position.0 != chunk.first_position.0 + i
@@ -173,6 +174,7 @@ pub struct LogCursor<'a> {
     end: Position,
     chunk: Bytes,
     chunk_start: u64,
+    cache: DecodeCache,
 }
 
 impl<'a> LogCursor<'a> {
@@ -187,6 +189,7 @@ impl<'a> LogCursor<'a> {
             end,
             chunk: Bytes::new(),
             chunk_start: 0,
+            cache: DecodeCache::default(),
         })
     }
 
@@ -202,7 +205,8 @@ impl<'a> LogCursor<'a> {
             let len_word = self.bytes(offset, 4)?;
             let len = format::peek_record_len(&len_word).expect("4 bytes");
             let record = self.bytes(offset, len)?;
-            let (event, _) = format::decode_record(&record).map_err(|reason| self.corrupt(offset, reason))?;
+            let (event, _) =
+                format::decode_record(&record, &mut self.cache).map_err(|reason| self.corrupt(offset, reason))?;
             if event.position != self.position {
                 let reason = format!("record holds position {}, expected {}", event.position, self.position);
                 return Err(self.corrupt(offset, reason));

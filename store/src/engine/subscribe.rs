@@ -16,8 +16,8 @@ use crate::model::{
 };
 
 /// Events read per step; also what a subscriber buffers at most (times the channel depth).
-const BATCH: usize = 512;
-const CHANNEL_DEPTH: usize = 4;
+const BATCH: usize = 1024;
+const CHANNEL_DEPTH: usize = 2;
 
 pub fn to_all(shared: &Arc<Shared>, from: SubscribeFrom<Position>, filter: EventFilter) -> Subscription {
     let next = match from {
