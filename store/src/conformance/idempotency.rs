@@ -257,3 +257,57 @@ pub async fn duplicate_id_in_batch_is_rejected<S: EventStore>(store: &S) {
     let r = append(store, &s, ExpectedRevision::Exact(Revision(0)), &[a, b]).await;
     assert_eq!(r, expected_result(&s, 1, 1, 2), "the events of the rejected batch must be new");
 }
+
+/// Large batches: an exact retry returns the original result, and a batch that overlaps stored ids
+/// in any place is a conflict — for time-ordered (v7) ids, for scattered (v4) ids, and for a batch
+/// whose id span brackets many ids stored elsewhere (backends may look ids up by range).
+pub async fn large_batches_retry_and_conflict_like_small_ones<S: EventStore>(store: &S) {
+    let s = stream("large-retry");
+    let mut ledger = Ledger::default();
+    let v7 = events("Big", 0, 300);
+    let r = append(store, &s, ExpectedRevision::NoStream, &v7).await;
+    ledger.record(&r, &v7);
+    let v4: Vec<EventData> = events("Scattered", 0, 40).into_iter().map(|e| e.with_id(Uuid::new_v4())).collect();
+    let r4 = append(store, &s, ExpectedRevision::Exact(Revision(299)), &v4).await;
+    ledger.record(&r4, &v4);
+
+    assert_retry_returns_original(store, &s, ExpectedRevision::NoStream, &v7, &r, &ledger).await;
+    assert_retry_returns_original(store, &s, ExpectedRevision::Exact(Revision(299)), &v4, &r4, &ledger).await;
+
+    // One stored id anywhere in a large batch of fresh ones is a conflict.
+    for at in [0usize, 17, 39] {
+        let mut batch = events("Fresh", 1000, 40);
+        batch[at] = v7[150].clone();
+        let result = try_append(store, &s, ExpectedRevision::Any, &batch).await;
+        assert_idempotency_conflict(result, &[&s], &[v7[150].id()], &format!("stored id at index {at} of 40"));
+        let mut batch: Vec<EventData> =
+            events("Fresh", 2000, 40).into_iter().map(|e| e.with_id(Uuid::new_v4())).collect();
+        batch[at] = v4[at].clone();
+        let result = try_append(store, &s, ExpectedRevision::Any, &batch).await;
+        assert_idempotency_conflict(result, &[&s], &[v4[at].id()], &format!("stored v4 id at index {at} of 40"));
+        assert_log_is(store, &ledger, "after conflicting large batches").await;
+    }
+
+    // A fresh batch whose first and last ids were made before and after 100 stored ones: its id
+    // span holds many stored ids, none of its own.
+    let before = events("Bracket", 0, 1);
+    let other = stream("large-retry-other");
+    let middle = events("Middle", 0, 100);
+    let r_other = append(store, &other, ExpectedRevision::NoStream, &middle).await;
+    ledger.record(&r_other, &middle);
+    let mut bracket = before;
+    bracket.extend(events("Bracket", 1, 9));
+    let r_bracket = append(store, &s, ExpectedRevision::Any, &bracket).await;
+    assert_eq!(r_bracket.first_revision, Revision(340), "a fresh bracketing batch is new");
+    ledger.record(&r_bracket, &bracket);
+    // And with one of the bracketed stored ids inside, it conflicts.
+    let mut bracket2 = events("Bracket2", 0, 1);
+    let more = events("Middle2", 0, 50);
+    let r_more = append(store, &other, ExpectedRevision::Any, &more).await;
+    ledger.record(&r_more, &more);
+    bracket2.extend(events("Bracket2", 1, 8));
+    bracket2.push(more[25].clone());
+    let result = try_append(store, &s, ExpectedRevision::Any, &bracket2).await;
+    assert_idempotency_conflict(result, &[&s, &other], &[more[25].id()], "bracketing batch with a stored id");
+    assert_log_is(store, &ledger, "after the bracketing batches").await;
+}

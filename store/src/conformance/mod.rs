@@ -58,7 +58,8 @@ pub use concurrency::{
 pub use idempotency::{
     duplicate_id_in_batch_is_rejected, idempotent_retry_with_any, idempotent_retry_with_exact_after_later_appends,
     idempotent_retry_with_no_stream_after_later_appends, idempotent_retry_with_stream_exists,
-    ids_stored_in_another_stream_are_an_idempotency_conflict, partial_overlap_is_an_idempotency_conflict,
+    ids_stored_in_another_stream_are_an_idempotency_conflict, large_batches_retry_and_conflict_like_small_ones,
+    partial_overlap_is_an_idempotency_conflict,
 };
 pub use read::{
     head_tracks_the_last_position, read_all_forwards_and_backwards, read_all_with_filters,
@@ -132,6 +133,7 @@ macro_rules! event_store_test_suite {
                 partial_overlap_is_an_idempotency_conflict,
                 ids_stored_in_another_stream_are_an_idempotency_conflict,
                 duplicate_id_in_batch_is_rejected,
+                large_batches_retry_and_conflict_like_small_ones,
                 empty_batch_is_rejected,
                 read_stream_forwards_backwards_and_from_revision,
                 read_stream_of_missing_stream_is_not_found,

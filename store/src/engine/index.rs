@@ -131,11 +131,32 @@ impl Index {
     }
 
     pub fn event_id(&self, id: Uuid) -> Result<Option<IdEntry>, StoreError> {
-        Ok(self.event_ids.get(id.as_bytes())?.map(|v| IdEntry {
-            stream_number: be_u64(&v, 0),
-            revision: Revision(be_u64(&v, 8)),
-            position: Position(be_u64(&v, 16)),
-        }))
+        Ok(self.event_ids.get(id.as_bytes())?.map(|v| decode_id_entry(&v)))
+    }
+
+    /// Looks up many ids at once. Time-ordered ids (UUIDv7, what annals generates) of one batch sit
+    /// close together in key order, so one range scan over their span finds any stored ones for
+    /// the cost of a single lookup. When the span holds many more stored ids than the batch has
+    /// (scattered v4 ids), it falls back to a point lookup per id.
+    pub fn event_ids(&self, ids: &[Uuid]) -> Result<Vec<Option<IdEntry>>, StoreError> {
+        let (Some(min), Some(max)) = (ids.iter().min(), ids.iter().max()) else { return Ok(Vec::new()) };
+        if ids.len() >= 8 {
+            let limit = ids.len() * 2;
+            let mut found = std::collections::HashMap::new();
+            let mut complete = true;
+            for guard in self.event_ids.range(*min.as_bytes()..=*max.as_bytes()) {
+                if found.len() == limit {
+                    complete = false;
+                    break;
+                }
+                let (k, v) = guard.into_inner()?;
+                found.insert(Uuid::from_slice(&k).map_err(|e| StoreError::Index(e.to_string()))?, decode_id_entry(&v));
+            }
+            if complete {
+                return Ok(ids.iter().map(|id| found.get(id).copied()).collect());
+            }
+        }
+        ids.iter().map(|id| self.event_id(*id)).collect()
     }
 
     /// The chunks of stream `number` that hold revision `from` and the revisions after it
@@ -306,6 +327,10 @@ impl IndexBatch {
     pub fn events(&self) -> usize {
         self.events
     }
+}
+
+fn decode_id_entry(v: &[u8]) -> IdEntry {
+    IdEntry { stream_number: be_u64(v, 0), revision: Revision(be_u64(v, 8)), position: Position(be_u64(v, 16)) }
 }
 
 fn decode_chunk(k: &[u8], v: &[u8]) -> Chunk {

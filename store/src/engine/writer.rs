@@ -163,14 +163,19 @@ impl Writer {
             None => index.stream(stream.as_str())?,
         };
         let mut stored = Vec::new();
+        let mut unknown = Vec::new();
         for event in &request.events {
-            let found = match self.overlay.ids.get(&event.id()) {
-                Some(entry) => Some(*entry),
-                None => index.event_id(event.id())?,
-            };
-            if let Some(entry) = found {
-                stored.push((event.id(), entry));
+            match self.overlay.ids.get(&event.id()) {
+                Some(entry) => stored.push((event.id(), *entry)),
+                None => unknown.push(event.id()),
             }
+        }
+        let in_index = index.event_ids(&unknown)?;
+        stored.extend(unknown.iter().zip(in_index).filter_map(|(id, entry)| Some((*id, entry?))));
+        // Report stored ids in the batch's order, as a retry is checked against it.
+        if !stored.is_empty() {
+            let order: HashMap<Uuid, usize> = request.events.iter().enumerate().map(|(i, e)| (e.id(), i)).collect();
+            stored.sort_by_key(|(id, _)| order[id]);
         }
         drop(index);
         if !stored.is_empty() {
