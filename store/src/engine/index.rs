@@ -141,7 +141,8 @@ impl Index {
     pub fn event_ids(&self, ids: &[Uuid]) -> Result<Vec<Option<IdEntry>>, StoreError> {
         let (Some(min), Some(max)) = (ids.iter().min(), ids.iter().max()) else { return Ok(Vec::new()) };
         if ids.len() >= 8 {
-            let limit = ids.len() * 2;
+            // Recent groups' ids share the span; past this many, point lookups are cheaper.
+            let limit = ids.len() * 4 + 64;
             let mut found = std::collections::HashMap::new();
             let mut complete = true;
             for guard in self.event_ids.range(*min.as_bytes()..=*max.as_bytes()) {

@@ -26,7 +26,8 @@ pub struct IndexJob {
     pub replies: Vec<Reply>,
 }
 
-pub fn run(shared: Arc<Shared>, jobs: mpsc::Receiver<IndexJob>) {
+/// Commits jobs in order; after each, tells the writer the published head through `done`.
+pub fn run(shared: Arc<Shared>, jobs: mpsc::Receiver<IndexJob>, done: mpsc::Sender<crate::model::Position>) {
     for job in jobs {
         if !job.records.is_empty() && shared.poisoned().is_none() {
             if let Err(e) = commit(&shared, &job) {
@@ -44,6 +45,7 @@ pub fn run(shared: Arc<Shared>, jobs: mpsc::Receiver<IndexJob>) {
             };
             let _ = reply.send(result);
         }
+        let _ = done.send(published);
     }
 }
 

@@ -40,6 +40,14 @@ pub struct WriterState {
 
 /// Groups the indexer may hold before the writer waits for it (bounds the overlay).
 const JOBS_IN_FLIGHT: usize = 4;
+/// Groups of at most this many events are indexed before the next group starts.
+const SMALL_GROUP: usize = 256;
+/// Appends with at least this many events look their ids up on their own.
+const OWN_LOOKUP: usize = 8;
+/// Stream entries the writer keeps at most.
+const STREAM_CACHE: usize = 100_000;
+/// How long the writer waits for the appenders of the last small group to send again.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(300);
 
 pub struct Writer {
     shared: Arc<Shared>,
@@ -48,14 +56,15 @@ pub struct Writer {
     overlay: Overlay,
 }
 
-/// Streams and ids of groups written but not yet published.
+/// Ids of groups written but not yet published, and the entries of recently written streams
+/// (all of those not yet published among them).
 #[derive(Default)]
 struct Overlay {
     /// A stream's entry and the position of its last event.
     streams: HashMap<StreamId, (StreamEntry, Position)>,
     ids: HashMap<Uuid, IdEntry>,
-    /// Per group in flight: its end position and what it added.
-    groups: VecDeque<(Position, Vec<Uuid>, HashSet<StreamId>)>,
+    /// Per group in flight: its end position and the ids it added.
+    groups: VecDeque<(Position, Vec<Uuid>)>,
 }
 
 impl Writer {
@@ -66,27 +75,48 @@ impl Writer {
     /// Runs until every sender is gone and the indexer has answered everything, then returns.
     pub fn run(mut self, mut rx: mpsc::Receiver<AppendRequest>) {
         let (jobs, job_rx) = std_mpsc::sync_channel(JOBS_IN_FLIGHT);
+        let (done_tx, done) = std_mpsc::channel();
         let shared = Arc::clone(&self.shared);
         let indexer = std::thread::Builder::new()
             .name("annals-indexer".into())
-            .spawn(move || indexer::run(shared, job_rx))
+            .spawn(move || indexer::run(shared, job_rx, done_tx))
             .expect("spawn the indexer thread");
         let max_bytes = self.shared.config.max_group_bytes;
+        // Requests in the last group, if it was small enough to wait for (see below).
+        let mut cohort = 0usize;
         while let Some(first) = rx.blocking_recv() {
             let mut bytes = first.bytes;
             let mut requests = vec![first];
-            while bytes < max_bytes {
-                match rx.try_recv() {
-                    Ok(request) => {
-                        bytes += request.bytes;
-                        requests.push(request);
+            let linger_until = std::time::Instant::now() + LINGER;
+            loop {
+                while bytes < max_bytes {
+                    match rx.try_recv() {
+                        Ok(request) => {
+                            bytes += request.bytes;
+                            requests.push(request);
+                        }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
                 }
+                if requests.len() >= cohort || bytes >= max_bytes || std::time::Instant::now() >= linger_until {
+                    break;
+                }
+                std::thread::sleep(LINGER / 8);
             }
             let job = self.commit_group(requests);
+            let small = job.records.len() <= SMALL_GROUP;
+            cohort = if small { job.replies.len() } else { 0 };
+            let end = job.watermark.position;
             if jobs.send(job).is_err() {
                 break;
+            }
+            // A small group's index commit takes moments, and the appenders it answers usually
+            // send again at once: waiting for them makes one group of what would otherwise split
+            // into two cohorts, each waiting a sync for the other. Large groups are pipelined.
+            if small {
+                while done.recv().is_ok_and(|published| published < end) {}
+            } else {
+                while done.try_recv().is_ok() {}
             }
         }
         drop(jobs);
@@ -117,8 +147,15 @@ impl Writer {
         self.buf.resize(GROUP_HEADER_LEN, 0);
         let now = chrono::Utc::now().timestamp_micros().max(self.state.last_micros);
         let mut group_streams = HashSet::new();
+        let prefetched = match self.prefetch_ids(&requests) {
+            Ok(found) => found,
+            Err(e) => {
+                job.replies = requests.into_iter().map(|r| (r.reply, Err(StoreError::Index(e.to_string())))).collect();
+                return job;
+            }
+        };
         for request in requests {
-            let result = self.prepare(&request, &mut job.records, &mut group_streams, now);
+            let result = self.prepare(&request, &prefetched, &mut job.records, &mut group_streams, now);
             job.replies.push((request.reply, result));
         }
         if job.records.is_empty() {
@@ -135,7 +172,7 @@ impl Writer {
                 job.next_stream_number = self.state.next_stream_number;
                 job.streams = group_streams.iter().map(|s| (s.clone(), self.overlay.streams[s].0)).collect();
                 let ids = job.records.iter().map(|r| r.id).collect();
-                self.overlay.groups.push_back((self.state.next_position, ids, group_streams));
+                self.overlay.groups.push_back((self.state.next_position, ids));
             }
             Err(e) => {
                 error!(error = %e, "group commit failed; the store accepts no more appends until reopened");
@@ -149,9 +186,24 @@ impl Writer {
 
     /// Checks one append against its stream and the stored ids; if it is new, encodes its events
     /// into the group.
+    /// The stored ids among those of the group's small appends, found with one lookup: the ids
+    /// concurrent clients generate (time-ordered v7) lie close together. Larger appends look up
+    /// their own ids, which are close together in any case.
+    fn prefetch_ids(&self, requests: &[AppendRequest]) -> Result<HashMap<Uuid, IdEntry>, StoreError> {
+        let ids: Vec<Uuid> = requests
+            .iter()
+            .filter(|r| r.events.len() < OWN_LOOKUP)
+            .flat_map(|r| r.events.iter().map(EventData::id))
+            .filter(|id| !self.overlay.ids.contains_key(id))
+            .collect();
+        let found = self.shared.index()?.event_ids(&ids)?;
+        Ok(ids.into_iter().zip(found).filter_map(|(id, entry)| Some((id, entry?))).collect())
+    }
+
     fn prepare(
         &mut self,
         request: &AppendRequest,
+        prefetched: &HashMap<Uuid, IdEntry>,
         records: &mut Vec<IndexedRecord>,
         group_streams: &mut HashSet<StreamId>,
         now: i64,
@@ -165,13 +217,15 @@ impl Writer {
         let mut stored = Vec::new();
         let mut unknown = Vec::new();
         for event in &request.events {
-            match self.overlay.ids.get(&event.id()) {
+            match self.overlay.ids.get(&event.id()).or_else(|| prefetched.get(&event.id())) {
                 Some(entry) => stored.push((event.id(), *entry)),
                 None => unknown.push(event.id()),
             }
         }
-        let in_index = index.event_ids(&unknown)?;
-        stored.extend(unknown.iter().zip(in_index).filter_map(|(id, entry)| Some((*id, entry?))));
+        if request.events.len() >= OWN_LOOKUP {
+            let in_index = index.event_ids(&unknown)?;
+            stored.extend(unknown.iter().zip(in_index).filter_map(|(id, entry)| Some((*id, entry?))));
+        }
         // Report stored ids in the batch's order, as a retry is checked against it.
         if !stored.is_empty() {
             let order: HashMap<Uuid, usize> = request.events.iter().enumerate().map(|(i, e)| (e.id(), i)).collect();
@@ -280,23 +334,23 @@ impl Writer {
         Ok(())
     }
 
-    /// Forgets what the indexer has published: the index answers for it now.
+    /// Forgets the ids the indexer has published (the index answers for them now) and bounds the
+    /// stream cache.
     fn prune(&mut self) {
         let head = self.shared.head().position;
-        while let Some((end, _, _)) = self.overlay.groups.front() {
+        while let Some((end, _)) = self.overlay.groups.front() {
             if *end > head {
                 break;
             }
-            let (_, ids, streams) = self.overlay.groups.pop_front().expect("checked");
+            let (_, ids) = self.overlay.groups.pop_front().expect("checked");
             for id in ids {
                 self.overlay.ids.remove(&id);
             }
-            for stream in streams {
-                // Keep it if a later group in flight moved the stream on.
-                if self.overlay.streams.get(&stream).is_some_and(|(_, last)| *last < head) {
-                    self.overlay.streams.remove(&stream);
-                }
-            }
+        }
+        // Published stream entries stay as a cache (the writer is the only one that changes
+        // them), up to a bound; past it, everything published is forgotten at once.
+        if self.overlay.streams.len() > STREAM_CACHE {
+            self.overlay.streams.retain(|_, (_, last)| *last >= head);
         }
     }
 }
