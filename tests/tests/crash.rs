@@ -29,6 +29,7 @@
 //! `cargo test -p annals-tests --release --test crash -- --nocapture` with `ANNALS_CRASH_KILLS=1000`.
 //! `ANNALS_CRASH_KEEP=1` keeps the data directory and ack logs (the path is printed).
 
+use annals_tests::{fnv1a, FNV_OFFSET};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -49,17 +50,6 @@ const SEGMENT_SIZE: u64 = 64 * 1024;
 const OPEN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Events per `read_all` page.
 const PAGE: usize = 512;
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// FNV-1a 64, as in `crash_writer`.
-fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
 
 /// One line of a child's ack log: an append the store acknowledged.
 #[derive(Debug)]

@@ -34,6 +34,7 @@
 //! Any error other than an expected `WrongExpectedRevision` ends the process with a non-zero status
 //! and a message on stderr; the parent treats a child that exits on its own as a failure.
 
+use annals_tests::{fnv1a, FNV_OFFSET};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -54,17 +55,6 @@ const STREAMS: usize = 5;
 const APPENDERS: usize = 6;
 /// Longest random payload, in bytes.
 const MAX_PAYLOAD: usize = 600;
-
-/// FNV-1a 64: tiny, dependency-free and identical in the parent.
-fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// xorshift64*: enough randomness for choosing streams, sizes and payloads (the package's regular
 /// dependencies have no RNG, and this binary must build with them alone).
