@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use uuid::Uuid;
 
-use crate::model::{CurrentRevision, ExpectedRevision, Revision, StreamId};
+use crate::model::{CurrentRevision, ExpectedRevision, StreamId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -64,9 +64,6 @@ pub enum StoreError {
 
     #[error("the store is closed")]
     Closed,
-
-    #[error("revision {revision} of stream {stream} is indexed but its record is missing")]
-    MissingRecord { stream: StreamId, revision: Revision },
 }
 
 impl StoreError {

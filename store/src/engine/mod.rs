@@ -106,7 +106,8 @@
 //!
 //! Earlier segments are verified by reads as they happen and in full by `verify` (CLI:
 //! `annals store verify`), so an open costs time proportional to the last segment plus the unindexed
-//! tail, not to the size of the log.
+//! tail, not to the size of the log — plus fjall's replay of its own journal, which the index caps
+//! at 64 MiB (a 10 M-event store opens in about 3.6 s; BENCHMARKS.md).
 
 mod config;
 mod format;
