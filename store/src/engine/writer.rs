@@ -114,7 +114,9 @@ impl Writer {
             // send again at once: waiting for them makes one group of what would otherwise split
             // into two cohorts, each waiting a sync for the other. Large groups are pipelined.
             if small {
-                while done.recv().is_ok_and(|published| published < end) {}
+                // A failed index commit poisons the store before it reports: the head will not
+                // reach `end` then, so stop waiting.
+                while done.recv().is_ok_and(|published| published < end && self.shared.poisoned().is_none()) {}
             } else {
                 while done.try_recv().is_ok() {}
             }
