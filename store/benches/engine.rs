@@ -2,7 +2,15 @@
 //! every figure is also a ratio to what the hardware allows.
 //!
 //! `cargo bench -p annals-store --bench engine` prints a markdown table for BENCHMARKS.md.
+//!
+//! The disk is measured two ways, since they differ by about 2× on ext4: writes that extend a
+//! file ("append") and writes over blocks written before ("overwrite", what the engine does in a
+//! preallocated segment). Appends are measured in steady state: each store first writes one full
+//! segment, because the first segment of a new store is not preallocated (module doc of
+//! `engine`, "Preallocation"); single-event appends also run with preallocation off, for the
+//! ratio.
 //! Environment: `BENCH_DIR` (default /var/tmp/annals-bench, must be on the disk under test),
+//! `BENCH_PREALLOCATE` (1; 0 runs the batched appends without preallocation, for comparison),
 //! `BENCH_BATCHED_EVENTS` (2,000,000), `BENCH_SINGLE_SECS` (10), `BENCH_OPEN_EVENTS` (10,000,000;
 //! 0 skips the open-time part).
 
@@ -30,18 +38,29 @@ fn main() -> anyhow::Result<()> {
     println!("| measure | result | limit measured in this run | ratio |");
     println!("|---|---|---|---|");
 
-    let sync_4k = disk_sync_rate(&root, 4096, Duration::from_secs(3))?;
-    let sync_512k = disk_sync_rate(&root, 512 * 1024, Duration::from_secs(5))?;
-    let seq_1m = disk_sync_rate(&root, 8 << 20, Duration::from_secs(5))?;
-    println!("| disk: 4 KiB write + fdatasync | {:.0} syncs/s | | |", sync_4k.0);
-    println!("| disk: 512 KiB write + fdatasync | {:.0} MB/s | | |", sync_512k.1 / 1e6);
-    println!("| disk: 8 MiB write + fdatasync | {:.0} MB/s | | |", seq_1m.1 / 1e6);
+    let mut limits = Vec::new();
+    for (size, secs) in [(4096, 3), (512 * 1024, 4), (8 << 20, 4)] {
+        let append = disk_sync_rate(&root, size, Duration::from_secs(secs), false)?;
+        let overwrite = disk_sync_rate(&root, size, Duration::from_secs(secs), true)?;
+        println!(
+            "| disk: {} KiB write + fdatasync | append {:.0}/s ({:.0} MB/s), overwrite {:.0}/s ({:.0} MB/s) | | |",
+            size / 1024,
+            append.0,
+            append.1 / 1e6,
+            overwrite.0,
+            overwrite.1 / 1e6
+        );
+        limits.push(overwrite);
+    }
+    let (sync_4k, sync_512k) = (limits[0], limits[1]);
 
     rt.block_on(async {
-        // Batched appends: batches of 1,000 events to one stream each, one appender and four.
-        for appenders in [1usize, 4] {
+        // Batched appends: batches of 1,000 events to one stream each, 1, 4 and 16 appenders.
+        for appenders in [1usize, 4, 16] {
             let dir = root.join(format!("batched-{appenders}"));
-            let store = EmbeddedStore::open(EngineConfig::new(&dir)).await?;
+            let preallocate = std::env::var("BENCH_PREALLOCATE").map_or(true, |v| v != "0");
+            let store = EmbeddedStore::open(EngineConfig::new(&dir).preallocate(preallocate)).await?;
+            let warm = warm_up(&store).await?;
             let per = batched_events / appenders / 1000;
             // Events are built before the clock starts: the figure is the store's, not serde's.
             let batches: Vec<Vec<Vec<EventData>>> = (0..appenders)
@@ -65,15 +84,15 @@ fn main() -> anyhow::Result<()> {
             let secs = started.elapsed().as_secs_f64();
             let events = (per * appenders * 1000) as f64;
             let info = store.info().await?;
-            let mbps = info.log_bytes as f64 / secs / 1e6;
+            let mbps = (info.log_bytes - warm) as f64 / secs / 1e6;
             println!(
-                "| durable batched appends, 1,000/batch, {appenders} appender(s) | {:.0} events/s ({mbps:.0} MB/s of log) | 512 KiB write+fdatasync: {:.0} MB/s | {:.2} |",
+                "| durable batched appends, 1,000/batch, {appenders} appender(s) | {:.0} events/s ({mbps:.0} MB/s of log) | 512 KiB overwrite+fdatasync: {:.0} MB/s | {:.2} |",
                 events / secs,
                 sync_512k.1 / 1e6,
                 mbps / (sync_512k.1 / 1e6)
             );
             if appenders == 1 {
-                println!("| log bytes per event | {:.0} B | | |", info.log_bytes as f64 / events);
+                println!("| log bytes per event | {:.0} B | | |", (info.log_bytes - warm) as f64 / events);
                 // Catch-up read of $all: pages of 4,096 through read_all, then a subscription.
                 let started = Instant::now();
                 let mut from = ReadFrom::Start;
@@ -100,43 +119,28 @@ fn main() -> anyhow::Result<()> {
         }
 
         // Single-event appends from 64 concurrent writers, each to its own stream with Exact.
-        let dir = root.join("single");
-        let store = EmbeddedStore::open(EngineConfig::new(&dir)).await?;
-        let deadline = Instant::now() + Duration::from_secs(single_secs);
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..64usize {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                let stream = StreamId::new(format!("single-{w}")).expect("valid");
-                let mut hist = Histogram::<u64>::new(3).expect("histogram");
-                let mut expected = ExpectedRevision::NoStream;
-                let mut i = 0;
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    let r = store.append_to_stream(&stream, expected, vec![sample_event(w, i)]).await?;
-                    hist.record(t.elapsed().as_micros() as u64).expect("in range");
-                    expected = ExpectedRevision::Exact(r.last_revision);
-                    i += 1;
-                }
-                anyhow::Ok(hist)
-            }));
+        let mut rates = Vec::new();
+        for preallocate in [true, false] {
+            let dir = root.join(format!("single-{preallocate}"));
+            let store = EmbeddedStore::open(EngineConfig::new(&dir).preallocate(preallocate)).await?;
+            warm_up(&store).await?;
+            let (rate, hist) = single_event_appends(&store, Duration::from_secs(single_secs)).await?;
+            store.close().await?;
+            let _ = std::fs::remove_dir_all(&dir);
+            let ratio = match rates.first() {
+                Some(with) => format!("{:.1}× the sync rate; preallocation gives {:.2}×", rate / sync_4k.0, with / rate),
+                None => format!("{:.1}× the sync rate", rate / sync_4k.0),
+            };
+            println!(
+                "| durable single-event appends, 64 writers, preallocation {} | {rate:.0} events/s, p50 {} µs, p99 {} µs, p99.9 {} µs | 4 KiB overwrite+fdatasync: {:.0}/s | {ratio} |",
+                if preallocate { "on" } else { "off" },
+                hist.value_at_quantile(0.5),
+                hist.value_at_quantile(0.99),
+                hist.value_at_quantile(0.999),
+                sync_4k.0,
+            );
+            rates.push(rate);
         }
-        let mut hist = Histogram::<u64>::new(3)?;
-        for t in tasks {
-            hist.add(t.await??)?;
-        }
-        let secs = started.elapsed().as_secs_f64();
-        let rate = hist.len() as f64 / secs;
-        println!(
-            "| durable single-event appends, 64 writers | {rate:.0} events/s, p50 {} µs, p99 {} µs, p99.9 {} µs | 4 KiB write+fdatasync: {:.0}/s | {:.1}× the sync rate |",
-            hist.value_at_quantile(0.5),
-            hist.value_at_quantile(0.99),
-            hist.value_at_quantile(0.999),
-            sync_4k.0,
-            rate / sync_4k.0
-        );
-        store.close().await?;
 
         if open_events > 0 {
             open_time(&root.join("open"), open_events, &sync_512k).await?;
@@ -145,6 +149,52 @@ fn main() -> anyhow::Result<()> {
     })?;
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
+}
+
+/// Writes one full segment and a little more in batches, so that what follows is written to a
+/// preallocated segment, as in a store that has been running for a while. Returns the log bytes.
+async fn warm_up(store: &EmbeddedStore) -> anyhow::Result<u64> {
+    let segment = EngineConfig::new("unused").segment_size;
+    let mut b = 0usize;
+    loop {
+        let bytes = store.info().await?.log_bytes;
+        if bytes > segment + (16 << 20) {
+            return Ok(bytes);
+        }
+        let stream = StreamId::new(format!("warm-up-{b}")).expect("valid");
+        let events = (0..1000).map(|i| sample_event(b, i)).collect();
+        store.append_to_stream(&stream, ExpectedRevision::NoStream, events).await?;
+        b += 1;
+    }
+}
+
+/// 64 tasks, each appending one event at a time to its own stream with `Exact`, for `secs`.
+async fn single_event_appends(store: &EmbeddedStore, secs: Duration) -> anyhow::Result<(f64, Histogram<u64>)> {
+    let deadline = Instant::now() + secs;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..64usize {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = StreamId::new(format!("single-{w}")).expect("valid");
+            let mut hist = Histogram::<u64>::new(3).expect("histogram");
+            let mut expected = ExpectedRevision::NoStream;
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let r = store.append_to_stream(&stream, expected, vec![sample_event(w, i)]).await?;
+                hist.record(t.elapsed().as_micros() as u64).expect("in range");
+                expected = ExpectedRevision::Exact(r.last_revision);
+                i += 1;
+            }
+            anyhow::Ok(hist)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3)?;
+    for t in tasks {
+        hist.add(t.await??)?;
+    }
+    Ok((hist.len() as f64 / started.elapsed().as_secs_f64(), hist))
 }
 
 /// Builds a store of `n` events over 1/6 as many message streams, then times opens.
@@ -229,14 +279,24 @@ fn sample_event(stream: usize, i: usize) -> EventData {
     EventData::from_json_bytes("message.sent", data.into_bytes()).expect("json")
 }
 
-/// Writes `size`-byte blocks each followed by `fdatasync` for `secs`: (syncs/s, bytes/s).
-fn disk_sync_rate(dir: &Path, size: usize, secs: Duration) -> anyhow::Result<(f64, f64)> {
+/// Writes `size`-byte blocks each followed by `fdatasync` for `secs`: (syncs/s, bytes/s). With
+/// `overwrite`, into a 1 GiB file zero-filled and synced first (stopping at its end), else
+/// extending a new file.
+fn disk_sync_rate(dir: &Path, size: usize, secs: Duration, overwrite: bool) -> anyhow::Result<(f64, f64)> {
+    const PREFILLED: u64 = 1 << 30;
     let path = dir.join("disk-probe");
     let file = OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+    if overwrite {
+        let zeros = vec![0u8; 8 << 20];
+        for at in (0..PREFILLED).step_by(zeros.len()) {
+            file.write_all_at(&zeros, at)?;
+        }
+        file.sync_all()?;
+    }
     let block = vec![0xA5u8; size];
     let started = Instant::now();
     let (mut n, mut offset) = (0u64, 0u64);
-    while started.elapsed() < secs {
+    while started.elapsed() < secs && (!overwrite || offset + size as u64 <= PREFILLED) {
         file.write_all_at(&block, offset)?;
         file.sync_data()?;
         offset += size as u64;

@@ -12,7 +12,9 @@
 //!   of the damaged group, nothing on disk changed;
 //! - (d) a byte flipped in an earlier segment → open succeeds; reads of that record and `verify`
 //!   return `Corrupt` with the file and offset;
-//! - (e) zeros after the last group (preallocated space after a crash) → truncated, reported;
+//! - (e) zeros after the last group (preallocated space) → the end of the log, nothing truncated;
+//!   non-zero bytes in that space, or zeros in place of a group header with non-zero bytes after
+//!   them → truncated as a torn write, reported;
 //! - (f) a damaged, inconsistent or unknown-version segment header, or a missing segment → refused;
 //! - and the index rules: deleted index rebuilt, index behind the log caught up across segments,
 //!   index ahead of a shortened log rebuilt (rule 4).
@@ -53,7 +55,10 @@ struct Segment {
     version: u16,
     first_position: u64,
     groups: Vec<Group>,
+    /// Where the data ends: the end of the last group (or of the header).
     len: u64,
+    /// The file's length: `len` plus preallocated zeros, if any.
+    file_len: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -90,7 +95,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
 }
 
-/// Parses one segment file strictly: every byte must belong to the header or to a valid group.
+/// Parses one segment file strictly: every byte must belong to the header, to a valid group, or to
+/// the zeros that may follow the last group (preallocated space).
 fn parse_segment(path: &Path) -> Result<Segment, String> {
     let b = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let fail = |offset: usize, what: String| format!("{}:{offset}: {what}", path.display());
@@ -110,13 +116,18 @@ fn parse_segment(path: &Path) -> Result<Segment, String> {
         first_position: u64_at(&b, 20),
         groups: Vec::new(),
         len: b.len() as u64,
+        file_len: b.len() as u64,
     };
     let mut offset = SEGMENT_HEADER_LEN;
     while offset < b.len() {
+        if b[offset..].iter().all(|byte| *byte == 0) {
+            break;
+        }
         let group = parse_group(&b, offset).map_err(|what| fail(offset, what))?;
         offset += group.len as usize;
         segment.groups.push(group);
     }
+    segment.len = offset as u64;
     Ok(segment)
 }
 
@@ -386,6 +397,16 @@ fn flip_byte(path: &Path, offset: u64) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// The offset just past the last non-zero byte.
+fn nonzero_end(bytes: &[u8]) -> u64 {
+    bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i as u64 + 1)
+}
+
+fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(bytes, offset).unwrap();
+}
+
 fn set_len(path: &Path, len: u64) {
     std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(len).unwrap();
 }
@@ -588,7 +609,7 @@ async fn assert_tail_truncated(fx: &Fixture, offset: u64, position: u64, index_r
 /// before `position` readable; appends continuing at `position`; a clean reopen afterwards.
 async fn assert_recovered(fx: &Fixture, truncated_at: Option<u64>, position: u64, index_rebuilt: bool, case: &str) {
     let segment = &fx.last_segment().path;
-    let len_before = std::fs::metadata(segment).unwrap().len();
+    let nonzero_end_before = nonzero_end(&std::fs::read(segment).unwrap());
     let store = fx.open().await.unwrap_or_else(|e| panic!("{case}: open must recover, got {e}"));
     let report = store.recovery_report();
     match (truncated_at, report.truncated.as_ref()) {
@@ -608,7 +629,11 @@ async fn assert_recovered(fx: &Fixture, truncated_at: Option<u64>, position: u64
             );
             assert_eq!(t.offset, offset, "{case}: truncation offset (the start of the bad group)");
             assert_eq!(t.position, Position(position), "{case}: position of the first dropped event");
-            assert_eq!(t.bytes_dropped, len_before - offset, "{case}: bytes dropped");
+            assert_eq!(
+                t.bytes_dropped,
+                nonzero_end_before - offset,
+                "{case}: bytes dropped (up to the last non-zero byte)"
+            );
             assert!(!t.reason.is_empty(), "{case}: a truncation needs a reason");
             let len = std::fs::metadata(segment).unwrap().len();
             assert_eq!(len, offset, "{case}: the file must be cut at the bad group");
@@ -672,6 +697,11 @@ async fn documented_format_matches_what_the_engine_writes() {
         );
     }
 
+    // A clean close leaves segments only: a next segment being prepared is cancelled and removed.
+    let names: Vec<String> =
+        std::fs::read_dir(fx.dir.join("log")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(names.iter().all(|n| n.ends_with(".seg")), "files in log/ after a clean close: {names:?}");
+
     let versions: Vec<u16> = fx.log.iter().map(|s| s.version).collect();
     assert!(versions.iter().all(|v| *v == versions[0]), "segment format versions {versions:?}");
     for (i, segment) in fx.log.iter().enumerate() {
@@ -689,6 +719,7 @@ async fn documented_format_matches_what_the_engine_writes() {
             );
         }
         if let Some(next) = fx.log.get(i + 1) {
+            assert_eq!(segment.file_len, segment.len, "segment {i} was rolled: its file must end with its last group");
             let next_group = next.groups[0].len;
             assert!(
                 segment.len <= SEGMENT_SIZE || segment.groups.len() == 1,
@@ -831,17 +862,47 @@ async fn damaged_last_group_is_truncated() {
     }
 }
 
-/// (e) Zeros after the last group, as a crash can leave in preallocated space: truncated cleanly,
-/// and the index (which ends where the zeros start) is not rebuilt.
+/// (e) Zeros after the last group are preallocated space, the end of the log: nothing is
+/// truncated, nothing indexed again, and appends go on after the last group — whether the zeros
+/// are the engine's own preallocation, a few bytes, or more than a segment's worth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zeros_after_the_last_group_are_truncated() {
-    for zeros in [4096u64, 7] {
+async fn zeros_after_the_last_group_end_the_log() {
+    let fx = Fixture::new().await;
+    assert!(
+        fx.last_segment().file_len > fx.last_segment().len,
+        "the fixture's last segment should be preallocated (file {} bytes, data {} bytes)",
+        fx.last_segment().file_len,
+        fx.last_segment().len
+    );
+    assert_recovered(&fx, None, fx.written.len() as u64, false, "the engine's own preallocated space").await;
+    for len in [7u64, 2 * SEGMENT_SIZE] {
         let fx = Fixture::new().await;
         let path = &fx.last_segment().path;
-        let len = fx.last_segment().len;
-        set_len(path, len + zeros);
-        let case = format!("{zeros} zero bytes after the last group");
-        assert_tail_truncated(&fx, len, fx.written.len() as u64, false, &case).await;
+        set_len(path, fx.last_segment().len);
+        set_len(path, fx.last_segment().len + len);
+        let case = format!("{len} zero bytes after the last group");
+        assert_recovered(&fx, None, fx.written.len() as u64, false, &case).await;
+    }
+}
+
+/// (e) Non-zero bytes in the preallocated space after the last group are what a torn write of
+/// the next group leaves (its sectors reach the disk in any order): truncated and reported, and
+/// the index, which ends at the last group, is not rebuilt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_in_the_preallocated_space_are_truncated_as_a_torn_write() {
+    type Garbage = fn(u64) -> (u64, Vec<u8>);
+    let cases: [(&str, Garbage); 3] = [
+        ("a partial group header", |end| (end, GROUP_MAGIC.to_vec())),
+        ("zeros in place of a group header, payload bytes after them", |end| (end + 4096, vec![0xab; 100])),
+        ("one stray byte far into the space", |end| (end + SEGMENT_SIZE / 4, vec![1])),
+    ];
+    for (case, garbage) in cases {
+        let fx = Fixture::new().await;
+        let end = fx.last_segment().len;
+        assert!(fx.last_segment().file_len > end, "{case}: the fixture's last segment should be preallocated");
+        let (at, bytes) = garbage(end);
+        write_at(&fx.last_segment().path, at, &bytes);
+        assert_tail_truncated(&fx, end, fx.written.len() as u64, false, case).await;
     }
 }
 
@@ -983,4 +1044,31 @@ async fn unknown_segment_version_is_refused() {
         other => panic!("unknown segment version: expected UnsupportedFormat, got {other:?}"),
     }
     assert_same_log(&before, &snapshot_log(&fx.dir), "unknown version");
+}
+
+/// A crash while the next segment was being zero-filled, or before it was named, leaves
+/// `log/next.seg.prep`: it never held data, so open removes it and nothing else changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leftover_prepared_segment_is_removed_on_open() {
+    let fx = Fixture::new().await;
+    let leftover = fx.dir.join("log").join("next.seg.prep");
+    std::fs::write(&leftover, vec![0u8; 10_000]).unwrap();
+    assert_recovered(&fx, None, fx.written.len() as u64, false, "a leftover next.seg.prep").await;
+    assert!(!leftover.exists(), "open must remove a leftover next.seg.prep");
+}
+
+/// A rolled segment ends with its last group (the roll seals it). Zeros after its last group
+/// are not preallocated space then but damage: not looked for at open, reported by `verify`
+/// with the file and the offset where the data should have gone on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zeros_at_the_end_of_a_rolled_segment_are_reported_by_verify() {
+    let fx = Fixture::new().await;
+    let segment = &fx.log[1];
+    set_len(&segment.path, segment.len + 4096);
+    let store = fx.open().await.unwrap_or_else(|e| panic!("open must not scan earlier segments, got {e}"));
+    match store.verify().await {
+        Ok(report) => panic!("verify passed a rolled segment with zeros after its last group: {report:?}"),
+        Err(err) => assert_corrupt_at(&err, &segment.path, &[segment.len], "zeros after a rolled segment's data"),
+    }
+    store.close().await.unwrap();
 }

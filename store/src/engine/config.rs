@@ -19,6 +19,9 @@ pub struct EngineConfig {
     /// The writer stops adding appends to a group past this many bytes; it bounds the memory a
     /// group takes and the latency one sync adds.
     pub max_group_bytes: usize,
+    /// Zero-fill each next segment ahead of use (module doc, "Preallocation"). Worth it on
+    /// filesystems that overwrite in place (ext4, xfs); pointless on copy-on-write ones.
+    pub preallocate: bool,
 }
 
 impl EngineConfig {
@@ -30,11 +33,17 @@ impl EngineConfig {
             max_batch_events: 10_000,
             max_batch_bytes: 32 * 1024 * 1024,
             max_group_bytes: 8 * 1024 * 1024,
+            preallocate: true,
         }
     }
 
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.segment_size = bytes;
+        self
+    }
+
+    pub fn preallocate(mut self, on: bool) -> Self {
+        self.preallocate = on;
         self
     }
 

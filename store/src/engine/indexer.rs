@@ -57,6 +57,10 @@ fn commit(shared: &Shared, job: &IndexJob) -> Result<(), StoreError> {
     }
     index.insert_group(&mut batch, job.segment, job.group_offset, &job.records);
     index.commit(batch, job.watermark, job.next_stream_number)?;
-    shared.publish(Head { position: job.watermark.position });
+    shared.publish(Head {
+        position: job.watermark.position,
+        segment: job.watermark.segment,
+        offset: job.watermark.offset,
+    });
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! DATA_DIR/
 //!   LOCK                        held (flock) by the one process that has the store open
 //!   log/00000000000000000000.seg   segment files, numbered from 0, never rewritten once rolled
+//!   log/next.seg.prep           the next segment being zero-filled (never holds data)
 //!   index/                      fjall database: derived indexes and the position they reflect
 //! ```
 //!
@@ -34,6 +35,11 @@
 //!                    | stream len u16 | type len u16 | metadata len u32 | data len u32
 //!                    | stream | type | metadata | data
 //! ```
+//!
+//! The last segment may be longer than its data: past the last group it holds zeros
+//! (preallocated space, see below). A group never starts with a zero byte (its magic), so 32 zero
+//! bytes where a group header would be mark the end of the data when only zeros follow them.
+//! Every segment but the last ends exactly with its last group.
 //!
 //! Each record carries its own checksum so a single event can be read and verified without reading
 //! its whole group. Version fields let later formats add fields; this build refuses versions it
@@ -71,6 +77,21 @@
 //! recovery decide what is on disk. A segment rolls when the next group would take it past
 //! `segment_size`.
 //!
+//! ## Preallocation (`segment.rs`)
+//!
+//! On ext4 (and xfs), an `fdatasync` after writing past the end of a file must also commit the
+//! block allocation and the new size to the filesystem journal; after overwriting blocks that
+//! were written before, it is a plain data flush. Measured here, that is about twice the syncs
+//! per second at every write size from 4 KiB to 4 MiB (BENCHMARKS.md). So once the current
+//! segment is half full, a helper thread writes the next segment's `segment_size` bytes of zeros
+//! to `log/next.seg.prep`, syncing every 16 MiB. At the roll the writer seals the full segment
+//! (cuts its unused zeros off and syncs it), waits for the helper if it is still running, writes
+//! and syncs the new segment's header, links the file to its segment name (a link, unlike a
+//! rename, never replaces a file), removes the temporary name and syncs the directory — all
+//! before the first group in it is acknowledged. The first segment of a new store, and a roll
+//! whose preparation failed, use a file that grows as written instead: slower, equally correct.
+//! `preallocate: false` in the config turns this off (for copy-on-write filesystems).
+//!
 //! ## Indexes (`index.rs`, fjall; chosen over redb by measurement, see BENCHMARKS.md)
 //!
 //! - `streams`: stream name → stream number, last revision
@@ -95,18 +116,22 @@
 //!    numbering, first positions agreeing with the groups).
 //! 2. Scan from the earlier of the index's applied watermark and the start of the last segment to
 //!    the end of the log, verifying every group and record, and index what the index lacks.
-//! 3. A group that fails its checks *at the tail* of the last segment — nothing valid follows it —
-//!    is a torn write of an unacknowledged group (invariant 3): the file is truncated at the group's
-//!    start, synced, and the open reports `TruncatedTail` with the segment, offset, position and
-//!    bytes dropped. If a valid group header follows the bad bytes, or the bad group is in an
+//! 3. The log ends where the last segment's file ends, or where only zeros remain in it. A group
+//!    that fails its checks *at the tail* of the last segment — nothing valid follows it; zeros in
+//!    place of its header with non-zero bytes after them count as such a group — is a torn write
+//!    of an unacknowledged group (invariant 3): the file is truncated at the group's start (its
+//!    preallocated space goes with it), synced, and the open reports `TruncatedTail` with the
+//!    segment, offset, position and bytes dropped. If a valid group header follows the bad bytes, or the bad group is in an
 //!    earlier segment, the damage is not a torn write: open refuses with `StoreError::Corrupt`
 //!    naming the file and offset, and changes nothing.
 //! 4. If the index is ahead of the log (its watermark lies past the truncated or shortened tail),
 //!    it is rebuilt from position 0.
+//! 5. Remove `next.seg.prep` if a crash left it (only after the checks above passed: an open
+//!    that refuses changes nothing).
 //!
 //! Earlier segments are verified by reads as they happen and in full by `verify` (CLI:
-//! `annals store verify`), so an open costs time proportional to the last segment plus the unindexed
-//! tail, not to the size of the log — plus fjall's replay of its own journal, which the index caps
+//! `annals store verify`), so an open costs time proportional to the last segment (its groups and
+//! its preallocated zeros, both read in full) plus the unindexed tail, not to the size of the log — plus fjall's replay of its own journal, which the index caps
 //! at 64 MiB (a 10 M-event store opens in about 3.6 s; BENCHMARKS.md).
 
 mod config;

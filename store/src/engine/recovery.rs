@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::format::{self, GroupHeader, HeaderError, GROUP_HEADER_LEN, GROUP_MAGIC, SEGMENT_HEADER_LEN};
 use super::index::{IdEntry, Index, IndexedRecord, StreamEntry, Watermark};
-use super::segment::{list_segments, sync_dir, Segment, VerifyReport};
+use super::segment::{self, list_segments, sync_dir, Segment, VerifyReport};
 use crate::error::StoreError;
 use crate::model::Position;
 
@@ -34,6 +34,8 @@ pub struct TruncatedTail {
     pub offset: u64,
     /// The position the next append gets.
     pub position: Position,
+    /// From `offset` to the last non-zero byte of the file: zeros past it cannot be told from
+    /// preallocated space, so they are not counted.
     pub bytes_dropped: u64,
     pub reason: String,
 }
@@ -59,6 +61,8 @@ pub fn recover(log_dir: &Path, index_dir: &Path) -> Result<Recovered, StoreError
         match scan_and_index(&segments, &index, &mut report)? {
             Some(recovered) => {
                 let (next_position, end_offset, next_stream_number) = recovered;
+                // Only now that the log is known good: a refused open changes nothing.
+                segment::remove_prepared(log_dir)?;
                 return Ok(Recovered { segments, index, next_position, end_offset, next_stream_number, report });
             }
             None => {
@@ -172,15 +176,15 @@ fn scan_and_index(
                     let reason = format!("{reason}; the damage is not at the tail, so it is not a torn write");
                     return Err(scanner.corrupt(reason));
                 }
-                let len = segment.len()?;
+                let dropped = segment.nonzero_end(scanner.offset)?.map_or(0, |end| end - scanner.offset);
                 warn!(segment = %segment.path.display(), offset = scanner.offset, position = scanner.position.0,
-                    bytes = len - scanner.offset, reason = %reason, "truncating torn tail");
+                    bytes = dropped, reason = %reason, "truncating torn tail");
                 segment.truncate(scanner.offset)?;
                 report.truncated = Some(TruncatedTail {
                     segment: segment.path.clone(),
                     offset: scanner.offset,
                     position: scanner.position,
-                    bytes_dropped: len - scanner.offset,
+                    bytes_dropped: dropped,
                     reason,
                 });
                 break;
@@ -332,6 +336,25 @@ impl Scanner<'_> {
             }
         }
         let header_bytes = segment.read_up_to(self.offset, GROUP_HEADER_LEN)?;
+        // Zeros where a group would start: the end of the log if only zeros follow (preallocated
+        // space), else a group torn so that its first sector never reached the disk.
+        if header_bytes.iter().all(|b| *b == 0) {
+            return Ok(match segment.nonzero_end(self.offset)? {
+                None if self.seg + 1 == self.segments.len() => Step::End,
+                None => Step::Damaged {
+                    reason: "zeros where a group should start, in a segment that is not the last \
+                        (a rolled segment ends with its last group)"
+                        .into(),
+                    header_valid: false,
+                },
+                Some(end) => Step::Damaged {
+                    reason: format!(
+                        "zeros where a group header should be, non-zero bytes after them up to offset {end}"
+                    ),
+                    header_valid: false,
+                },
+            });
+        }
         let header = match GroupHeader::decode(&header_bytes) {
             Ok(h) => h,
             Err(HeaderError::Damaged(reason)) => return Ok(Step::Damaged { reason, header_valid: false }),

@@ -1,10 +1,16 @@
 //! Segment files: creating them durably (file and directory synced before first use), listing
 //! and opening them, and positioned reads that never move a shared file cursor, so any number of
 //! readers can use one open file while the writer appends to it.
+//!
+//! Also the preallocation of segments: a file zero-filled and synced ahead of use makes each
+//! `fdatasync` of the writer a pure data flush, with no block allocation or file-size change to
+//! journal — about twice the syncs per second of appending to a growing file on ext4 (see
+//! "Preallocation" in the module doc of `engine`).
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::{Bytes, BytesMut};
@@ -45,6 +51,27 @@ impl Segment {
         let header = SegmentHeader { number, first_position };
         file.write_all_at(&header.encode(), 0).map_err(StoreError::io("write segment header", &path))?;
         file.sync_all().map_err(StoreError::io("sync segment", &path))?;
+        sync_dir(log_dir)?;
+        Ok(Segment { number, first_position, path, file })
+    }
+
+    /// Turns a [`Prepared`] file into segment `number`: writes and syncs its header, then gives it
+    /// its name with a hard link (which, unlike `rename`, never replaces an existing file), drops
+    /// the temporary name and syncs the directory. A crash leaves either no segment `number` or
+    /// one with a durable header; a leftover temporary name is removed on the next open.
+    pub fn create_prepared(
+        log_dir: &Path,
+        number: u64,
+        first_position: Position,
+        prepared: Prepared,
+    ) -> Result<Segment, StoreError> {
+        let path = segment_path(log_dir, number);
+        let Prepared { file, path: temp } = prepared;
+        let header = SegmentHeader { number, first_position };
+        file.write_all_at(&header.encode(), 0).map_err(StoreError::io("write segment header", &temp))?;
+        file.sync_data().map_err(StoreError::io("sync segment", &temp))?;
+        std::fs::hard_link(&temp, &path).map_err(StoreError::io("name segment", &path))?;
+        std::fs::remove_file(&temp).map_err(StoreError::io("remove", &temp))?;
         sync_dir(log_dir)?;
         Ok(Segment { number, first_position, path, file })
     }
@@ -106,7 +133,36 @@ impl Segment {
         self.file.sync_data().map_err(StoreError::io("fdatasync segment", &self.path))
     }
 
-    /// Cuts the file at `len` and syncs it (recovery of a torn tail only).
+    /// Where the non-zero bytes of the file end, looking from `from` on: `None` if every byte from
+    /// `from` to the end of the file is zero (preallocated space), else the offset just past the
+    /// last non-zero byte.
+    pub fn nonzero_end(&self, from: u64) -> Result<Option<u64>, StoreError> {
+        const STEP: usize = 4 << 20;
+        let mut found = None;
+        let mut at = from;
+        loop {
+            let chunk = self.read_up_to(at, STEP)?;
+            if chunk.is_empty() {
+                return Ok(found);
+            }
+            if !all_zero(&chunk) {
+                let last = chunk.iter().rposition(|b| *b != 0).expect("a non-zero byte");
+                found = Some(at + last as u64 + 1);
+            }
+            at += chunk.len() as u64;
+        }
+    }
+
+    /// Cuts a rolled segment's preallocated space off at `end`, where its data ends, so that a
+    /// segment other than the last ends exactly with its last group (no-op if it already does).
+    pub fn seal(&self, end: u64) -> Result<(), StoreError> {
+        if self.len()? > end {
+            self.truncate(end)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the file at `len` and syncs it (recovery of a torn tail, sealing a rolled segment).
     pub fn truncate(&self, len: u64) -> Result<(), StoreError> {
         self.file.set_len(len).map_err(StoreError::io("truncate segment", &self.path))?;
         self.file.sync_all().map_err(StoreError::io("sync segment", &self.path))
@@ -134,6 +190,79 @@ impl Segments {
 
     pub fn all(&self) -> Vec<Arc<Segment>> {
         self.0.read().expect("segment list lock").clone()
+    }
+}
+
+/// The temporary name of the segment file being prepared (never a segment; removed on open).
+pub const PREPARED_NAME: &str = "next.seg.prep";
+
+/// A zero-filled, synced file of a segment's size, waiting to become the next segment.
+#[derive(Debug)]
+pub struct Prepared {
+    file: File,
+    path: PathBuf,
+}
+
+/// Zero-fills a new `PREPARED_NAME` file of `size` bytes. `Ok(None)` if `cancel` was set
+/// meanwhile (the store is closing); the file is removed then.
+///
+/// The zeros go with `O_DIRECT` where the filesystem allows it: through the page cache, zero-
+/// filling costs about 1.6 s of CPU per GiB here (one of the machine's two cores during heavy
+/// ingest), directly about 0.05 s. The writer then pads its writes to whole pages with zeros
+/// (`Writer::write_group`), so the pages it writes into need not be read from disk first.
+pub fn prepare(log_dir: &Path, size: u64, cancel: &AtomicBool) -> Result<Option<Prepared>, StoreError> {
+    const SYNC_EVERY: u64 = 64 << 20;
+    let path = log_dir.join(PREPARED_NAME);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(StoreError::io("create", &path))?;
+    // A second handle that bypasses the page cache, if the filesystem has `O_DIRECT`.
+    let direct = OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&path).ok();
+    let mut zeros = vec![0u8; DIRECT_WRITE + DIRECT_ALIGN];
+    // `O_DIRECT` wants the buffer aligned like the offsets and lengths; no `unsafe` needed.
+    let skew = (DIRECT_ALIGN - zeros.as_ptr() as usize % DIRECT_ALIGN) % DIRECT_ALIGN;
+    let zeros = &mut zeros[skew..skew + DIRECT_WRITE];
+    let mut at = 0u64;
+    while at < size {
+        if cancel.load(Ordering::Relaxed) {
+            drop((file, direct));
+            std::fs::remove_file(&path).map_err(StoreError::io("remove", &path))?;
+            return Ok(None);
+        }
+        let n = (size - at).min(DIRECT_WRITE as u64) as usize;
+        let aligned = n - n % DIRECT_ALIGN;
+        let written = match &direct {
+            Some(direct) if aligned > 0 => direct.write_all_at(&zeros[..aligned], at).is_ok(),
+            _ => false,
+        };
+        // The unaligned end of the file, or no `O_DIRECT` (or it refused): through the cache.
+        let n = if written { aligned } else { n };
+        if !written {
+            file.write_all_at(&zeros[..n], at).map_err(StoreError::io("preallocate", &path))?;
+        }
+        at += n as u64;
+        if at % SYNC_EVERY < n as u64 || at == size {
+            file.sync_data().map_err(StoreError::io("sync", &path))?;
+        }
+    }
+    Ok(Some(Prepared { file, path }))
+}
+
+/// Page size (and `O_DIRECT` alignment) the preallocation and the writer's padding assume.
+pub const DIRECT_ALIGN: usize = 4096;
+const DIRECT_WRITE: usize = 4 << 20;
+
+/// Removes a prepared file left by a crash or an interrupted preparation.
+pub fn remove_prepared(log_dir: &Path) -> Result<(), StoreError> {
+    let path = log_dir.join(PREPARED_NAME);
+    match std::fs::remove_file(&path) {
+        Ok(()) => sync_dir(log_dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::Io { op: "remove", path, source: e }),
     }
 }
 
@@ -166,6 +295,13 @@ pub fn list_segments(log_dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> 
 
 pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::io("fsync directory", dir))
+}
+
+/// Whether every byte is zero, a word at a time (this scans the preallocated space on open).
+fn all_zero(bytes: &[u8]) -> bool {
+    let words = bytes.chunks_exact(8);
+    let rest = words.remainder();
+    words.into_iter().all(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")) == 0) && rest.iter().all(|b| *b == 0)
 }
 
 fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {

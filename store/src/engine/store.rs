@@ -43,13 +43,18 @@ pub struct StoreInfo {
     /// Number of events; the next append gets this position.
     pub next_position: Position,
     pub segments: usize,
+    /// Bytes of log data (segment headers and groups), without preallocated space.
     pub log_bytes: u64,
 }
 
-/// The published head: every event below `position` is durable, indexed and readable.
+/// The published head: every event below `position` is durable, indexed and readable; the log's
+/// data ends at `offset` of segment `segment` (past it: a group being written, or preallocated
+/// zeros).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Head {
     pub position: Position,
+    pub segment: u64,
+    pub offset: u64,
 }
 
 /// What readers, the writer and subscriptions share.
@@ -185,7 +190,11 @@ impl EmbeddedStore {
         let started = std::time::Instant::now();
         let recovered = recovery::recover(&log_dir, &dir.join("index"))?;
         let segment = Arc::clone(recovered.segments.last().expect("recovery leaves a segment"));
-        let (head, _) = watch::channel(Head { position: recovered.next_position });
+        let (head, _) = watch::channel(Head {
+            position: recovered.next_position,
+            segment: segment.number,
+            offset: recovered.end_offset,
+        });
         let shared = Arc::new(Shared {
             config,
             log_dir,
@@ -200,12 +209,15 @@ impl EmbeddedStore {
         // the writer starts from the last event's time (the scan may not have seen any event).
         let last_event = reader::read_all(&shared, ReadFrom::End, Direction::Backwards, 1, &EventFilter::all())?.pop();
         let last_micros = last_event.map_or(0, |e| e.recorded_at.timestamp_micros());
+        // Recovery checked that only zeros follow the data of the last segment.
+        let zeroed_until = segment.len()?;
         let state = WriterState {
             segment,
             offset: recovered.end_offset,
             next_position: recovered.next_position,
             next_stream_number: recovered.next_stream_number,
             last_micros,
+            zeroed_until,
         };
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer = Writer::new(Arc::clone(&shared), state);
@@ -243,13 +255,20 @@ impl EmbeddedStore {
         let shared = Arc::clone(&self.shared);
         self.blocking(move || {
             let segments = shared.segments.all();
+            let head = shared.head();
             let mut log_bytes = 0;
             for segment in &segments {
-                log_bytes += segment.len()?;
+                // Only the segment the head is in can have preallocated space (rolled ones are
+                // sealed); a segment after it (just rolled, not yet published) holds no data yet.
+                log_bytes += match segment.number.cmp(&head.segment) {
+                    std::cmp::Ordering::Less => segment.len()?,
+                    std::cmp::Ordering::Equal => head.offset,
+                    std::cmp::Ordering::Greater => 0,
+                };
             }
             Ok(StoreInfo {
                 data_dir: shared.config.data_dir.clone(),
-                next_position: shared.head().position,
+                next_position: head.position,
                 segments: segments.len(),
                 log_bytes,
             })

@@ -5,18 +5,24 @@
 //!
 //! Checks need the state of groups that are durable but not indexed yet, so the writer keeps an
 //! overlay of their streams and event ids, pruned as the published head passes them.
+//!
+//! Once the current segment is half full, a helper thread zero-fills the next one (see
+//! "Preallocation" in the module doc); the roll waits for it, which costs nothing when the helper
+//! is faster than the writer's second half of the segment, as it is by far (no syncs per write).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
+use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::error;
+use tracing::{error, warn};
 use uuid::Uuid;
 
 use super::format::{self, GroupHeader, RecordFields, GROUP_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::index::{IdEntry, IndexedRecord, StreamEntry, Watermark};
 use super::indexer::{self, IndexJob};
-use super::segment::Segment;
+use super::segment::{self, Prepared, Segment};
 use super::store::Shared;
 use crate::error::StoreError;
 use crate::model::{AppendResult, CurrentRevision, EventData, ExpectedRevision, Position, Revision, StreamId};
@@ -36,6 +42,8 @@ pub struct WriterState {
     pub next_position: Position,
     pub next_stream_number: u64,
     pub last_micros: i64,
+    /// The segment holds zeros from `offset` up to here (preallocated space; `offset` if none).
+    pub zeroed_until: u64,
 }
 
 /// Groups the indexer may hold before the writer waits for it (bounds the overlay).
@@ -54,6 +62,10 @@ pub struct Writer {
     state: WriterState,
     buf: Vec<u8>,
     overlay: Overlay,
+    /// The zero-filling of the next segment, once the current one is half full.
+    preparing: Option<JoinHandle<Result<Option<Prepared>, StoreError>>>,
+    /// Tells the preparing thread to stop early: the store is closing.
+    cancel: Arc<AtomicBool>,
 }
 
 /// Ids of groups written but not yet published, and the entries of recently written streams
@@ -69,7 +81,14 @@ struct Overlay {
 
 impl Writer {
     pub fn new(shared: Arc<Shared>, state: WriterState) -> Self {
-        Writer { shared, state, buf: Vec::with_capacity(1 << 20), overlay: Overlay::default() }
+        Writer {
+            shared,
+            state,
+            buf: Vec::with_capacity(1 << 20),
+            overlay: Overlay::default(),
+            preparing: None,
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Runs until every sender is gone and the indexer has answered everything, then returns.
@@ -84,6 +103,7 @@ impl Writer {
         let max_bytes = self.shared.config.max_group_bytes;
         // Requests in the last group, if it was small enough to wait for (see below).
         let mut cohort = 0usize;
+        self.prepare_next_segment();
         while let Some(first) = rx.blocking_recv() {
             let mut bytes = first.bytes;
             let mut requests = vec![first];
@@ -123,6 +143,16 @@ impl Writer {
         }
         drop(jobs);
         let _ = indexer.join();
+        // A half-made next segment is of no use to anyone: stop, the helper removes its file.
+        self.cancel.store(true, Ordering::Relaxed);
+        if let Some(preparing) = self.preparing.take() {
+            if let Ok(Ok(Some(unused))) = preparing.join() {
+                drop(unused);
+                if let Err(e) = segment::remove_prepared(&self.shared.log_dir) {
+                    warn!(error = %e, "cannot remove the unused preallocated segment; the next open will");
+                }
+            }
+        }
     }
 
     fn commit_group(&mut self, requests: Vec<AppendRequest>) -> IndexJob {
@@ -175,6 +205,7 @@ impl Writer {
                 job.streams = group_streams.iter().map(|s| (s.clone(), self.overlay.streams[s].0)).collect();
                 let ids = job.records.iter().map(|r| r.id).collect();
                 self.overlay.groups.push_back((self.state.next_position, ids));
+                self.prepare_next_segment();
             }
             Err(e) => {
                 error!(error = %e, "group commit failed; the store accepts no more appends until reopened");
@@ -319,6 +350,13 @@ impl Writer {
         }
         let segment = Arc::clone(&self.state.segment);
         let group_offset = self.state.offset;
+        // In preallocated space, write on to the end of the page with the zeros that are there
+        // anyway: a write that covers whole pages needs no read of the page from disk first
+        // (the zeros were written past the page cache; see `segment::prepare`).
+        let padded = (group_offset + total).next_multiple_of(segment::DIRECT_ALIGN as u64);
+        if padded <= self.state.zeroed_until {
+            self.buf.resize((padded - group_offset) as usize, 0);
+        }
         segment.write_all_at(&self.buf, group_offset)?;
         segment.sync_data()?;
         self.state.offset += total;
@@ -327,9 +365,50 @@ impl Writer {
         Ok((segment.number, group_offset))
     }
 
+    /// Starts zero-filling the next segment once the current one is half full, if not started.
+    fn prepare_next_segment(&mut self) {
+        let size = self.shared.config.segment_size;
+        if self.preparing.is_some() || !self.shared.config.preallocate || self.state.offset < size / 2 {
+            return;
+        }
+        let log_dir = self.shared.log_dir.clone();
+        let cancel = Arc::clone(&self.cancel);
+        let spawned = std::thread::Builder::new()
+            .name("annals-prealloc".into())
+            .spawn(move || segment::prepare(&log_dir, size, &cancel));
+        match spawned {
+            Ok(handle) => self.preparing = Some(handle),
+            Err(e) => warn!(error = %e, "cannot start preallocating the next segment; it will grow as written"),
+        }
+    }
+
+    /// Seals the current segment where its data ends and starts the next one: preallocated if the
+    /// helper prepared it (waiting for it to finish), else an empty file that grows as written.
     fn roll(&mut self) -> Result<(), StoreError> {
+        self.state.segment.seal(self.state.offset)?;
         let number = self.state.segment.number + 1;
-        let segment = Arc::new(Segment::create(&self.shared.log_dir, number, self.state.next_position)?);
+        let log_dir = &self.shared.log_dir;
+        let position = self.state.next_position;
+        let prepared = match self.preparing.take().map(JoinHandle::join) {
+            Some(Ok(Ok(prepared))) => prepared,
+            Some(Ok(Err(e))) => {
+                warn!(error = %e, "preallocating the next segment failed; it will grow as written");
+                None
+            }
+            Some(Err(_)) => {
+                warn!("the preallocating thread panicked; the next segment will grow as written");
+                None
+            }
+            None => None,
+        };
+        let segment = Arc::new(match prepared {
+            Some(prepared) => Segment::create_prepared(log_dir, number, position, prepared)?,
+            None => {
+                segment::remove_prepared(log_dir)?;
+                Segment::create(log_dir, number, position)?
+            }
+        });
+        self.state.zeroed_until = segment.len()?;
         self.shared.segments.push(Arc::clone(&segment));
         self.state.segment = segment;
         self.state.offset = SEGMENT_HEADER_LEN as u64;
