@@ -1,6 +1,7 @@
-//! The `annals` command line: a thin shell over the library crates. At this stage it exposes the
-//! embedded store (`annals store …`) so a person can use it before the HTTP API exists.
+//! The `annals` command line: a thin shell over the library crates. `annals serve` runs the HTTP
+//! API; `annals store …` uses the embedded store directly (inspection, repair checks, scripts).
 
+mod serve_cmd;
 mod store_cmd;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the HTTP API on an embedded store.
+    Serve(serve_cmd::ServeArgs),
     /// Use the embedded event store directly.
     Store(store_cmd::StoreArgs),
 }
@@ -26,6 +29,7 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
+        Command::Serve(args) => serve_cmd::run(args).await,
         Command::Store(args) => store_cmd::run(args).await,
     };
     match result {

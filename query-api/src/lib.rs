@@ -1,2 +1,17 @@
-//! `annals-query-api`: the HTTP API (axum). Empty until issue 3 lands the append, read, replay
-//! and live-tail endpoints; it exists now so the workspace has its final shape.
+//! `annals-query-api`: the HTTP API (axum) over an [`EventStore`](annals_store::EventStore):
+//! append, read a stream, read the global log, health. Built as a value from typed settings
+//! ([`Application::build`]) so that `annals serve` and the black-box tests run the same thing.
+//!
+//! Knows the store only through the `EventStore` trait (it opens the embedded engine, the default
+//! backend, and nothing else touches it). Every failure becomes an `application/problem+json`
+//! response in one place, `error.rs`.
+
+mod app;
+mod error;
+mod routes;
+mod settings;
+mod wire;
+
+pub use app::Application;
+pub use error::{ApiError, Error};
+pub use settings::{Settings, SettingsLayer};

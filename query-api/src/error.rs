@@ -1,0 +1,139 @@
+//! The crate's errors. `Error` is what building and running the application can fail with (bad
+//! settings, a store that will not open, a port in use); `ApiError` is what a request can fail
+//! with, and this file is the one place where each becomes an HTTP status and an
+//! `application/problem+json` body (RFC 9457) with `type`, `title`, `status`, `detail` and the
+//! fields specific to the problem.
+
+use std::path::PathBuf;
+
+use annals_store::{CurrentRevision, ExpectedRevision, StoreError};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+use tracing::error;
+
+/// Startup and shutdown failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid setting {setting} = {value:?}: {reason}")]
+    InvalidSetting { setting: String, value: String, reason: String },
+    #[error("config file {}: {reason}", path.display())]
+    Config { path: PathBuf, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A request that failed. Each variant is one problem type.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not the JSON the endpoint takes (syntax, shape, or a field's value).
+    #[error("{0}")]
+    MalformedBody(String),
+    /// A path or query parameter is not valid.
+    #[error("{detail}")]
+    InvalidParameter { parameter: &'static str, detail: String },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("stream {0} does not exist")]
+    StreamNotFound(String),
+    /// The query string does not parse (an unknown parameter, a number that is not one).
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("{0} is not allowed on this route")]
+    MethodNotAllowed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    fn problem(&self) -> (StatusCode, &'static str, &'static str, Map<String, Value>) {
+        use StoreError as S;
+        let mut extra = Map::new();
+        let (status, kind, title) = match self {
+            ApiError::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body"),
+            ApiError::InvalidParameter { parameter, .. } => {
+                extra.insert("parameter".into(), json!(parameter));
+                (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter")
+            }
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
+            ApiError::StreamNotFound(stream) => {
+                extra.insert("stream".into(), json!(stream));
+                (StatusCode::NOT_FOUND, "stream-not-found", "Stream not found")
+            }
+            ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
+            }
+            ApiError::Store(e) => match e {
+                S::WrongExpectedRevision { stream, expected, actual } => {
+                    extra.insert("stream".into(), json!(stream.as_str()));
+                    extra.insert("expected".into(), expected_json(*expected));
+                    extra.insert("actual".into(), actual_json(*actual));
+                    (StatusCode::CONFLICT, "wrong-expected-revision", "Wrong expected revision")
+                }
+                S::IdempotencyConflict { stream, event_id, .. } => {
+                    extra.insert("stream".into(), json!(stream.as_str()));
+                    extra.insert("event_id".into(), json!(event_id));
+                    (StatusCode::CONFLICT, "idempotency-conflict", "Event ids already used differently")
+                }
+                S::InvalidStreamName { .. } => {
+                    extra.insert("parameter".into(), json!("stream"));
+                    (StatusCode::BAD_REQUEST, "invalid-stream-name", "Invalid stream name")
+                }
+                S::EmptyBatch | S::DuplicateIdInBatch { .. } | S::InvalidEventType { .. } | S::InvalidJson { .. } => {
+                    (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body")
+                }
+                S::EventTooLarge { .. } | S::BatchTooLarge { .. } => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large")
+                }
+                S::Closed => (StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "The store is closing"),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            },
+        };
+        (status, kind, title, extra)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title, extra) = self.problem();
+        // Internal details (paths, I/O errors) are logged, not sent.
+        let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            error!(error = %self, "request failed");
+            "the server failed to handle the request; the error is in its log".to_owned()
+        } else {
+            self.to_string()
+        };
+        let mut body = Map::new();
+        body.insert("type".into(), json!(format!("https://annals.dev/problems/{kind}")));
+        body.insert("title".into(), json!(title));
+        body.insert("status".into(), json!(status.as_u16()));
+        body.insert("detail".into(), json!(detail));
+        body.extend(extra);
+        (status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string()).into_response()
+    }
+}
+
+/// `ExpectedRevision` as the API spells it in requests.
+pub fn expected_json(expected: ExpectedRevision) -> Value {
+    match expected {
+        ExpectedRevision::Any => json!("any"),
+        ExpectedRevision::NoStream => json!("no_stream"),
+        ExpectedRevision::StreamExists => json!("stream_exists"),
+        ExpectedRevision::Exact(r) => json!(r.0),
+    }
+}
+
+fn actual_json(actual: CurrentRevision) -> Value {
+    match actual {
+        CurrentRevision::NoStream => json!("no_stream"),
+        CurrentRevision::Current(r) => json!(r.0),
+    }
+}

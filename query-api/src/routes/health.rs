@@ -1,0 +1,19 @@
+//! Liveness and readiness: `/healthz` answers while the process serves; `/readyz` only while the
+//! store answers too, so a load balancer stops sending appends to an instance whose store closed.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let head = state.store.head().await?;
+    Ok((StatusCode::OK, Json(json!({ "status": "ready", "head_position": head.map(|p| p.0) }))))
+}

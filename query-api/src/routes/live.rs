@@ -1,0 +1,89 @@
+//! `GET /v1/events/live`: the global log as Server-Sent Events, catch-up then live. Each event's
+//! SSE `id` is its position, so a client that reconnects with `Last-Event-ID` resumes right after
+//! the last event it received: no gap, no duplicate, across server restarts too (positions are
+//! durable). Comments every `sse_heartbeat` keep idle connections (and proxies) open.
+
+use std::convert::Infallible;
+
+use annals_store::{Position, SubscribeFrom, SubscriptionMessage};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use tracing::debug;
+
+use super::events::{query_error, type_filter};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::wire::Event;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveParams {
+    /// The first position to send; without it (and without `Last-Event-ID`), only new events.
+    from_position: Option<u64>,
+    types: Option<String>,
+    stream_prefix: Option<String>,
+}
+
+pub async fn live(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<LiveParams>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let Query(params) = params.map_err(query_error)?;
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => Some(value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
+            ApiError::InvalidParameter {
+                parameter: "Last-Event-ID",
+                detail: "Last-Event-ID must be the position of an event (a whole number)".into(),
+            }
+        })?),
+    };
+    // `Last-Event-ID` wins: it is what the browser sends when it reconnects on its own.
+    let from = match (last_event_id, params.from_position) {
+        (Some(last), _) => SubscribeFrom::After(Position(last)),
+        (None, Some(0)) => SubscribeFrom::Start,
+        (None, Some(p)) => SubscribeFrom::After(Position(p - 1)),
+        (None, None) => SubscribeFrom::End,
+    };
+    let (types, mut filter) = type_filter(params.types.as_deref())?;
+    if let Some(prefix) = params.stream_prefix {
+        filter = filter.stream_prefix(prefix);
+    }
+    let subscription = state.store.subscribe_to_all(from, filter).await?;
+    let shutdown = state.shutdown.clone();
+    let events = stream::unfold(subscription, move |mut subscription| {
+        let types = types.clone();
+        async move {
+            loop {
+                match subscription.next().await {
+                    Ok(SubscriptionMessage::Event(e)) => {
+                        if !types.is_empty() && !types.contains(&e.event_type) {
+                            continue;
+                        }
+                        let id = e.position.0.to_string();
+                        let body = serde_json::to_string(&Event::from(e)).expect("events serialize");
+                        return Some((Ok(SseEvent::default().id(id).data(body)), subscription));
+                    }
+                    Ok(SubscriptionMessage::CaughtUp) => {
+                        return Some((Ok(SseEvent::default().event("caught-up").data("{}")), subscription));
+                    }
+                    Err(e) => {
+                        // The store closed (shutdown) or failed: end the stream; the client
+                        // reconnects with its Last-Event-ID and loses nothing.
+                        debug!(error = %e, "live tail ends");
+                        return None;
+                    }
+                }
+            }
+        }
+    });
+    // Long-lived responses must end when the server stops, or graceful shutdown would wait for
+    // them forever.
+    let events = events.take_until(shutdown.cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.settings.sse_heartbeat).text("heartbeat")))
+}

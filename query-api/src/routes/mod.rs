@@ -1,0 +1,35 @@
+//! The router: every route of the API in one table, each handler in the file of its resource.
+
+mod events;
+mod health;
+mod live;
+mod streams;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::routing::get;
+use axum::Router;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.max_body_bytes;
+    Router::new()
+        .route("/v1/streams/{stream}/events", get(streams::read).post(streams::append))
+        .route("/v1/events", get(events::read_all))
+        .route("/v1/events/live", get(live::live))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::NotFound(format!("{} {}", request.method(), request.uri().path()))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} {}", request.method(), request.uri().path()))
+}

@@ -1,0 +1,90 @@
+//! One stream: append to it, read its history.
+
+use annals_store::{Direction, ReadFrom, ReadStreamOutcome, Revision, StreamId};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::wire::{AppendBody, Appended, Page};
+
+/// `POST /v1/streams/{stream}/events`: appends atomically; `201` with the revisions and positions.
+pub async fn append(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    let stream = client_stream(&stream)?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+            "the request body is larger than the limit of {} bytes",
+            state.settings.max_body_bytes
+        )),
+        _ => ApiError::MalformedBody(rejection.body_text()),
+    })?;
+    let body: AppendBody = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
+    let expected = body.expected()?;
+    let events = body.into_events()?;
+    let result = state.store.append_to_stream(&stream, expected, events).await?;
+    Ok((StatusCode::CREATED, Json(result.into())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    from_revision: Option<u64>,
+    direction: Option<Direction>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/streams/{stream}/events`: a page of the stream's history; `404` if it has none.
+pub async fn read(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Result<Query<ReadParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page>, ApiError> {
+    let stream = client_stream(&name)?;
+    let Query(params) = params.map_err(super::events::query_error)?;
+    let direction = params.direction.unwrap_or(Direction::Forwards);
+    let limit = super::events::limit(params.limit, state.settings.max_page)?;
+    let from = match (params.from_revision, direction) {
+        (Some(r), _) => ReadFrom::At(Revision(r)),
+        (None, Direction::Forwards) => ReadFrom::Start,
+        (None, Direction::Backwards) => ReadFrom::End,
+    };
+    let events = match state.store.read_stream(&stream, from, direction, limit).await? {
+        ReadStreamOutcome::StreamNotFound => return Err(ApiError::StreamNotFound(name)),
+        ReadStreamOutcome::Events(events) => events,
+    };
+    let next_revision = match (events.last(), direction) {
+        (Some(_), _) if events.len() < limit => None,
+        (Some(last), Direction::Forwards) => Some(last.revision.0 + 1),
+        (Some(last), Direction::Backwards) => last.revision.0.checked_sub(1),
+        (None, _) => None,
+    };
+    let direction_name = match direction {
+        Direction::Forwards => "forwards",
+        Direction::Backwards => "backwards",
+    };
+    let next = next_revision
+        .map(|r| format!("/v1/streams/{name}/events?from_revision={r}&direction={direction_name}&limit={limit}"));
+    Ok(Json(Page { events: events.into_iter().map(Into::into).collect(), next }))
+}
+
+/// A stream name from a request: valid, and not a system stream (`$…`), which only the server
+/// itself writes.
+fn client_stream(name: &str) -> Result<StreamId, ApiError> {
+    let stream = StreamId::new(name)?;
+    if stream.is_system() {
+        return Err(annals_store::StoreError::InvalidStreamName {
+            name: name.to_owned(),
+            reason: "names starting with $ are reserved for the system",
+        }
+        .into());
+    }
+    Ok(stream)
+}

@@ -1,0 +1,164 @@
+//! Typed settings of `annals serve`. Four layers, each overriding the one before: defaults, a
+//! TOML file (`--config FILE`), `ANNALS_*` environment variables, command-line flags. A setting
+//! that is invalid stops startup with an error that names the setting and where it came from, so
+//! an operator never has to guess which of the four layers to fix.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// Everything `Application::build` needs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// The embedded store's data directory.
+    pub data_dir: PathBuf,
+    /// Largest request body accepted, in bytes (`413` past it).
+    pub max_body_bytes: usize,
+    /// Most events one read returns (a larger `limit` is capped to it).
+    pub max_page: usize,
+    /// How often an idle live tail gets a heartbeat comment.
+    pub sse_heartbeat: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            max_body_bytes: 16 * 1024 * 1024,
+            max_page: 1000,
+            sse_heartbeat: Duration::from_secs(15),
+        }
+    }
+}
+
+/// One layer of settings: every field optional. Flags are given as a layer too.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsLayer {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub max_body_bytes: Option<String>,
+    pub max_page: Option<String>,
+    pub sse_heartbeat_secs: Option<String>,
+}
+
+/// The environment variable of each setting.
+const ENV: [(&str, &str); 5] = [
+    ("listen", "ANNALS_LISTEN"),
+    ("data_dir", "ANNALS_DATA_DIR"),
+    ("max_body_bytes", "ANNALS_MAX_BODY_BYTES"),
+    ("max_page", "ANNALS_MAX_PAGE"),
+    ("sse_heartbeat_secs", "ANNALS_SSE_HEARTBEAT_SECS"),
+];
+
+impl Settings {
+    /// Defaults, then `file`, then the `ANNALS_*` variables of `env`, then `flags`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: SettingsLayer,
+    ) -> Result<Settings, Error> {
+        let mut settings = Settings::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::Config { path: path.to_owned(), reason: e.to_string() })?;
+            let layer: SettingsLayer =
+                toml::from_str(&text).map_err(|e| Error::Config { path: path.to_owned(), reason: e.to_string() })?;
+            settings.apply(layer, &|name| format!("{name} in {}", path.display()))?;
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let from_env = SettingsLayer {
+            listen: var(ENV[0].1),
+            data_dir: var(ENV[1].1).map(PathBuf::from),
+            max_body_bytes: var(ENV[2].1),
+            max_page: var(ENV[3].1),
+            sse_heartbeat_secs: var(ENV[4].1),
+        };
+        settings.apply(from_env, &|name| {
+            ENV.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, v)| (*v).to_owned())
+        })?;
+        settings.apply(flags, &|name| format!("--{}", name.replace('_', "-")))?;
+        Ok(settings)
+    }
+
+    fn apply(&mut self, layer: SettingsLayer, origin: &dyn Fn(&str) -> String) -> Result<(), Error> {
+        let invalid = |name: &str, value: &str, reason: String| Error::InvalidSetting {
+            setting: origin(name),
+            value: value.to_owned(),
+            reason,
+        };
+        if let Some(v) = layer.listen {
+            self.listen =
+                v.parse().map_err(|e| invalid("listen", &v, format!("not an address like 127.0.0.1:8080 ({e})")))?;
+        }
+        if let Some(v) = layer.data_dir {
+            if v.as_os_str().is_empty() {
+                return Err(invalid("data_dir", "", "empty".into()));
+            }
+            self.data_dir = v;
+        }
+        if let Some(v) = layer.max_body_bytes {
+            self.max_body_bytes = positive(&v).map_err(|reason| invalid("max_body_bytes", &v, reason))?;
+        }
+        if let Some(v) = layer.max_page {
+            self.max_page = positive(&v).map_err(|reason| invalid("max_page", &v, reason))?;
+        }
+        if let Some(v) = layer.sse_heartbeat_secs {
+            let secs = positive(&v).map_err(|reason| invalid("sse_heartbeat_secs", &v, reason))?;
+            self.sse_heartbeat = Duration::from_secs(secs as u64);
+        }
+        Ok(())
+    }
+}
+
+fn positive(v: &str) -> Result<usize, String> {
+    match v.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a whole number ({e})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_layers_override_earlier_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("annals.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\nmax_page = \"50\"\n").unwrap();
+        let env = [("ANNALS_DATA_DIR".to_owned(), "/from/env".to_owned())];
+        let flags = SettingsLayer { max_page: Some("7".into()), ..SettingsLayer::default() };
+        let s = Settings::load(Some(&file), env, flags).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(s.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(s.max_page, 7);
+        assert_eq!(s.max_body_bytes, Settings::default().max_body_bytes);
+    }
+
+    #[test]
+    fn an_invalid_setting_is_named_with_where_it_came_from() {
+        let env = [("ANNALS_LISTEN".to_owned(), "localhost".to_owned())];
+        let err = Settings::load(None, env, SettingsLayer::default()).unwrap_err().to_string();
+        assert!(err.contains("ANNALS_LISTEN") && err.contains("localhost"), "{err}");
+
+        let flags = SettingsLayer { max_page: Some("0".into()), ..SettingsLayer::default() };
+        let err = Settings::load(None, [], flags).unwrap_err().to_string();
+        assert!(err.contains("--max-page") && err.contains("at least 1"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("annals.toml");
+        std::fs::write(&file, "listn = \"127.0.0.1:1\"\n").unwrap();
+        let err = Settings::load(Some(&file), [], SettingsLayer::default()).unwrap_err().to_string();
+        assert!(err.contains("annals.toml") && err.contains("listn"), "{err}");
+    }
+}

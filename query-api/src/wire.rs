@@ -1,0 +1,146 @@
+//! The JSON the API speaks: request bodies as they arrive and events as they leave. Kept apart
+//! from the store's types so the wire format can stay stable while the store's vocabulary moves.
+
+use annals_store::{AppendResult, EventData, ExpectedRevision, RecordedEvent, Revision};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// `POST /v1/streams/{stream}/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendBody {
+    /// `"any"` (the default), `"no_stream"`, `"stream_exists"`, or the stream's last revision.
+    #[serde(default)]
+    pub expected_revision: Option<Box<RawValue>>,
+    pub events: Vec<NewEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvent {
+    /// Defaults to a fresh UUID v7; send your own to make retries idempotent.
+    pub id: Option<Uuid>,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: Box<RawValue>,
+    #[serde(default)]
+    pub metadata: Option<Box<RawValue>>,
+}
+
+impl AppendBody {
+    pub fn expected(&self) -> Result<ExpectedRevision, ApiError> {
+        let Some(raw) = &self.expected_revision else { return Ok(ExpectedRevision::Any) };
+        match serde_json::from_str::<serde_json::Value>(raw.get()) {
+            Ok(serde_json::Value::String(s)) => match s.as_str() {
+                "any" => Ok(ExpectedRevision::Any),
+                "no_stream" => Ok(ExpectedRevision::NoStream),
+                "stream_exists" => Ok(ExpectedRevision::StreamExists),
+                _ => Err(bad_expected(raw.get())),
+            },
+            Ok(serde_json::Value::Number(n)) => {
+                n.as_u64().map(|r| ExpectedRevision::Exact(Revision(r))).ok_or_else(|| bad_expected(raw.get()))
+            }
+            _ => Err(bad_expected(raw.get())),
+        }
+    }
+
+    /// The events as the store takes them: ids filled in, `data` and `metadata` checked to be
+    /// objects (the store itself takes any JSON; the API promises objects).
+    pub fn into_events(self) -> Result<Vec<EventData>, ApiError> {
+        self.events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let at = |field: &str| format!("/events/{i}/{field}");
+                if !e.data.get().starts_with('{') {
+                    return Err(ApiError::MalformedBody(format!("{} must be a JSON object", at("data"))));
+                }
+                let mut event = EventData::from_json_bytes(e.event_type, e.data.get().as_bytes().to_vec())
+                    .map_err(|err| ApiError::MalformedBody(format!("/events/{i}: {err}")))?
+                    .with_id(e.id.unwrap_or_else(Uuid::now_v7));
+                if let Some(metadata) = e.metadata {
+                    if !metadata.get().starts_with('{') {
+                        return Err(ApiError::MalformedBody(format!("{} must be a JSON object", at("metadata"))));
+                    }
+                    event = event
+                        .with_metadata_bytes(metadata.get().as_bytes().to_vec())
+                        .map_err(|err| ApiError::MalformedBody(format!("/events/{i}: {err}")))?;
+                }
+                Ok(event)
+            })
+            .collect()
+    }
+}
+
+fn bad_expected(got: &str) -> ApiError {
+    ApiError::MalformedBody(format!(
+        "/expected_revision must be \"any\", \"no_stream\", \"stream_exists\" or a revision (a whole number ≥ 0), got {got}"
+    ))
+}
+
+/// The `201` answer to an append (and to its retries).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Appended {
+    pub stream: String,
+    pub first_revision: u64,
+    pub last_revision: u64,
+    pub first_position: u64,
+    pub last_position: u64,
+}
+
+impl From<AppendResult> for Appended {
+    fn from(r: AppendResult) -> Self {
+        Appended {
+            stream: r.stream.as_str().to_owned(),
+            first_revision: r.first_revision.0,
+            last_revision: r.last_revision.0,
+            first_position: r.first_position.0,
+            last_position: r.last_position.0,
+        }
+    }
+}
+
+/// An event as reads return it.
+#[derive(Debug, Serialize)]
+pub struct Event {
+    pub id: Uuid,
+    pub stream: String,
+    pub revision: u64,
+    pub position: u64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: Box<RawValue>,
+    pub metadata: Option<Box<RawValue>>,
+    /// RFC 3339 with microseconds, UTC.
+    pub recorded_at: String,
+}
+
+impl From<RecordedEvent> for Event {
+    fn from(e: RecordedEvent) -> Self {
+        // The store keeps only valid JSON, so these conversions cannot fail on stored events.
+        let raw = |bytes: &[u8]| {
+            RawValue::from_string(String::from_utf8_lossy(bytes).into_owned())
+                .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
+        };
+        Event {
+            id: e.id,
+            stream: e.stream.as_str().to_owned(),
+            revision: e.revision.0,
+            position: e.position.0,
+            event_type: e.event_type,
+            data: raw(&e.data),
+            metadata: (!e.metadata.is_empty()).then(|| raw(&e.metadata)),
+            recorded_at: e.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        }
+    }
+}
+
+/// A page of events, with the link to the next page when this one is full.
+#[derive(Debug, Serialize)]
+pub struct Page {
+    pub events: Vec<Event>,
+    pub next: Option<String>,
+}

@@ -1,0 +1,48 @@
+//! `annals serve`: builds the settings from flags, `ANNALS_*` variables and an optional TOML file,
+//! runs the HTTP API until SIGINT or SIGTERM, then shuts down cleanly (requests in flight finish,
+//! the store closes with everything acknowledged on disk).
+
+use std::path::PathBuf;
+
+use annals_query_api::{Application, Settings, SettingsLayer};
+use anyhow::Context;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080; env: ANNALS_LISTEN].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory of the embedded store [default: ./data; env: ANNALS_DATA_DIR].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// TOML file with any of: listen, data_dir, max_body_bytes, max_page [env: ANNALS_CONFIG].
+    #[arg(long, env = "ANNALS_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let flags = SettingsLayer { listen: args.listen, data_dir: args.data_dir, ..SettingsLayer::default() };
+    let settings = Settings::load(args.config.as_deref(), std::env::vars(), flags)?;
+    let app = Application::build(settings).await.context("cannot start")?;
+    eprintln!("annals listening on http://{}", app.local_addr());
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("annals: shutting down");
+        signal.cancel();
+    });
+    app.run_until_stopped(shutdown).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
