@@ -1,6 +1,7 @@
 //! The `annals` command line: a thin shell over the library crates. `annals serve` runs the HTTP
 //! API; `annals store …` uses the embedded store directly (inspection, repair checks, scripts).
 
+mod keys_cmd;
 mod serve_cmd;
 mod store_cmd;
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the HTTP API on an embedded store.
     Serve(serve_cmd::ServeArgs),
+    /// Manage API keys through a running server.
+    Keys(keys_cmd::KeysArgs),
     /// Use the embedded event store directly.
     Store(store_cmd::StoreArgs),
 }
@@ -30,6 +33,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Serve(args) => serve_cmd::run(args).await,
+        Command::Keys(args) => keys_cmd::run(args).await,
         Command::Store(args) => store_cmd::run(args).await,
     };
     match result {

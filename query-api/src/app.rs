@@ -11,8 +11,9 @@ use annals_store::engine::{EmbeddedStore, EngineConfig};
 use annals_store::EventStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::auth::{KeyRing, Role, Tenant};
 use crate::error::Error;
 use crate::routes;
 use crate::settings::Settings;
@@ -22,6 +23,7 @@ use crate::settings::Settings;
 pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub settings: Arc<Settings>,
+    pub keys: Arc<KeyRing>,
     /// Cancelled when the server stops: long-lived responses (live tails) end on it.
     pub shutdown: CancellationToken,
 }
@@ -33,16 +35,54 @@ pub struct Application {
     addr: SocketAddr,
     store: EmbeddedStore,
     settings: Arc<Settings>,
+    keys: Arc<KeyRing>,
+    bootstrap_key: Option<String>,
 }
 
+/// The tenant of the admin key made on first start.
+pub const BOOTSTRAP_TENANT: &str = "default";
+
 impl Application {
-    /// Opens the embedded store in `settings.data_dir` and binds `settings.listen`.
+    /// Opens the embedded store in `settings.data_dir`, loads the API keys (making the first
+    /// admin key if there is none: `settings.admin_key`, or a new one, see `bootstrap_key`) and
+    /// binds `settings.listen`.
     pub async fn build(settings: Settings) -> Result<Application, Error> {
+        if let Some(key) = &settings.admin_key {
+            if !crate::auth::is_well_formed(key) {
+                return Err(Error::AdminKey(format!(
+                    "a key must look like annals_<16 hex digits>_<64 hex digits>, for example {}",
+                    crate::auth::generate_token()
+                )));
+            }
+        }
         let store = EmbeddedStore::open(EngineConfig::new(&settings.data_dir)).await?;
+        let keys = KeyRing::load(&store).await?;
+        let mut bootstrap_key = None;
+        if keys.is_empty() {
+            let tenant = Tenant::new(BOOTSTRAP_TENANT).expect("a valid tenant");
+            let name = "bootstrap admin".to_owned();
+            let given = settings.admin_key.as_deref();
+            let key = keys
+                .create(&store, tenant, Role::Admin, name, "system", given)
+                .await
+                .map_err(|e| Error::AdminKey(format!("cannot store the first admin key: {e}")))?;
+            info!(key_id = %key.info.id, "created the first admin key");
+            if given.is_none() {
+                bootstrap_key = Some(key.key);
+            }
+        } else if settings.admin_key.is_some() {
+            warn!("ANNALS_ADMIN_KEY is ignored: the store has keys already; manage them with /v1/keys");
+        }
         let listener =
             TcpListener::bind(settings.listen).await.map_err(|source| Error::Bind { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| Error::Bind { addr: settings.listen, source })?;
-        Ok(Application { listener, addr, store, settings: Arc::new(settings) })
+        Ok(Application { listener, addr, store, settings: Arc::new(settings), keys, bootstrap_key })
+    }
+
+    /// The admin key generated on the first start of a store (no keys, no `ANNALS_ADMIN_KEY`):
+    /// to be shown to the operator once. Only its hash is kept.
+    pub fn bootstrap_key(&self) -> Option<&str> {
+        self.bootstrap_key.as_deref()
     }
 
     /// The address it listens on (the real port when the settings said 0).
@@ -53,9 +93,12 @@ impl Application {
     /// Serves until `shutdown` is cancelled; then finishes the requests in flight and closes the
     /// store.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let store: Arc<dyn EventStore> = Arc::new(self.store.clone());
+        self.keys.follow(Arc::clone(&store), shutdown.clone());
         let state = AppState {
-            store: Arc::new(self.store.clone()),
+            store,
             settings: Arc::clone(&self.settings),
+            keys: Arc::clone(&self.keys),
             shutdown: shutdown.clone(),
         };
         let router = routes::router(state);

@@ -23,6 +23,8 @@ pub enum Error {
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("invalid setting ANNALS_ADMIN_KEY: {0}")]
+    AdminKey(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -47,6 +49,14 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0} is not allowed on this route")]
     MethodNotAllowed(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("a key with role {role:?} may not do this ({action:?})")]
+    Forbidden { role: crate::auth::Role, action: crate::auth::Action },
+    #[error("there is no key {0}")]
+    KeyNotFound(String),
+    #[error("key {0} is the last active admin key; create another admin key before revoking it")]
+    LastAdminKey(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -68,6 +78,16 @@ impl ApiError {
             }
             ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::KeyNotFound(id) => {
+                extra.insert("key_id".into(), json!(id));
+                (StatusCode::NOT_FOUND, "key-not-found", "Key not found")
+            }
+            ApiError::LastAdminKey(id) => {
+                extra.insert("key_id".into(), json!(id));
+                (StatusCode::CONFLICT, "last-admin-key", "Last admin key")
+            }
             ApiError::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
             }
@@ -117,7 +137,13 @@ impl IntoResponse for ApiError {
         body.insert("status".into(), json!(status.as_u16()));
         body.insert("detail".into(), json!(detail));
         body.extend(extra);
-        (status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string()).into_response()
+        let mut response =
+            (status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string())
+                .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

@@ -1,5 +1,6 @@
 //! `annals-query-api`: the HTTP API (axum) over an [`EventStore`](annals_store::EventStore):
-//! append, read a stream, read the global log, health. Built as a value from typed settings
+//! append, read a stream, read the global log, live tail, API keys, health. Every `/v1` request is
+//! authenticated by an API key that fixes its tenant and role (`auth/`). Built as a value from typed settings
 //! ([`Application::build`]) so that `annals serve` and the black-box tests run the same thing.
 //!
 //! Knows the store only through the `EventStore` trait (it opens the embedded engine, the default
@@ -7,11 +8,13 @@
 //! response in one place, `error.rs`.
 
 mod app;
+mod auth;
 mod error;
 mod routes;
 mod settings;
 mod wire;
 
-pub use app::Application;
+pub use app::{Application, BOOTSTRAP_TENANT};
+pub use auth::{generate_token, Role};
 pub use error::{ApiError, Error};
 pub use settings::{Settings, SettingsLayer};

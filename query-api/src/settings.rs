@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::error::Error;
 
 /// Everything `Application::build` needs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port (tests).
     pub listen: SocketAddr,
@@ -24,6 +24,8 @@ pub struct Settings {
     pub max_page: usize,
     /// How often an idle live tail gets a heartbeat comment.
     pub sse_heartbeat: Duration,
+    /// The first admin key, used only when the store has no key yet (`ANNALS_ADMIN_KEY`).
+    pub admin_key: Option<String>,
 }
 
 impl Default for Settings {
@@ -34,7 +36,21 @@ impl Default for Settings {
             max_body_bytes: 16 * 1024 * 1024,
             max_page: 1000,
             sse_heartbeat: Duration::from_secs(15),
+            admin_key: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_page", &self.max_page)
+            .field("sse_heartbeat", &self.sse_heartbeat)
+            .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
@@ -86,6 +102,8 @@ impl Settings {
             ENV.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, v)| (*v).to_owned())
         })?;
         settings.apply(flags, &|name| format!("--{}", name.replace('_', "-")))?;
+        // A secret: from the environment only, never from a file or a flag (which `ps` shows).
+        settings.admin_key = var("ANNALS_ADMIN_KEY").filter(|k| !k.is_empty());
         Ok(settings)
     }
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::auth::Tenant;
 use crate::error::ApiError;
 
 /// `POST /v1/streams/{stream}/events`.
@@ -91,10 +92,10 @@ pub struct Appended {
     pub last_position: u64,
 }
 
-impl From<AppendResult> for Appended {
-    fn from(r: AppendResult) -> Self {
+impl Appended {
+    pub fn new(r: AppendResult, tenant: &Tenant) -> Self {
         Appended {
-            stream: r.stream.as_str().to_owned(),
+            stream: tenant.client_name(r.stream.as_str()).to_owned(),
             first_revision: r.first_revision.0,
             last_revision: r.last_revision.0,
             first_position: r.first_position.0,
@@ -118,8 +119,9 @@ pub struct Event {
     pub recorded_at: String,
 }
 
-impl From<RecordedEvent> for Event {
-    fn from(e: RecordedEvent) -> Self {
+impl Event {
+    /// The event as `tenant` sees it: its stream named without the tenant's prefix.
+    pub fn new(e: RecordedEvent, tenant: &Tenant) -> Self {
         // The store keeps only valid JSON, so these conversions cannot fail on stored events.
         let raw = |bytes: &[u8]| {
             RawValue::from_string(String::from_utf8_lossy(bytes).into_owned())
@@ -127,7 +129,7 @@ impl From<RecordedEvent> for Event {
         };
         Event {
             id: e.id,
-            stream: e.stream.as_str().to_owned(),
+            stream: tenant.client_name(e.stream.as_str()).to_owned(),
             revision: e.revision.0,
             position: e.position.0,
             event_type: e.event_type,

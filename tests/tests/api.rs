@@ -1,93 +1,16 @@
 //! Black-box tests of the HTTP API: the real application, built from settings the way
 //! `annals serve` builds it, listening on port 0 with a temporary data directory, driven over
-//! HTTP. Every endpoint's success path and every documented error status.
+//! HTTP. Every endpoint's success path and every documented error status; keys, roles and tenant
+//! isolation are in `api_keys.rs`.
+
+mod support;
 
 use std::time::Duration;
 
-use annals_query_api::{Application, Settings};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
+use support::{append_n, decode, event, SseReader, TestApp};
 use uuid::Uuid;
-
-/// A running server and what it takes to stop it.
-struct TestApp {
-    base: String,
-    client: reqwest::Client,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
-    dir: std::path::PathBuf,
-}
-
-impl TestApp {
-    async fn spawn(dir: &std::path::Path) -> TestApp {
-        Self::spawn_with(dir, |_| {}).await
-    }
-
-    async fn spawn_with(dir: &std::path::Path, edit: impl FnOnce(&mut Settings)) -> TestApp {
-        let mut settings =
-            Settings { listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.to_owned(), ..Settings::default() };
-        edit(&mut settings);
-        let app = Application::build(settings).await.expect("build the application");
-        let base = format!("http://{}", app.local_addr());
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let server = tokio::spawn(async move { app.run_until_stopped(token).await.expect("serve") });
-        TestApp { base, client: reqwest::Client::new(), shutdown, server, dir: dir.to_owned() }
-    }
-
-    /// Stops the server and waits until the store is closed (the directory is free again).
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.server).await.expect("stops in time").expect("no panic");
-    }
-
-    async fn restart(self) -> TestApp {
-        let dir = self.dir.clone();
-        self.stop().await;
-        TestApp::spawn(&dir).await
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let response = self.client.post(format!("{}{path}", self.base)).json(body).send().await.expect("request");
-        decode(response).await
-    }
-
-    async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("request");
-        decode(response).await
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        decode(self.client.get(format!("{}{path}", self.base)).send().await.expect("request")).await
-    }
-}
-
-/// Status and JSON body; problem responses must say they are problems.
-async fn decode(response: reqwest::Response) -> (StatusCode, Value) {
-    let status = response.status();
-    let content_type =
-        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-    let body: Value = response.json().await.expect("a JSON body");
-    if status.is_client_error() || status.is_server_error() {
-        assert_eq!(content_type, "application/problem+json", "error responses are problems: {body}");
-        assert_eq!(body["status"], json!(status.as_u16()), "problem status: {body}");
-        assert!(body["type"].as_str().is_some_and(|t| t.starts_with("https://")), "problem type: {body}");
-        assert!(body["title"].is_string() && body["detail"].is_string(), "problem title and detail: {body}");
-    }
-    (status, body)
-}
-
-fn event(event_type: &str, n: u64) -> Value {
-    json!({ "type": event_type, "data": { "n": n, "recipient": "ada@example.com" } })
-}
 
 #[tokio::test]
 async fn append_then_read_back_every_field() {
@@ -103,9 +26,11 @@ async fn append_then_read_back_every_field() {
     });
     let (status, appended) = app.post("/v1/streams/message-1/events", &body).await;
     assert_eq!(status, StatusCode::CREATED, "{appended}");
+    // Positions are global (the store's own `$keys` event comes first), revisions per stream.
+    let p = appended["first_position"].as_u64().unwrap();
     assert_eq!(
         appended,
-        json!({ "stream": "message-1", "first_revision": 0, "last_revision": 1, "first_position": 0, "last_position": 1 })
+        json!({ "stream": "message-1", "first_revision": 0, "last_revision": 1, "first_position": p, "last_position": p + 1 })
     );
 
     let (status, page) = app.get("/v1/streams/message-1/events").await;
@@ -117,7 +42,8 @@ async fn append_then_read_back_every_field() {
     assert_eq!(events[0]["type"], json!("message.enqueued"));
     assert_eq!(events[0]["data"], json!({ "channel": "email" }));
     assert_eq!(events[0]["metadata"], json!({ "traceparent": "00-abc" }));
-    assert_eq!((events[0]["revision"].clone(), events[0]["position"].clone()), (json!(0), json!(0)));
+    assert_eq!((events[0]["revision"].clone(), events[0]["position"].clone()), (json!(0), json!(p)));
+    assert_eq!((events[1]["revision"].clone(), events[1]["position"].clone()), (json!(1), json!(p + 1)));
     assert_eq!(events[1]["metadata"], Value::Null);
     assert!(Uuid::parse_str(events[1]["id"].as_str().unwrap()).unwrap().get_version_num() == 7, "ids default to v7");
     let recorded = events[0]["recorded_at"].as_str().unwrap();
@@ -163,34 +89,36 @@ async fn stream_reads_page_forwards_and_backwards_with_next_links() {
 async fn the_global_log_pages_and_filters_by_type_and_stream_prefix() {
     let tmp = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(tmp.path()).await;
+    let mut base = None;
     for (stream, kind) in
         [("message-a", "message.sent"), ("audit-template-1", "audit.recorded"), ("message-b", "message.delivered")]
     {
-        let events: Vec<Value> = (0..3).map(|n| event(kind, n)).collect();
-        let (status, _) = app.post(&format!("/v1/streams/{stream}/events"), &json!({ "events": events })).await;
-        assert_eq!(status, StatusCode::CREATED);
+        let appended = append_n(&app, stream, kind, 3).await;
+        base.get_or_insert(appended["first_position"].as_u64().unwrap());
     }
+    let base = base.unwrap();
     let mut positions = Vec::new();
-    let mut link = Some("/v1/events?limit=4".to_owned());
+    let mut link = Some(format!("/v1/events?limit=4&from_position={base}"));
     while let Some(path) = link {
         let (status, page) = app.get(&path).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         positions.extend(page["events"].as_array().unwrap().iter().map(|e| e["position"].as_u64().unwrap()));
         link = page["next"].as_str().map(String::from);
     }
-    assert_eq!(positions, (0..9).collect::<Vec<u64>>(), "every position once, in order");
+    assert_eq!(positions, (base..base + 9).collect::<Vec<u64>>(), "every position once, in order");
 
     let (_, page) = app.get("/v1/events?stream_prefix=message-").await;
     let streams: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["stream"].as_str().unwrap()).collect();
     assert_eq!(streams.len(), 6);
     assert!(streams.iter().all(|s| s.starts_with("message-")));
 
-    let (_, page) = app.get("/v1/events?types=message.delivered,audit.recorded&from_position=4").await;
+    let from = base + 4;
+    let (_, page) = app.get(&format!("/v1/events?types=message.delivered,audit.recorded&from_position={from}")).await;
     let types: Vec<(u64, &str)> = page["events"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["position"].as_u64().unwrap(), e["type"].as_str().unwrap()))
+        .map(|e| (e["position"].as_u64().unwrap() - base, e["type"].as_str().unwrap()))
         .collect();
     assert_eq!(
         types,
@@ -349,103 +277,29 @@ async fn health_readiness_and_a_clean_restart() {
     let (status, body) = app.get("/healthz").await;
     assert_eq!((status, body), (StatusCode::OK, json!({ "status": "ok" })));
     let (status, body) = app.get("/readyz").await;
-    assert_eq!((status, &body["head_position"]), (StatusCode::OK, &Value::Null));
-    let (status, _) = app.post("/v1/streams/message-9/events", &json!({ "events": [event("t", 0)] })).await;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let head = body["head_position"].as_u64().expect("the first admin key's event is in the log");
+    let appended = append_n(&app, "message-9", "t", 1).await;
+    assert_eq!(appended["last_position"], json!(head + 1));
     // Stopping closes the store: the same directory opens again at once, with the event in it.
     let app = app.restart().await;
     let (_, body) = app.get("/readyz").await;
-    assert_eq!(body["head_position"], json!(0));
+    assert_eq!(body["head_position"], json!(head + 1));
     let (status, page) = app.get("/v1/streams/message-9/events").await;
     assert_eq!((status, page["events"].as_array().unwrap().len()), (StatusCode::OK, 1));
     app.stop().await;
-}
-
-/// One frame of a Server-Sent Events stream.
-#[derive(Debug, Default, Clone)]
-struct Frame {
-    id: Option<String>,
-    event: Option<String>,
-    data: String,
-    comment: bool,
-}
-
-/// Reads frames off an SSE response.
-struct SseReader {
-    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buf: String,
-}
-
-impl SseReader {
-    async fn open(app: &TestApp, path: &str, last_event_id: Option<u64>) -> SseReader {
-        let mut request = app.client.get(format!("{}{path}", app.base));
-        if let Some(id) = last_event_id {
-            request = request.header("last-event-id", id.to_string());
-        }
-        let response = request.send().await.expect("request");
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        SseReader { body: Box::pin(response.bytes_stream()), buf: String::new() }
-    }
-
-    async fn frame(&mut self) -> Frame {
-        use futures::StreamExt;
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let raw: String = self.buf.drain(..end + 2).collect();
-                let mut frame = Frame::default();
-                for line in raw.lines() {
-                    match line.split_once(':') {
-                        Some(("", _)) => frame.comment = true,
-                        Some(("id", v)) => frame.id = Some(v.trim_start().to_owned()),
-                        Some(("event", v)) => frame.event = Some(v.trim_start().to_owned()),
-                        Some(("data", v)) => frame.data.push_str(v.trim_start()),
-                        _ => {}
-                    }
-                }
-                return frame;
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.body.next())
-                .await
-                .expect("an SSE frame within 10 s")
-                .expect("the stream goes on")
-                .expect("read");
-            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    }
-
-    /// The next `n` events (skipping heartbeats and `caught-up`), as (position, event).
-    async fn events(&mut self, n: usize) -> Vec<(u64, Value)> {
-        let mut out = Vec::new();
-        while out.len() < n {
-            let frame = self.frame().await;
-            if frame.comment || frame.event.is_some() {
-                continue;
-            }
-            let event: Value = serde_json::from_str(&frame.data).unwrap();
-            let id: u64 = frame.id.expect("every event has an id").parse().unwrap();
-            assert_eq!(event["position"], json!(id), "the SSE id is the position");
-            out.push((id, event));
-        }
-        out
-    }
-}
-
-async fn append_n(app: &TestApp, stream: &str, kind: &str, n: u64) {
-    let events: Vec<Value> = (0..n).map(|i| event(kind, i)).collect();
-    let (status, body) = app.post(&format!("/v1/streams/{stream}/events"), &json!({ "events": events })).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
 #[tokio::test]
 async fn the_live_tail_catches_up_goes_live_and_resumes_after_a_restart_with_last_event_id() {
     let tmp = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(tmp.path()).await;
-    append_n(&app, "message-10", "message.sent", 5).await;
+    let b = append_n(&app, "message-10", "message.sent", 5).await["first_position"].as_u64().unwrap();
+    let positions = |events: &[(u64, Value)]| events.iter().map(|(p, _)| *p - b).collect::<Vec<_>>();
 
-    let mut tail = SseReader::open(&app, "/v1/events/live?from_position=0", None).await;
+    let mut tail = SseReader::open(&app, &format!("/v1/events/live?from_position={b}"), None).await;
     let history = tail.events(5).await;
-    assert_eq!(history.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(positions(&history), vec![0, 1, 2, 3, 4]);
     loop {
         let frame = tail.frame().await;
         if frame.event.as_deref() == Some("caught-up") {
@@ -455,7 +309,7 @@ async fn the_live_tail_catches_up_goes_live_and_resumes_after_a_restart_with_las
     }
     append_n(&app, "message-11", "message.delivered", 2).await;
     let live = tail.events(2).await;
-    assert_eq!(live.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![5, 6]);
+    assert_eq!(positions(&live), vec![5, 6]);
     assert_eq!(live[0].1["stream"], json!("message-11"));
 
     // The server stops with the tail still open (shutdown must not wait for it), restarts, and
@@ -463,16 +317,22 @@ async fn the_live_tail_catches_up_goes_live_and_resumes_after_a_restart_with_las
     let app = app.restart().await;
     drop(tail);
     append_n(&app, "message-12", "message.sent", 3).await;
-    let mut tail = SseReader::open(&app, "/v1/events/live", Some(6)).await;
+    let mut tail = SseReader::open(&app, "/v1/events/live", Some(b + 6)).await;
     let resumed = tail.events(3).await;
-    assert_eq!(resumed.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![7, 8, 9], "no gap, no duplicate");
+    assert_eq!(positions(&resumed), vec![7, 8, 9], "no gap, no duplicate");
 
     // Filters apply to the tail as to reads.
     let mut filtered = SseReader::open(&app, "/v1/events/live?from_position=0&types=message.delivered", None).await;
     let delivered = filtered.events(2).await;
-    assert_eq!(delivered.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![5, 6]);
+    assert_eq!(positions(&delivered), vec![5, 6]);
     let (status, problem) = decode(
-        app.client.get(format!("{}/v1/events/live", app.base)).header("last-event-id", "soon").send().await.unwrap(),
+        app.client
+            .get(format!("{}/v1/events/live", app.base))
+            .bearer_auth(&app.key)
+            .header("last-event-id", "soon")
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");

@@ -7,8 +7,9 @@ use axum::Json;
 use serde::Deserialize;
 
 use crate::app::AppState;
+use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::wire::Page;
+use crate::wire::{Event, Page};
 
 /// Events per page when the request does not say.
 const DEFAULT_LIMIT: usize = 100;
@@ -26,14 +27,14 @@ pub struct ReadAllParams {
 /// `GET /v1/events`: a page of `$all`, oldest first.
 pub async fn read_all(
     State(state): State<AppState>,
+    principal: Principal,
     params: Result<Query<ReadAllParams>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
+    principal.require(Action::Read)?;
     let Query(params) = params.map_err(query_error)?;
     let limit = limit(params.limit, state.settings.max_page)?;
-    let (types, mut filter) = type_filter(params.types.as_deref())?;
-    if let Some(prefix) = &params.stream_prefix {
-        filter = filter.stream_prefix(prefix.clone());
-    }
+    let (types, filter) = type_filter(params.types.as_deref())?;
+    let filter = filter.stream_prefix(principal.tenant.prefix() + params.stream_prefix.as_deref().unwrap_or(""));
     let from = params.from_position.map_or(ReadFrom::Start, |p| ReadFrom::At(Position(p)));
     let page = state.store.read_all(from, Direction::Forwards, limit, &filter).await?;
     let next = (page.len() == limit).then(|| {
@@ -47,8 +48,11 @@ pub async fn read_all(
         }
         link
     });
-    let events =
-        page.into_iter().filter(|e| types.is_empty() || types.contains(&e.event_type)).map(Into::into).collect();
+    let events = page
+        .into_iter()
+        .filter(|e| types.is_empty() || types.contains(&e.event_type))
+        .map(|e| Event::new(e, &principal.tenant))
+        .collect();
     Ok(Json(Page { events, next }))
 }
 

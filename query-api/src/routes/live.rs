@@ -16,6 +16,7 @@ use tracing::debug;
 
 use super::events::{query_error, type_filter};
 use crate::app::AppState;
+use crate::auth::{Action, Principal};
 use crate::error::ApiError;
 use crate::wire::Event;
 
@@ -30,9 +31,11 @@ pub struct LiveParams {
 
 pub async fn live(
     State(state): State<AppState>,
+    principal: Principal,
     headers: HeaderMap,
     params: Result<Query<LiveParams>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    principal.require(Action::Read)?;
     let Query(params) = params.map_err(query_error)?;
     let last_event_id = match headers.get("last-event-id") {
         None => None,
@@ -50,14 +53,14 @@ pub async fn live(
         (None, Some(p)) => SubscribeFrom::After(Position(p - 1)),
         (None, None) => SubscribeFrom::End,
     };
-    let (types, mut filter) = type_filter(params.types.as_deref())?;
-    if let Some(prefix) = params.stream_prefix {
-        filter = filter.stream_prefix(prefix);
-    }
+    let (types, filter) = type_filter(params.types.as_deref())?;
+    let filter = filter.stream_prefix(principal.tenant.prefix() + params.stream_prefix.as_deref().unwrap_or(""));
+    let tenant = principal.tenant;
     let subscription = state.store.subscribe_to_all(from, filter).await?;
     let shutdown = state.shutdown.clone();
     let events = stream::unfold(subscription, move |mut subscription| {
         let types = types.clone();
+        let tenant = tenant.clone();
         async move {
             loop {
                 match subscription.next().await {
@@ -66,7 +69,7 @@ pub async fn live(
                             continue;
                         }
                         let id = e.position.0.to_string();
-                        let body = serde_json::to_string(&Event::from(e)).expect("events serialize");
+                        let body = serde_json::to_string(&Event::new(e, &tenant)).expect("events serialize");
                         return Some((Ok(SseEvent::default().id(id).data(body)), subscription));
                     }
                     Ok(SubscriptionMessage::CaughtUp) => {

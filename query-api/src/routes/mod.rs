@@ -2,6 +2,7 @@
 
 mod events;
 mod health;
+mod keys;
 mod live;
 mod streams;
 
@@ -18,6 +19,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/streams/{stream}/events", get(streams::read).post(streams::append))
         .route("/v1/events", get(events::read_all))
         .route("/v1/events/live", get(live::live))
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

@@ -9,16 +9,19 @@ use axum::Json;
 use serde::Deserialize;
 
 use crate::app::AppState;
+use crate::auth::{Action, Principal, Tenant};
 use crate::error::ApiError;
-use crate::wire::{AppendBody, Appended, Page};
+use crate::wire::{AppendBody, Appended, Event, Page};
 
 /// `POST /v1/streams/{stream}/events`: appends atomically; `201` with the revisions and positions.
 pub async fn append(
     State(state): State<AppState>,
+    principal: Principal,
     Path(stream): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
-    let stream = client_stream(&stream)?;
+    principal.require(Action::Append)?;
+    let stream = client_stream(&principal.tenant, &stream)?;
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
             "the request body is larger than the limit of {} bytes",
@@ -29,8 +32,9 @@ pub async fn append(
     let body: AppendBody = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
     let expected = body.expected()?;
     let events = body.into_events()?;
-    let result = state.store.append_to_stream(&stream, expected, events).await?;
-    Ok((StatusCode::CREATED, Json(result.into())))
+    let result =
+        state.store.append_to_stream(&stream, expected, events).await.map_err(|e| principal.tenant.client_error(e))?;
+    Ok((StatusCode::CREATED, Json(Appended::new(result, &principal.tenant))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,10 +48,12 @@ pub struct ReadParams {
 /// `GET /v1/streams/{stream}/events`: a page of the stream's history; `404` if it has none.
 pub async fn read(
     State(state): State<AppState>,
+    principal: Principal,
     Path(name): Path<String>,
     params: Result<Query<ReadParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
-    let stream = client_stream(&name)?;
+    principal.require(Action::Read)?;
+    let stream = client_stream(&principal.tenant, &name)?;
     let Query(params) = params.map_err(super::events::query_error)?;
     let direction = params.direction.unwrap_or(Direction::Forwards);
     let limit = super::events::limit(params.limit, state.settings.max_page)?;
@@ -72,19 +78,19 @@ pub async fn read(
     };
     let next = next_revision
         .map(|r| format!("/v1/streams/{name}/events?from_revision={r}&direction={direction_name}&limit={limit}"));
-    Ok(Json(Page { events: events.into_iter().map(Into::into).collect(), next }))
+    let events = events.into_iter().map(|e| Event::new(e, &principal.tenant)).collect();
+    Ok(Json(Page { events, next }))
 }
 
-/// A stream name from a request: valid, and not a system stream (`$…`), which only the server
-/// itself writes.
-fn client_stream(name: &str) -> Result<StreamId, ApiError> {
-    let stream = StreamId::new(name)?;
-    if stream.is_system() {
+/// The store's name of a client's stream: valid, not a system name (`$…`, which only the server
+/// itself writes), under the caller's tenant.
+fn client_stream(tenant: &Tenant, name: &str) -> Result<StreamId, ApiError> {
+    if StreamId::new(name)?.is_system() {
         return Err(annals_store::StoreError::InvalidStreamName {
             name: name.to_owned(),
             reason: "names starting with $ are reserved for the system",
         }
         .into());
     }
-    Ok(stream)
+    tenant.stream(name)
 }

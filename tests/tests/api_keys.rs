@@ -1,0 +1,236 @@
+//! API keys, roles and tenants over HTTP: every `/v1` request needs a key; the key's role decides
+//! what it may do and its tenant what it sees — on every read path, the live tail included; key
+//! management is event-sourced in `$keys` and survives restarts.
+
+mod support;
+
+use annals_query_api::{Application, Settings};
+use annals_store::engine::{EmbeddedStore, EngineConfig};
+use annals_store::{Direction, EventStore, ReadFrom, StreamId};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::{append_n, decode, event, SseReader, TestApp, ADMIN_KEY};
+
+/// Creates a key as the admin; returns (id, key).
+async fn create_key(app: &TestApp, tenant: &str, role: &str) -> (String, String) {
+    let (status, body) =
+        app.post("/v1/keys", &json!({ "tenant": tenant, "role": role, "name": format!("{tenant} {role}") })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!((&body["tenant"], &body["role"]), (&json!(tenant), &json!(role)));
+    (body["id"].as_str().unwrap().to_owned(), body["key"].as_str().unwrap().to_owned())
+}
+
+fn as_key(app: &TestApp, key: &str) -> TestApp {
+    let mut view = app.clone_view();
+    view.key = key.to_owned();
+    view
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_key_are_401_with_a_bearer_challenge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let url = format!("{}/v1/events", app.base);
+    let forged = ADMIN_KEY.replace("0011223344", "9911223344");
+    let cases: [(&str, Option<String>); 4] = [
+        ("no Authorization header", None),
+        ("not a bearer token", Some("Basic YWRtaW46YWRtaW4=".into())),
+        ("a malformed key", Some("Bearer letmein".into())),
+        ("a well-formed key with the wrong secret", Some(format!("Bearer {forged}"))),
+    ];
+    for (case, header) in cases {
+        let mut request = app.client.get(&url);
+        if let Some(h) = header {
+            request = request.header("authorization", h);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"), "{case}");
+        let (status, problem) = decode(response).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {problem}");
+    }
+    // Health needs no key.
+    let response = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn roles_decide_what_a_key_may_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let (_, writer) = create_key(&app, "acme", "writer").await;
+    let (_, reader) = create_key(&app, "acme", "reader").await;
+    let writer_app = as_key(&app, &writer);
+    let reader_app = as_key(&app, &reader);
+
+    let (status, _) =
+        writer_app.post("/v1/streams/message-1/events", &json!({ "events": [event("message.sent", 0)] })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    for path in ["/v1/streams/message-1/events", "/v1/events", "/v1/keys"] {
+        let (status, problem) = writer_app.get(path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "a writer may not GET {path}: {problem}");
+    }
+    let (status, page) = reader_app.get("/v1/streams/message-1/events").await;
+    assert_eq!((status, page["events"].as_array().unwrap().len()), (StatusCode::OK, 1));
+    let (status, problem) =
+        reader_app.post("/v1/streams/message-1/events", &json!({ "events": [event("x", 1)] })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a reader may not append: {problem}");
+    let (status, _) = reader_app.post("/v1/keys", &json!({ "tenant": "acme", "role": "admin" })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a reader may not make keys");
+
+    for (body, says) in [
+        (json!({ "tenant": "Acme Corp", "role": "reader" }), "tenant"),
+        (json!({ "tenant": "acme", "role": "owner" }), "owner"),
+        (json!({ "role": "reader" }), "tenant"),
+    ] {
+        let (status, problem) = app.post("/v1/keys", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {problem}");
+        assert!(problem["detail"].as_str().unwrap().contains(says), "{body}: {problem}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_others_events_on_any_read_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let (_, acme_w) = create_key(&app, "acme", "writer").await;
+    let (_, acme_r) = create_key(&app, "acme", "reader").await;
+    let (_, globex_w) = create_key(&app, "globex", "writer").await;
+    let (_, globex_r) = create_key(&app, "globex", "reader").await;
+    let (acme_w, acme_r, globex_w, globex_r) =
+        (as_key(&app, &acme_w), as_key(&app, &acme_r), as_key(&app, &globex_w), as_key(&app, &globex_r));
+
+    // Both tenants use the same stream name; each gets its own stream, from revision 0.
+    append_n(&acme_w, "message-1", "message.sent", 3).await;
+    let mut globex_tail = SseReader::open(&globex_r, "/v1/events/live?from_position=0", None).await;
+    append_n(&globex_w, "message-1", "message.delivered", 2).await;
+    let (status, appended) = globex_w
+        .post(
+            "/v1/streams/message-1/events",
+            &json!({ "expected_revision": 1, "events": [event("message.opened", 0)] }),
+        )
+        .await;
+    assert_eq!(
+        (status, &appended["stream"], &appended["first_revision"]),
+        (StatusCode::CREATED, &json!("message-1"), &json!(2))
+    );
+    append_n(&acme_w, "message-2", "message.sent", 1).await;
+
+    let (_, page) = acme_r.get("/v1/streams/message-1/events").await;
+    let types: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, vec!["message.sent"; 3], "acme's message-1");
+    let (_, page) = globex_r.get("/v1/streams/message-1/events").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 3, "globex's message-1");
+
+    for (reader, tenant, expected) in [(&acme_r, "acme", 4usize), (&globex_r, "globex", 3)] {
+        let mut seen = Vec::new();
+        let mut link = Some("/v1/events?limit=2".to_owned());
+        while let Some(path) = link {
+            let (_, page) = reader.get(&path).await;
+            seen.extend(page["events"].as_array().unwrap().iter().cloned());
+            link = page["next"].as_str().map(String::from);
+        }
+        assert_eq!(seen.len(), expected, "{tenant}'s $all");
+        assert!(
+            seen.iter().all(|e| e["stream"].as_str().unwrap().starts_with("message-")),
+            "{tenant}: names without prefixes"
+        );
+        let (_, page) = reader.get("/v1/events?stream_prefix=message-1").await;
+        let n = page["events"].as_array().unwrap().len();
+        assert_eq!(n, 3, "{tenant}'s message-1 through a stream prefix");
+    }
+
+    // Naming another tenant's stream reaches one's own namespace, not theirs.
+    let (status, _) = acme_r.get("/v1/streams/globex%2Fmessage-1/events").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = acme_r.get("/v1/events?stream_prefix=../globex").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The live tail: globex sees its three events, and none of acme's written around them.
+    let tail = globex_tail.events(3).await;
+    assert!(tail.iter().all(|(_, e)| e["type"] != json!("message.sent")), "globex's tail: {tail:?}");
+    append_n(&acme_w, "message-3", "message.sent", 1).await;
+    append_n(&globex_w, "message-9", "message.clicked", 1).await;
+    let next = globex_tail.events(1).await;
+    assert_eq!(next[0].1["type"], json!("message.clicked"), "the next event on globex's tail is globex's");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn revoked_keys_stop_working_and_key_management_is_an_audit_trail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let (id, key) = create_key(&app, "acme", "reader").await;
+    let reader = as_key(&app, &key);
+    let (status, _) = reader.get("/v1/events").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let response = app.client.delete(format!("{}/v1/keys/{id}", app.base)).bearer_auth(&app.key).send().await.unwrap();
+    let (status, revoked) = decode(response).await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    let (status, problem) = reader.get("/v1/events").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(problem["detail"].as_str().unwrap().contains("revoked"), "{problem}");
+
+    // Unknown ids, and the last admin key, cannot be revoked.
+    let response =
+        app.client.delete(format!("{}/v1/keys/0000000000000000", app.base)).bearer_auth(&app.key).send().await.unwrap();
+    assert_eq!(decode(response).await.0, StatusCode::NOT_FOUND);
+    let (_, list) = app.get("/v1/keys").await;
+    let admin_id = list["keys"][0]["id"].as_str().unwrap().to_owned();
+    let response =
+        app.client.delete(format!("{}/v1/keys/{admin_id}", app.base)).bearer_auth(&app.key).send().await.unwrap();
+    let (status, problem) = decode(response).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+
+    // Keys live in the log: after a restart the revoked key still fails, the list is the same,
+    // and $keys holds who did what.
+    let app = app.restart().await;
+    let reader = as_key(&app, &key);
+    assert_eq!(reader.get("/v1/events").await.0, StatusCode::UNAUTHORIZED);
+    let (_, after) = app.get("/v1/keys").await;
+    assert_eq!(after, list, "the key list survives a restart");
+    assert!(!after.to_string().contains(&key[24..]), "lists never show a secret");
+    app.stop().await;
+
+    let store = EmbeddedStore::open(EngineConfig::new(tmp.path())).await.unwrap();
+    let events = store
+        .read_stream(&StreamId::new("$keys").unwrap(), ReadFrom::Start, Direction::Forwards, 100)
+        .await
+        .unwrap()
+        .into_events();
+    let trail: Vec<(String, Value)> =
+        events.iter().map(|e| (e.event_type.clone(), serde_json::from_slice(&e.data).unwrap())).collect();
+    assert_eq!(
+        trail.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        vec!["key.created", "key.created", "key.revoked"]
+    );
+    assert_eq!(trail[1].1["created_by"], json!(admin_id));
+    assert_eq!(trail[2].1["revoked_by"], json!(admin_id));
+    assert!(!String::from_utf8_lossy(&events[1].data).contains(&key[24..]), "only the secret's hash is stored");
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_first_start_makes_an_admin_key_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let settings =
+        || Settings { listen: "127.0.0.1:0".parse().unwrap(), data_dir: tmp.path().to_owned(), ..Settings::default() };
+    let app = Application::build(settings()).await.unwrap();
+    let key = app.bootstrap_key().expect("a new store shows its first admin key").to_owned();
+    drop(app);
+    let app = Application::build(settings()).await.unwrap();
+    assert!(app.bootstrap_key().is_none(), "the key is shown once only");
+    drop(app);
+    let mut view = TestApp::spawn_with(tmp.path(), |s| s.admin_key = None).await;
+    view.key = key;
+    let (status, body) = view.get("/v1/keys").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    view.stop().await;
+
+    let bad = Settings { admin_key: Some("hunter2".into()), ..settings() };
+    let err = Application::build(bad).await.unwrap_err().to_string();
+    assert!(err.contains("ANNALS_ADMIN_KEY") && !err.contains("hunter2"), "{err}");
+}

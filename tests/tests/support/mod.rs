@@ -1,0 +1,206 @@
+//! What the API test files share: a server spawned in-process on port 0 with a temporary data
+//! directory, requests with a key, problem checks, and a small Server-Sent Events reader.
+
+#![allow(dead_code)] // each test file uses its own part of this
+
+use std::time::Duration;
+
+use annals_query_api::{Application, Settings};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+/// The bootstrap admin key every test server starts with (`ANNALS_ADMIN_KEY`).
+pub const ADMIN_KEY: &str = "annals_00112233aabbccdd_0011223344556677889900112233445566778899001122334455667788990011";
+
+/// A running server and what it takes to stop it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// The key requests carry; the admin key unless changed.
+    pub key: String,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+    dir: std::path::PathBuf,
+}
+
+impl TestApp {
+    pub async fn spawn(dir: &std::path::Path) -> TestApp {
+        Self::spawn_with(dir, |_| {}).await
+    }
+
+    pub async fn spawn_with(dir: &std::path::Path, edit: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.to_owned(),
+            admin_key: Some(ADMIN_KEY.to_owned()),
+            ..Settings::default()
+        };
+        edit(&mut settings);
+        let app = Application::build(settings).await.expect("build the application");
+        let base = format!("http://{}", app.local_addr());
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let server = tokio::spawn(async move { app.run_until_stopped(token).await.expect("serve") });
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            key: ADMIN_KEY.to_owned(),
+            shutdown,
+            server,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Stops the server and waits until the store is closed (the directory is free again).
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.server).await.expect("stops in time").expect("no panic");
+    }
+
+    pub async fn restart(self) -> TestApp {
+        let dir = self.dir.clone();
+        self.stop().await;
+        TestApp::spawn(&dir).await
+    }
+
+    /// Another handle on the same server (to send requests with another key); stopping it does
+    /// nothing.
+    pub fn clone_view(&self) -> TestApp {
+        TestApp {
+            base: self.base.clone(),
+            client: self.client.clone(),
+            key: self.key.clone(),
+            shutdown: CancellationToken::new(),
+            server: tokio::spawn(async {}),
+            dir: self.dir.clone(),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        decode(response).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .bearer_auth(&self.key)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        decode(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        decode(self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.key).send().await.expect("request"))
+            .await
+    }
+}
+
+/// Status and JSON body; problem responses must say they are problems.
+pub async fn decode(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let content_type =
+        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let body: Value = response.json().await.expect("a JSON body");
+    if status.is_client_error() || status.is_server_error() {
+        assert_eq!(content_type, "application/problem+json", "error responses are problems: {body}");
+        assert_eq!(body["status"], json!(status.as_u16()), "problem status: {body}");
+        assert!(body["type"].as_str().is_some_and(|t| t.starts_with("https://")), "problem type: {body}");
+        assert!(body["title"].is_string() && body["detail"].is_string(), "problem title and detail: {body}");
+    }
+    (status, body)
+}
+
+pub fn event(event_type: &str, n: u64) -> Value {
+    json!({ "type": event_type, "data": { "n": n, "recipient": "ada@example.com" } })
+}
+
+/// One frame of a Server-Sent Events stream.
+#[derive(Debug, Default, Clone)]
+pub struct Frame {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+    pub comment: bool,
+}
+
+/// Reads frames off an SSE response.
+pub struct SseReader {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl SseReader {
+    pub async fn open(app: &TestApp, path: &str, last_event_id: Option<u64>) -> SseReader {
+        let mut request = app.client.get(format!("{}{path}", app.base)).bearer_auth(&app.key);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        SseReader { body: Box::pin(response.bytes_stream()), buf: String::new() }
+    }
+
+    pub async fn frame(&mut self) -> Frame {
+        use futures::StreamExt;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let raw: String = self.buf.drain(..end + 2).collect();
+                let mut frame = Frame::default();
+                for line in raw.lines() {
+                    match line.split_once(':') {
+                        Some(("", _)) => frame.comment = true,
+                        Some(("id", v)) => frame.id = Some(v.trim_start().to_owned()),
+                        Some(("event", v)) => frame.event = Some(v.trim_start().to_owned()),
+                        Some(("data", v)) => frame.data.push_str(v.trim_start()),
+                        _ => {}
+                    }
+                }
+                return frame;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.body.next())
+                .await
+                .expect("an SSE frame within 10 s")
+                .expect("the stream goes on")
+                .expect("read");
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The next `n` events (skipping heartbeats and `caught-up`), as (position, event).
+    pub async fn events(&mut self, n: usize) -> Vec<(u64, Value)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let frame = self.frame().await;
+            if frame.comment || frame.event.is_some() {
+                continue;
+            }
+            let event: Value = serde_json::from_str(&frame.data).unwrap();
+            let id: u64 = frame.id.expect("every event has an id").parse().unwrap();
+            assert_eq!(event["position"], json!(id), "the SSE id is the position");
+            out.push((id, event));
+        }
+        out
+    }
+}
+
+/// Appends `n` events of type `kind` to `stream`; returns the `201` body.
+pub async fn append_n(app: &TestApp, stream: &str, kind: &str, n: u64) -> Value {
+    let events: Vec<Value> = (0..n).map(|i| event(kind, i)).collect();
+    let (status, body) = app.post(&format!("/v1/streams/{stream}/events"), &json!({ "events": events })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
