@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::auth::{KeyRing, Role, Tenant};
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::routes;
 use crate::settings::Settings;
 
@@ -24,6 +25,7 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub settings: Arc<Settings>,
     pub keys: Arc<KeyRing>,
+    pub metrics: Arc<Metrics>,
     /// Cancelled when the server stops: long-lived responses (live tails) end on it.
     pub shutdown: CancellationToken,
 }
@@ -99,6 +101,7 @@ impl Application {
             store,
             settings: Arc::clone(&self.settings),
             keys: Arc::clone(&self.keys),
+            metrics: Metrics::new(),
             shutdown: shutdown.clone(),
         };
         let router = routes::router(state);

@@ -10,6 +10,7 @@
 mod app;
 mod auth;
 mod error;
+mod metrics;
 mod routes;
 mod settings;
 mod wire;

@@ -49,30 +49,50 @@ impl AppendBody {
     }
 
     /// The events as the store takes them: ids filled in, `data` and `metadata` checked to be
-    /// objects (the store itself takes any JSON; the API promises objects).
-    pub fn into_events(self) -> Result<Vec<EventData>, ApiError> {
+    /// objects (the store itself takes any JSON; the API promises objects), and the request's
+    /// `traceparent` added to each event's metadata unless the event has its own.
+    pub fn into_events(self, traceparent: Option<&str>) -> Result<Vec<EventData>, ApiError> {
         self.events
             .into_iter()
             .enumerate()
             .map(|(i, e)| {
-                let at = |field: &str| format!("/events/{i}/{field}");
+                let field = |name: &str| format!("/events/{i}/{name}");
+                // A JSON text that starts with `{` is an object: the data is parsed once, by the
+                // store's check, not twice.
                 if !e.data.get().starts_with('{') {
-                    return Err(ApiError::MalformedBody(format!("{} must be a JSON object", at("data"))));
+                    return Err(ApiError::MalformedBody(format!("{} must be a JSON object", field("data"))));
+                }
+                let mut metadata = match &e.metadata {
+                    Some(m) => object(m, &field("metadata"))?,
+                    None => serde_json::Map::new(),
+                };
+                if let Some(tp) = traceparent {
+                    metadata.entry("traceparent").or_insert_with(|| tp.into());
                 }
                 let mut event = EventData::from_json_bytes(e.event_type, e.data.get().as_bytes().to_vec())
                     .map_err(|err| ApiError::MalformedBody(format!("/events/{i}: {err}")))?
                     .with_id(e.id.unwrap_or_else(Uuid::now_v7));
-                if let Some(metadata) = e.metadata {
-                    if !metadata.get().starts_with('{') {
-                        return Err(ApiError::MalformedBody(format!("{} must be a JSON object", at("metadata"))));
-                    }
+                if !metadata.is_empty() {
+                    let bytes = match (&e.metadata, traceparent) {
+                        // Unchanged metadata is stored byte for byte as sent.
+                        (Some(raw), None) => raw.get().as_bytes().to_vec(),
+                        _ => serde_json::to_vec(&metadata).expect("a map serializes"),
+                    };
                     event = event
-                        .with_metadata_bytes(metadata.get().as_bytes().to_vec())
+                        .with_metadata_bytes(bytes)
                         .map_err(|err| ApiError::MalformedBody(format!("/events/{i}: {err}")))?;
                 }
                 Ok(event)
             })
             .collect()
+    }
+}
+
+/// `raw` parsed as a JSON object, or a `400` naming `pointer`.
+fn object(raw: &RawValue, pointer: &str) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err(ApiError::MalformedBody(format!("{pointer} must be a JSON object"))),
     }
 }
 

@@ -359,3 +359,77 @@ async fn an_idle_live_tail_gets_heartbeats() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_traceparent_of_an_append_travels_in_its_events_metadata() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let body = json!({ "events": [
+        { "type": "message.sent", "data": {} },
+        { "type": "message.sent", "data": {}, "metadata": { "tenant_note": "x" } },
+        { "type": "message.sent", "data": {}, "metadata": { "traceparent": own } }
+    ] });
+    let response = app
+        .client
+        .post(format!("{}/v1/streams/message-20/events", app.base))
+        .bearer_auth(&app.key)
+        .header("traceparent", traceparent)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // A malformed traceparent is not stored.
+    let response = app
+        .client
+        .post(format!("{}/v1/streams/message-20/events", app.base))
+        .bearer_auth(&app.key)
+        .header("traceparent", "not-a-trace")
+        .json(&json!({ "events": [event("message.sent", 3)] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let (_, page) = app.get("/v1/streams/message-20/events").await;
+    let metadata: Vec<&Value> = page["events"].as_array().unwrap().iter().map(|e| &e["metadata"]).collect();
+    assert_eq!(metadata[0], &json!({ "traceparent": traceparent }));
+    assert_eq!(metadata[1], &json!({ "tenant_note": "x", "traceparent": traceparent }));
+    assert_eq!(metadata[2], &json!({ "traceparent": own }), "an event's own traceparent wins");
+    assert_eq!(metadata[3], &Value::Null);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_appends_by_outcome_and_show_the_head_and_live_tails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let appended = append_n(&app, "message-21", "message.sent", 3).await;
+    let (status, _) = app
+        .post("/v1/streams/message-21/events", &json!({ "expected_revision": "no_stream", "events": [event("x", 0)] }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = app.post_raw("/v1/streams/message-21/events", "{").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let _tail = SseReader::open(&app, "/v1/events/live", None).await;
+
+    let response = reqwest::get(format!("{}/metrics", app.base)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "metrics need no key");
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = response.text().await.unwrap();
+    let value = |line_start: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.starts_with(line_start)).unwrap_or_else(|| panic!("no {line_start} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("annals_appends_total{outcome=\"ok\"}"), 1.0);
+    assert_eq!(value("annals_appends_total{outcome=\"conflict\"}"), 1.0);
+    assert_eq!(value("annals_appends_total{outcome=\"rejected\"}"), 1.0);
+    assert_eq!(value("annals_appended_events_total"), 3.0);
+    assert!(value("annals_appended_bytes_total") > 3.0 * 30.0);
+    assert_eq!(value("annals_append_duration_seconds_count"), 3.0);
+    assert_eq!(value("annals_store_head_position"), appended["last_position"].as_f64().unwrap());
+    assert_eq!(value("annals_live_subscribers"), 1.0);
+    app.stop().await;
+}

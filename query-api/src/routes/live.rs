@@ -4,6 +4,7 @@
 //! durable). Comments every `sse_heartbeat` keep idle connections (and proxies) open.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use annals_store::{Position, SubscribeFrom, SubscriptionMessage};
 use axum::extract::rejection::QueryRejection;
@@ -18,6 +19,7 @@ use super::events::{query_error, type_filter};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
+use crate::metrics::LiveGuard;
 use crate::wire::Event;
 
 #[derive(Debug, Deserialize)]
@@ -58,7 +60,8 @@ pub async fn live(
     let tenant = principal.tenant;
     let subscription = state.store.subscribe_to_all(from, filter).await?;
     let shutdown = state.shutdown.clone();
-    let events = stream::unfold(subscription, move |mut subscription| {
+    let guard = LiveGuard::new(Arc::clone(&state.metrics));
+    let events = stream::unfold((subscription, guard), move |(mut subscription, guard)| {
         let types = types.clone();
         let tenant = tenant.clone();
         async move {
@@ -70,10 +73,10 @@ pub async fn live(
                         }
                         let id = e.position.0.to_string();
                         let body = serde_json::to_string(&Event::new(e, &tenant)).expect("events serialize");
-                        return Some((Ok(SseEvent::default().id(id).data(body)), subscription));
+                        return Some((Ok(SseEvent::default().id(id).data(body)), (subscription, guard)));
                     }
                     Ok(SubscriptionMessage::CaughtUp) => {
-                        return Some((Ok(SseEvent::default().event("caught-up").data("{}")), subscription));
+                        return Some((Ok(SseEvent::default().event("caught-up").data("{}")), (subscription, guard)));
                     }
                     Err(e) => {
                         // The store closed (shutdown) or failed: end the stream; the client

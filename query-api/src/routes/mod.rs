@@ -23,9 +23,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        // One span per request, with method, path and status; handlers' logs nest in it.
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 

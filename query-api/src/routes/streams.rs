@@ -4,24 +4,48 @@ use annals_store::{Direction, ReadFrom, ReadStreamOutcome, Revision, StreamId};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use std::time::Instant;
+
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::auth::{Action, Principal, Tenant};
 use crate::error::ApiError;
+use crate::metrics::OutcomeLabels;
 use crate::wire::{AppendBody, Appended, Event, Page};
 
 /// `POST /v1/streams/{stream}/events`: appends atomically; `201` with the revisions and positions.
 pub async fn append(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     Path(stream): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    let started = Instant::now();
+    let result = append_inner(&state, &principal, &headers, &stream, body).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.status() == StatusCode::CONFLICT => "conflict",
+        Err(e) if e.status().is_client_error() => "rejected",
+        Err(_) => "error",
+    };
+    state.metrics.appends.get_or_create(&OutcomeLabels { outcome }).inc();
+    state.metrics.append_duration.observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn append_inner(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    stream: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
     principal.require(Action::Append)?;
-    let stream = client_stream(&principal.tenant, &stream)?;
+    let stream = client_stream(&principal.tenant, stream)?;
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
             "the request body is larger than the limit of {} bytes",
@@ -31,10 +55,28 @@ pub async fn append(
     })?;
     let body: AppendBody = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
     let expected = body.expected()?;
-    let events = body.into_events()?;
+    // The W3C trace context of the request travels with the events, so that whoever consumes
+    // them (projectors, other services) can continue the trace.
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).filter(|v| is_traceparent(v));
+    let events = body.into_events(traceparent)?;
+    let (count, bytes) = (events.len() as u64, events.iter().map(|e| e.payload_len() as u64).sum::<u64>());
     let result =
         state.store.append_to_stream(&stream, expected, events).await.map_err(|e| principal.tenant.client_error(e))?;
+    state.metrics.appended_events.inc_by(count);
+    state.metrics.appended_bytes.inc_by(bytes);
     Ok((StatusCode::CREATED, Json(Appended::new(result, &principal.tenant))))
+}
+
+/// A W3C `traceparent`: version, 32-hex trace id, 16-hex parent id, 2-hex flags.
+fn is_traceparent(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    parts.len() >= 4
+        && hex(parts[0], 2)
+        && parts[0] != "ff"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,98 @@
+//! Prometheus metrics (OpenMetrics text at `GET /metrics`), one registry per application so that
+//! several servers in one process (the tests) never share counters. The names are part of the
+//! API: dashboards and alerts depend on them, so they only ever gain siblings, never change.
+//!
+//! - `annals_appends_total{outcome}` — append requests by outcome: `ok`, `conflict` (409),
+//!   `rejected` (4xx: malformed, too large, bad stream name), `error` (5xx)
+//! - `annals_appended_events_total`, `annals_appended_bytes_total` — events (and their bytes of
+//!   data and metadata) in successful appends; an idempotent retry counts again, as it is
+//!   answered again
+//! - `annals_append_duration_seconds` — histogram of append latency, from body to answer
+//! - `annals_store_head_position` — the position of the last event (-1 for an empty store)
+//! - `annals_live_subscribers` — open live tails
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// The application's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub appends: Family<OutcomeLabels, Counter>,
+    pub appended_events: Counter,
+    pub appended_bytes: Counter,
+    pub append_duration: Histogram,
+    pub head_position: Gauge,
+    pub live_subscribers: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::default();
+        let appends = Family::<OutcomeLabels, Counter>::default();
+        registry.register("annals_appends", "Append requests by outcome", appends.clone());
+        let appended_events = Counter::default();
+        registry.register("annals_appended_events", "Events stored by appends", appended_events.clone());
+        let appended_bytes = Counter::default();
+        registry.register(
+            "annals_appended_bytes",
+            "Bytes of event data and metadata stored by appends",
+            appended_bytes.clone(),
+        );
+        // 100 µs to ~3.3 s.
+        let append_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register("annals_append_duration_seconds", "Append latency", append_duration.clone());
+        let head_position = Gauge::default();
+        registry.register(
+            "annals_store_head_position",
+            "Position of the last event in the store",
+            head_position.clone(),
+        );
+        let live_subscribers = Gauge::default();
+        registry.register("annals_live_subscribers", "Open live tails", live_subscribers.clone());
+        Arc::new(Metrics {
+            registry,
+            appends,
+            appended_events,
+            appended_bytes,
+            append_duration,
+            head_position,
+            live_subscribers,
+        })
+    }
+
+    /// The registry in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+}
+
+/// Counts an open live tail until dropped.
+#[derive(Debug)]
+pub struct LiveGuard(Arc<Metrics>);
+
+impl LiveGuard {
+    pub fn new(metrics: Arc<Metrics>) -> LiveGuard {
+        metrics.live_subscribers.inc();
+        LiveGuard(metrics)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.live_subscribers.dec();
+    }
+}
