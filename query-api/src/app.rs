@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::settings::Settings;
+use annals_schemas::Registry;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -26,6 +27,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub keys: Arc<KeyRing>,
     pub metrics: Arc<Metrics>,
+    pub schemas: Arc<Registry>,
     /// Cancelled when the server stops: long-lived responses (live tails) end on it.
     pub shutdown: CancellationToken,
 }
@@ -102,6 +104,7 @@ impl Application {
             settings: Arc::clone(&self.settings),
             keys: Arc::clone(&self.keys),
             metrics: Metrics::new(),
+            schemas: Arc::new(Registry::new()),
             shutdown: shutdown.clone(),
         };
         let router = routes::router(state);

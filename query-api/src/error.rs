@@ -49,6 +49,14 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0} is not allowed on this route")]
     MethodNotAllowed(String),
+    /// Event data that breaks its type's schema.
+    #[error("event {index} ({event_type} v{version}): {rule}")]
+    SchemaViolation { index: usize, event_type: String, version: u32, pointer: String, rule: String },
+    /// An event type without a schema, in strict mode; or a schema version that does not exist.
+    #[error("event {index}: {reason}")]
+    UnknownSchema { index: usize, event_type: String, reason: String },
+    #[error("no schema is registered for event type {0}")]
+    SchemaNotFound(String),
     #[error("{0}")]
     Unauthorized(String),
     #[error("a key with role {role:?} may not do this ({action:?})")]
@@ -78,6 +86,21 @@ impl ApiError {
             }
             ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::SchemaViolation { event_type, version, pointer, rule, .. } => {
+                extra.insert("event_type".into(), json!(event_type));
+                extra.insert("schema_version".into(), json!(version));
+                extra.insert("pointer".into(), json!(pointer));
+                extra.insert("rule".into(), json!(rule));
+                (StatusCode::UNPROCESSABLE_ENTITY, "schema-violation", "Event data violates its schema")
+            }
+            ApiError::UnknownSchema { event_type, .. } => {
+                extra.insert("event_type".into(), json!(event_type));
+                (StatusCode::UNPROCESSABLE_ENTITY, "unknown-schema", "No schema for this event")
+            }
+            ApiError::SchemaNotFound(event_type) => {
+                extra.insert("event_type".into(), json!(event_type));
+                (StatusCode::NOT_FOUND, "schema-not-found", "Schema not found")
+            }
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::KeyNotFound(id) => {

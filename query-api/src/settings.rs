@@ -24,6 +24,8 @@ pub struct Settings {
     pub max_page: usize,
     /// How often an idle live tail gets a heartbeat comment.
     pub sse_heartbeat: Duration,
+    /// Refuse events of types that have no registered schema (otherwise stored as opaque JSON).
+    pub strict_schemas: bool,
     /// The first admin key, used only when the store has no key yet (`ANNALS_ADMIN_KEY`).
     pub admin_key: Option<String>,
 }
@@ -37,6 +39,7 @@ impl Default for Settings {
             max_page: 1000,
             sse_heartbeat: Duration::from_secs(15),
             admin_key: None,
+            strict_schemas: false,
         }
     }
 }
@@ -49,6 +52,7 @@ impl std::fmt::Debug for Settings {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_page", &self.max_page)
             .field("sse_heartbeat", &self.sse_heartbeat)
+            .field("strict_schemas", &self.strict_schemas)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -63,15 +67,17 @@ pub struct SettingsLayer {
     pub max_body_bytes: Option<String>,
     pub max_page: Option<String>,
     pub sse_heartbeat_secs: Option<String>,
+    pub strict_schemas: Option<String>,
 }
 
 /// The environment variable of each setting.
-const ENV: [(&str, &str); 5] = [
+const ENV: [(&str, &str); 6] = [
     ("listen", "ANNALS_LISTEN"),
     ("data_dir", "ANNALS_DATA_DIR"),
     ("max_body_bytes", "ANNALS_MAX_BODY_BYTES"),
     ("max_page", "ANNALS_MAX_PAGE"),
     ("sse_heartbeat_secs", "ANNALS_SSE_HEARTBEAT_SECS"),
+    ("strict_schemas", "ANNALS_STRICT_SCHEMAS"),
 ];
 
 impl Settings {
@@ -97,6 +103,7 @@ impl Settings {
             max_body_bytes: var(ENV[2].1),
             max_page: var(ENV[3].1),
             sse_heartbeat_secs: var(ENV[4].1),
+            strict_schemas: var(ENV[5].1),
         };
         settings.apply(from_env, &|name| {
             ENV.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, v)| (*v).to_owned())
@@ -132,6 +139,13 @@ impl Settings {
         if let Some(v) = layer.sse_heartbeat_secs {
             let secs = positive(&v).map_err(|reason| invalid("sse_heartbeat_secs", &v, reason))?;
             self.sse_heartbeat = Duration::from_secs(secs as u64);
+        }
+        if let Some(v) = layer.strict_schemas {
+            self.strict_schemas = match v.trim() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => return Err(invalid("strict_schemas", &v, "must be true or false".into())),
+            };
         }
         Ok(())
     }

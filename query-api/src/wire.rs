@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use annals_schemas::{Registry, Violation};
+
 use crate::auth::Tenant;
 use crate::error::ApiError;
 
@@ -51,7 +53,7 @@ impl AppendBody {
     /// The events as the store takes them: ids filled in, `data` and `metadata` checked to be
     /// objects (the store itself takes any JSON; the API promises objects), and the request's
     /// `traceparent` added to each event's metadata unless the event has its own.
-    pub fn into_events(self, traceparent: Option<&str>) -> Result<Vec<EventData>, ApiError> {
+    pub fn into_events(self, traceparent: Option<&str>, schemas: &Schemas<'_>) -> Result<Vec<EventData>, ApiError> {
         self.events
             .into_iter()
             .enumerate()
@@ -66,6 +68,7 @@ impl AppendBody {
                     Some(m) => object(m, &field("metadata"))?,
                     None => serde_json::Map::new(),
                 };
+                schemas.check(i, &e.event_type, &e.data, &metadata)?;
                 if let Some(tp) = traceparent {
                     metadata.entry("traceparent").or_insert_with(|| tp.into());
                 }
@@ -85,6 +88,58 @@ impl AppendBody {
                 Ok(event)
             })
             .collect()
+    }
+}
+
+/// What appends are checked against: the registry, and whether unknown types are refused.
+#[derive(Debug)]
+pub struct Schemas<'a> {
+    pub registry: &'a Registry,
+    pub strict: bool,
+}
+
+impl Schemas<'_> {
+    /// Checks event `index` against its type's schema, in the version its metadata names
+    /// (`schema_version`, default 1). Types without a schema pass unless `strict`.
+    fn check(
+        &self,
+        index: usize,
+        event_type: &str,
+        data: &RawValue,
+        metadata: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), ApiError> {
+        if !self.registry.knows(event_type) && !self.strict {
+            return Ok(());
+        }
+        let version = match metadata.get("schema_version") {
+            None => None,
+            Some(v) => Some(v.as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(|| {
+                ApiError::MalformedBody(format!("/events/{index}/metadata/schema_version must be a whole number"))
+            })?),
+        };
+        let data: serde_json::Value = serde_json::from_str(data.get()).expect("checked to be JSON by the parser");
+        match self.registry.validate(event_type, version, &data) {
+            Ok(()) => Ok(()),
+            Err(Violation::Invalid { pointer, rule }) => Err(ApiError::SchemaViolation {
+                index,
+                event_type: event_type.to_owned(),
+                version: version.unwrap_or(1),
+                pointer: format!("/events/{index}/data{pointer}"),
+                rule,
+            }),
+            Err(Violation::UnknownType) => Err(ApiError::UnknownSchema {
+                index,
+                event_type: event_type.to_owned(),
+                reason: format!(
+                    "event type {event_type} has no registered schema, and this server only takes registered types"
+                ),
+            }),
+            Err(Violation::UnknownVersion { latest }) => Err(ApiError::UnknownSchema {
+                index,
+                event_type: event_type.to_owned(),
+                reason: format!("{event_type} has no schema version {}; the latest is {latest}", version.unwrap_or(1)),
+            }),
+        }
     }
 }
 

@@ -20,8 +20,9 @@ async fn append_then_read_back_every_field() {
     let body = json!({
         "expected_revision": "no_stream",
         "events": [
-            { "id": id, "type": "message.enqueued", "data": { "channel": "email" }, "metadata": { "traceparent": "00-abc" } },
-            { "type": "message.sent", "data": { "provider": "ses" } }
+            { "id": id, "type": "message.enqueued", "data": { "message_id": "1", "recipient": { "email": "ada@example.com" } },
+              "metadata": { "traceparent": "00-abc" } },
+            { "type": "message.sent", "data": { "message_id": "1", "channel": "email", "provider": "ses" } }
         ]
     });
     let (status, appended) = app.post("/v1/streams/message-1/events", &body).await;
@@ -40,7 +41,7 @@ async fn append_then_read_back_every_field() {
     assert_eq!(events[0]["id"], json!(id));
     assert_eq!(events[0]["stream"], json!("message-1"));
     assert_eq!(events[0]["type"], json!("message.enqueued"));
-    assert_eq!(events[0]["data"], json!({ "channel": "email" }));
+    assert_eq!(events[0]["data"], json!({ "message_id": "1", "recipient": { "email": "ada@example.com" } }));
     assert_eq!(events[0]["metadata"], json!({ "traceparent": "00-abc" }));
     assert_eq!((events[0]["revision"].clone(), events[0]["position"].clone()), (json!(0), json!(p)));
     assert_eq!((events[1]["revision"].clone(), events[1]["position"].clone()), (json!(1), json!(p + 1)));
@@ -143,8 +144,8 @@ async fn a_retry_with_the_same_ids_returns_the_same_answer_and_writes_nothing() 
     let body = json!({
         "expected_revision": "no_stream",
         "events": [
-            { "id": Uuid::now_v7(), "type": "message.enqueued", "data": {} },
-            { "id": Uuid::now_v7(), "type": "message.routed", "data": {} }
+            { "id": Uuid::now_v7(), "type": "message.enqueued", "data": { "message_id": "3", "recipient": { "id": "u3" } } },
+            { "id": Uuid::now_v7(), "type": "message.routed", "data": { "message_id": "3", "channel": "sms", "provider": "twilio" } }
         ]
     });
     let (status, first) = app.post("/v1/streams/message-3/events", &body).await;
@@ -367,9 +368,9 @@ async fn the_traceparent_of_an_append_travels_in_its_events_metadata() {
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let body = json!({ "events": [
-        { "type": "message.sent", "data": {} },
-        { "type": "message.sent", "data": {}, "metadata": { "tenant_note": "x" } },
-        { "type": "message.sent", "data": {}, "metadata": { "traceparent": own } }
+        { "type": "message.opened", "data": { "message_id": "20" } },
+        { "type": "message.opened", "data": { "message_id": "20" }, "metadata": { "tenant_note": "x" } },
+        { "type": "message.opened", "data": { "message_id": "20" }, "metadata": { "traceparent": own } }
     ] });
     let response = app
         .client

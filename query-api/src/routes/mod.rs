@@ -4,6 +4,7 @@ mod events;
 mod health;
 mod keys;
 mod live;
+mod schemas;
 mod streams;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -21,6 +22,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/live", get(live::live))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/v1/schemas", get(schemas::list))
+        .route("/v1/schemas/{type}", get(schemas::get))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

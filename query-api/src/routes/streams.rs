@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::auth::{Action, Principal, Tenant};
 use crate::error::ApiError;
 use crate::metrics::OutcomeLabels;
-use crate::wire::{AppendBody, Appended, Event, Page};
+use crate::wire::{AppendBody, Appended, Event, Page, Schemas};
 
 /// `POST /v1/streams/{stream}/events`: appends atomically; `201` with the revisions and positions.
 pub async fn append(
@@ -58,7 +58,8 @@ async fn append_inner(
     // The W3C trace context of the request travels with the events, so that whoever consumes
     // them (projectors, other services) can continue the trace.
     let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).filter(|v| is_traceparent(v));
-    let events = body.into_events(traceparent)?;
+    let schemas = Schemas { registry: &state.schemas, strict: state.settings.strict_schemas };
+    let events = body.into_events(traceparent, &schemas)?;
     let (count, bytes) = (events.len() as u64, events.iter().map(|e| e.payload_len() as u64).sum::<u64>());
     let result =
         state.store.append_to_stream(&stream, expected, events).await.map_err(|e| principal.tenant.client_error(e))?;

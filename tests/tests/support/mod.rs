@@ -123,8 +123,24 @@ pub async fn decode(response: reqwest::Response) -> (StatusCode, Value) {
     (status, body)
 }
 
-pub fn event(event_type: &str, n: u64) -> Value {
-    json!({ "type": event_type, "data": { "n": n, "recipient": "ada@example.com" } })
+/// An event of type `kind` whose data is valid for the type's schema when it has one.
+pub fn event(kind: &str, n: u64) -> Value {
+    let id = format!("m-{n}");
+    let data = match kind {
+        "message.sent" | "message.routed" => json!({ "message_id": id, "channel": "email", "provider": "ses" }),
+        "message.enqueued" => json!({ "message_id": id, "recipient": { "email": "ada@example.com" } }),
+        "message.delivered" | "message.opened" | "message.clicked" => json!({ "message_id": id }),
+        "audit.recorded" => json!({
+            "actor": { "id": "user-1", "type": "user" },
+            "action": "template.updated",
+            "crud": "update",
+            "target": { "type": "template", "id": format!("t-{n}") },
+            "outcome": "success",
+            "occurred_at": "2026-11-24T10:00:00Z"
+        }),
+        _ => json!({ "n": n, "recipient": "ada@example.com" }),
+    };
+    json!({ "type": kind, "data": data })
 }
 
 /// One frame of a Server-Sent Events stream.
