@@ -1,0 +1,214 @@
+//! The HTTP API under load: `annals serve` (the release binary, a child process with its own
+//! data directory) driven over loopback by this process, against the embedded store driven
+//! in-process with the same shapes in the same run, so the figure is also a ratio: what HTTP,
+//! JSON, auth, schema validation and tenancy cost on top of the store.
+//!
+//! `cargo bench --bench http` prints a markdown table for BENCHMARKS.md. Environment:
+//! `BENCH_DIR` (default /var/tmp/annals-http-bench), `BENCH_SECS` (10 per measure).
+//! Shapes, from issue 3: batches of 100 events over 16 connections; single events over 64
+//! connections. The load generator shares the machine's two cores with the server, which the
+//! ratios include.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use annals_store::engine::{EmbeddedStore, EngineConfig};
+use annals_store::{EventData, EventStore, ExpectedRevision, StreamId};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+const ADMIN_KEY: &str = "annals_0123456789abcdef_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+fn main() -> anyhow::Result<()> {
+    let root =
+        std::path::PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp/annals-http-bench".into()));
+    let secs = Duration::from_secs(std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    println!("event: `message.enqueued`, {} bytes of JSON data", sample_data(0, 0).to_string().len());
+    println!();
+    println!("| measure | HTTP (`annals serve`) | in-process store, same shape | ratio |");
+    println!("|---|---|---|---|");
+    rt.block_on(async {
+        let mut server = Server::start(&root.join("serve"))?;
+        let result = run(&server, &root, secs).await;
+        server.stop();
+        result
+    })?;
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+async fn run(server: &Server, root: &std::path::Path, secs: Duration) -> anyhow::Result<()> {
+    let key = server.create_key("bench", "writer").await?;
+    let store = EmbeddedStore::open(EngineConfig::new(root.join("store"))).await?;
+
+    let http = http_load(server, &key, 16, 100, secs).await?;
+    let local = store_load(&store, 16, 100, secs).await?;
+    row("batches of 100 events, 16 connections", &http, &local);
+    let http = http_load(server, &key, 64, 1, secs).await?;
+    let local = store_load(&store, 64, 1, secs).await?;
+    row("single events, 64 connections", &http, &local);
+    store.close().await?;
+    Ok(())
+}
+
+struct Load {
+    events_per_sec: f64,
+    hist: Histogram<u64>,
+}
+
+fn row(name: &str, http: &Load, local: &Load) {
+    let fmt = |l: &Load| {
+        format!(
+            "{:.0} events/s, p50 {:.1} ms, p99 {:.1} ms",
+            l.events_per_sec,
+            l.hist.value_at_quantile(0.5) as f64 / 1000.0,
+            l.hist.value_at_quantile(0.99) as f64 / 1000.0
+        )
+    };
+    println!("| {name} | {} | {} | {:.2} |", fmt(http), fmt(local), http.events_per_sec / local.events_per_sec);
+}
+
+/// `connections` tasks, each with its own HTTP connection, appending `batch` events per request
+/// to streams of their own for `secs`; latency per request.
+async fn http_load(
+    server: &Server,
+    key: &str,
+    connections: usize,
+    batch: usize,
+    secs: Duration,
+) -> anyhow::Result<Load> {
+    let deadline = Instant::now() + secs;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+        let url = server.url.clone();
+        let key = key.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new(3).expect("histogram");
+            let mut events = 0u64;
+            let mut i = 0usize;
+            while Instant::now() < deadline {
+                let body = json!({ "events": (0..batch).map(|e| json!({ "type": "message.enqueued", "data": sample_data(c, i * batch + e) })).collect::<Vec<_>>() });
+                let body = serde_json::to_vec(&body).expect("json");
+                let t = Instant::now();
+                let response = client
+                    .post(format!("{url}/v1/streams/message-{c}-{i}/events"))
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(response.status() == 201, "append answered {}", response.status());
+                response.bytes().await?;
+                hist.record(t.elapsed().as_micros() as u64)?;
+                events += batch as u64;
+                i += 1;
+            }
+            anyhow::Ok((events, hist))
+        }));
+    }
+    collect(tasks, started).await
+}
+
+/// The same shape straight into the embedded store.
+async fn store_load(store: &EmbeddedStore, tasks_n: usize, batch: usize, secs: Duration) -> anyhow::Result<Load> {
+    let deadline = Instant::now() + secs;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..tasks_n {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new(3).expect("histogram");
+            let mut events = 0u64;
+            let mut i = 0usize;
+            while Instant::now() < deadline {
+                let batch_events: Vec<EventData> = (0..batch)
+                    .map(|e| EventData::json("message.enqueued", &sample_data(c, i * batch + e)).expect("json"))
+                    .collect();
+                let stream = StreamId::new(format!("bench/message-{c}-{i}"))?;
+                let t = Instant::now();
+                store.append_to_stream(&stream, ExpectedRevision::Any, batch_events).await?;
+                hist.record(t.elapsed().as_micros() as u64)?;
+                events += batch as u64;
+                i += 1;
+            }
+            anyhow::Ok((events, hist))
+        }));
+    }
+    collect(tasks, started).await
+}
+
+/// One load task's result: events appended and request latencies.
+type TaskResult = tokio::task::JoinHandle<anyhow::Result<(u64, Histogram<u64>)>>;
+
+async fn collect(tasks: Vec<TaskResult>, started: Instant) -> anyhow::Result<Load> {
+    let mut hist = Histogram::<u64>::new(3)?;
+    let mut events = 0;
+    for t in tasks {
+        let (n, h) = t.await??;
+        events += n;
+        hist.add(h)?;
+    }
+    Ok(Load { events_per_sec: events as f64 / started.elapsed().as_secs_f64(), hist })
+}
+
+/// A realistic `message.enqueued` (valid for its schema), about 450 bytes.
+fn sample_data(c: usize, i: usize) -> Value {
+    json!({
+        "message_id": format!("01HZX3K9M2Q7R4T8V6W1-{c:04}-{i:09}"),
+        "recipient": { "id": format!("user-{c}-{i}"), "email": format!("user{c}.{i}@example.com"), "phone": "+14155550123" },
+        "notification": "order-shipped",
+        "template": { "id": "tmpl_8f3a2c", "version": 12 },
+        "channel": "email",
+        "tags": ["transactional", "orders", "priority-normal"],
+        "subject": "Your order #48213 has shipped — track it from your account page",
+        "occurred_at": "2026-11-24T17:42:10.123456Z"
+    })
+}
+
+/// `annals serve` as a child process.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &std::path::Path) -> anyhow::Result<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(env!("CARGO_BIN_EXE_annals"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir)
+            .env("ANNALS_ADMIN_KEY", ADMIN_KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let url = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "annals serve did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Server { child, url })
+    }
+
+    async fn create_key(&self, tenant: &str, role: &str) -> anyhow::Result<String> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/keys", self.url))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({ "tenant": tenant, "role": role }))
+            .send()
+            .await?;
+        let body: Value = response.json().await?;
+        Ok(body["key"].as_str().ok_or_else(|| anyhow::anyhow!("no key in {body}"))?.to_owned())
+    }
+
+    fn stop(&mut self) {
+        // SIGTERM: the server finishes its requests and closes the store.
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
