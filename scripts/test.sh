@@ -11,6 +11,10 @@ fi
 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 
+# The OpenAPI test validates the document with openapi-spec-validator (PyPI).
+python3 -c 'import openapi_spec_validator' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore openapi-spec-validator
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings denied)"

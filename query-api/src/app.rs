@@ -28,6 +28,8 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     pub metrics: Arc<Metrics>,
     pub schemas: Arc<Registry>,
+    /// The OpenAPI document, rendered once when the router is built.
+    pub openapi: Arc<std::sync::OnceLock<String>>,
     /// Cancelled when the server stops: long-lived responses (live tails) end on it.
     pub shutdown: CancellationToken,
 }
@@ -105,6 +107,7 @@ impl Application {
             keys: Arc::clone(&self.keys),
             metrics: Metrics::new(),
             schemas: Arc::new(Registry::new()),
+            openapi: Arc::default(),
             shutdown: shutdown.clone(),
         };
         let router = routes::router(state);

@@ -11,6 +11,7 @@ mod app;
 mod auth;
 mod error;
 mod metrics;
+mod openapi;
 mod routes;
 mod settings;
 mod wire;

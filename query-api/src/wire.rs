@@ -4,6 +4,7 @@
 use annals_store::{AppendResult, EventData, ExpectedRevision, RecordedEvent, Revision};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use annals_schemas::{Registry, Violation};
@@ -12,24 +13,31 @@ use crate::auth::Tenant;
 use crate::error::ApiError;
 
 /// `POST /v1/streams/{stream}/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendBody {
     /// `"any"` (the default), `"no_stream"`, `"stream_exists"`, or the stream's last revision.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::ExpectedRevision>)]
     pub expected_revision: Option<Box<RawValue>>,
     pub events: Vec<NewEvent>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
     /// Defaults to a fresh UUID v7; send your own to make retries idempotent.
     pub id: Option<Uuid>,
+    /// The event type; registered types (`GET /v1/schemas`) are validated against their schema.
     #[serde(rename = "type")]
     pub event_type: String,
+    /// A JSON object.
+    #[schema(value_type = Object)]
     pub data: Box<RawValue>,
+    /// A JSON object; `schema_version` picks the schema version (default 1); the request's
+    /// `traceparent` is added unless present.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Box<RawValue>>,
 }
 
@@ -158,7 +166,7 @@ fn bad_expected(got: &str) -> ApiError {
 }
 
 /// The `201` answer to an append (and to its retries).
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Appended {
     pub stream: String,
     pub first_revision: u64,
@@ -180,7 +188,7 @@ impl Appended {
 }
 
 /// An event as reads return it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Event {
     pub id: Uuid,
     pub stream: String,
@@ -188,7 +196,9 @@ pub struct Event {
     pub position: u64,
     #[serde(rename = "type")]
     pub event_type: String,
+    #[schema(value_type = Object)]
     pub data: Box<RawValue>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Box<RawValue>>,
     /// RFC 3339 with microseconds, UTC.
     pub recorded_at: String,
@@ -216,7 +226,7 @@ impl Event {
 }
 
 /// A page of events, with the link to the next page when this one is full.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page {
     pub events: Vec<Event>,
     pub next: Option<String>,

@@ -38,7 +38,7 @@ enum KeyEvent {
 }
 
 /// A key as lists show it (never its secret).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct KeyInfo {
     pub id: String,
     pub tenant: String,
@@ -50,7 +50,7 @@ pub struct KeyInfo {
 }
 
 /// A key just created: the only time its secret is seen.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct NewKey {
     #[serde(flatten)]
     pub info: KeyInfo,

@@ -5,6 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
@@ -14,17 +15,36 @@ use crate::wire::{Event, Page};
 /// Events per page when the request does not say.
 const DEFAULT_LIMIT: usize = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReadAllParams {
+    /// The first position to return (included); default: the start of the log.
     from_position: Option<u64>,
+    /// Events per page (default 100, at most the server's `max_page`).
     limit: Option<usize>,
     /// Comma-separated event types; an event must have one of them exactly.
     types: Option<String>,
+    /// Only streams whose names start with this.
     stream_prefix: Option<String>,
 }
 
 /// `GET /v1/events`: a page of `$all`, oldest first.
+#[utoipa::path(
+    get,
+    operation_id = "read_all",
+    path = "/v1/events",
+    tag = "events",
+    description = "The global log of the caller's tenant, in commit order. Positions are global (shared by all tenants), so they have gaps here.",
+    params(ReadAllParams),
+    responses(
+        (status = 200, description = "A page of events; `next` links to the following page when this one is full", body = Page),
+        (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
 pub async fn read_all(
     State(state): State<AppState>,
     principal: Principal,

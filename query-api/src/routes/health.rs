@@ -1,29 +1,71 @@
-//! Liveness and readiness: `/healthz` answers while the process serves; `/readyz` only while the
-//! store answers too, so a load balancer stops sending appends to an instance whose store closed.
+//! Liveness, readiness, metrics and the OpenAPI document: the routes that need no key.
+//! `/healthz` answers while the process serves; `/readyz` only while the store answers too, so a
+//! load balancer stops sending appends to an instance whose store closed.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::error::ApiError;
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    status: &'static str,
+    /// The position of the last event in the store; null when it is empty.
+    head_position: Option<u64>,
+}
+
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "operations", responses((status = 200, description = "The process serves", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[utoipa::path(
+    get,
+    operation_id = "readyz",
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The store answers", body = Ready),
+        (status = 503, description = "The store is closing", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
+    let head = state.store.head().await?;
+    Ok(Json(Ready { status: "ready", head_position: head.map(|p| p.0) }))
 }
 
 /// `GET /metrics`: the application's metrics, OpenMetrics text (which Prometheus reads).
-pub async fn metrics(State(state): State<AppState>) -> Result<impl axum::response::IntoResponse, ApiError> {
+#[utoipa::path(
+    get,
+    operation_id = "metrics",
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String))
+)]
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let head = state.store.head().await?;
     state.metrics.head_position.set(head.map_or(-1, |p| p.0 as i64));
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.metrics.render(),
-    ))
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()))
 }
 
-pub async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let head = state.store.head().await?;
-    Ok((StatusCode::OK, Json(json!({ "status": "ready", "head_position": head.map(|p| p.0) }))))
+/// `GET /openapi.json`: this API's OpenAPI 3.1 document.
+#[utoipa::path(
+    get,
+    operation_id = "openapi",
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
+)]
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], state.openapi.get().cloned().unwrap_or_default())
 }

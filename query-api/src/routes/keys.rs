@@ -6,23 +6,45 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::auth::{Action, KeyInfo, NewKey, Principal, Role, Tenant};
 use crate::error::ApiError;
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/keys` body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateKey {
+pub struct CreateKey {
+    /// 1 to 64 lowercase letters, digits, `-` or `_`.
     tenant: String,
     role: Role,
     #[serde(default)]
     name: String,
 }
 
+/// `GET /v1/keys` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    keys: Vec<KeyInfo>,
+}
+
 /// `POST /v1/keys`: `201` with the new key, shown once.
+#[utoipa::path(
+    post,
+    operation_id = "create_key",
+    path = "/v1/keys",
+    tag = "keys",
+    request_body(content = CreateKey, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The key; its text (`key`) is shown only now", body = NewKey),
+        (status = 400, description = "Malformed body, an invalid tenant or role", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -38,13 +60,37 @@ pub async fn create(
 }
 
 /// `GET /v1/keys`: every key, revoked ones too, without secrets.
-pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    operation_id = "list_keys",
+    path = "/v1/keys",
+    tag = "keys",
+    responses((status = 200, description = "Every key, oldest first", body = KeyList), (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<KeyList>, ApiError> {
     principal.require(Action::ManageKeys)?;
-    Ok(Json(json!({ "keys": state.keys.list() })))
+    Ok(Json(KeyList { keys: state.keys.list() }))
 }
 
 /// `DELETE /v1/keys/{id}`: revokes the key; it stops working at once on this process and within
 /// moments on the others.
+#[utoipa::path(
+    delete,
+    operation_id = "revoke_key",
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id (16 hex digits)")),
+    responses(
+        (status = 200, description = "The key, revoked (revoking again changes nothing)", body = KeyInfo),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last active admin key cannot be revoked", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     principal: Principal,

@@ -14,6 +14,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use tracing::debug;
+use utoipa::IntoParams;
 
 use super::events::{query_error, type_filter};
 use crate::app::AppState;
@@ -22,15 +23,38 @@ use crate::error::ApiError;
 use crate::metrics::LiveGuard;
 use crate::wire::Event;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LiveParams {
     /// The first position to send; without it (and without `Last-Event-ID`), only new events.
     from_position: Option<u64>,
+    /// Comma-separated event types; an event must have one of them exactly.
     types: Option<String>,
+    /// Only streams whose names start with this.
     stream_prefix: Option<String>,
 }
 
+/// `GET /v1/events/live`: Server-Sent Events.
+#[utoipa::path(
+    get,
+    operation_id = "live_tail",
+    path = "/v1/events/live",
+    tag = "events",
+    description = "Server-Sent Events: history from `from_position`, then a `caught-up` event, then new events as they \
+                   commit. Each event's SSE id is its position; reconnect with `Last-Event-ID` to resume right after it.",
+    params(
+        LiveParams,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this position (wins over from_position)")
+    ),
+    responses(
+        (status = 200, description = "An event stream: `data` is an event as reads return it", content_type = "text/event-stream", body = String),
+        (status = 400, description = "An invalid parameter or Last-Event-ID", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
 pub async fn live(
     State(state): State<AppState>,
     principal: Principal,

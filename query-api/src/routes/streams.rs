@@ -9,6 +9,7 @@ use std::time::Instant;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::app::AppState;
 use crate::auth::{Action, Principal, Tenant};
@@ -17,6 +18,29 @@ use crate::metrics::OutcomeLabels;
 use crate::wire::{AppendBody, Appended, Event, Page, Schemas};
 
 /// `POST /v1/streams/{stream}/events`: appends atomically; `201` with the revisions and positions.
+#[utoipa::path(
+    post,
+    operation_id = "append_events",
+    path = "/v1/streams/{stream}/events",
+    tag = "streams",
+    description = "Appends the events atomically (all or none). Sending ids makes retries safe: an append whose ids \
+                   are stored in this stream at the same revisions returns the original answer and writes nothing.",
+    params(
+        ("stream" = String, Path, description = "The stream's name within the caller's tenant; names starting with $ are reserved"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context, stored in each event's metadata")
+    ),
+    request_body(content = AppendBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Appended, or an exact retry of an earlier append", body = Appended),
+        (status = 400, description = "Malformed JSON, an invalid field, an empty batch or an invalid stream name", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Wrong expected revision (with expected and actual), or ids already used differently", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "An event or the body is larger than the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Event data violates its type's schema (with pointer and rule), or no schema for it in strict mode", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
 pub async fn append(
     State(state): State<AppState>,
     principal: Principal,
@@ -80,15 +104,34 @@ fn is_traceparent(v: &str) -> bool {
         && hex(parts[3], 2)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReadParams {
+    /// The first revision to return (included); default: the first (forwards) or last (backwards).
     from_revision: Option<u64>,
+    #[param(value_type = Option<crate::openapi::Direction>)]
     direction: Option<Direction>,
+    /// Events per page (default 100, at most the server's `max_page`).
     limit: Option<usize>,
 }
 
 /// `GET /v1/streams/{stream}/events`: a page of the stream's history; `404` if it has none.
+#[utoipa::path(
+    get,
+    operation_id = "read_stream",
+    path = "/v1/streams/{stream}/events",
+    tag = "streams",
+    params(("stream" = String, Path, description = "The stream's name within the caller's tenant"), ReadParams),
+    responses(
+        (status = 200, description = "A page of events; `next` links to the following page when this one is full", body = Page),
+        (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The stream has no events", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
 pub async fn read(
     State(state): State<AppState>,
     principal: Principal,
