@@ -4,9 +4,9 @@
 mod keys_cmd;
 mod serve_cmd;
 mod store_cmd;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
 #[command(name = "annals", version, about = "Event-sourced audit log and read-model projector")]
@@ -27,11 +27,15 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("ANNALS_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    let _telemetry = match telemetry::init() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot set up OpenTelemetry export (OTEL_EXPORTER_OTLP_ENDPOINT): {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
         Command::Serve(args) => serve_cmd::run(args).await,
         Command::Keys(args) => keys_cmd::run(args).await,
         Command::Store(args) => store_cmd::run(args).await,

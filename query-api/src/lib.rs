@@ -14,6 +14,7 @@ mod metrics;
 mod openapi;
 mod routes;
 mod settings;
+mod trace;
 mod wire;
 
 pub use app::{Application, BOOTSTRAP_TENANT};

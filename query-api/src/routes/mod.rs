@@ -40,7 +40,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         // One span per request, with method, path and status; handlers' logs nest in it.
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(crate::trace::request_span))
         .with_state(state)
 }
 

@@ -81,27 +81,15 @@ async fn append_inner(
     let expected = body.expected()?;
     // The W3C trace context of the request travels with the events, so that whoever consumes
     // them (projectors, other services) can continue the trace.
-    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).filter(|v| is_traceparent(v));
+    let traceparent = crate::trace::traceparent_for_events(headers);
     let schemas = Schemas { registry: &state.schemas, strict: state.settings.strict_schemas };
-    let events = body.into_events(traceparent, &schemas)?;
+    let events = body.into_events(traceparent.as_deref(), &schemas)?;
     let (count, bytes) = (events.len() as u64, events.iter().map(|e| e.payload_len() as u64).sum::<u64>());
     let result =
         state.store.append_to_stream(&stream, expected, events).await.map_err(|e| principal.tenant.client_error(e))?;
     state.metrics.appended_events.inc_by(count);
     state.metrics.appended_bytes.inc_by(bytes);
     Ok((StatusCode::CREATED, Json(Appended::new(result, &principal.tenant))))
-}
-
-/// A W3C `traceparent`: version, 32-hex trace id, 16-hex parent id, 2-hex flags.
-fn is_traceparent(v: &str) -> bool {
-    let parts: Vec<&str> = v.split('-').collect();
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    parts.len() >= 4
-        && hex(parts[0], 2)
-        && parts[0] != "ff"
-        && hex(parts[1], 32)
-        && hex(parts[2], 16)
-        && hex(parts[3], 2)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
