@@ -1,0 +1,79 @@
+//! `annals keys create|list|revoke` against a running `annals serve` (tests of the `annals`
+//! binary itself, like `otlp_export.rs`): the CLI manages keys through the API with an admin key.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const ADMIN_KEY: &str = "annals_0123456789abcdef_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn annals(base: &str, key: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_annals"));
+    command.arg("keys").args(args).env("ANNALS_URL", base).env_remove("ANNALS_KEY");
+    if let Some(key) = key {
+        command.env("ANNALS_KEY", key);
+    }
+    command.output().expect("run annals keys")
+}
+
+fn json(output: &Output) -> Value {
+    assert!(output.status.success(), "annals keys failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+#[test]
+fn keys_are_created_listed_and_revoked_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _server = Serve(
+        Command::new(env!("CARGO_BIN_EXE_annals"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(tmp.path())
+            .env("ANNALS_ADMIN_KEY", ADMIN_KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "annals serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let base = format!("http://127.0.0.1:{port}");
+
+    let created =
+        json(&annals(&base, Some(ADMIN_KEY), &["create", "--tenant", "acme", "--role", "reader", "--name", "ui"]));
+    assert_eq!(
+        (&created["tenant"], &created["role"], &created["name"]),
+        (&"acme".into(), &"reader".into(), &"ui".into())
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(created["key"].as_str().unwrap().starts_with("annals_"));
+
+    let listed = json(&annals(&base, Some(ADMIN_KEY), &["list"]));
+    assert!(listed["keys"].as_array().unwrap().iter().any(|k| k["id"] == id.as_str()), "{listed}");
+
+    let revoked = json(&annals(&base, Some(ADMIN_KEY), &["revoke", &id]));
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+
+    // Errors are said plainly, with a failing exit status.
+    let no_key = annals(&base, None, &["list"]);
+    assert!(!no_key.status.success());
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("ANNALS_KEY"));
+    let reader = annals(&base, Some(created["key"].as_str().unwrap()), &["list"]);
+    assert!(!reader.status.success());
+    assert!(String::from_utf8_lossy(&reader.stderr).contains("401"), "{}", String::from_utf8_lossy(&reader.stderr));
+    let bad_role = annals(&base, Some(ADMIN_KEY), &["create", "--tenant", "acme", "--role", "owner"]);
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("400"));
+}
