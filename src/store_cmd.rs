@@ -117,6 +117,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
                     "head_position": head,
                     "segments": info.segments,
                     "log_bytes": info.log_bytes,
+                    "open_segment_files": info.open_segment_files,
                     "last_open": {
                         "reindexed_events": report.reindexed_events,
                         "index_rebuilt": report.index_rebuilt,

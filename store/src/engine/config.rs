@@ -22,6 +22,9 @@ pub struct EngineConfig {
     /// Zero-fill each next segment ahead of use (module doc, "Preallocation"). Worth it on
     /// filesystems that overwrite in place (ext4, xfs); pointless on copy-on-write ones.
     pub preallocate: bool,
+    /// Segment files open at once, at most; others are opened when read and closed again (the
+    /// log may have far more segments than the process may have file descriptors).
+    pub max_open_segments: usize,
 }
 
 impl EngineConfig {
@@ -34,11 +37,17 @@ impl EngineConfig {
             max_batch_bytes: 32 * 1024 * 1024,
             max_group_bytes: 8 * 1024 * 1024,
             preallocate: true,
+            max_open_segments: 128,
         }
     }
 
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.segment_size = bytes;
+        self
+    }
+
+    pub fn max_open_segments(mut self, n: usize) -> Self {
+        self.max_open_segments = n;
         self
     }
 

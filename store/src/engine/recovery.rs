@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::format::{self, GroupHeader, HeaderError, GROUP_HEADER_LEN, GROUP_MAGIC, SEGMENT_HEADER_LEN};
 use super::index::{IdEntry, Index, IndexedRecord, StreamEntry, Watermark};
-use super::segment::{self, list_segments, sync_dir, Segment, VerifyReport};
+use super::segment::{self, list_segments, sync_dir, FileBudget, Segment, VerifyReport};
 use crate::error::StoreError;
 use crate::model::Position;
 
@@ -43,6 +43,7 @@ pub struct TruncatedTail {
 /// The state recovery hands to the store.
 pub struct Recovered {
     pub segments: Vec<Arc<Segment>>,
+    pub budget: Arc<FileBudget>,
     pub index: Index,
     pub next_position: Position,
     pub end_offset: u64,
@@ -50,11 +51,12 @@ pub struct Recovered {
     pub report: RecoveryReport,
 }
 
-pub fn recover(log_dir: &Path, index_dir: &Path) -> Result<Recovered, StoreError> {
+pub fn recover(log_dir: &Path, index_dir: &Path, max_open_segments: usize) -> Result<Recovered, StoreError> {
     let mut report = RecoveryReport::default();
-    let mut segments = open_segments(log_dir, &mut report)?;
+    let budget = FileBudget::new(max_open_segments);
+    let mut segments = open_segments(log_dir, &budget, &mut report)?;
     if segments.is_empty() {
-        segments.push(Arc::new(Segment::create(log_dir, 0, Position(0))?));
+        segments.push(Arc::new(Segment::create(log_dir, 0, Position(0), &budget)?));
     }
     let mut index = Index::open(index_dir)?;
     loop {
@@ -63,7 +65,15 @@ pub fn recover(log_dir: &Path, index_dir: &Path) -> Result<Recovered, StoreError
                 let (next_position, end_offset, next_stream_number) = recovered;
                 // Only now that the log is known good: a refused open changes nothing.
                 segment::remove_prepared(log_dir)?;
-                return Ok(Recovered { segments, index, next_position, end_offset, next_stream_number, report });
+                return Ok(Recovered {
+                    segments,
+                    budget,
+                    index,
+                    next_position,
+                    end_offset,
+                    next_stream_number,
+                    report,
+                });
             }
             None => {
                 warn!(index = %index_dir.display(), "index is ahead of the log; rebuilding it from position 0");
@@ -216,11 +226,15 @@ fn flush(
     index.commit(batch, watermark, next_stream_number)
 }
 
-fn open_segments(log_dir: &Path, report: &mut RecoveryReport) -> Result<Vec<Arc<Segment>>, StoreError> {
+fn open_segments(
+    log_dir: &Path,
+    budget: &Arc<FileBudget>,
+    report: &mut RecoveryReport,
+) -> Result<Vec<Arc<Segment>>, StoreError> {
     let listed = list_segments(log_dir)?;
     let mut segments = Vec::with_capacity(listed.len());
     for (i, (number, path)) in listed.iter().enumerate() {
-        match Segment::open(path.clone()) {
+        match Segment::open(path.clone(), budget) {
             Ok(segment) if segment.number == *number => segments.push(Arc::new(segment)),
             Ok(segment) => {
                 let reason = format!("file name says segment {number}, header says {}", segment.number);

@@ -7,11 +7,12 @@
 //! journal — about twice the syncs per second of appending to a growing file on ext4 (see
 //! "Preallocation" in the module doc of `engine`).
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use bytes::{Bytes, BytesMut};
 
@@ -28,19 +29,69 @@ pub struct VerifyReport {
     pub bytes: u64,
 }
 
-/// One open segment file.
+/// One segment file. Its file handle is opened on first use and closed again when more than
+/// the store's `max_open_segments` are open (see [`FileBudget`]): a log of many segments must not
+/// run the process out of file descriptors.
 #[derive(Debug)]
 pub struct Segment {
     pub number: u64,
     pub first_position: Position,
     pub path: PathBuf,
-    file: File,
+    file: Slot,
+    budget: Arc<FileBudget>,
+}
+
+/// A segment's open file, if any. Users clone the `Arc<File>` for the length of one operation,
+/// so closing the slot never closes a file under a read, a write or its sync.
+type Slot = Arc<SlotInner>;
+type SlotInner = Mutex<Option<Arc<File>>>;
+
+/// How many segment files may be open at once, and which were opened first. When one more is
+/// opened past the limit, the handle opened longest ago is dropped (its file closes once the
+/// operations using it finish; the segment reopens it when next used).
+#[derive(Debug)]
+pub struct FileBudget {
+    capacity: usize,
+    open: Mutex<VecDeque<Weak<SlotInner>>>,
+}
+
+impl FileBudget {
+    pub fn new(capacity: usize) -> Arc<FileBudget> {
+        Arc::new(FileBudget { capacity: capacity.max(1), open: Mutex::default() })
+    }
+
+    /// Counts a handle just opened; closes the oldest ones past the limit. Never called with a
+    /// slot locked, and locks slots only after its own lock: no lock-order cycle.
+    fn opened(&self, slot: &Slot) {
+        let mut open = self.open.lock().expect("file budget lock");
+        open.push_back(Arc::downgrade(slot));
+        while open.len() > self.capacity {
+            if let Some(slot) = open.pop_front().and_then(|oldest| oldest.upgrade()) {
+                slot.lock().expect("segment file lock").take();
+            }
+        }
+    }
+
+    /// Handles open now (for tests and `info`).
+    pub fn open_now(&self) -> usize {
+        self.open
+            .lock()
+            .expect("file budget lock")
+            .iter()
+            .filter(|w| w.upgrade().is_some_and(|s| s.lock().expect("segment file lock").is_some()))
+            .count()
+    }
 }
 
 impl Segment {
     /// Creates segment `number` starting at `first_position`: writes and syncs its header, then
     /// syncs the directory so the new name survives a crash.
-    pub fn create(log_dir: &Path, number: u64, first_position: Position) -> Result<Segment, StoreError> {
+    pub fn create(
+        log_dir: &Path,
+        number: u64,
+        first_position: Position,
+        budget: &Arc<FileBudget>,
+    ) -> Result<Segment, StoreError> {
         let path = segment_path(log_dir, number);
         let file = OpenOptions::new()
             .read(true)
@@ -52,7 +103,7 @@ impl Segment {
         file.write_all_at(&header.encode(), 0).map_err(StoreError::io("write segment header", &path))?;
         file.sync_all().map_err(StoreError::io("sync segment", &path))?;
         sync_dir(log_dir)?;
-        Ok(Segment { number, first_position, path, file })
+        Ok(Segment::with_file(number, first_position, path, file, budget))
     }
 
     /// Turns a [`Prepared`] file into segment `number`: writes and syncs its header, then gives it
@@ -64,6 +115,7 @@ impl Segment {
         number: u64,
         first_position: Position,
         prepared: Prepared,
+        budget: &Arc<FileBudget>,
     ) -> Result<Segment, StoreError> {
         let path = segment_path(log_dir, number);
         let Prepared { file, path: temp } = prepared;
@@ -73,11 +125,11 @@ impl Segment {
         std::fs::hard_link(&temp, &path).map_err(StoreError::io("name segment", &path))?;
         std::fs::remove_file(&temp).map_err(StoreError::io("remove", &temp))?;
         sync_dir(log_dir)?;
-        Ok(Segment { number, first_position, path, file })
+        Ok(Segment::with_file(number, first_position, path, file, budget))
     }
 
     /// Opens an existing segment and checks its header.
-    pub fn open(path: PathBuf) -> Result<Segment, StoreError> {
+    pub fn open(path: PathBuf, budget: &Arc<FileBudget>) -> Result<Segment, StoreError> {
         let file =
             OpenOptions::new().read(true).write(true).open(&path).map_err(StoreError::io("open segment", &path))?;
         let mut buf = [0u8; SEGMENT_HEADER_LEN];
@@ -86,7 +138,32 @@ impl Segment {
             HeaderError::Damaged(reason) => StoreError::Corrupt { file: path.clone(), offset: 0, reason },
             HeaderError::Unknown(reason) => StoreError::UnsupportedFormat { file: path.clone(), reason },
         })?;
-        Ok(Segment { number: header.number, first_position: header.first_position, path, file })
+        Ok(Segment::with_file(header.number, header.first_position, path, file, budget))
+    }
+
+    fn with_file(number: u64, first_position: Position, path: PathBuf, file: File, budget: &Arc<FileBudget>) -> Self {
+        let slot: Slot = Arc::new(Mutex::new(Some(Arc::new(file))));
+        budget.opened(&slot);
+        Segment { number, first_position, path, file: slot, budget: Arc::clone(budget) }
+    }
+
+    /// The open file, opening it again if the budget closed it.
+    fn file(&self) -> Result<Arc<File>, StoreError> {
+        let mut slot = self.file.lock().expect("segment file lock");
+        if let Some(file) = slot.as_ref() {
+            return Ok(Arc::clone(file));
+        }
+        let file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&self.path)
+                .map_err(StoreError::io("open segment", &self.path))?,
+        );
+        *slot = Some(Arc::clone(&file));
+        drop(slot);
+        self.budget.opened(&self.file);
+        Ok(file)
     }
 
     /// The first position of the segment's first group, if it has one whose header is intact:
@@ -97,13 +174,13 @@ impl Segment {
     }
 
     pub fn len(&self) -> Result<u64, StoreError> {
-        Ok(self.file.metadata().map_err(StoreError::io("stat segment", &self.path))?.len())
+        Ok(self.file()?.metadata().map_err(StoreError::io("stat segment", &self.path))?.len())
     }
 
     /// Reads exactly `len` bytes at `offset`.
     pub fn read_exact(&self, offset: u64, len: usize) -> Result<Bytes, StoreError> {
         let mut buf = BytesMut::zeroed(len);
-        self.file.read_exact_at(&mut buf, offset).map_err(|e| {
+        self.file()?.read_exact_at(&mut buf, offset).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 StoreError::Corrupt {
                     file: self.path.clone(),
@@ -120,17 +197,18 @@ impl Segment {
     /// Reads up to `len` bytes at `offset` (fewer at the end of the file).
     pub fn read_up_to(&self, offset: u64, len: usize) -> Result<Bytes, StoreError> {
         let mut buf = BytesMut::zeroed(len);
-        let n = read_up_to(&self.file, &mut buf, offset).map_err(StoreError::io("read segment", &self.path))?;
+        let file = self.file()?;
+        let n = read_up_to(&file, &mut buf, offset).map_err(StoreError::io("read segment", &self.path))?;
         buf.truncate(n);
         Ok(buf.freeze())
     }
 
-    pub fn write_all_at(&self, bytes: &[u8], offset: u64) -> Result<(), StoreError> {
-        self.file.write_all_at(bytes, offset).map_err(StoreError::io("write segment", &self.path))
-    }
-
-    pub fn sync_data(&self) -> Result<(), StoreError> {
-        self.file.sync_data().map_err(StoreError::io("fdatasync segment", &self.path))
+    /// Writes `bytes` at `offset` and `fdatasync`s, through one handle: the sync must be on the
+    /// file description that wrote, or a write-back error could go unreported.
+    pub fn write_and_sync(&self, bytes: &[u8], offset: u64) -> Result<(), StoreError> {
+        let file = self.file()?;
+        file.write_all_at(bytes, offset).map_err(StoreError::io("write segment", &self.path))?;
+        file.sync_data().map_err(StoreError::io("fdatasync segment", &self.path))
     }
 
     /// Where the non-zero bytes of the file end, looking from `from` on: `None` if every byte from
@@ -164,18 +242,24 @@ impl Segment {
 
     /// Cuts the file at `len` and syncs it (recovery of a torn tail, sealing a rolled segment).
     pub fn truncate(&self, len: u64) -> Result<(), StoreError> {
-        self.file.set_len(len).map_err(StoreError::io("truncate segment", &self.path))?;
-        self.file.sync_all().map_err(StoreError::io("sync segment", &self.path))
+        let file = self.file()?;
+        file.set_len(len).map_err(StoreError::io("truncate segment", &self.path))?;
+        file.sync_all().map_err(StoreError::io("sync segment", &self.path))
     }
 }
 
-/// The open segments, oldest first. Readers clone the `Arc`s they need and let go of the lock.
-#[derive(Debug, Default)]
-pub struct Segments(RwLock<Vec<Arc<Segment>>>);
+/// The segments, oldest first, and the budget of their open files. Readers clone the `Arc`s
+/// they need and let go of the lock.
+#[derive(Debug)]
+pub struct Segments(RwLock<Vec<Arc<Segment>>>, Arc<FileBudget>);
 
 impl Segments {
-    pub fn new(list: Vec<Arc<Segment>>) -> Self {
-        Segments(RwLock::new(list))
+    pub fn new(list: Vec<Arc<Segment>>, budget: Arc<FileBudget>) -> Self {
+        Segments(RwLock::new(list), budget)
+    }
+
+    pub fn budget(&self) -> &Arc<FileBudget> {
+        &self.1
     }
 
     pub fn get(&self, number: u64) -> Option<Arc<Segment>> {

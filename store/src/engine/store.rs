@@ -45,6 +45,8 @@ pub struct StoreInfo {
     pub segments: usize,
     /// Bytes of log data (segment headers and groups), without preallocated space.
     pub log_bytes: u64,
+    /// Segment files open now (at most `max_open_segments`).
+    pub open_segment_files: usize,
 }
 
 /// The published head: every event below `position` is durable, indexed and readable; the log's
@@ -188,7 +190,7 @@ impl EmbeddedStore {
             std::fs::TryLockError::Error(source) => StoreError::Io { op: "lock", path: lock_path.clone(), source },
         })?;
         let started = std::time::Instant::now();
-        let recovered = recovery::recover(&log_dir, &dir.join("index"))?;
+        let recovered = recovery::recover(&log_dir, &dir.join("index"), config.max_open_segments)?;
         let segment = Arc::clone(recovered.segments.last().expect("recovery leaves a segment"));
         let (head, _) = watch::channel(Head {
             position: recovered.next_position,
@@ -198,7 +200,7 @@ impl EmbeddedStore {
         let shared = Arc::new(Shared {
             config,
             log_dir,
-            segments: Segments::new(recovered.segments),
+            segments: Segments::new(recovered.segments, recovered.budget),
             index: RwLock::new(Some(recovered.index)),
             head,
             lock: Mutex::new(Some(lock)),
@@ -271,6 +273,7 @@ impl EmbeddedStore {
                 next_position: head.position,
                 segments: segments.len(),
                 log_bytes,
+                open_segment_files: shared.segments.budget().open_now(),
             })
         })
         .await

@@ -357,8 +357,7 @@ impl Writer {
         if padded <= self.state.zeroed_until {
             self.buf.resize((padded - group_offset) as usize, 0);
         }
-        segment.write_all_at(&self.buf, group_offset)?;
-        segment.sync_data()?;
+        segment.write_and_sync(&self.buf, group_offset)?;
         self.state.offset += total;
         self.state.next_position = Position(self.state.next_position.0 + u64::from(count));
         self.state.last_micros = now;
@@ -402,10 +401,12 @@ impl Writer {
             None => None,
         };
         let segment = Arc::new(match prepared {
-            Some(prepared) => Segment::create_prepared(log_dir, number, position, prepared)?,
+            Some(prepared) => {
+                Segment::create_prepared(log_dir, number, position, prepared, self.shared.segments.budget())?
+            }
             None => {
                 segment::remove_prepared(log_dir)?;
-                Segment::create(log_dir, number, position)?
+                Segment::create(log_dir, number, position, self.shared.segments.budget())?
             }
         });
         self.state.zeroed_until = segment.len()?;
