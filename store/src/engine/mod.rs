@@ -106,7 +106,10 @@
 //! Stream reads find the chunks holding the revisions in `stream_chunks` and read each chunk with
 //! one positioned read (`pread`); `$all` reads seek with `groups` and then read segments sequentially. Readers
 //! share open segment files and never take the writer's lock: they run on the blocking pool while
-//! the writer syncs. Every record read is checksum-verified; a mismatch is `StoreError::Corrupt`
+//! the writer syncs. At most `max_open_segments` segment files are open at once (`FileBudget` in
+//! `segment.rs`): a handle is opened on use and the oldest is closed past the limit, so a log of
+//! any number of segments fits the process's file-descriptor limit; a write and its `fdatasync`
+//! always go through one handle, so a write-back error is reported to the sync that covers it. Every record read is checksum-verified; a mismatch is `StoreError::Corrupt`
 //! naming the file and offset. Subscriptions (`subscribe.rs`) are reads in a loop that wait on the
 //! published head, so a slow subscriber is just a reader that is further behind.
 //!
