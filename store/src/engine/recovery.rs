@@ -235,7 +235,12 @@ fn open_segments(
     let mut segments = Vec::with_capacity(listed.len());
     for (i, (number, path)) in listed.iter().enumerate() {
         match Segment::open(path.clone(), budget) {
-            Ok(segment) if segment.number == *number => segments.push(Arc::new(segment)),
+            // The header agrees with the first group, checked while the file is open anyway
+            // (checking after the loop would reopen every file the budget has closed since).
+            Ok(segment) if segment.number == *number => {
+                check_first_group(&segment)?;
+                segments.push(Arc::new(segment));
+            }
             Ok(segment) => {
                 let reason = format!("file name says segment {number}, header says {}", segment.number);
                 return Err(StoreError::Corrupt { file: path.clone(), offset: 0, reason });
@@ -256,25 +261,27 @@ fn open_segments(
         }
     }
     // Every segment but the last holds at least one group (a segment is created to take one), so
-    // first positions strictly increase, and each agrees with its first group.
+    // first positions strictly increase (each agrees with its first group, checked above).
     for pair in segments.windows(2) {
         if pair[1].first_position <= pair[0].first_position {
             let reason = format!("segment starts at position {}, not after its predecessor", pair[1].first_position);
             return Err(StoreError::Corrupt { file: pair[1].path.clone(), offset: 0, reason });
         }
     }
-    for segment in &segments {
-        if let Some(first) = segment.first_group_position()? {
-            if first != segment.first_position {
-                let reason = format!(
-                    "segment header says it starts at position {}, its first group starts at {first}",
-                    segment.first_position
-                );
-                return Err(StoreError::Corrupt { file: segment.path.clone(), offset: 0, reason });
-            }
+    Ok(segments)
+}
+
+fn check_first_group(segment: &Segment) -> Result<(), StoreError> {
+    if let Some(first) = segment.first_group_position()? {
+        if first != segment.first_position {
+            let reason = format!(
+                "segment header says it starts at position {}, its first group starts at {first}",
+                segment.first_position
+            );
+            return Err(StoreError::Corrupt { file: segment.path.clone(), offset: 0, reason });
         }
     }
-    Ok(segments)
+    Ok(())
 }
 
 /// Whether a group header with a valid checksum starts anywhere in `segment` from `from` on.
