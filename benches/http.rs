@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use annals_store::engine::{EmbeddedStore, EngineConfig};
 use annals_store::{EventData, EventStore, ExpectedRevision, StreamId};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
 const ADMIN_KEY: &str = "annals_0123456789abcdef_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -28,8 +30,10 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     println!("event: `message.enqueued`, {} bytes of JSON data", sample_data(0, 0).to_string().len());
     println!();
-    println!("| measure | HTTP (`annals serve`) | in-process store, same shape | ratio |");
-    println!("|---|---|---|---|");
+    println!(
+        "| measure | HTTP (`annals serve`) | in-process store, same shape | ratio | cores busy: server / generator |"
+    );
+    println!("|---|---|---|---|---|");
     rt.block_on(async {
         let mut server = Server::start(&root.join("serve"))?;
         let result = run(&server, &root, secs).await;
@@ -44,12 +48,12 @@ async fn run(server: &Server, root: &std::path::Path, secs: Duration) -> anyhow:
     let key = server.create_key("bench", "writer").await?;
     let store = EmbeddedStore::open(EngineConfig::new(root.join("store"))).await?;
 
-    let http = http_load(server, &key, 16, 100, secs).await?;
+    let (http, cpu) = http_load(server, &key, 16, 100, secs).await?;
     let local = store_load(&store, 16, 100, secs).await?;
-    row("batches of 100 events, 16 connections", &http, &local);
-    let http = http_load(server, &key, 64, 1, secs).await?;
+    row("batches of 100 events, 16 connections", &http, &local, &cpu);
+    let (http, cpu) = http_load(server, &key, 64, 1, secs).await?;
     let local = store_load(&store, 64, 1, secs).await?;
-    row("single events, 64 connections", &http, &local);
+    row("single events, 64 connections", &http, &local, &cpu);
     store.close().await?;
     Ok(())
 }
@@ -59,7 +63,7 @@ struct Load {
     hist: Histogram<u64>,
 }
 
-fn row(name: &str, http: &Load, local: &Load) {
+fn row(name: &str, http: &Load, local: &Load, cpu: &Cpu) {
     let fmt = |l: &Load| {
         format!(
             "{:.0} events/s, p50 {:.1} ms, p99 {:.1} ms",
@@ -68,42 +72,69 @@ fn row(name: &str, http: &Load, local: &Load) {
             l.hist.value_at_quantile(0.99) as f64 / 1000.0
         )
     };
-    println!("| {name} | {} | {} | {:.2} |", fmt(http), fmt(local), http.events_per_sec / local.events_per_sec);
+    let (server, generator) = cpu.cores();
+    println!(
+        "| {name} | {} | {} | {:.2} | {server:.2} / {generator:.2} |",
+        fmt(http),
+        fmt(local),
+        http.events_per_sec / local.events_per_sec
+    );
 }
 
-/// `connections` tasks, each with its own HTTP connection, appending `batch` events per request
-/// to streams of their own for `secs`; latency per request.
+/// `connections` tasks, each with its own HTTP/1.1 connection, appending `batch` events per
+/// request to streams of their own for `secs`; latency per request.
+///
+/// The generator shares the server's two cores, so it is kept light: a raw hyper connection per
+/// task (no client pool, no URL parsing per request) and request bodies built before the clock
+/// starts (a few per task, reused across requests: the server parses, validates and stores
+/// every one in full, and ids are assigned by the server, so reuse changes nothing for it).
 async fn http_load(
     server: &Server,
     key: &str,
     connections: usize,
     batch: usize,
     secs: Duration,
-) -> anyhow::Result<Load> {
+) -> anyhow::Result<(Load, Cpu)> {
+    let mut senders = Vec::new();
+    for _ in 0..connections {
+        let tcp = tokio::net::TcpStream::connect(&server.addr).await?;
+        tcp.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        senders.push(sender);
+    }
+    let authorization = format!("Bearer {key}");
+    let before = Cpu::now(server)?;
     let deadline = Instant::now() + secs;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..connections {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
-        let url = server.url.clone();
-        let key = key.to_owned();
+    for (c, mut sender) in senders.into_iter().enumerate() {
+        let authorization = authorization.clone();
+        let host = server.addr.clone();
+        let bodies: Vec<Bytes> = (0..BODIES_PER_CONNECTION)
+            .map(|b| {
+                let events: Vec<Value> = (0..batch)
+                    .map(|e| json!({ "type": "message.enqueued", "data": sample_data(c, b * batch + e) }))
+                    .collect();
+                Bytes::from(serde_json::to_vec(&json!({ "events": events })).expect("json"))
+            })
+            .collect();
         tasks.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new(3).expect("histogram");
             let mut events = 0u64;
             let mut i = 0usize;
             while Instant::now() < deadline {
-                let body = json!({ "events": (0..batch).map(|e| json!({ "type": "message.enqueued", "data": sample_data(c, i * batch + e) })).collect::<Vec<_>>() });
-                let body = serde_json::to_vec(&body).expect("json");
-                let t = Instant::now();
-                let response = client
-                    .post(format!("{url}/v1/streams/message-{c}-{i}/events"))
-                    .bearer_auth(&key)
+                let request = hyper::Request::post(format!("/v1/streams/message-{c}-{i}/events"))
+                    .header("host", &host)
+                    .header("authorization", &authorization)
                     .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await?;
-                anyhow::ensure!(response.status() == 201, "append answered {}", response.status());
-                response.bytes().await?;
+                    .body(Full::new(bodies[i % bodies.len()].clone()))?;
+                let t = Instant::now();
+                sender.ready().await?;
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                let body = response.into_body().collect().await?.to_bytes();
+                anyhow::ensure!(status == 201, "append answered {status}: {}", String::from_utf8_lossy(&body));
                 hist.record(t.elapsed().as_micros() as u64)?;
                 events += batch as u64;
                 i += 1;
@@ -111,7 +142,49 @@ async fn http_load(
             anyhow::Ok((events, hist))
         }));
     }
-    collect(tasks, started).await
+    let load = collect(tasks, started).await?;
+    let cpu = Cpu::now(server)?.since(&before);
+    Ok((load, cpu))
+}
+
+/// Request bodies each connection cycles through.
+const BODIES_PER_CONNECTION: usize = 16;
+
+/// CPU seconds used by the server and by this process (the load generator) since a point.
+struct Cpu {
+    server: f64,
+    generator: f64,
+    wall: Instant,
+}
+
+impl Cpu {
+    fn now(server: &Server) -> anyhow::Result<Cpu> {
+        Ok(Cpu {
+            server: proc_cpu_secs(&format!("/proc/{}/stat", server.child.id()))?,
+            generator: proc_cpu_secs("/proc/self/stat")?,
+            wall: Instant::now(),
+        })
+    }
+
+    fn since(&self, before: &Cpu) -> Cpu {
+        Cpu { server: self.server - before.server, generator: self.generator - before.generator, wall: before.wall }
+    }
+
+    /// Cores busy on average over the measure: server, generator.
+    fn cores(&self) -> (f64, f64) {
+        let wall = self.wall.elapsed().as_secs_f64();
+        (self.server / wall, self.generator / wall)
+    }
+}
+
+/// utime + stime of a process, from /proc (in USER_HZ ticks, 100 per second on Linux).
+fn proc_cpu_secs(path: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(path)?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').ok_or_else(|| anyhow::anyhow!("malformed {path}"))? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(ticks as f64 / 100.0)
 }
 
 /// The same shape straight into the embedded store.
@@ -173,6 +246,8 @@ fn sample_data(c: usize, i: usize) -> Value {
 /// `annals serve` as a child process.
 struct Server {
     child: Child,
+    /// `127.0.0.1:port`
+    addr: String,
     url: String,
 }
 
@@ -186,13 +261,14 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        let url = format!("http://127.0.0.1:{port}");
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("http://{addr}");
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "annals serve did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(Server { child, url })
+        Ok(Server { child, addr, url })
     }
 
     async fn create_key(&self, tenant: &str, role: &str) -> anyhow::Result<String> {

@@ -8,6 +8,12 @@ mod telemetry;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: a request allocates and frees many small buffers on
+/// whichever worker thread runs it, and under load glibc's arenas spent about a fifth of the
+/// server's CPU in `malloc`/`free` and their locks (perf, BENCHMARKS.md, HTTP API).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "annals", version, about = "Event-sourced audit log and read-model projector")]
 struct Cli {

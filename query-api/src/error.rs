@@ -145,6 +145,17 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// A request body that could not be read: `413` past the body limit, else `400`. Every route
+    /// that takes a body maps its rejection here, so the limit answers the same everywhere.
+    pub fn body_rejected(rejection: axum::extract::rejection::BytesRejection, limit: usize) -> ApiError {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge(format!("the request body is larger than the limit of {limit} bytes"))
+            }
+            _ => ApiError::MalformedBody(rejection.body_text()),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         self.problem().0
     }

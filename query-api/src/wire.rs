@@ -67,8 +67,8 @@ impl AppendBody {
             .enumerate()
             .map(|(i, e)| {
                 let field = |name: &str| format!("/events/{i}/{name}");
-                // A JSON text that starts with `{` is an object: the data is parsed once, by the
-                // store's check, not twice.
+                // The body's parser checked `data` to be JSON, so one that starts with `{` is an
+                // object; nothing parses it again unless its type has a schema.
                 if !e.data.get().starts_with('{') {
                     return Err(ApiError::MalformedBody(format!("{} must be a JSON object", field("data"))));
                 }
@@ -80,18 +80,18 @@ impl AppendBody {
                 if let Some(tp) = traceparent {
                     metadata.entry("traceparent").or_insert_with(|| tp.into());
                 }
-                let mut event = EventData::from_json_bytes(e.event_type, e.data.get().as_bytes().to_vec())
-                    .map_err(|err| ApiError::MalformedBody(format!("/events/{i}: {err}")))?
-                    .with_id(e.id.unwrap_or_else(Uuid::now_v7));
+                let id = e.id.unwrap_or_else(Uuid::now_v7);
+                // The parser checked `data` and `metadata` to be JSON: they go to the store as sent.
+                let mut event = EventData::from_raw_json(id, e.event_type, e.data)
+                    .map_err(|err| ApiError::MalformedBody(format!("/events/{i}: {err}")))?;
                 if !metadata.is_empty() {
-                    let bytes = match (&e.metadata, traceparent) {
+                    event = match (e.metadata, traceparent) {
                         // Unchanged metadata is stored byte for byte as sent.
-                        (Some(raw), None) => raw.get().as_bytes().to_vec(),
-                        _ => serde_json::to_vec(&metadata).expect("a map serializes"),
+                        (Some(raw), None) => event.with_raw_metadata(raw),
+                        _ => event
+                            .with_metadata_bytes(serde_json::to_vec(&metadata).expect("a map serializes"))
+                            .map_err(|err| ApiError::MalformedBody(format!("/events/{i}: {err}")))?,
                     };
-                    event = event
-                        .with_metadata_bytes(bytes)
-                        .map_err(|err| ApiError::MalformedBody(format!("/events/{i}: {err}")))?;
                 }
                 Ok(event)
             })

@@ -96,6 +96,11 @@ impl Registry {
                 None => Violation::UnknownType,
             });
         };
+        // The valid case is the common one, and `is_valid` stops at the first failure without
+        // building error values; the error is computed only when there is one.
+        if validator.is_valid(data) {
+            return Ok(());
+        }
         match validator.iter_errors(data).next() {
             None => Ok(()),
             Some(error) => {

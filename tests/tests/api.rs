@@ -252,6 +252,12 @@ async fn oversized_events_and_bodies_are_413() {
     let (status, problem) = app.post("/v1/streams/message-8/events", &body).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{problem}");
     assert!(problem["detail"].as_str().unwrap().contains("4194304"), "{problem}");
+
+    // The body limit answers the same on every route that takes a body.
+    let body = json!({ "tenant": "acme", "role": "reader", "name": huge });
+    let (status, problem) = app.post("/v1/keys", &body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "POST /v1/keys: {problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("4194304"), "{problem}");
     app.stop().await;
 }
 

@@ -41,7 +41,8 @@ pub struct KeyList {
         (status = 201, description = "The key; its text (`key`) is shown only now", body = NewKey),
         (status = 400, description = "Malformed body, an invalid tenant or role", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json")
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the limit", body = crate::openapi::Problem, content_type = "application/problem+json")
     ),
     security(("api_key" = []))
 )]
@@ -51,7 +52,7 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<NewKey>), ApiError> {
     principal.require(Action::ManageKeys)?;
-    let body = body.map_err(|r| ApiError::MalformedBody(r.body_text()))?;
+    let body = body.map_err(|r| ApiError::body_rejected(r, state.settings.max_body_bytes))?;
     let request: CreateKey = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
     let tenant = Tenant::new(&request.tenant).map_err(|e| ApiError::MalformedBody(format!("/tenant: {e}")))?;
     let key =

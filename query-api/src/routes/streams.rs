@@ -70,13 +70,7 @@ async fn append_inner(
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
     principal.require(Action::Append)?;
     let stream = client_stream(&principal.tenant, stream)?;
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
-            "the request body is larger than the limit of {} bytes",
-            state.settings.max_body_bytes
-        )),
-        _ => ApiError::MalformedBody(rejection.body_text()),
-    })?;
+    let body = body.map_err(|r| ApiError::body_rejected(r, state.settings.max_body_bytes))?;
     let body: AppendBody = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
     let expected = body.expected()?;
     // The W3C trace context of the request travels with the events, so that whoever consumes
