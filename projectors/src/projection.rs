@@ -1,0 +1,232 @@
+//! What a projection is to the runtime: which events it reads, which document each event
+//! changes, how it folds one event into that document, and how a document is indexed. The
+//! runtime (`runtime.rs`) does everything else — batching, checkpoints, retries, parking — the
+//! same way for every projection, live or rebuilding.
+//!
+//! Documents are typed (`Projection::Doc`) while a batch is built: a message with several events
+//! in one batch is decoded from the view once and encoded once, whatever its number of events.
+
+use std::collections::BTreeMap;
+
+use annals_store::{EventFilter, RecordedEvent};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::view_store::{FieldDef, FieldKind, FieldValue, ViewDoc, ViewSchema};
+use crate::views::message::MessageDoc;
+use crate::{ApplyError, AuditDoc, AUDIT_RECORDED};
+
+/// A projection of the log into one view. Implementations are pure: `apply` must give the same
+/// document for the same events whatever the batching, restarts or duplicates (the
+/// projector contract in ARCHITECTURE.md).
+pub trait Projection: Send + Sync + std::fmt::Debug + 'static {
+    type Doc: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+
+    /// The view's name and index mapping.
+    fn schema(&self) -> ViewSchema;
+
+    /// The events it reads from `$all` (the others never reach `doc_id` or `apply`).
+    fn filter(&self) -> EventFilter;
+
+    /// The document `event` changes; `None` when the event does not concern the view.
+    fn doc_key(&self, event: &RecordedEvent) -> Option<DocKey>;
+
+    /// `current` with `event` applied (`None`: the document does not exist yet). An error means
+    /// the event can never be applied: the runtime parks it and goes on.
+    fn apply(&self, current: Option<Self::Doc>, event: &RecordedEvent) -> Result<Self::Doc, ApplyError>;
+
+    /// The document as the view store indexes it.
+    fn to_view(&self, doc: &Self::Doc) -> ViewDoc;
+}
+
+/// Which document an event changes: its id in the view, and the tenant it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DocKey {
+    pub tenant: String,
+    pub id: String,
+}
+
+impl DocKey {
+    /// Document `id` of the tenant of the event's stream (the prefix before its first `/`).
+    pub fn of_stream(event: &RecordedEvent, id: String) -> DocKey {
+        DocKey { tenant: crate::split_tenant(event.stream.as_str()).0.to_owned(), id }
+    }
+}
+
+/// `messages`: one document per message stream, its status and timeline (see `views::message`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MessagesProjection;
+
+impl MessagesProjection {
+    pub const NAME: &'static str = "messages";
+}
+
+impl Projection for MessagesProjection {
+    type Doc = MessageDoc;
+
+    fn schema(&self) -> ViewSchema {
+        use FieldKind::*;
+        let fields = [
+            ("status", Keyword),
+            ("recipient", Keyword),
+            ("channel", Keyword),
+            ("provider", Keyword),
+            ("template", Keyword),
+            ("notification", Keyword),
+            ("tag", Keyword),
+            ("has_errors", Bool),
+            ("error_reason", Keyword),
+            ("text", Text),
+            ("first_event_at", Time),
+            ("last_event_at", Time),
+        ];
+        ViewSchema {
+            name: Self::NAME,
+            fields: fields.into_iter().map(|(name, kind)| FieldDef { name, kind }).collect(),
+            default_sort: "last_event_at",
+        }
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::all().event_type_prefix("message.")
+    }
+
+    fn doc_key(&self, event: &RecordedEvent) -> Option<DocKey> {
+        // The stored stream name is unique across tenants, so it is the id; streams that are
+        // not message streams still get one, so that `apply` parks their events with a reason.
+        Some(DocKey::of_stream(event, event.stream.to_string()))
+    }
+
+    fn apply(&self, current: Option<MessageDoc>, event: &RecordedEvent) -> Result<MessageDoc, ApplyError> {
+        match current {
+            None => MessageDoc::from_event(event),
+            Some(mut doc) => {
+                doc.apply(event)?;
+                Ok(doc)
+            }
+        }
+    }
+
+    fn to_view(&self, doc: &MessageDoc) -> ViewDoc {
+        let mut fields = Fields::default();
+        fields.put("status", FieldValue::Str(doc.status.as_str().to_owned()));
+        for recipient in [&doc.recipient_id, &doc.recipient_email, &doc.recipient_phone].into_iter().flatten() {
+            fields.put("recipient", FieldValue::Str(recipient.clone()));
+        }
+        fields.opt("channel", doc.channel.as_ref().map(serde_name));
+        fields.opt("provider", doc.provider.clone());
+        fields.opt("template", doc.template_id.clone());
+        fields.opt("notification", doc.notification.clone());
+        for tag in &doc.tags {
+            fields.put("tag", FieldValue::Str(tag.clone()));
+        }
+        fields.put("has_errors", FieldValue::Bool(doc.has_errors()));
+        fields.opt("error_reason", doc.error_reason.as_ref().map(serde_name));
+        // Full text: subject, recipient and template, as issue 4's `q` promises.
+        let text = [&doc.subject, &doc.recipient_id, &doc.recipient_email, &doc.template_id, &doc.notification];
+        for t in text.into_iter().flatten() {
+            fields.put("text", FieldValue::Str(t.clone()));
+        }
+        fields.put("first_event_at", FieldValue::Time(doc.first_event_at));
+        fields.put("last_event_at", FieldValue::Time(doc.last_event_at));
+        ViewDoc {
+            id: doc.stream.clone(),
+            tenant: doc.tenant.clone(),
+            version: doc.last_position,
+            fields: fields.0,
+            source: serde_json::to_value(doc).expect("a message document serializes"),
+        }
+    }
+}
+
+/// `audit`: one document per `audit.recorded` event.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AuditProjection;
+
+impl AuditProjection {
+    pub const NAME: &'static str = "audit";
+}
+
+impl Projection for AuditProjection {
+    type Doc = AuditDoc;
+
+    fn schema(&self) -> ViewSchema {
+        use FieldKind::*;
+        let fields = [
+            ("actor", Keyword),
+            ("actor_type", Keyword),
+            ("action", Keyword),
+            ("target_type", Keyword),
+            ("target_id", Keyword),
+            ("outcome", Keyword),
+            ("text", Text),
+            ("occurred_at", Time),
+            ("recorded_at", Time),
+        ];
+        ViewSchema {
+            name: Self::NAME,
+            fields: fields.into_iter().map(|(name, kind)| FieldDef { name, kind }).collect(),
+            default_sort: "recorded_at",
+        }
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::all().event_type_prefix(AUDIT_RECORDED)
+    }
+
+    fn doc_key(&self, event: &RecordedEvent) -> Option<DocKey> {
+        (event.event_type == AUDIT_RECORDED).then(|| DocKey::of_stream(event, event.id.to_string()))
+    }
+
+    fn apply(&self, _current: Option<AuditDoc>, event: &RecordedEvent) -> Result<AuditDoc, ApplyError> {
+        // One document per event: a second delivery of the same event makes the same document.
+        AuditDoc::from_event(event)
+    }
+
+    fn to_view(&self, doc: &AuditDoc) -> ViewDoc {
+        let mut fields = Fields::default();
+        fields.put("actor", FieldValue::Str(doc.actor_id.clone()));
+        fields.put("actor_type", FieldValue::Str(serde_name(&doc.actor_type)));
+        fields.put("action", FieldValue::Str(doc.action.clone()));
+        fields.put("target_type", FieldValue::Str(doc.target_type.clone()));
+        fields.put("target_id", FieldValue::Str(doc.target_id.clone()));
+        fields.put("outcome", FieldValue::Str(serde_name(&doc.outcome)));
+        let text = [Some(&doc.action), doc.actor_name.as_ref(), doc.target_name.as_ref(), doc.reason.as_ref()];
+        for t in text.into_iter().flatten() {
+            fields.put("text", FieldValue::Str(t.clone()));
+        }
+        fields.put("occurred_at", FieldValue::Time(doc.occurred_at));
+        fields.put("recorded_at", FieldValue::Time(doc.recorded_at));
+        ViewDoc {
+            id: doc.event_id.to_string(),
+            tenant: doc.tenant.clone(),
+            version: doc.position,
+            fields: fields.0,
+            source: serde_json::to_value(doc).expect("an audit document serializes"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Fields(BTreeMap<&'static str, Vec<FieldValue>>);
+
+impl Fields {
+    fn put(&mut self, name: &'static str, value: FieldValue) {
+        self.0.entry(name).or_default().push(value);
+    }
+
+    fn opt(&mut self, name: &'static str, value: Option<String>) {
+        if let Some(v) = value {
+            self.put(name, FieldValue::Str(v));
+        }
+    }
+}
+
+/// The name serde gives a unit enum variant (`Channel::Email` → `email`), so filters use the
+/// same spelling as the JSON documents.
+fn serde_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
+}

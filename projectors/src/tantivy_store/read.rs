@@ -1,0 +1,94 @@
+//! The read path: `get` by identity and `search` with sorting, cursors, totals and facets, all
+//! against one searcher (one point-in-time view of the last reloaded commit), so a page, its
+//! total and its facets always agree with each other.
+
+use std::collections::BTreeMap;
+
+use tantivy::collector::sort_key::{SortByStaticFastValue, SortByString};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::TermQuery;
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
+
+use super::facets::FacetCollector;
+use super::query;
+use super::schema::{self, backend, corrupt, from_tantivy_time, Fields};
+use crate::view_store::{Cursor, Query, SearchPage, StoredDoc};
+use crate::ViewError;
+use annals_store::Position;
+
+/// The document `id` of `tenant`: looked up by the `(tenant, id)` identity, so another tenant's
+/// document of the same id is never returned.
+pub(crate) fn get(
+    view: &'static str,
+    fields: &Fields,
+    searcher: &Searcher,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<StoredDoc>, ViewError> {
+    let key = Term::from_field_text(fields.key, &schema::key(tenant, id));
+    let query = TermQuery::new(key, IndexRecordOption::Basic);
+    let hits = searcher.search(&query, &TopDocs::with_limit(1).order_by_score()).map_err(backend(view, "get"))?;
+    hits.first().map(|&(_, addr)| load(view, fields, searcher, addr)).transpose()
+}
+
+pub(crate) fn search(
+    view: &'static str,
+    fields: &Fields,
+    searcher: &Searcher,
+    analyzer: &mut TextAnalyzer,
+    q: &Query,
+) -> Result<SearchPage, ViewError> {
+    let built = query::build(view, fields, analyzer, q)?;
+    // Without facets, `Count` alone can count from posting lists instead of visiting documents.
+    let facet_collector = (!q.facets.is_empty()).then(|| FacetCollector { fields: q.facets.clone() });
+    let (total, facet_counts) =
+        searcher.search(&*built.matching, &(Count, facet_collector)).map_err(backend(view, "count"))?;
+    let facet_counts = facet_counts.transpose().map_err(|reason| corrupt(view, reason))?.unwrap_or_default();
+    let facets: BTreeMap<&'static str, BTreeMap<String, u64>> = q.facets.iter().copied().zip(facet_counts).collect();
+
+    let mut docs = Vec::new();
+    let mut next = None;
+    // tantivy's top-k needs a positive limit; a zero limit asks for the total and facets only,
+    // and with no match at all there is no page to fetch.
+    if q.limit > 0 && total > 0 {
+        let order = if q.sort.descending { Order::Desc } else { Order::Asc };
+        let by = (
+            (SortByStaticFastValue::<tantivy::DateTime>::for_field(built.sort_field), order),
+            (SortByString::for_field(schema::ID), order),
+        );
+        let hits = searcher
+            // No page holds more than `total` documents; capping keeps a huge `limit` from sizing
+            // tantivy's top-k buffer.
+            .search(&*built.page, &TopDocs::with_limit(q.limit.min(total)).order_by(by))
+            .map_err(backend(view, "search"))?;
+        let full = hits.len() == q.limit;
+        let mut last = None;
+        for ((time, id), addr) in hits {
+            docs.push(load(view, fields, searcher, addr)?);
+            last = Some((time, id));
+        }
+        if full {
+            next = match last {
+                Some((Some(time), Some(id))) => Some(Cursor { time: from_tantivy_time(time), id }),
+                // The query requires the sort field and every document has an id.
+                _ => return Err(corrupt(view, "a result has no sort time or id".to_owned())),
+            };
+        }
+    }
+    Ok(SearchPage { docs, next, total: total as u64, facets })
+}
+
+/// Reads the stored id, version and source of one document.
+fn load(view: &'static str, fields: &Fields, searcher: &Searcher, addr: DocAddress) -> Result<StoredDoc, ViewError> {
+    let doc: TantivyDocument = searcher.doc(addr).map_err(backend(view, "load document"))?;
+    let id = doc.get_first(fields.id).and_then(|v| v.as_str().map(str::to_owned));
+    let version = doc.get_first(fields.version).and_then(|v| v.as_u64());
+    let source = doc.get_first(fields.source).and_then(|v| v.as_str().map(str::to_owned));
+    let (Some(id), Some(version), Some(source)) = (id, version, source) else {
+        return Err(corrupt(view, format!("document at {addr:?} lacks its id, version or source")));
+    };
+    let source = serde_json::from_str(&source).map_err(|e| corrupt(view, format!("source of document {id:?}: {e}")))?;
+    Ok(StoredDoc { id, version: Position(version), source })
+}

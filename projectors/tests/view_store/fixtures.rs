@@ -1,0 +1,212 @@
+//! The suite's fixtures: one schema with every field kind, a document builder, a small seeded
+//! data set in two tenants, and helpers that turn a failed call into a test failure naming it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use annals_projectors::view_store::{
+    Checkpoint, FieldDef, FieldKind, FieldValue, Filter, Query, SearchPage, Sort, StoredDoc, ViewBatch, ViewDoc,
+    ViewSchema, ViewStore,
+};
+use annals_projectors::ViewError;
+use annals_store::Position;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::json;
+
+pub const T: &str = "acme";
+pub const OTHER: &str = "globex";
+
+pub fn schema() -> ViewSchema {
+    let f = |name, kind| FieldDef { name, kind };
+    ViewSchema {
+        name: "conformance",
+        fields: vec![
+            f("status", FieldKind::Keyword),
+            f("channel", FieldKind::Keyword),
+            f("tags", FieldKind::Keyword),
+            f("action", FieldKind::Keyword),
+            f("subject", FieldKind::Text),
+            f("recipient", FieldKind::Text),
+            f("at", FieldKind::Time),
+            f("sent_at", FieldKind::Time),
+            f("has_errors", FieldKind::Bool),
+        ],
+        default_sort: "at",
+    }
+}
+
+/// The suite's time origin; `at(n)` is `n` seconds after it.
+pub fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 17, 0, 0).single().expect("a valid date") + Duration::seconds(seconds)
+}
+
+/// A document builder: `Doc::new(tenant, id, version, at_seconds).kw("status", "SENT")…`.
+#[derive(Clone, Debug)]
+pub struct Doc(pub ViewDoc);
+
+impl Doc {
+    pub fn new(tenant: &str, id: &str, version: u64, at_seconds: i64) -> Doc {
+        Doc::at(tenant, id, version, at(at_seconds))
+    }
+
+    pub fn at(tenant: &str, id: &str, version: u64, time: DateTime<Utc>) -> Doc {
+        let mut fields = BTreeMap::new();
+        fields.insert("at", vec![FieldValue::Time(time)]);
+        Doc(ViewDoc {
+            id: id.to_owned(),
+            tenant: tenant.to_owned(),
+            version: Position(version),
+            fields,
+            source: json!({ "id": id, "tenant": tenant, "version": version }),
+        })
+    }
+
+    pub fn kw(mut self, field: &'static str, value: &str) -> Doc {
+        self.0.fields.entry(field).or_default().push(FieldValue::Str(value.to_owned()));
+        self
+    }
+
+    pub fn text(self, field: &'static str, value: &str) -> Doc {
+        self.kw(field, value)
+    }
+
+    pub fn time(mut self, field: &'static str, time: DateTime<Utc>) -> Doc {
+        self.0.fields.insert(field, vec![FieldValue::Time(time)]);
+        self
+    }
+
+    pub fn flag(mut self, field: &'static str, value: bool) -> Doc {
+        self.0.fields.insert(field, vec![FieldValue::Bool(value)]);
+        self
+    }
+
+    pub fn source(mut self, source: serde_json::Value) -> Doc {
+        self.0.source = source;
+        self
+    }
+}
+
+pub fn batch(docs: impl IntoIterator<Item = Doc>, checkpoint: Option<u64>) -> ViewBatch {
+    ViewBatch {
+        upserts: docs.into_iter().map(|d| d.0).collect(),
+        checkpoint: checkpoint.map(|p| Checkpoint { position: Position(p) }),
+    }
+}
+
+pub fn query(tenant: &str) -> Query {
+    Query {
+        tenant: tenant.to_owned(),
+        filters: Vec::new(),
+        text: None,
+        sort: Sort { field: "at", descending: true },
+        limit: 1000,
+        after: None,
+        facets: Vec::new(),
+    }
+}
+
+pub fn with_filter(filter: Filter) -> Query {
+    Query { filters: vec![filter], ..query(T) }
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory for the view")
+}
+
+pub fn commit(store: &dyn ViewStore, batch: ViewBatch) {
+    store.commit(batch).expect("commit");
+}
+
+pub fn search(store: &dyn ViewStore, q: &Query) -> SearchPage {
+    store.search(q).expect("search")
+}
+
+/// The ids of a search's page, in order.
+pub fn ids(store: &dyn ViewStore, q: &Query) -> Vec<String> {
+    search(store, q).docs.into_iter().map(|d| d.id).collect()
+}
+
+/// The ids matching a search, as a set (for filter tests, where order is not the point).
+pub fn id_set(store: &dyn ViewStore, q: &Query) -> BTreeSet<String> {
+    let page = search(store, q);
+    assert_eq!(page.total as usize, page.docs.len(), "total must count the matching documents");
+    page.docs.into_iter().map(|d| d.id).collect()
+}
+
+pub fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Every document of `tenant`, walked with cursors.
+pub fn all_docs(store: &dyn ViewStore, tenant: &str) -> Vec<StoredDoc> {
+    let mut q = Query { limit: 7, ..query(tenant) };
+    let mut out = Vec::new();
+    loop {
+        let page = search(store, &q);
+        out.extend(page.docs);
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => return out,
+        }
+    }
+}
+
+pub fn checkpoint(store: &dyn ViewStore) -> Option<u64> {
+    store.checkpoint().expect("checkpoint").map(|c| c.position.0)
+}
+
+pub fn assert_bad_query(result: Result<SearchPage, ViewError>, what: &str) {
+    match result {
+        Err(ViewError::BadQuery { .. }) => {}
+        other => panic!("{what}: expected BadQuery, got {other:?}"),
+    }
+}
+
+/// A small message-like data set in tenant `T` and one document in `OTHER`.
+pub fn seed(store: &dyn ViewStore) {
+    commit(
+        store,
+        batch(
+            [
+                Doc::new(T, "m1", 1, 10)
+                    .kw("status", "SENT")
+                    .kw("channel", "email")
+                    .kw("tags", "orders")
+                    .kw("tags", "transactional")
+                    .kw("action", "template.created")
+                    .text("subject", "Your order #48213 has SHIPPED")
+                    .text("recipient", "ada@example.com")
+                    .flag("has_errors", false),
+                Doc::new(T, "m2", 2, 20)
+                    .kw("status", "DELIVERED")
+                    .kw("channel", "sms")
+                    .kw("tags", "orders")
+                    .kw("action", "template.updated")
+                    .text("subject", "Order delivered")
+                    .text("recipient", "grace hopper")
+                    .flag("has_errors", false),
+                Doc::new(T, "m3", 3, 30)
+                    .kw("status", "UNDELIVERABLE")
+                    .kw("channel", "email")
+                    .kw("tags", "marketing")
+                    .kw("action", "templates.listed")
+                    .text("subject", "Weekly digest")
+                    .text("recipient", "ada lovelace")
+                    .flag("has_errors", true),
+                Doc::new(T, "m4", 4, 40)
+                    .kw("status", "SENT")
+                    .kw("channel", "push")
+                    .kw("action", "brand.updated")
+                    .text("subject", "Password reset (order-free)")
+                    .flag("has_errors", false),
+                Doc::new(OTHER, "o1", 5, 15)
+                    .kw("status", "SENT")
+                    .kw("channel", "email")
+                    .kw("tags", "orders")
+                    .kw("action", "template.created")
+                    .text("subject", "Your order has shipped")
+                    .flag("has_errors", false),
+            ],
+            Some(5),
+        ),
+    );
+}

@@ -1,0 +1,193 @@
+//! The read side of the contract: each filter kind alone and combined, full-text search, facet
+//! counts, and the queries a backend must refuse as `BadQuery`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::fixtures::*;
+use super::Make;
+use annals_projectors::view_store::{Filter, Query, Sort};
+use chrono::{DateTime, Duration, Utc};
+
+// ---------------------------------------------------------------------------------------------
+// Filters
+
+pub fn term_filter_matches_any_of_its_values(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    seed(&*store);
+    let term = |field, values: &[&str]| {
+        with_filter(Filter::Term { field, values: values.iter().map(|s| (*s).to_owned()).collect() })
+    };
+    assert_eq!(id_set(&*store, &term("status", &["SENT"])), set(&["m1", "m4"]));
+    assert_eq!(id_set(&*store, &term("status", &["SENT", "DELIVERED"])), set(&["m1", "m2", "m4"]));
+    assert_eq!(id_set(&*store, &term("tags", &["orders"])), set(&["m1", "m2"]), "multi-valued");
+    assert_eq!(id_set(&*store, &term("tags", &["transactional", "marketing"])), set(&["m1", "m3"]));
+    assert!(id_set(&*store, &term("status", &["sent"])).is_empty(), "keywords are exact");
+    assert!(id_set(&*store, &term("status", &["SEN"])).is_empty(), "whole values only");
+}
+
+pub fn prefix_filter_matches_value_prefixes_only(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    seed(&*store);
+    commit(
+        &*store,
+        batch(
+            [
+                Doc::new(T, "x1", 10, 50).kw("action", "a.*[b]"),
+                Doc::new(T, "x2", 11, 51).kw("action", "a.*[c]"),
+                Doc::new(T, "x3", 12, 52).kw("action", "ab"),
+                Doc::new(T, "x4", 13, 53).kw("action", "émoji✓"),
+                Doc::new(T, "x5", 14, 54).kw("action", "émoji✓+"),
+                Doc::new(T, "x6", 15, 55).kw("action", "x\u{7f}"),
+                Doc::new(T, "x7", 16, 56).kw("action", "x\u{80}"),
+            ],
+            None,
+        ),
+    );
+    let prefix = |p: &str| with_filter(Filter::Prefix { field: "action", prefix: p.to_owned() });
+    assert_eq!(id_set(&*store, &prefix("template.")), set(&["m1", "m2"]));
+    assert_eq!(id_set(&*store, &prefix("template")), set(&["m1", "m2", "m3"]));
+    assert_eq!(id_set(&*store, &prefix("template.created")), set(&["m1"]));
+    assert!(id_set(&*store, &prefix("updated")).is_empty(), "not a substring match");
+    assert!(id_set(&*store, &prefix("Template")).is_empty(), "case-sensitive");
+    assert_eq!(id_set(&*store, &prefix("a.*[")), set(&["x1", "x2"]), "no pattern syntax");
+    assert_eq!(id_set(&*store, &prefix("a")), set(&["x1", "x2", "x3"]));
+    assert_eq!(id_set(&*store, &prefix("émoji✓")), set(&["x4", "x5"]));
+    assert_eq!(id_set(&*store, &prefix("x\u{7f}")), set(&["x6"]));
+    assert_eq!(id_set(&*store, &prefix("")).len(), 11, "the empty prefix: any value");
+}
+
+pub fn time_range_includes_from_and_excludes_to(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    seed(&*store);
+    // Sub-second precision matters at the edges.
+    let nanos = at(40) + Duration::nanoseconds(1);
+    commit(&*store, batch([Doc::at(T, "n", 10, nanos)], None));
+    let range = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| {
+        with_filter(Filter::TimeRange { field: "at", from, to })
+    };
+    assert_eq!(id_set(&*store, &range(Some(at(20)), Some(at(40)))), set(&["m2", "m3"]));
+    assert_eq!(id_set(&*store, &range(Some(at(20)), None)), set(&["m2", "m3", "m4", "n"]));
+    assert_eq!(id_set(&*store, &range(None, Some(at(20)))), set(&["m1"]));
+    assert_eq!(id_set(&*store, &range(None, None)).len(), 5);
+    assert_eq!(id_set(&*store, &range(Some(nanos), None)), set(&["n"]));
+    assert_eq!(id_set(&*store, &range(Some(at(40)), Some(nanos))), set(&["m4"]));
+    assert!(id_set(&*store, &range(Some(at(30)), Some(at(30)))).is_empty());
+    assert!(id_set(&*store, &range(Some(at(40)), Some(at(20)))).is_empty(), "an inverted range");
+    // Another Time field than the sort field.
+    commit(&*store, batch([Doc::new(T, "s", 11, 60).time("sent_at", at(5))], None));
+    let sent = with_filter(Filter::TimeRange { field: "sent_at", from: None, to: Some(at(6)) });
+    assert_eq!(id_set(&*store, &sent), set(&["s"]));
+}
+
+pub fn bool_filter(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    seed(&*store);
+    let errors = |value| with_filter(Filter::Bool { field: "has_errors", value });
+    assert_eq!(id_set(&*store, &errors(true)), set(&["m3"]));
+    assert_eq!(id_set(&*store, &errors(false)), set(&["m1", "m2", "m4"]));
+}
+
+pub fn filters_combine_with_and(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    seed(&*store);
+    let q = Query {
+        filters: vec![
+            Filter::Term { field: "channel", values: vec!["email".into(), "sms".into()] },
+            Filter::Prefix { field: "action", prefix: "template".into() },
+            Filter::TimeRange { field: "at", from: Some(at(15)), to: None },
+            Filter::Bool { field: "has_errors", value: false },
+        ],
+        ..query(T)
+    };
+    assert_eq!(id_set(&*store, &q), set(&["m2"]));
+    let with_text = Query { text: Some("delivered".into()), ..q.clone() };
+    assert_eq!(id_set(&*store, &with_text), set(&["m2"]));
+    let excluded = Query { text: Some("shipped".into()), ..q };
+    assert!(id_set(&*store, &excluded).is_empty());
+}
+
+pub fn text_search_is_case_insensitive_and_needs_every_term(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    seed(&*store);
+    let text = |t: &str| Query { text: Some(t.to_owned()), ..query(T) };
+    assert_eq!(id_set(&*store, &text("shipped")), set(&["m1"]));
+    assert_eq!(id_set(&*store, &text("ORDER")), set(&["m1", "m2", "m4"]));
+    assert_eq!(id_set(&*store, &text("order SHIPPED")), set(&["m1"]));
+    assert!(id_set(&*store, &text("order digest")).is_empty(), "every term must match");
+    // Terms may match in different Text fields.
+    assert_eq!(id_set(&*store, &text("ada digest")), set(&["m3"]));
+    assert_eq!(id_set(&*store, &text("ada")), set(&["m1", "m3"]));
+    // Query syntax is not interpreted, and never an error.
+    for hostile in ["order AND (", "\"shipped", "subject:order", "order*", "-digest", "a:b:c ]["] {
+        search(&*store, &text(hostile));
+    }
+    assert_eq!(id_set(&*store, &text("subject:order")), BTreeSet::new(), "`subject` is a term");
+    assert_eq!(id_set(&*store, &text("(order)  ,")), set(&["m1", "m2", "m4"]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Facets
+
+pub fn facets_count_every_matching_document(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    seed(&*store);
+    let q = Query { limit: 1, facets: vec!["status", "tags", "channel"], ..query(T) };
+    let page = search(&*store, &q);
+    assert_eq!(page.total, 4);
+    let counts =
+        |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> { pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect() };
+    assert_eq!(page.facets["status"], counts(&[("DELIVERED", 1), ("SENT", 2), ("UNDELIVERABLE", 1)]));
+    assert_eq!(page.facets["tags"], counts(&[("marketing", 1), ("orders", 2), ("transactional", 1)]));
+    assert_eq!(page.facets["channel"], counts(&[("email", 2), ("push", 1), ("sms", 1)]));
+    // The same on the next page: facets and total ignore the cursor.
+    let next = search(&*store, &Query { after: page.next.clone(), ..q.clone() });
+    assert_eq!((next.total, &next.facets), (page.total, &page.facets));
+    // And they follow the filters and the text.
+    let filtered = Query { text: Some("order".into()), facets: vec!["channel"], ..query(T) };
+    let page = search(&*store, &filtered);
+    assert_eq!(page.total, 3);
+    assert_eq!(page.facets["channel"], counts(&[("email", 1), ("push", 1), ("sms", 1)]));
+    assert_eq!(page.facets.len(), 1, "only the requested facets");
+    // A huge limit is just "everything".
+    let everything = search(&*store, &Query { limit: usize::MAX, ..query(T) });
+    assert_eq!((everything.docs.len(), everything.next), (4, None));
+    // A zero limit asks for counts only.
+    let counts_only = search(&*store, &Query { limit: 0, ..filtered });
+    assert!(counts_only.docs.is_empty() && counts_only.next.is_none());
+    assert_eq!(counts_only.total, 3);
+    // A value repeated within a document counts the document once.
+    commit(&*store, batch([Doc::new(T, "dup", 20, 5).kw("tags", "x").kw("tags", "x")], None));
+    let page = search(&*store, &Query { facets: vec!["tags"], ..query(T) });
+    assert_eq!(page.facets["tags"]["x"], 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+pub fn bad_queries_are_rejected(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    seed(&*store);
+    let filtered = |filter| store.search(&with_filter(filter));
+    let term = |field| Filter::Term { field, values: vec!["x".into()] };
+    assert_bad_query(filtered(term("nope")), "unknown term field");
+    assert_bad_query(filtered(term("subject")), "term on a Text field");
+    assert_bad_query(filtered(term("at")), "term on a Time field");
+    assert_bad_query(filtered(Filter::Prefix { field: "at", prefix: "2".into() }), "prefix on Time");
+    assert_bad_query(filtered(Filter::Prefix { field: "nope", prefix: "2".into() }), "prefix, unknown");
+    assert_bad_query(filtered(Filter::TimeRange { field: "status", from: None, to: None }), "range on Keyword");
+    assert_bad_query(filtered(Filter::Bool { field: "status", value: true }), "bool on Keyword");
+    let sort = |field| store.search(&Query { sort: Sort { field, descending: true }, ..query(T) });
+    assert_bad_query(sort("status"), "sort by a Keyword field");
+    assert_bad_query(sort("nope"), "sort by an unknown field");
+    let facet = |field| store.search(&Query { facets: vec![field], ..query(T) });
+    assert_bad_query(facet("subject"), "facet on a Text field");
+    assert_bad_query(facet("nope"), "facet on an unknown field");
+}

@@ -1,0 +1,233 @@
+//! The write side of the contract: checkpoints committed with their batch (guarantee 1),
+//! idempotence by version (guarantee 2), tenant identity, durability across reopening and
+//! near-real-time visibility (guarantee 3).
+
+use std::collections::BTreeMap;
+use std::time::{Duration as StdDuration, Instant};
+
+use super::fixtures::*;
+use super::Make;
+use annals_projectors::view_store::{FieldValue, Filter, Query, ViewBatch};
+use annals_projectors::ViewError;
+use annals_store::Position;
+use serde_json::json;
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints and batches (guarantee 1)
+
+pub fn empty_view_has_no_checkpoint(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    assert_eq!(checkpoint(&*store), None);
+    let page = search(&*store, &query(T));
+    assert!(page.docs.is_empty() && page.next.is_none() && page.total == 0);
+    assert_eq!(store.get(T, "m1").expect("get"), None);
+}
+
+pub fn commit_then_checkpoint(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    commit(&*store, batch([Doc::new(T, "a", 3, 1)], Some(3)));
+    assert_eq!(checkpoint(&*store), Some(3));
+    // A batch without a checkpoint keeps the previous one.
+    commit(&*store, batch([Doc::new(T, "b", 4, 2)], None));
+    assert_eq!(checkpoint(&*store), Some(3));
+    commit(&*store, batch([], Some(9)));
+    assert_eq!(checkpoint(&*store), Some(9));
+    assert_eq!(id_set(&*store, &query(T)), set(&["a", "b"]));
+}
+
+pub fn batch_writes_and_checkpoint_are_visible_together(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    commit(&*store, batch((0..50).map(|i| Doc::new(T, &format!("d{i:02}"), i, i as i64)), Some(49)));
+    assert_eq!(checkpoint(&*store), Some(49));
+    assert_eq!(search(&*store, &query(T)).total, 50);
+    for i in 0..50u64 {
+        let doc = store.get(T, &format!("d{i:02}")).expect("get").expect("every write of the batch");
+        assert_eq!(doc.version, Position(i));
+    }
+}
+
+pub fn invalid_batch_writes_nothing(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    commit(&*store, batch([Doc::new(T, "a", 1, 1)], Some(1)));
+    let invalid = |field: &'static str, values: Vec<FieldValue>| {
+        let mut doc = Doc::new(T, "c", 3, 3);
+        doc.0.fields.insert(field, values);
+        doc
+    };
+    for (why, doc) in [
+        ("an undeclared field", invalid("no_such_field", vec![FieldValue::Str("x".into())])),
+        ("a string in a Time field", invalid("sent_at", vec![FieldValue::Str("yesterday".into())])),
+        ("a bool in a Keyword field", invalid("status", vec![FieldValue::Bool(true)])),
+        ("two times in a Time field", invalid("sent_at", vec![FieldValue::Time(at(1)), FieldValue::Time(at(2))])),
+    ] {
+        match store.commit(batch([Doc::new(T, "b", 2, 2), doc], Some(3))) {
+            Err(ViewError::BadQuery { .. }) => {}
+            other => panic!("a document with {why}: expected BadQuery, got {other:?}"),
+        }
+        assert_eq!(checkpoint(&*store), Some(1), "{why}");
+        assert_eq!(store.get(T, "b").expect("get"), None, "no write of a failed batch is visible ({why})");
+    }
+    // Nor does a later batch publish what the failed one staged.
+    commit(&*store, batch([Doc::new(T, "d", 4, 4)], Some(4)));
+    assert_eq!(id_set(&*store, &query(T)), set(&["a", "d"]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Versions (guarantee 2)
+
+pub fn stale_version_is_ignored_and_equal_version_is_a_no_op(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    let v5 = Doc::new(T, "m", 5, 10).kw("status", "SENT").source(json!({ "v": 5 }));
+    commit(&*store, batch([v5], None));
+    let stale = Doc::new(T, "m", 3, 99).kw("status", "ENQUEUED").source(json!({ "v": 3 }));
+    let equal = Doc::new(T, "m", 5, 99).kw("status", "OPENED").source(json!({ "v": "5 again" }));
+    commit(&*store, batch([stale], None));
+    commit(&*store, batch([equal], None));
+    let doc = store.get(T, "m").expect("get").expect("the document");
+    assert_eq!((doc.version, doc.source), (Position(5), json!({ "v": 5 })));
+    let sent = Filter::Term { field: "status", values: vec!["SENT".into()] };
+    assert_eq!(id_set(&*store, &with_filter(sent)), set(&["m"]), "fields are the v5 ones");
+    commit(&*store, batch([Doc::new(T, "m", 6, 10).source(json!({ "v": 6 }))], None));
+    assert_eq!(store.get(T, "m").expect("get").expect("doc").source, json!({ "v": 6 }));
+}
+
+pub fn last_version_wins_within_a_batch(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    let v = |version: u64| Doc::new(T, "m", version, 10).source(json!({ "v": version }));
+    commit(&*store, batch([v(2), v(7), v(4), v(7).source(json!({ "v": "7 again" }))], None));
+    let doc = store.get(T, "m").expect("get").expect("doc");
+    assert_eq!((doc.version, doc.source), (Position(7), json!({ "v": 7 })));
+    assert_eq!(search(&*store, &query(T)).total, 1, "one document per id");
+}
+
+pub fn replaying_a_prefix_changes_nothing(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    // Ten batches of events on twelve documents: each event bumps its document's version.
+    let batches: Vec<ViewBatch> = (0..10u64)
+        .map(|b| {
+            let docs = (0..6u64).map(move |i| {
+                let position = b * 6 + i;
+                let id = format!("d{}", (b * 7 + i * 5) % 12);
+                Doc::new(T, &id, position, (position % 9) as i64)
+                    .kw("status", if position % 2 == 0 { "SENT" } else { "OPENED" })
+                    .source(json!({ "id": id, "last": position }))
+            });
+            batch(docs, Some(b * 6 + 5))
+        })
+        .collect();
+    for b in &batches {
+        commit(&*store, b.clone());
+    }
+    let before = (all_docs(&*store, T), checkpoint(&*store));
+    assert_eq!(before.0.len(), 12);
+    for prefix in [1, 4, 10] {
+        for b in &batches[..prefix] {
+            commit(&*store, b.clone());
+        }
+        assert_eq!((all_docs(&*store, T), checkpoint(&*store)), before, "replaying {prefix} batches");
+    }
+}
+
+pub fn upsert_replaces_the_document_and_its_fields(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    commit(&*store, batch([Doc::new(T, "m", 1, 10).kw("status", "SENT").kw("tags", "a")], None));
+    commit(&*store, batch([Doc::new(T, "m", 2, 20).kw("status", "OPENED").source(json!("v2"))], None));
+    let status = |s: &str| with_filter(Filter::Term { field: "status", values: vec![s.to_owned()] });
+    assert!(id_set(&*store, &status("SENT")).is_empty(), "the old field values are gone");
+    assert_eq!(id_set(&*store, &status("OPENED")), set(&["m"]));
+    let tag_a = with_filter(Filter::Term { field: "tags", values: vec!["a".into()] });
+    assert!(id_set(&*store, &tag_a).is_empty());
+    assert_eq!(search(&*store, &query(T)).total, 1);
+    assert_eq!(store.get(T, "m").expect("get").expect("doc").source, json!("v2"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tenants (guarantee 5)
+
+pub fn get_is_tenant_isolated(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    commit(&*store, batch([Doc::new(T, "only-acme", 1, 1)], None));
+    assert!(store.get(T, "only-acme").expect("get").is_some());
+    assert_eq!(store.get(OTHER, "only-acme").expect("get"), None);
+    // The same id in two tenants: two documents with their own versions.
+    commit(
+        &*store,
+        batch(
+            [
+                Doc::new(T, "shared", 9, 1).source(json!("acme's")),
+                Doc::new(OTHER, "shared", 2, 1).source(json!("globex's")),
+            ],
+            None,
+        ),
+    );
+    assert_eq!(store.get(T, "shared").expect("get").expect("doc").source, json!("acme's"));
+    assert_eq!(store.get(OTHER, "shared").expect("get").expect("doc").source, json!("globex's"));
+}
+
+pub fn search_is_tenant_isolated(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    seed(&*store);
+    assert_eq!(id_set(&*store, &query(T)), set(&["m1", "m2", "m3", "m4"]));
+    assert_eq!(id_set(&*store, &query(OTHER)), set(&["o1"]));
+    assert!(id_set(&*store, &query("nobody")).is_empty());
+    let text = Query { text: Some("shipped".into()), facets: vec!["status"], ..query(OTHER) };
+    let page = search(&*store, &text);
+    assert_eq!(page.docs.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["o1"]);
+    assert_eq!(page.facets["status"], BTreeMap::from([("SENT".to_owned(), 1)]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durability and near-real-time (guarantees 1 and 3)
+
+pub fn reopen_keeps_checkpoint_and_documents(make: &Make<'_>) {
+    let dir = tempdir();
+    let (before, facets) = {
+        let store = make(dir.path(), schema());
+        seed(&*store);
+        commit(&*store, batch([Doc::new(T, "m5", 6, 50).kw("status", "SENT")], Some(6)));
+        let facets = search(&*store, &Query { facets: vec!["status"], ..query(T) }).facets;
+        (all_docs(&*store, T), facets)
+    };
+    let store = make(dir.path(), schema());
+    assert_eq!(checkpoint(&*store), Some(6));
+    assert_eq!(all_docs(&*store, T), before);
+    assert_eq!(search(&*store, &Query { facets: vec!["status"], ..query(T) }).facets, facets);
+    assert_eq!(store.get(OTHER, "o1").expect("get").expect("doc").version, Position(5));
+    // Versions survive too: a stale write after reopening is still ignored.
+    commit(&*store, batch([Doc::new(T, "m5", 2, 50).source(json!("stale"))], None));
+    assert_ne!(store.get(T, "m5").expect("get").expect("doc").source, json!("stale"));
+    commit(&*store, batch([Doc::new(T, "m6", 7, 60)], Some(7)));
+    drop(store);
+    let store = make(dir.path(), schema());
+    assert_eq!(checkpoint(&*store), Some(7));
+    assert_eq!(search(&*store, &query(T)).total, 6);
+}
+
+pub fn committed_batch_is_searchable_within_a_second(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    for i in 0..5u64 {
+        let id = format!("nrt-{i}");
+        commit(&*store, batch([Doc::new(T, &id, i, i as i64).text("subject", "fresh")], Some(i)));
+        let committed = Instant::now();
+        let q = Query { text: Some("fresh".into()), ..query(T) };
+        loop {
+            let found = ids(&*store, &q).contains(&id) && store.get(T, &id).expect("get").is_some();
+            if found {
+                break;
+            }
+            assert!(committed.elapsed() < StdDuration::from_secs(1), "{id} not visible within 1 s");
+            std::thread::sleep(StdDuration::from_millis(10));
+        }
+    }
+}
