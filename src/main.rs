@@ -1,6 +1,7 @@
 //! The `annals` command line: a thin shell over the library crates. `annals serve` runs the HTTP
 //! API; `annals store …` uses the embedded store directly (inspection, repair checks, scripts).
 
+mod demo_cmd;
 mod keys_cmd;
 mod serve_cmd;
 mod store_cmd;
@@ -29,6 +30,8 @@ enum Command {
     Keys(keys_cmd::KeysArgs),
     /// Use the embedded event store directly.
     Store(store_cmd::StoreArgs),
+    /// Append a realistic message-log and audit workload to a running server.
+    Demo(demo_cmd::DemoArgs),
 }
 
 #[tokio::main]
@@ -45,6 +48,7 @@ async fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve_cmd::run(args).await,
         Command::Keys(args) => keys_cmd::run(args).await,
         Command::Store(args) => store_cmd::run(args).await,
+        Command::Demo(args) => demo_cmd::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

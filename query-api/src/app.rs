@@ -1,8 +1,8 @@
 //! The application as a value: `Application::build(settings)` opens the store and binds the
 //! listener (port 0 picks a free one, which is how tests run many servers side by side), and
 //! `run_until_stopped` serves until the cancellation token fires, then lets requests in flight
-//! finish and closes the store so that every acknowledged append is on disk and the data
-//! directory is released.
+//! finish, lets the projectors commit their batch, and closes the store so that every
+//! acknowledged append is on disk and the data directory is released.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::settings::Settings;
+use crate::views::{OpenViews, Views};
 use annals_schemas::Registry;
 
 /// What every handler shares.
@@ -32,6 +33,8 @@ pub struct AppState {
     pub openapi: Arc<std::sync::OnceLock<String>>,
     /// Cancelled when the server stops: long-lived responses (live tails) end on it.
     pub shutdown: CancellationToken,
+    /// The read views (`messages`, `audit`) and their projections' progress.
+    pub views: Views,
 }
 
 /// A built, not yet serving, application.
@@ -42,6 +45,7 @@ pub struct Application {
     store: EmbeddedStore,
     settings: Arc<Settings>,
     keys: Arc<KeyRing>,
+    views: OpenViews,
     bootstrap_key: Option<String>,
 }
 
@@ -79,10 +83,11 @@ impl Application {
         } else if settings.admin_key.is_some() {
             warn!("ANNALS_ADMIN_KEY is ignored: the store has keys already; manage them with /v1/keys");
         }
+        let views = Views::open(&settings.data_dir)?;
         let listener =
             TcpListener::bind(settings.listen).await.map_err(|source| Error::Bind { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| Error::Bind { addr: settings.listen, source })?;
-        Ok(Application { listener, addr, store, settings: Arc::new(settings), keys, bootstrap_key })
+        Ok(Application { listener, addr, store, settings: Arc::new(settings), keys, views, bootstrap_key })
     }
 
     /// The admin key generated on the first start of a store (no keys, no `ANNALS_ADMIN_KEY`):
@@ -101,6 +106,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
         let store: Arc<dyn EventStore> = Arc::new(self.store.clone());
         self.keys.follow(Arc::clone(&store), shutdown.clone());
+        let (views, projectors) = self.views.start(&store, &shutdown);
         let state = AppState {
             store,
             settings: Arc::clone(&self.settings),
@@ -109,6 +115,7 @@ impl Application {
             schemas: Arc::new(Registry::new()),
             openapi: Arc::default(),
             shutdown: shutdown.clone(),
+            views,
         };
         let router = routes::router(state);
         info!(addr = %self.addr, data_dir = %self.settings.data_dir.display(), "serving");
@@ -116,7 +123,14 @@ impl Application {
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
             .map_err(Error::Serve)?;
-        info!("stopped serving; closing the store");
+        // Projectors commit the batch in hand when the token fires; the store outlives them.
+        info!("stopped serving; waiting for the projectors to commit");
+        for task in projectors {
+            if let Err(e) = task.await {
+                warn!(error = %e, "a projector task failed");
+            }
+        }
+        info!("closing the store");
         self.store.close().await?;
         Ok(())
     }

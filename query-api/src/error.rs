@@ -27,6 +27,8 @@ pub enum Error {
     AdminKey(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("read views: {0}")]
+    Views(String),
 }
 
 /// A request that failed. Each variant is one problem type.
@@ -67,6 +69,15 @@ pub enum ApiError {
     LastAdminKey(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A read view failed; its query was fine.
+    #[error(transparent)]
+    View(#[from] annals_projectors::ViewError),
+    /// `min_position` was not applied to the view in time (read-your-writes).
+    #[error("the {view} view has not applied position {position} yet; retry shortly")]
+    NotYetApplied { view: &'static str, position: u64 },
+    /// A view document of the caller's tenant that does not exist (a message, an audit entry).
+    #[error("{kind} {id} does not exist")]
+    DocumentNotFound { kind: &'static str, id: String },
 }
 
 impl ApiError {
@@ -114,6 +125,18 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
             }
+            ApiError::DocumentNotFound { kind, id } => {
+                extra.insert((*kind).into(), json!(id));
+                (StatusCode::NOT_FOUND, "document-not-found", "Not found")
+            }
+            ApiError::NotYetApplied { position, .. } => {
+                extra.insert("min_position".into(), json!(position));
+                (StatusCode::SERVICE_UNAVAILABLE, "not-yet-applied", "Not yet in the view")
+            }
+            ApiError::View(annals_projectors::ViewError::BadQuery { .. }) => {
+                (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter")
+            }
+            ApiError::View(_) => (StatusCode::SERVICE_UNAVAILABLE, "view-unavailable", "The view is unavailable"),
             ApiError::Store(e) => match e {
                 S::WrongExpectedRevision { stream, expected, actual } => {
                     extra.insert("stream".into(), json!(stream.as_str()));
@@ -165,7 +188,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, title, extra) = self.problem();
         // Internal details (paths, I/O errors) are logged, not sent.
-        let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        let hidden = status == StatusCode::INTERNAL_SERVER_ERROR
+            || (matches!(self, ApiError::View(_)) && status == StatusCode::SERVICE_UNAVAILABLE);
+        let detail = if hidden {
             error!(error = %self, "request failed");
             "the server failed to handle the request; the error is in its log".to_owned()
         } else {
@@ -180,6 +205,9 @@ impl IntoResponse for ApiError {
         let mut response =
             (status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string())
                 .into_response();
+        if matches!(self, ApiError::NotYetApplied { .. }) {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }

@@ -1,5 +1,6 @@
 //! `annals-query-api`: the HTTP API (axum) over an [`EventStore`](annals_store::EventStore):
-//! append, read a stream, read the global log, live tail, API keys, health. Every `/v1` request is
+//! append, read a stream, read the global log, live tail, search the message and audit views
+//! (kept by projectors this process runs, `views.rs`), API keys, health. Every `/v1` request is
 //! authenticated by an API key that fixes its tenant and role (`auth/`). Built as a value from typed settings
 //! ([`Application::build`]) so that `annals serve` and the black-box tests run the same thing.
 //!
@@ -15,6 +16,7 @@ mod openapi;
 mod routes;
 mod settings;
 mod trace;
+mod views;
 mod wire;
 
 pub use app::{Application, BOOTSTRAP_TENANT};

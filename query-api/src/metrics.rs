@@ -10,7 +10,13 @@
 //! - `annals_append_duration_seconds` — histogram of append latency, from body to answer
 //! - `annals_store_head_position` — the position of the last event (-1 for an empty store)
 //! - `annals_live_subscribers` — open live tails
+//! - `annals_projection_checkpoint{projection}` — position of the last event applied (-1: none)
+//! - `annals_projection_lag_events{projection}`, `annals_projection_lag_seconds{projection}` —
+//!   positions behind the head, and the age of the oldest event waiting (0 when none waits)
+//! - `annals_projection_applied_events{projection}` — events applied since the process started
+//! - `annals_projection_parked_events{projection}` — events ever parked in `$parked-{projection}`
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -25,6 +31,33 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProjectionLabels {
+    pub projection: String,
+}
+
+/// The `annals_projection_*` gauges, set from `Progress` when metrics are scraped.
+#[derive(Debug, Default)]
+pub struct ProjectionMetrics {
+    pub checkpoint: Family<ProjectionLabels, Gauge>,
+    pub lag_events: Family<ProjectionLabels, Gauge>,
+    pub lag_seconds: Family<ProjectionLabels, Gauge<f64, AtomicU64>>,
+    pub applied_events: Family<ProjectionLabels, Gauge>,
+    pub parked_events: Family<ProjectionLabels, Gauge>,
+}
+
+impl ProjectionMetrics {
+    pub fn set(&self, p: &crate::views::Progress) {
+        let labels = ProjectionLabels { projection: p.name.clone() };
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.checkpoint.get_or_create(&labels).set(p.checkpoint.map_or(-1, int));
+        self.lag_events.get_or_create(&labels).set(int(p.lag_events));
+        self.lag_seconds.get_or_create(&labels).set(p.lag_seconds);
+        self.applied_events.get_or_create(&labels).set(int(p.applied_events));
+        self.parked_events.get_or_create(&labels).set(int(p.parked_events));
+    }
+}
+
 /// The application's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -35,6 +68,7 @@ pub struct Metrics {
     pub append_duration: Histogram,
     pub head_position: Gauge,
     pub live_subscribers: Gauge,
+    pub projections: ProjectionMetrics,
 }
 
 impl Metrics {
@@ -61,6 +95,28 @@ impl Metrics {
         );
         let live_subscribers = Gauge::default();
         registry.register("annals_live_subscribers", "Open live tails", live_subscribers.clone());
+        let projections = ProjectionMetrics::default();
+        registry.register(
+            "annals_projection_checkpoint",
+            "Position of the last event applied to the view",
+            projections.checkpoint.clone(),
+        );
+        registry.register("annals_projection_lag_events", "Positions behind the head", projections.lag_events.clone());
+        registry.register(
+            "annals_projection_lag_seconds",
+            "Age of the oldest event waiting to be applied",
+            projections.lag_seconds.clone(),
+        );
+        registry.register(
+            "annals_projection_applied_events",
+            "Events applied since the process started",
+            projections.applied_events.clone(),
+        );
+        registry.register(
+            "annals_projection_parked_events",
+            "Events parked because they cannot be applied",
+            projections.parked_events.clone(),
+        );
         Arc::new(Metrics {
             registry,
             appends,
@@ -69,6 +125,7 @@ impl Metrics {
             append_duration,
             head_position,
             live_subscribers,
+            projections,
         })
     }
 

@@ -12,7 +12,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 #[openapi(
     info(
         title = "annals",
-        description = "Event-sourced audit log: append events, read streams and the global log, follow it live. \
+        description = "Event-sourced audit log: append events, read streams and the global log, follow it live, \
+                       search the message log and the audit trail. \
                        Every /v1 route needs `Authorization: Bearer <key>`; errors are application/problem+json."
     ),
     modifiers(&BearerAuth),
@@ -21,6 +22,9 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "streams", description = "Append to and read one stream"),
         (name = "events", description = "The global log ($all) of the caller's tenant"),
         (name = "schemas", description = "Registered event types and their JSON Schemas"),
+        (name = "messages", description = "The message log view: search, one message, its history"),
+        (name = "audit", description = "The audit trail view"),
+        (name = "projections", description = "Where each view's projection stands (admin)"),
         (name = "keys", description = "API keys (admin)"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )

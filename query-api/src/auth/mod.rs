@@ -39,6 +39,7 @@ pub enum Action {
     Append,
     Read,
     ManageKeys,
+    ManageProjections,
 }
 
 impl Role {

@@ -102,7 +102,7 @@ pub fn query_error(rejection: QueryRejection) -> ApiError {
 }
 
 /// Percent-encodes a query value (everything but unreserved characters).
-fn encode(value: &str) -> String {
+pub(super) fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

@@ -55,6 +55,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let head = state.store.head().await?;
     state.metrics.head_position.set(head.map_or(-1, |p| p.0 as i64));
+    for view in state.views.all() {
+        state.metrics.projections.set(&view.progress(state.store.as_ref()).await?);
+    }
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()))
 }
 

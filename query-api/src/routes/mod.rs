@@ -2,11 +2,15 @@
 //! Routes go through `utoipa_axum::routes!`, which puts each handler's `#[utoipa::path]` into
 //! the OpenAPI document as it adds the route: nothing is served undocumented.
 
+mod audit;
 mod events;
 mod health;
 mod keys;
 mod live;
+mod messages;
+mod projections;
 mod schemas;
+mod search;
 mod streams;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -25,6 +29,13 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(streams::read, streams::append))
         .routes(routes!(events::read_all))
         .routes(routes!(live::live))
+        .routes(routes!(messages::search))
+        .routes(routes!(messages::get))
+        .routes(routes!(messages::history))
+        .routes(routes!(audit::search))
+        .routes(routes!(audit::get))
+        .routes(routes!(projections::list))
+        .routes(routes!(projections::get))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
         .routes(routes!(schemas::list))

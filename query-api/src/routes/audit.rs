@@ -1,0 +1,133 @@
+//! The audit trail: search the `audit` view, open one entry.
+
+use annals_projectors::view_store::{Filter, Query as ViewQuery, Sort};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::events::{limit, query_error};
+use super::search::{self, SearchPage};
+use crate::app::AppState;
+use crate::auth::{Action, Principal};
+use crate::error::ApiError;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditSearch {
+    /// The actor's id.
+    actor: Option<String>,
+    /// An action (`template.updated`), or every action under a prefix (`template.*`).
+    action: Option<String>,
+    target_type: Option<String>,
+    target_id: Option<String>,
+    /// `success` or `failure`.
+    outcome: Option<String>,
+    /// Full text over action, actor name, target name and reason: every word must match.
+    q: Option<String>,
+    /// Recorded at or after this time (RFC 3339).
+    from: Option<DateTime<Utc>>,
+    /// Recorded before this time (RFC 3339).
+    to: Option<DateTime<Utc>>,
+    /// `newest` (default) or `oldest` first.
+    sort: Option<String>,
+    /// Entries per page (default 100, at most the server's `max_page`).
+    limit: Option<usize>,
+    /// From the previous page's `next` link.
+    cursor: Option<String>,
+    /// Read-your-writes: wait (up to 5 s, else `503` with `Retry-After`) until the view has
+    /// applied this position, e.g. the `last_position` of the caller's append.
+    min_position: Option<u64>,
+}
+
+/// `GET /v1/audit`: a page of the audit trail.
+#[utoipa::path(
+    get,
+    operation_id = "search_audit",
+    path = "/v1/audit",
+    tag = "audit",
+    description = "Audit entries of the caller's tenant, newest first by default; filters combine; pages follow `next`.",
+    params(AuditSearch),
+    responses(
+        (status = 200, description = "A page of audit entries", body = SearchPage),
+        (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The view is unavailable", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
+pub async fn search(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+    params: Result<Query<AuditSearch>, QueryRejection>,
+) -> Result<Json<SearchPage>, ApiError> {
+    principal.require(Action::Read)?;
+    let Query(p) = params.map_err(query_error)?;
+    search::wait_for(&state, &state.views.audit, p.min_position).await?;
+    let mut filters = Vec::new();
+    if let Some(action) = &p.action {
+        filters.push(match action.strip_suffix('*') {
+            Some(prefix) => Filter::Prefix { field: "action", prefix: prefix.to_owned() },
+            None => Filter::Term { field: "action", values: vec![action.clone()] },
+        });
+    }
+    if let Some(outcome) = &p.outcome {
+        if outcome != "success" && outcome != "failure" {
+            let detail = format!("outcome must be success or failure, got {outcome:?}");
+            return Err(ApiError::InvalidParameter { parameter: "outcome", detail });
+        }
+    }
+    for (field, value) in
+        [("actor", &p.actor), ("target_type", &p.target_type), ("target_id", &p.target_id), ("outcome", &p.outcome)]
+    {
+        if let Some(v) = value {
+            filters.push(Filter::Term { field, values: vec![v.clone()] });
+        }
+    }
+    if p.from.is_some() || p.to.is_some() {
+        filters.push(Filter::TimeRange { field: "recorded_at", from: p.from, to: p.to });
+    }
+    let query = ViewQuery {
+        tenant: principal.tenant.as_str().to_owned(),
+        filters,
+        text: p.q.clone().filter(|q| !q.trim().is_empty()),
+        sort: Sort { field: "recorded_at", descending: search::descending(p.sort.as_deref())? },
+        limit: limit(p.limit, state.settings.max_page)?,
+        after: p.cursor.as_deref().map(search::parse_cursor).transpose()?,
+        facets: vec!["outcome"],
+    };
+    let page = search::run(&state.views.audit.store, query).await?;
+    Ok(Json(SearchPage::new(page, "/v1/audit", raw.as_deref(), &principal.tenant)))
+}
+
+/// `GET /v1/audit/{event_id}`: one audit entry.
+#[utoipa::path(
+    get,
+    operation_id = "get_audit_entry",
+    path = "/v1/audit/{event_id}",
+    tag = "audit",
+    params(("event_id" = String, Path, description = "The id of the `audit.recorded` event")),
+    responses(
+        (status = 200, description = "The audit entry", body = Object),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such entry", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The view is unavailable", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(event_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(Action::Read)?;
+    let doc = search::get(&state.views.audit.store, &principal.tenant, event_id.clone()).await?;
+    let doc = doc.ok_or(ApiError::DocumentNotFound { kind: "audit_entry", id: event_id })?;
+    Ok(Json(search::client_source(doc.source, &principal.tenant)))
+}

@@ -1,0 +1,233 @@
+//! The message log: search the `messages` view, open one message (as it is now, or as it was at
+//! a time, folded from the log with the projector's own code), and replay its raw events.
+
+use annals_projectors::view_store::{Filter, Query as ViewQuery, Sort};
+use annals_projectors::{fold_message_skipping, MessageStatus};
+use annals_store::{Direction, ReadFrom, ReadStreamOutcome};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::events::{limit, query_error};
+use super::search::{self, SearchPage};
+use crate::app::AppState;
+use crate::auth::{Action, Principal};
+use crate::error::ApiError;
+use crate::wire::{Event, Page};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MessageSearch {
+    /// Comma-separated statuses (ENQUEUED, ROUTED, SENT, DELIVERED, OPENED, CLICKED,
+    /// UNDELIVERABLE, CANCELED, THROTTLED); a message must have one of them.
+    status: Option<String>,
+    /// A recipient id, email or phone, exactly.
+    recipient: Option<String>,
+    channel: Option<String>,
+    provider: Option<String>,
+    /// A template id.
+    template: Option<String>,
+    tag: Option<String>,
+    /// Messages with (true) or without (false) a delivery error.
+    has_errors: Option<bool>,
+    /// Full text over subject, recipient and template: every word must match.
+    q: Option<String>,
+    /// Last event at or after this time (RFC 3339).
+    from: Option<DateTime<Utc>>,
+    /// Last event before this time (RFC 3339).
+    to: Option<DateTime<Utc>>,
+    /// `newest` (default) or `oldest` first, by the time of the last event.
+    sort: Option<String>,
+    /// Messages per page (default 100, at most the server's `max_page`).
+    limit: Option<usize>,
+    /// From the previous page's `next` link.
+    cursor: Option<String>,
+    /// Read-your-writes: wait (up to 5 s, else `503` with `Retry-After`) until the view has
+    /// applied this position, e.g. the `last_position` of the caller's append.
+    min_position: Option<u64>,
+}
+
+/// `GET /v1/messages`: a page of the message log with facet counts.
+#[utoipa::path(
+    get,
+    operation_id = "search_messages",
+    path = "/v1/messages",
+    tag = "messages",
+    description = "Messages of the caller's tenant, newest first by default. Filters combine; pages follow \
+                   `next` (a cursor on (time, id), stable while messages are written). `facets` counts statuses \
+                   and channels over every message matching the filters.",
+    params(MessageSearch),
+    responses(
+        (status = 200, description = "A page of message documents", body = SearchPage),
+        (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The view is unavailable", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
+pub async fn search(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+    params: Result<Query<MessageSearch>, QueryRejection>,
+) -> Result<Json<SearchPage>, ApiError> {
+    principal.require(Action::Read)?;
+    let Query(p) = params.map_err(query_error)?;
+    search::wait_for(&state, &state.views.messages, p.min_position).await?;
+    let mut filters = Vec::new();
+    if let Some(list) = &p.status {
+        let mut values = Vec::new();
+        for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let status = MessageStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| ApiError::InvalidParameter {
+                parameter: "status",
+                detail: format!(
+                    "unknown status {s:?}; one of {}",
+                    MessageStatus::ALL.map(MessageStatus::as_str).join(", ")
+                ),
+            })?;
+            values.push(status.as_str().to_owned());
+        }
+        filters.push(Filter::Term { field: "status", values });
+    }
+    for (field, value) in [
+        ("recipient", &p.recipient),
+        ("channel", &p.channel),
+        ("provider", &p.provider),
+        ("template", &p.template),
+        ("tag", &p.tag),
+    ] {
+        if let Some(v) = value {
+            filters.push(Filter::Term { field, values: vec![v.clone()] });
+        }
+    }
+    if let Some(value) = p.has_errors {
+        filters.push(Filter::Bool { field: "has_errors", value });
+    }
+    if p.from.is_some() || p.to.is_some() {
+        filters.push(Filter::TimeRange { field: "last_event_at", from: p.from, to: p.to });
+    }
+    let query = ViewQuery {
+        tenant: principal.tenant.as_str().to_owned(),
+        filters,
+        text: p.q.clone().filter(|q| !q.trim().is_empty()),
+        sort: Sort { field: "last_event_at", descending: search::descending(p.sort.as_deref())? },
+        limit: limit(p.limit, state.settings.max_page)?,
+        after: p.cursor.as_deref().map(search::parse_cursor).transpose()?,
+        facets: vec!["status", "channel"],
+    };
+    let page = search::run(&state.views.messages.store, query).await?;
+    Ok(Json(SearchPage::new(page, "/v1/messages", raw.as_deref(), &principal.tenant)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AsOf {
+    /// The message as it was at this time (RFC 3339): folded from the events recorded by then.
+    as_of: Option<DateTime<Utc>>,
+    /// Read-your-writes: wait (up to 5 s, else `503` with `Retry-After`) until the view has
+    /// applied this position.
+    min_position: Option<u64>,
+}
+
+/// `GET /v1/messages/{id}`: one message with its timeline.
+#[utoipa::path(
+    get,
+    operation_id = "get_message",
+    path = "/v1/messages/{id}",
+    tag = "messages",
+    params(("id" = String, Path, description = "The message id (its stream is `message-{id}`)"), AsOf),
+    responses(
+        (status = 200, description = "The message document", body = Object),
+        (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such message (at that time)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The view is unavailable", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    params: Result<Query<AsOf>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(Action::Read)?;
+    let Query(AsOf { as_of, min_position }) = params.map_err(query_error)?;
+    search::wait_for(&state, &state.views.messages, min_position).await?;
+    let stream = principal.tenant.stream(&format!("message-{id}"))?;
+    let not_found = || ApiError::DocumentNotFound { kind: "message", id: id.clone() };
+    let source = match as_of {
+        None => {
+            let doc = search::get(&state.views.messages.store, &principal.tenant, stream.to_string()).await?;
+            doc.ok_or_else(not_found)?.source
+        }
+        Some(at) => {
+            // The same fold the projector runs, over the events recorded by `at`; events the
+            // projector parks are left out the same way.
+            let events = read_all_of(&state, &stream).await?;
+            let by_then = events.iter().take_while(|e| e.recorded_at <= at);
+            let doc = fold_message_skipping(by_then, |_, _| {}).ok_or_else(not_found)?;
+            serde_json::to_value(doc).expect("a message document serializes")
+        }
+    };
+    Ok(Json(search::client_source(source, &principal.tenant)))
+}
+
+/// `GET /v1/messages/{id}/history`: the message's raw events, from the log.
+#[utoipa::path(
+    get,
+    operation_id = "get_message_history",
+    path = "/v1/messages/{id}/history",
+    tag = "messages",
+    params(("id" = String, Path, description = "The message id")),
+    responses(
+        (status = 200, description = "Every event of the message, in order", body = Page),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such message", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Page>, ApiError> {
+    principal.require(Action::Read)?;
+    let stream = principal.tenant.stream(&format!("message-{id}"))?;
+    let events = read_all_of(&state, &stream).await?;
+    if events.is_empty() {
+        return Err(ApiError::DocumentNotFound { kind: "message", id });
+    }
+    let events = events.into_iter().map(|e| Event::new(e, &principal.tenant)).collect();
+    Ok(Json(Page { events, next: None }))
+}
+
+/// Every event of a stream (a message has a handful; pages of 1,000 keep any one read bounded).
+async fn read_all_of(
+    state: &AppState,
+    stream: &annals_store::StreamId,
+) -> Result<Vec<annals_store::RecordedEvent>, ApiError> {
+    let mut events = Vec::new();
+    loop {
+        let from =
+            events.last().map_or(ReadFrom::Start, |e: &annals_store::RecordedEvent| ReadFrom::At(e.revision.next()));
+        match state.store.read_stream(stream, from, Direction::Forwards, 1_000).await? {
+            ReadStreamOutcome::StreamNotFound => return Ok(events),
+            ReadStreamOutcome::Events(page) => {
+                let done = page.len() < 1_000;
+                events.extend(page);
+                if done {
+                    return Ok(events);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! What the view searches (`/v1/messages`, `/v1/audit`) share: running a query on the blocking
+//! pool, cursors as query-string values, `next` links, and documents as a tenant sees them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use annals_projectors::view_store::{Cursor, Query as ViewQuery, SearchPage as ViewPage, StoredDoc, ViewStore};
+use annals_projectors::ViewError;
+use chrono::DateTime;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::Tenant;
+use crate::error::ApiError;
+
+/// A page of view documents.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchPage {
+    /// The documents, in the requested order.
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<serde_json::Value>,
+    /// Documents matching the filters, on every page.
+    pub total: u64,
+    /// Per faceted field, how many matching documents have each value.
+    pub facets: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The next page, when this one is full.
+    pub next: Option<String>,
+}
+
+impl SearchPage {
+    /// The API's page of `page`: `next` repeats the request's query (`raw`) with the new cursor.
+    pub fn new(page: ViewPage, path: &str, raw: Option<&str>, tenant: &Tenant) -> SearchPage {
+        let next = page.next.as_ref().map(|cursor| {
+            let kept: Vec<&str> =
+                raw.unwrap_or("").split('&').filter(|p| !p.is_empty() && !p.starts_with("cursor=")).collect();
+            let mut query = kept.join("&");
+            if !query.is_empty() {
+                query.push('&');
+            }
+            format!("{path}?{query}cursor={}", super::events::encode(&format_cursor(cursor)))
+        });
+        SearchPage {
+            items: page.docs.into_iter().map(|d| client_source(d.source, tenant)).collect(),
+            total: page.total,
+            facets: page.facets.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            next,
+        }
+    }
+}
+
+/// How long a query with `min_position` waits for the view before answering `503`.
+const READ_YOUR_WRITES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Read-your-writes: waits until `view` has applied `min_position` (when given), or fails with
+/// `503` and `Retry-After`.
+pub async fn wait_for(
+    state: &crate::app::AppState,
+    view: &crate::views::View,
+    min_position: Option<u64>,
+) -> Result<(), ApiError> {
+    let Some(position) = min_position else { return Ok(()) };
+    let applied = view.wait_for(state.store.as_ref(), annals_store::Position(position), READ_YOUR_WRITES_WAIT).await?;
+    if applied {
+        Ok(())
+    } else {
+        Err(ApiError::NotYetApplied { view: view.status.name, position })
+    }
+}
+
+/// Runs `query` on the blocking pool (view stores are synchronous).
+pub async fn run(view: &Arc<dyn ViewStore>, query: ViewQuery) -> Result<ViewPage, ApiError> {
+    blocking(view, move |v| v.search(&query)).await
+}
+
+/// The committed document `id` of `tenant`.
+pub async fn get(view: &Arc<dyn ViewStore>, tenant: &Tenant, id: String) -> Result<Option<StoredDoc>, ApiError> {
+    let tenant = tenant.as_str().to_owned();
+    blocking(view, move |v| v.get(&tenant, &id)).await
+}
+
+async fn blocking<T: Send + 'static>(
+    view: &Arc<dyn ViewStore>,
+    op: impl FnOnce(&dyn ViewStore) -> Result<T, ViewError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let view = Arc::clone(view);
+    match tokio::task::spawn_blocking(move || op(view.as_ref())).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => Err(ApiError::View(ViewError::Backend { view: "view", op: "read", reason: e.to_string() })),
+    }
+}
+
+/// A document as its tenant sees it: no tenant field, stream names without the tenant prefix.
+pub fn client_source(mut source: serde_json::Value, tenant: &Tenant) -> serde_json::Value {
+    if let Some(map) = source.as_object_mut() {
+        map.remove("tenant");
+        if let Some(serde_json::Value::String(stream)) = map.get_mut("stream") {
+            *stream = tenant.client_name(stream).to_owned();
+        }
+    }
+    source
+}
+
+/// `sort=newest|oldest` → descending or not.
+pub fn descending(sort: Option<&str>) -> Result<bool, ApiError> {
+    match sort {
+        None | Some("newest") => Ok(true),
+        Some("oldest") => Ok(false),
+        Some(other) => Err(ApiError::InvalidParameter {
+            parameter: "sort",
+            detail: format!("sort must be newest or oldest, got {other:?}"),
+        }),
+    }
+}
+
+/// A cursor as it travels in `cursor=`: microseconds since the epoch, `~`, the document id.
+pub fn format_cursor(cursor: &Cursor) -> String {
+    format!("{}~{}", cursor.time.timestamp_micros(), cursor.id)
+}
+
+pub fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
+    let bad = || ApiError::InvalidParameter {
+        parameter: "cursor",
+        detail: format!("cursor {text:?} is not one this server gave (take it from a page's next link)"),
+    };
+    let (micros, id) = text.split_once('~').ok_or_else(bad)?;
+    let time = micros.parse::<i64>().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(bad)?;
+    if id.is_empty() {
+        return Err(bad());
+    }
+    Ok(Cursor { time, id: id.to_owned() })
+}
