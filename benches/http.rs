@@ -49,11 +49,23 @@ async fn run(server: &Server, root: &std::path::Path, secs: Duration) -> anyhow:
     let store = EmbeddedStore::open(EngineConfig::new(root.join("store"))).await?;
 
     let (http, cpu) = http_load(server, &key, 16, 100, secs).await?;
+    let after_batches = server.projection().await?;
     let local = store_load(&store, 16, 100, secs).await?;
     row("batches of 100 events, 16 connections", &http, &local, &cpu);
     let (http, cpu) = http_load(server, &key, 64, 1, secs).await?;
+    let after_singles = server.projection().await?;
     let local = store_load(&store, 64, 1, secs).await?;
     row("single events, 64 connections", &http, &local, &cpu);
+    // The server's `messages` projection indexes every appended event while the load runs.
+    println!();
+    for (name, p) in [("batches", after_batches), ("single events", after_singles)] {
+        println!(
+            "`messages` projection at the end of the {name} run: lag {} events / {:.1} s, {} parked",
+            p["lag_events"],
+            p["lag_seconds"].as_f64().unwrap_or(f64::NAN),
+            p["parked_events"]
+        );
+    }
     store.close().await?;
     Ok(())
 }
@@ -86,8 +98,8 @@ fn row(name: &str, http: &Load, local: &Load, cpu: &Cpu) {
 ///
 /// The generator shares the server's two cores, so it is kept light: a raw hyper connection per
 /// task (no client pool, no URL parsing per request) and request bodies built before the clock
-/// starts (a few per task, reused across requests: the server parses, validates and stores
-/// every one in full, and ids are assigned by the server, so reuse changes nothing for it).
+/// starts (a few per task, reused across requests with the message id patched in: the server
+/// parses, validates and stores every one in full, and event ids are assigned by the server).
 async fn http_load(
     server: &Server,
     key: &str,
@@ -111,12 +123,26 @@ async fn http_load(
     for (c, mut sender) in senders.into_iter().enumerate() {
         let authorization = authorization.clone();
         let host = server.addr.clone();
-        let bodies: Vec<Bytes> = (0..BODIES_PER_CONNECTION)
+        // Every event of a request is about the request's message (its stream is
+        // `message-{id}`), as the `messages` projection running in the server expects; the id
+        // is patched into pre-built bodies at known offsets, so building a request stays cheap.
+        let bodies: Vec<(Vec<u8>, Vec<usize>)> = (0..BODIES_PER_CONNECTION)
             .map(|b| {
                 let events: Vec<Value> = (0..batch)
-                    .map(|e| json!({ "type": "message.enqueued", "data": sample_data(c, b * batch + e) }))
+                    .map(|e| {
+                        let mut data = sample_data(c, b * batch + e);
+                        data["message_id"] = json!(ID_PLACEHOLDER);
+                        json!({ "type": "message.enqueued", "data": data })
+                    })
                     .collect();
-                Bytes::from(serde_json::to_vec(&json!({ "events": events })).expect("json"))
+                let body = serde_json::to_vec(&json!({ "events": events })).expect("json");
+                let offsets = body
+                    .windows(ID_PLACEHOLDER.len())
+                    .enumerate()
+                    .filter(|(_, w)| *w == ID_PLACEHOLDER.as_bytes())
+                    .map(|(at, _)| at)
+                    .collect();
+                (body, offsets)
             })
             .collect();
         tasks.push(tokio::spawn(async move {
@@ -124,11 +150,17 @@ async fn http_load(
             let mut events = 0u64;
             let mut i = 0usize;
             while Instant::now() < deadline {
-                let request = hyper::Request::post(format!("/v1/streams/message-{c}-{i}/events"))
+                let id = format!("{c:04}-{i:09}");
+                let (template, offsets) = &bodies[i % bodies.len()];
+                let mut body = template.clone();
+                for at in offsets {
+                    body[*at..*at + ID_PLACEHOLDER.len()].copy_from_slice(id.as_bytes());
+                }
+                let request = hyper::Request::post(format!("/v1/streams/message-{id}/events"))
                     .header("host", &host)
                     .header("authorization", &authorization)
                     .header("content-type", "application/json")
-                    .body(Full::new(bodies[i % bodies.len()].clone()))?;
+                    .body(Full::new(Bytes::from(body)))?;
                 let t = Instant::now();
                 sender.ready().await?;
                 let response = sender.send_request(request).await?;
@@ -149,6 +181,9 @@ async fn http_load(
 
 /// Request bodies each connection cycles through.
 const BODIES_PER_CONNECTION: usize = 16;
+
+/// Stands for the message id in pre-built bodies: as long as the ids patched in (`cccc-iiiiiiiii`).
+const ID_PLACEHOLDER: &str = "XXXX-XXXXXXXXX";
 
 /// CPU seconds used by the server and by this process (the load generator) since a point.
 struct Cpu {
@@ -280,6 +315,16 @@ impl Server {
             .await?;
         let body: Value = response.json().await?;
         Ok(body["key"].as_str().ok_or_else(|| anyhow::anyhow!("no key in {body}"))?.to_owned())
+    }
+
+    /// `GET /v1/projections/messages` (admin).
+    async fn projection(&self) -> anyhow::Result<Value> {
+        let response = reqwest::Client::new()
+            .get(format!("{}/v1/projections/messages", self.url))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await?;
+        Ok(response.json().await?)
     }
 
     fn stop(&mut self) {

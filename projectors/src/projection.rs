@@ -31,9 +31,10 @@ pub trait Projection: Send + Sync + std::fmt::Debug + 'static {
     /// The document `event` changes; `None` when the event does not concern the view.
     fn doc_key(&self, event: &RecordedEvent) -> Option<DocKey>;
 
-    /// `current` with `event` applied (`None`: the document does not exist yet). An error means
-    /// the event can never be applied: the runtime parks it and goes on.
-    fn apply(&self, current: Option<Self::Doc>, event: &RecordedEvent) -> Result<Self::Doc, ApplyError>;
+    /// Applies `event` to `doc` (`None`: the document does not exist yet). An error means the
+    /// event can never be applied: `doc` must then be left as it was, and the runtime parks the
+    /// event and goes on. (In place, so a long timeline is never copied per event.)
+    fn apply(&self, doc: &mut Option<Self::Doc>, event: &RecordedEvent) -> Result<(), ApplyError>;
 
     /// The document as the view store indexes it.
     fn to_view(&self, doc: &Self::Doc) -> ViewDoc;
@@ -97,12 +98,13 @@ impl Projection for MessagesProjection {
         Some(DocKey::of_stream(event, event.stream.to_string()))
     }
 
-    fn apply(&self, current: Option<MessageDoc>, event: &RecordedEvent) -> Result<MessageDoc, ApplyError> {
-        match current {
-            None => MessageDoc::from_event(event),
-            Some(mut doc) => {
-                doc.apply(event)?;
-                Ok(doc)
+    fn apply(&self, doc: &mut Option<MessageDoc>, event: &RecordedEvent) -> Result<(), ApplyError> {
+        match doc {
+            // `MessageDoc::apply` leaves the document unchanged when it fails.
+            Some(doc) => doc.apply(event),
+            None => {
+                *doc = Some(MessageDoc::from_event(event)?);
+                Ok(())
             }
         }
     }
@@ -178,9 +180,10 @@ impl Projection for AuditProjection {
         (event.event_type == AUDIT_RECORDED).then(|| DocKey::of_stream(event, event.id.to_string()))
     }
 
-    fn apply(&self, _current: Option<AuditDoc>, event: &RecordedEvent) -> Result<AuditDoc, ApplyError> {
+    fn apply(&self, doc: &mut Option<AuditDoc>, event: &RecordedEvent) -> Result<(), ApplyError> {
         // One document per event: a second delivery of the same event makes the same document.
-        AuditDoc::from_event(event)
+        *doc = Some(AuditDoc::from_event(event)?);
+        Ok(())
     }
 
     fn to_view(&self, doc: &AuditDoc) -> ViewDoc {

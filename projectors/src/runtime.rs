@@ -127,21 +127,16 @@ impl<P: Projection> Projector<P> {
         batch.events += 1;
         batch.last = Some(event.position);
         let Some(key) = self.projection.doc_key(&event) else { return Ok(()) };
-        let current = match batch.docs.remove(&key) {
+        let mut doc = match batch.docs.remove(&key) {
             Some(doc) => Some(doc),
             None => self.load(&key).await?,
         };
-        let kept = current.clone();
-        match self.projection.apply(current, &event) {
-            Ok(doc) => {
-                batch.docs.insert(key, doc);
-            }
-            Err(error) => {
-                if let Some(doc) = kept {
-                    batch.docs.insert(key, doc);
-                }
-                batch.parked.push((event, error));
-            }
+        // On failure `doc` is as it was: it stays in the batch, the event is parked.
+        if let Err(error) = self.projection.apply(&mut doc, &event) {
+            batch.parked.push((event, error));
+        }
+        if let Some(doc) = doc {
+            batch.docs.insert(key, doc);
         }
         Ok(())
     }
