@@ -2,42 +2,18 @@
 //! appends succeed), every message becomes one document of the `messages` view with nothing
 //! parked, and the audit events land in the `audit` view.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod serve_support;
+
+use std::process::Command;
 
 use serde_json::Value;
-
-const ADMIN_KEY: &str = "annals_0123456789abcdef_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use serve_support::{Serve, ADMIN_KEY};
 
 #[tokio::test]
 async fn demo_data_is_valid_and_fills_both_views() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _server = Serve(
-        Command::new(env!("CARGO_BIN_EXE_annals"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(tmp.path())
-            .env("ANNALS_ADMIN_KEY", ADMIN_KEY)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "annals serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let base = format!("http://127.0.0.1:{port}");
+    let server = Serve::start(tmp.path(), &[]);
+    let base = server.base.clone();
     let output = Command::new(env!("CARGO_BIN_EXE_annals"))
         .args(["demo", "--messages", "200", "--concurrency", "4", "--seed", "7"])
         .env("ANNALS_URL", &base)

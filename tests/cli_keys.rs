@@ -1,21 +1,12 @@
 //! `annals keys create|list|revoke` against a running `annals serve` (tests of the `annals`
 //! binary itself, like `otlp_export.rs`): the CLI manages keys through the API with an admin key.
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod serve_support;
+
+use std::process::{Command, Output};
 
 use serde_json::Value;
-
-const ADMIN_KEY: &str = "annals_0123456789abcdef_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use serve_support::{Serve, ADMIN_KEY};
 
 fn annals(base: &str, key: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_annals"));
@@ -34,23 +25,8 @@ fn json(output: &Output) -> Value {
 #[test]
 fn keys_are_created_listed_and_revoked_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _server = Serve(
-        Command::new(env!("CARGO_BIN_EXE_annals"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(tmp.path())
-            .env("ANNALS_ADMIN_KEY", ADMIN_KEY)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "annals serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let base = format!("http://127.0.0.1:{port}");
+    let server = Serve::start(tmp.path(), &[]);
+    let base = server.base.clone();
 
     let created =
         json(&annals(&base, Some(ADMIN_KEY), &["create", "--tenant", "acme", "--role", "reader", "--name", "ui"]));

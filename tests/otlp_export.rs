@@ -4,26 +4,18 @@
 //! context of the append so consumers can continue it. The collector is a minimal OTLP/HTTP
 //! receiver in this process that records what it is sent.
 
-use std::process::{Child, Command, Stdio};
+mod serve_support;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::routing::post;
 use serde_json::{json, Value};
+use serve_support::{Serve, ADMIN_KEY};
 
-const ADMIN_KEY: &str = "annals_0123456789abcdef_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn spans_are_exported_over_otlp_and_join_the_callers_trace() {
@@ -45,20 +37,12 @@ async fn spans_are_exported_over_otlp_and_join_the_callers_trace() {
     tokio::spawn(async move { axum::serve(listener, collector).await.unwrap() });
 
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = Serve(
-        Command::new(env!("CARGO_BIN_EXE_annals"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(tmp.path())
-            .env("ANNALS_ADMIN_KEY", ADMIN_KEY)
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector_addr}"))
-            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run annals serve"),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector_addr}")),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+    ];
+    let mut server = Serve::start(tmp.path(), &env);
+    let base = server.base.clone();
     let client = reqwest::Client::new();
     let started = Instant::now();
     while client.get(format!("{base}/healthz")).send().await.is_err() {
@@ -110,6 +94,5 @@ async fn spans_are_exported_over_otlp_and_join_the_callers_trace() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = Command::new("kill").arg(server.0.id().to_string()).status();
-    let _ = server.0.wait();
+    server.terminate();
 }
