@@ -70,9 +70,8 @@ impl View {
     pub async fn progress(&self, store: &dyn EventStore) -> Result<Progress, StoreError> {
         let snapshot = self.status.snapshot();
         let head = store.head().await?;
-        let from = snapshot.checkpoint.map_or(ReadFrom::Start, |c| ReadFrom::At(c.next()));
-        let waiting = store.read_all(from, Direction::Forwards, 1, &self.filter).await?;
-        let (lag_events, lag_seconds) = match (waiting.first(), head) {
+        let waiting = self.oldest_waiting(store, snapshot.checkpoint).await?;
+        let (lag_events, lag_seconds) = match (waiting, head) {
             (Some(oldest), Some(head)) => {
                 let behind = head.0 + 1 - snapshot.checkpoint.map_or(0, |c| c.0 + 1);
                 let age = (chrono::Utc::now() - oldest.recorded_at).num_microseconds().unwrap_or(i64::MAX);
@@ -97,6 +96,17 @@ impl View {
         })
     }
 
+    /// The first event past `checkpoint` that this view's projection reads: the oldest one it
+    /// has not applied yet, if any.
+    async fn oldest_waiting(
+        &self,
+        store: &dyn EventStore,
+        checkpoint: Option<Position>,
+    ) -> Result<Option<annals_store::RecordedEvent>, StoreError> {
+        let from = checkpoint.map_or(ReadFrom::Start, |c| ReadFrom::At(c.next()));
+        Ok(store.read_all(from, Direction::Forwards, 1, &self.filter).await?.into_iter().next())
+    }
+
     /// Waits until every event at or before `position` that this view's projection reads is in
     /// the view (read-your-writes), for at most `timeout`; `false` if it is not by then.
     ///
@@ -116,9 +126,8 @@ impl View {
             if checkpoint.is_some_and(|c| c >= position) {
                 return Ok(true);
             }
-            let from = checkpoint.map_or(ReadFrom::Start, |c| ReadFrom::At(c.next()));
-            let next = store.read_all(from, Direction::Forwards, 1, &self.filter).await?;
-            if next.first().is_none_or(|e| e.position > position) {
+            let next = self.oldest_waiting(store, checkpoint).await?;
+            if next.is_none_or(|e| e.position > position) {
                 return Ok(true);
             }
             if tokio::time::Instant::now() >= deadline {

@@ -1,6 +1,6 @@
 //! The audit trail: search the `audit` view, open one entry.
 
-use annals_projectors::view_store::{Filter, Query as ViewQuery, Sort};
+use annals_projectors::view_store::Filter;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::Json;
@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::events::{limit, query_error};
-use super::search::{self, SearchPage};
+use super::events::query_error;
+use super::search::{self, Paging, SearchPage};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -89,18 +89,22 @@ pub async fn search(
             filters.push(Filter::Term { field, values: vec![v.clone()] });
         }
     }
-    if p.from.is_some() || p.to.is_some() {
-        filters.push(Filter::TimeRange { field: "recorded_at", from: p.from, to: p.to });
-    }
-    let query = ViewQuery {
-        tenant: principal.tenant.as_str().to_owned(),
-        filters,
-        text: p.q.clone().filter(|q| !q.trim().is_empty()),
-        sort: Sort { field: "recorded_at", descending: search::descending(p.sort.as_deref())? },
-        limit: limit(p.limit, state.settings.max_page)?,
-        after: p.cursor.as_deref().map(search::parse_cursor).transpose()?,
-        facets: vec!["outcome"],
+    let paging = Paging {
+        from: p.from,
+        to: p.to,
+        q: p.q.as_deref(),
+        sort: p.sort.as_deref(),
+        limit: p.limit,
+        cursor: p.cursor.as_deref(),
     };
+    let query = search::view_query(
+        &principal.tenant,
+        state.settings.max_page,
+        "recorded_at",
+        filters,
+        paging,
+        vec!["outcome"],
+    )?;
     let page = search::run(&state.views.audit.store, query).await?;
     Ok(Json(SearchPage::new(page, "/v1/audit", raw.as_deref(), &principal.tenant)))
 }

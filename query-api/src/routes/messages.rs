@@ -1,7 +1,7 @@
 //! The message log: search the `messages` view, open one message (as it is now, or as it was at
 //! a time, folded from the log with the projector's own code), and replay its raw events.
 
-use annals_projectors::view_store::{Filter, Query as ViewQuery, Sort};
+use annals_projectors::view_store::Filter;
 use annals_projectors::{fold_message_skipping, MessageStatus};
 use annals_store::{Direction, ReadFrom, ReadStreamOutcome};
 use axum::extract::rejection::QueryRejection;
@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::events::{limit, query_error};
-use super::search::{self, SearchPage};
+use super::events::query_error;
+use super::search::{self, Paging, SearchPage};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -108,18 +108,22 @@ pub async fn search(
     if let Some(value) = p.has_errors {
         filters.push(Filter::Bool { field: "has_errors", value });
     }
-    if p.from.is_some() || p.to.is_some() {
-        filters.push(Filter::TimeRange { field: "last_event_at", from: p.from, to: p.to });
-    }
-    let query = ViewQuery {
-        tenant: principal.tenant.as_str().to_owned(),
-        filters,
-        text: p.q.clone().filter(|q| !q.trim().is_empty()),
-        sort: Sort { field: "last_event_at", descending: search::descending(p.sort.as_deref())? },
-        limit: limit(p.limit, state.settings.max_page)?,
-        after: p.cursor.as_deref().map(search::parse_cursor).transpose()?,
-        facets: vec!["status", "channel"],
+    let paging = Paging {
+        from: p.from,
+        to: p.to,
+        q: p.q.as_deref(),
+        sort: p.sort.as_deref(),
+        limit: p.limit,
+        cursor: p.cursor.as_deref(),
     };
+    let query = search::view_query(
+        &principal.tenant,
+        state.settings.max_page,
+        "last_event_at",
+        filters,
+        paging,
+        vec!["status", "channel"],
+    )?;
     let page = search::run(&state.views.messages.store, query).await?;
     Ok(Json(SearchPage::new(page, "/v1/messages", raw.as_deref(), &principal.tenant)))
 }

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use annals_projectors::view_store::{Cursor, Query as ViewQuery, SearchPage as ViewPage, StoredDoc, ViewStore};
+use annals_projectors::view_store::{
+    Cursor, Filter, Query as ViewQuery, SearchPage as ViewPage, Sort, StoredDoc, ViewStore,
+};
 use annals_projectors::ViewError;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -46,6 +48,41 @@ impl SearchPage {
             next,
         }
     }
+}
+
+/// What every view search takes besides its own filters: a time range and the sort on the view's
+/// time field, full text, the page size and the cursor.
+#[derive(Debug)]
+pub struct Paging<'a> {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub q: Option<&'a str>,
+    pub sort: Option<&'a str>,
+    pub limit: Option<usize>,
+    pub cursor: Option<&'a str>,
+}
+
+/// The view query of a search of `tenant`: its own `filters` plus `paging` on `time_field`.
+pub fn view_query(
+    tenant: &Tenant,
+    max_page: usize,
+    time_field: &'static str,
+    mut filters: Vec<Filter>,
+    paging: Paging<'_>,
+    facets: Vec<&'static str>,
+) -> Result<ViewQuery, ApiError> {
+    if paging.from.is_some() || paging.to.is_some() {
+        filters.push(Filter::TimeRange { field: time_field, from: paging.from, to: paging.to });
+    }
+    Ok(ViewQuery {
+        tenant: tenant.as_str().to_owned(),
+        filters,
+        text: paging.q.filter(|q| !q.trim().is_empty()).map(str::to_owned),
+        sort: Sort { field: time_field, descending: descending(paging.sort)? },
+        limit: super::events::limit(paging.limit, max_page)?,
+        after: paging.cursor.map(parse_cursor).transpose()?,
+        facets,
+    })
 }
 
 /// How long a query with `min_position` waits for the view before answering `503`.
