@@ -6,6 +6,7 @@
 //! answer; and the [`view_store::ViewStore`] contract that view backends keep. The projector
 //! runtime, the backends and invalidation sinks come next.
 
+mod batch;
 pub mod error;
 pub mod projection;
 pub mod runtime;

@@ -136,7 +136,7 @@ impl Projection for MessagesProjection {
             tenant: doc.tenant.clone(),
             version: doc.last_position,
             fields: fields.0,
-            source: serde_json::to_value(doc).expect("a message document serializes"),
+            source: serde_json::value::to_raw_value(doc).expect("a message document serializes"),
         }
     }
 }
@@ -205,7 +205,7 @@ impl Projection for AuditProjection {
             tenant: doc.tenant.clone(),
             version: doc.position,
             fields: fields.0,
-            source: serde_json::to_value(doc).expect("an audit document serializes"),
+            source: serde_json::value::to_raw_value(doc).expect("an audit document serializes"),
         }
     }
 }

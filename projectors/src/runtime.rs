@@ -18,7 +18,6 @@
 //!   committed checkpoint.
 //! - **Shutdown**: on cancellation the batch in hand is committed, then `run` returns.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::projection::{DocKey, Projection};
+use crate::batch::{prepare, Batch, DocCache};
+use crate::projection::Projection;
 use crate::status::ProjectionStatus;
 use crate::view_store::{Checkpoint, ViewBatch, ViewStore};
 use crate::{ApplyError, ViewError};
@@ -40,11 +40,16 @@ pub struct ProjectorConfig {
     /// A batch is committed at the latest this long after its first event, so a quiet log is
     /// still searchable within a second.
     pub flush_interval: Duration,
+    /// Documents kept across batches (`batch.rs`, "The document cache").
+    pub cache_docs: usize,
 }
 
 impl Default for ProjectorConfig {
     fn default() -> Self {
-        ProjectorConfig { batch_size: 1_000, flush_interval: Duration::from_millis(200) }
+        // Live traffic fills a batch by the interval long before the size: the size bounds
+        // catch-up and rebuild batches, where each commit (segment flush and fsyncs) costs
+        // milliseconds and fewer, larger segments also mean less merging.
+        ProjectorConfig { batch_size: 20_000, flush_interval: Duration::from_millis(200), cache_docs: 50_000 }
     }
 }
 
@@ -58,7 +63,15 @@ pub struct Projector<P: Projection> {
 }
 
 impl<P: Projection> Projector<P> {
-    pub fn new(store: Arc<dyn EventStore>, view: Arc<dyn ViewStore>, projection: P, config: ProjectorConfig) -> Self {
+    /// The cache holds at least two batches' documents whatever `config` says: the pipelined
+    /// commit relies on it (see `follow`).
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        view: Arc<dyn ViewStore>,
+        projection: P,
+        mut config: ProjectorConfig,
+    ) -> Self {
+        config.cache_docs = config.cache_docs.max(config.batch_size.saturating_mul(2));
         let status = Arc::new(ProjectionStatus::new(projection.schema().name));
         Projector { store, view, projection: Arc::new(projection), config, status }
     }
@@ -93,104 +106,105 @@ impl<P: Projection> Projector<P> {
     }
 
     /// One subscription from the committed checkpoint until shutdown or a failure.
+    ///
+    /// Pipelined: while batch N is committed (on the blocking pool), batch N+1 is read and
+    /// folded. At most one commit is in flight, and its documents are still in the cache (its
+    /// capacity is at least twice the batch size, see [`Projector::new`]), so folding the next
+    /// batch never reads a document from the view before its commit has landed.
     async fn follow(&self, shutdown: &CancellationToken) -> Result<(), Stop> {
         let checkpoint = self.blocking_view(|v| v.checkpoint()).await?;
         self.status.set_checkpoint(checkpoint.map(|c| c.position));
         let from = checkpoint.map_or(SubscribeFrom::Start, |c| SubscribeFrom::After(c.position));
         let mut subscription =
             self.store.subscribe_to_all(from, self.projection.filter()).await.map_err(Stop::store)?;
+        self.blocking_view(|v| v.bulk_load(true)).await?;
+        // Per subscription: after a failure nothing uncommitted may be served from it.
+        let mut cache = Some(DocCache::new(self.config.cache_docs));
         let mut batch = Batch::default();
+        let mut in_flight: Option<InFlight> = None;
+        let mut started: Option<Instant> = None;
         loop {
-            let deadline = batch.started.map(|t| t + self.config.flush_interval);
+            let deadline = started.map(|t| t + self.config.flush_interval);
             tokio::select! {
                 message = subscription.next() => match message.map_err(Stop::store)? {
                     annals_store::SubscriptionMessage::Event(event) => {
-                        self.add(&mut batch, event).await?;
-                        if batch.events >= self.config.batch_size {
-                            self.flush(&mut batch, shutdown).await?;
+                        started.get_or_insert_with(Instant::now);
+                        batch.push(event);
+                        if batch.events.len() >= self.config.batch_size {
+                            self.flush(&mut batch, &mut cache, &mut in_flight, shutdown).await?;
+                            started = None;
                         }
                     }
-                    annals_store::SubscriptionMessage::CaughtUp => self.status.set_caught_up(),
+                    annals_store::SubscriptionMessage::CaughtUp => {
+                        self.blocking_view(|v| v.bulk_load(false)).await?;
+                        self.status.set_caught_up();
+                    }
                 },
-                _ = sleep_until(deadline) => self.flush(&mut batch, shutdown).await?,
+                _ = sleep_until(deadline) => {
+                    self.flush(&mut batch, &mut cache, &mut in_flight, shutdown).await?;
+                    started = None;
+                }
+                landed = wait_for(&mut in_flight) => self.landed(landed)?,
                 _ = shutdown.cancelled() => {
-                    self.flush(&mut batch, shutdown).await?;
-                    return Ok(());
+                    self.flush(&mut batch, &mut cache, &mut in_flight, shutdown).await?;
+                    return self.settle(&mut in_flight).await;
                 }
             }
         }
     }
 
-    /// Folds one event into the batch (or parks it).
-    async fn add(&self, batch: &mut Batch<P::Doc>, event: RecordedEvent) -> Result<(), Stop> {
-        batch.started.get_or_insert_with(Instant::now);
-        batch.events += 1;
-        batch.last = Some(event.position);
-        let Some(key) = self.projection.doc_key(&event) else { return Ok(()) };
-        let mut doc = match batch.docs.remove(&key) {
-            Some(doc) => Some(doc),
-            None => self.load(&key).await?,
-        };
-        // On failure `doc` is as it was: it stays in the batch, the event is parked.
-        if let Err(error) = self.projection.apply(&mut doc, &event) {
-            batch.parked.push((event, error));
+    /// Folds the batch into documents, parks what could not be applied, and starts the commit
+    /// of the documents with the checkpoint once the previous commit has landed.
+    async fn flush(
+        &self,
+        batch: &mut Batch,
+        cache: &mut Option<DocCache<P::Doc>>,
+        in_flight: &mut Option<InFlight>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Stop> {
+        let Some(last) = batch.last else { return Ok(()) };
+        let events = std::mem::take(&mut batch.events);
+        *batch = Batch::default();
+        let count = events.len() as u64;
+        // The cache moves into the job and back; a failed job loses it, and `follow` then
+        // restarts with a new one anyway.
+        let mut taken = cache.take().ok_or_else(|| Stop::Retry("the document cache was lost".into()))?;
+        let projection = Arc::clone(&self.projection);
+        let (prepared, taken) = self
+            .blocking_view(move |view| {
+                let prepared = prepare(projection.as_ref(), view, &mut taken, &events)?;
+                Ok((prepared, taken))
+            })
+            .await?;
+        *cache = Some(taken);
+        // Parked before the checkpoint passes them, and before this commit starts.
+        for (event, error) in &prepared.parked {
+            self.park(event, error).await?;
         }
-        if let Some(doc) = doc {
-            batch.docs.insert(key, doc);
-        }
+        self.settle(in_flight).await?;
+        let view_batch = ViewBatch { upserts: prepared.upserts, checkpoint: Some(Checkpoint { position: last }) };
+        let view = Arc::clone(&self.view);
+        let (name, shutdown) = (self.status.name, shutdown.clone());
+        let task = tokio::spawn(commit_with_retry(view, view_batch, name, shutdown));
+        *in_flight = Some(InFlight { task, last, events: count, parked: prepared.parked.len() as u64 });
         Ok(())
     }
 
-    /// The committed document, decoded; one that cannot be decoded is rebuilt from this event on
-    /// (and reported), rather than stopping the projection.
-    async fn load(&self, key: &DocKey) -> Result<Option<P::Doc>, Stop> {
-        let (tenant, id) = (key.tenant.clone(), key.id.clone());
-        let Some(stored) = self.blocking_view(move |v| v.get(&tenant, &id)).await? else { return Ok(None) };
-        match serde_json::from_value(stored.source) {
-            Ok(doc) => Ok(Some(doc)),
-            Err(e) => {
-                warn!(projection = self.status.name, doc = %key.id, error = %e, "stored document does not decode; rebuilding it from later events");
-                Ok(None)
-            }
+    /// Waits for the commit in flight, if any, to land.
+    async fn settle(&self, in_flight: &mut Option<InFlight>) -> Result<(), Stop> {
+        if in_flight.is_none() {
+            return Ok(());
         }
+        let landed = wait_for(in_flight).await;
+        self.landed(landed)
     }
 
-    /// Parks what could not be applied, then commits the documents with the checkpoint. A failed
-    /// commit is retried until it succeeds — or, once shutdown is asked for, given up: the batch
-    /// is then replayed from the checkpoint on the next start, which is safe (versions).
-    async fn flush(&self, batch: &mut Batch<P::Doc>, shutdown: &CancellationToken) -> Result<(), Stop> {
-        let Some(last) = batch.last else {
-            batch.started = None;
-            return Ok(());
-        };
-        for (event, error) in &batch.parked {
-            self.park(event, error).await?;
-        }
-        let upserts = batch.docs.values().map(|doc| self.projection.to_view(doc)).collect();
-        let view_batch = ViewBatch { upserts, checkpoint: Some(Checkpoint { position: last }) };
-        let mut backoff = Backoff::default();
-        loop {
-            let attempt = view_batch.clone();
-            match self.blocking_view(move |v| v.commit(attempt)).await {
-                Ok(()) => break,
-                Err(Stop::Retry(reason)) if shutdown.is_cancelled() => {
-                    warn!(projection = self.status.name, position = last.0, error = %reason, "batch failed at shutdown; it will be replayed on the next start");
-                    return Err(Stop::Abandoned);
-                }
-                Err(Stop::Retry(reason)) => {
-                    let delay = backoff.next_delay();
-                    warn!(projection = self.status.name, position = last.0, error = %reason, delay_ms = delay.as_millis() as u64, "batch failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                }
-                Err(stop) => return Err(stop),
-            }
-        }
-        debug!(projection = self.status.name, position = last.0, events = batch.events, "batch committed");
-        self.status.committed(last, batch.events as u64, batch.parked.len() as u64);
-        *batch = Batch::default();
+    /// Records a commit that has landed (or passes its failure on).
+    fn landed(&self, landed: Option<Result<InFlightDone, Stop>>) -> Result<(), Stop> {
+        let Some(done) = landed else { return Ok(()) };
+        let done = done?;
+        debug!(projection = self.status.name, position = done.last.0, events = done.events, "batch committed");
+        self.status.committed(done.last, done.events, done.parked);
         Ok(())
     }
 
@@ -237,26 +251,70 @@ impl<P: Projection> std::fmt::Debug for Projector<P> {
     }
 }
 
+/// Commits `batch`, retrying failures with backoff until it lands — or, once shutdown is asked
+/// for, giving up: the batch is then replayed from the checkpoint on the next start, which is
+/// safe (versions).
+async fn commit_with_retry(
+    view: Arc<dyn ViewStore>,
+    batch: ViewBatch,
+    name: &'static str,
+    shutdown: CancellationToken,
+) -> Result<(), Stop> {
+    let batch = Arc::new(batch);
+    let position = batch.checkpoint.map_or(0, |c| c.position.0);
+    let mut backoff = Backoff::default();
+    loop {
+        let (view, attempt) = (Arc::clone(&view), Arc::clone(&batch));
+        let error = match tokio::task::spawn_blocking(move || view.commit(&attempt)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("view task failed: {e}"),
+        };
+        if shutdown.is_cancelled() {
+            warn!(projection = name, position, error = %error, "batch failed at shutdown; it will be replayed on the next start");
+            return Err(Stop::Abandoned);
+        }
+        let delay = backoff.next_delay();
+        warn!(projection = name, position, error = %error, delay_ms = delay.as_millis() as u64, "batch failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// The commit of one batch, running.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<(), Stop>>,
+    last: Position,
+    events: u64,
+    parked: u64,
+}
+
+struct InFlightDone {
+    last: Position,
+    events: u64,
+    parked: u64,
+}
+
+/// Waits for the commit in flight to land; never returns when there is none (for `select!`).
+async fn wait_for(in_flight: &mut Option<InFlight>) -> Option<Result<InFlightDone, Stop>> {
+    let Some(running) = in_flight.as_mut() else { return std::future::pending().await };
+    let result = (&mut running.task).await;
+    let done = in_flight.take()?;
+    Some(match result {
+        Ok(Ok(())) => Ok(InFlightDone { last: done.last, events: done.events, parked: done.parked }),
+        Ok(Err(stop)) => Err(stop),
+        Err(e) => Err(Stop::Retry(format!("commit task failed: {e}"))),
+    })
+}
+
 /// The event type of entries in `$parked-{view}`.
 pub const PARKED_EVENT_TYPE: &str = "$parked";
 
 /// The system stream where a view's parked events are recorded.
 pub fn parked_stream(view: &str) -> Result<StreamId, annals_store::StoreError> {
     StreamId::new(format!("$parked-{view}"))
-}
-
-struct Batch<D> {
-    docs: HashMap<DocKey, D>,
-    parked: Vec<(RecordedEvent, ApplyError)>,
-    events: usize,
-    last: Option<Position>,
-    started: Option<Instant>,
-}
-
-impl<D> Default for Batch<D> {
-    fn default() -> Self {
-        Batch { docs: HashMap::new(), parked: Vec::new(), events: 0, last: None, started: None }
-    }
 }
 
 enum Stop {

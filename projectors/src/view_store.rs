@@ -66,15 +66,16 @@ pub enum FieldValue {
 }
 
 /// A document as a projection writes it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct ViewDoc {
     pub id: String,
     pub tenant: String,
     /// The position of the last event applied to this document.
     pub version: Position,
     pub fields: BTreeMap<&'static str, Vec<FieldValue>>,
-    /// What reads return, as the projection serialized it.
-    pub source: serde_json::Value,
+    /// What reads return, as the projection serialized it (JSON text: a projection serializes
+    /// its typed document straight to it, with no `Value` tree in between).
+    pub source: Box<serde_json::value::RawValue>,
 }
 
 /// A document as reads return it.
@@ -92,7 +93,7 @@ pub struct Checkpoint {
 }
 
 /// What one `commit` writes.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct ViewBatch {
     /// Inserted, or replacing the stored document of the same id if its version is greater.
     pub upserts: Vec<ViewDoc>,
@@ -165,7 +166,8 @@ pub struct SearchPage {
 /// blocking pool); a backend is shared by one writer (its projection) and many readers.
 pub trait ViewStore: Send + Sync + std::fmt::Debug {
     /// Applies the batch and its checkpoint atomically (guarantees 1 and 2).
-    fn commit(&self, batch: ViewBatch) -> Result<(), crate::ViewError>;
+    /// By reference, so that a failed commit can be retried with the same batch.
+    fn commit(&self, batch: &ViewBatch) -> Result<(), crate::ViewError>;
 
     /// The last committed checkpoint; `None` for a view that has applied nothing.
     fn checkpoint(&self) -> Result<Option<Checkpoint>, crate::ViewError>;
@@ -173,5 +175,20 @@ pub trait ViewStore: Send + Sync + std::fmt::Debug {
     /// The committed document `id` of `tenant`, if any.
     fn get(&self, tenant: &str, id: &str) -> Result<Option<StoredDoc>, crate::ViewError>;
 
+    /// `get` for many `(tenant, id)` pairs at once, answered in their order from one point in
+    /// time (what a projector loads before applying a batch).
+    fn get_many(&self, keys: &[(&str, &str)]) -> Result<Vec<Option<StoredDoc>>, crate::ViewError> {
+        keys.iter().map(|(tenant, id)| self.get(tenant, id)).collect()
+    }
+
     fn search(&self, query: &Query) -> Result<SearchPage, crate::ViewError>;
+
+    /// A hint from the projector: `true` while it catches up from far behind (a rebuild, a
+    /// first start on a long log), when many commits come back to back and throughput matters
+    /// more than search latency; `false` once it is live. Reads and writes keep every guarantee
+    /// either way; a backend may ignore the hint.
+    fn bulk_load(&self, on: bool) -> Result<(), crate::ViewError> {
+        let _ = on;
+        Ok(())
+    }
 }

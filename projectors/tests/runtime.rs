@@ -58,7 +58,8 @@ async fn shutdown_commits_the_batch_in_hand() {
     let store = open_store(dir.path()).await;
     let view = open_view(&dir.path().join("view"));
     // Batches that never fill and never time out: only the shutdown commits.
-    let config = ProjectorConfig { batch_size: 1_000_000, flush_interval: Duration::from_secs(3600) };
+    let config =
+        ProjectorConfig { batch_size: 1_000_000, flush_interval: Duration::from_secs(3600), ..Default::default() };
     let (status, shutdown, task) = start(&store, &view, config);
     let mut last = Position(0);
     for i in 0..20 {
@@ -81,7 +82,8 @@ async fn stopping_and_restarting_gives_the_view_of_one_run_from_zero() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path()).await;
     let incremental = dir.path().join("incremental");
-    let config = ProjectorConfig { batch_size: 7, flush_interval: Duration::from_millis(20) };
+    // A cache smaller than the number of messages: documents are also reloaded from the view.
+    let config = ProjectorConfig { batch_size: 7, flush_interval: Duration::from_millis(20), cache_docs: 3 };
     let types = ["message.enqueued", "message.routed", "message.sent", "message.delivered", "message.opened"];
     let mut last = Position(0);
     for round in 0..6 {
@@ -111,7 +113,7 @@ async fn stopping_and_restarting_gives_the_view_of_one_run_from_zero() {
     task.await.unwrap();
 
     let rebuilt = open_view(&dir.path().join("rebuilt"));
-    let config = ProjectorConfig { batch_size: 1_000, flush_interval: Duration::from_millis(20) };
+    let config = ProjectorConfig { batch_size: 1_000, flush_interval: Duration::from_millis(20), ..Default::default() };
     let (status, shutdown, task) = start(&store, &rebuilt, config);
     wait_until_applied(&status, last).await;
     shutdown.cancel();

@@ -27,7 +27,7 @@ fn a_commit_is_searchable_as_soon_as_it_returns() {
     for i in 0..20u64 {
         let id = format!("doc-{i}");
         store
-            .commit(batch([Doc::new("acme", &id, i, i as i64).text("subject", "hot off the press")], Some(i)))
+            .commit(&batch([Doc::new("acme", &id, i, i as i64).text("subject", "hot off the press")], Some(i)))
             .expect("commit");
         // No waiting, no polling: the very next reads see the batch.
         assert!(store.get("acme", &id).expect("get").is_some(), "{id} by get");
@@ -67,7 +67,7 @@ fn concurrent_readers_see_each_commit_within_a_second() {
             })
             .collect();
         for i in 0..50u64 {
-            store.commit(batch([Doc::new("acme", &format!("c{i}"), i, i as i64)], Some(i))).expect("commit");
+            store.commit(&batch([Doc::new("acme", &format!("c{i}"), i, i as i64)], Some(i))).expect("commit");
             committed.store(i + 1, Ordering::Release);
         }
         done.store(true, Ordering::Release);

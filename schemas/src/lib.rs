@@ -14,6 +14,7 @@
 //! Pure: no I/O at run time (the schemas are compiled in), no async.
 
 pub mod audit;
+pub mod demo;
 pub mod message;
 mod registry;
 

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 
 use tantivy::collector::sort_key::{SortByStaticFastValue, SortByString};
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::TermQuery;
-use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::schema::Value;
 use tantivy::tokenizer::TextAnalyzer;
-use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
+use tantivy::{DocAddress, Order, Searcher, TantivyDocument};
 
 use super::facets::FacetCollector;
+use super::lookup::Lookup;
 use super::query;
 use super::schema::{self, backend, corrupt, from_tantivy_time, Fields};
 use crate::view_store::{Cursor, Query, SearchPage, StoredDoc};
@@ -27,10 +27,20 @@ pub(crate) fn get(
     tenant: &str,
     id: &str,
 ) -> Result<Option<StoredDoc>, ViewError> {
-    let key = Term::from_field_text(fields.key, &schema::key(tenant, id));
-    let query = TermQuery::new(key, IndexRecordOption::Basic);
-    let hits = searcher.search(&query, &TopDocs::with_limit(1).order_by_score()).map_err(backend(view, "get"))?;
-    hits.first().map(|&(_, addr)| load(view, fields, searcher, addr)).transpose()
+    get_many(view, fields, searcher, &[(tenant, id)]).map(|mut docs| docs.pop().flatten())
+}
+
+/// [`get`] for many identities, with the segments' readers opened once.
+pub(crate) fn get_many(
+    view: &'static str,
+    fields: &Fields,
+    searcher: &Searcher,
+    keys: &[(&str, &str)],
+) -> Result<Vec<Option<StoredDoc>>, ViewError> {
+    let lookup = Lookup::new(view, fields, searcher)?;
+    keys.iter()
+        .map(|(tenant, id)| lookup.find(tenant, id)?.map(|found| load(view, fields, searcher, found.addr)).transpose())
+        .collect()
 }
 
 pub(crate) fn search(

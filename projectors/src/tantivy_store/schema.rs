@@ -89,14 +89,12 @@ pub(crate) fn key(tenant: &str, id: &str) -> String {
 /// Converts a document, refusing fields the view does not declare and values of the wrong kind
 /// (a Time field holds at most one value, because sorting and cursors need a single time).
 pub(crate) fn to_document(view: &'static str, fields: &Fields, doc: &ViewDoc) -> Result<TantivyDocument, ViewError> {
-    let source = serde_json::to_string(&doc.source)
-        .map_err(|e| bad(view, format!("document {:?}: source does not serialize: {e}", doc.id)))?;
     let mut out = TantivyDocument::default();
     out.add_text(fields.id, &doc.id);
     out.add_text(fields.key, key(&doc.tenant, &doc.id));
     out.add_text(fields.tenant, &doc.tenant);
     out.add_u64(fields.version, doc.version.0);
-    out.add_text(fields.source, source);
+    out.add_text(fields.source, doc.source.get());
     for (name, values) in &doc.fields {
         let Some(&(kind, field)) = fields.declared.get(name) else {
             return Err(bad(view, format!("document {:?}: unknown field {name:?}", doc.id)));

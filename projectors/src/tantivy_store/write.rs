@@ -9,11 +9,9 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use tantivy::collector::TopDocs;
-use tantivy::query::TermQuery;
-use tantivy::schema::IndexRecordOption;
-use tantivy::{Index, IndexWriter, Order, Searcher, TantivyDocument, Term};
+use tantivy::{Index, IndexWriter, Searcher, TantivyDocument, Term};
 
+use super::lookup::Lookup;
 use super::schema::{self, backend, corrupt, Fields};
 use crate::view_store::{Checkpoint, ViewBatch};
 use crate::ViewError;
@@ -26,6 +24,8 @@ pub(crate) struct Writer {
     /// Set when a failed batch could not be rolled back: its staged documents might be published
     /// by the next commit, so the writer refuses to commit until the store is reopened.
     pub(crate) broken: Option<String>,
+    /// Whether merges are off for a bulk load (`ViewStore::bulk_load`).
+    pub(crate) bulk: bool,
 }
 
 impl std::fmt::Debug for Writer {
@@ -51,7 +51,7 @@ pub(crate) fn commit(
     fields: &Fields,
     writer: &mut Writer,
     searcher: &Searcher,
-    batch: ViewBatch,
+    batch: &ViewBatch,
 ) -> Result<Outcome, ViewError> {
     if let Some(reason) = &writer.broken {
         return Err(ViewError::Backend { view, op: "commit", reason: reason.clone() });
@@ -59,18 +59,18 @@ pub(crate) fn commit(
     // Convert everything first: an invalid document fails the batch before anything is written.
     // Within the batch the highest version of each key wins (the first of equal versions), the
     // same result as applying the upserts one by one under rule 2.
-    let mut latest: HashMap<String, (u64, TantivyDocument)> = HashMap::new();
+    let mut latest: HashMap<(&str, &str), (u64, TantivyDocument)> = HashMap::new();
     let mut order = Vec::new();
     for doc in &batch.upserts {
         let converted = schema::to_document(view, fields, doc)?;
-        match latest.entry(schema::key(&doc.tenant, &doc.id)) {
+        match latest.entry((doc.tenant.as_str(), doc.id.as_str())) {
             Entry::Occupied(mut e) => {
                 if doc.version.0 > e.get().0 {
                     e.insert((doc.version.0, converted));
                 }
             }
             Entry::Vacant(e) => {
-                order.push(e.key().clone());
+                order.push(*e.key());
                 e.insert((doc.version.0, converted));
             }
         }
@@ -82,17 +82,14 @@ pub(crate) fn commit(
     };
 
     let mut writes = 0usize;
-    // A view being rebuilt starts empty: no document to compare with, so no lookups.
-    let empty = searcher.num_docs() == 0;
     let staged = (|| -> Result<(), ViewError> {
-        for key in order {
-            let Some((version, doc)) = latest.remove(&key) else { continue };
-            let term = Term::from_field_text(fields.key, &key);
-            let stored = if empty { None } else { stored_version(view, searcher, &term)? };
-            match stored {
-                Some(stored) if stored >= version => continue,
+        let lookup = Lookup::new(view, fields, searcher)?;
+        for (tenant, id) in order {
+            let Some((version, doc)) = latest.remove(&(tenant, id)) else { continue };
+            match lookup.find(tenant, id)? {
+                Some(stored) if stored.version >= version => continue,
                 Some(_) => {
-                    writer.inner.delete_term(term);
+                    writer.inner.delete_term(Term::from_field_text(fields.key, &schema::key(tenant, id)));
                 }
                 None => {}
             }
@@ -111,12 +108,7 @@ pub(crate) fn commit(
     let committed = (|| -> Result<(), ViewError> {
         let mut prepared = writer.inner.prepare_commit().map_err(backend(view, "prepare commit"))?;
         if let Some(cp) = checkpoint {
-            let payload = serde_json::to_string(&cp).map_err(|e| ViewError::Backend {
-                view,
-                op: "encode checkpoint",
-                reason: e.to_string(),
-            })?;
-            prepared.set_payload(&payload);
+            prepared.set_payload(&encode_checkpoint(view, cp)?);
         }
         prepared.commit().map_err(backend(view, "commit"))?;
         Ok(())
@@ -129,23 +121,31 @@ pub(crate) fn commit(
     Ok(Outcome::Committed)
 }
 
+/// A commit of nothing but the current checkpoint again: lets tantivy consider merges.
+pub(crate) fn commit_unchanged(view: &'static str, writer: &mut Writer) -> Result<(), ViewError> {
+    if let Some(reason) = &writer.broken {
+        return Err(ViewError::Backend { view, op: "commit", reason: reason.clone() });
+    }
+    let mut prepared = writer.inner.prepare_commit().map_err(backend(view, "prepare commit"))?;
+    if let Some(cp) = writer.checkpoint {
+        prepared.set_payload(&encode_checkpoint(view, cp)?);
+    }
+    prepared.commit().map_err(backend(view, "commit")).map(drop)
+}
+
+fn encode_checkpoint(view: &'static str, checkpoint: Checkpoint) -> Result<String, ViewError> {
+    serde_json::to_string(&checkpoint).map_err(|e| ViewError::Backend {
+        view,
+        op: "encode checkpoint",
+        reason: e.to_string(),
+    })
+}
+
 /// Drops what was staged. If even that fails, the writer is marked broken (see
 /// [`Writer::broken`]); the batch's own error is still what the caller sees.
 pub(crate) fn rollback(writer: &mut Writer) {
     if let Err(e) = writer.inner.rollback() {
         writer.broken = Some(format!("a failed batch could not be rolled back ({e}); reopen the view"));
-    }
-}
-
-/// The version of the committed document with identity `key`, if any.
-fn stored_version(view: &'static str, searcher: &Searcher, key: &Term) -> Result<Option<u64>, ViewError> {
-    let query = TermQuery::new(key.clone(), IndexRecordOption::Basic);
-    let top = TopDocs::with_limit(1).order_by_fast_field::<u64>(schema::VERSION, Order::Desc);
-    let hits = searcher.search(&query, &top).map_err(backend(view, "read stored version"))?;
-    match hits.first() {
-        None => Ok(None),
-        Some((Some(version), _)) => Ok(Some(*version)),
-        Some((None, _)) => Err(corrupt(view, format!("document {key:?} has no version"))),
     }
 }
 

@@ -56,7 +56,7 @@ impl Doc {
             tenant: tenant.to_owned(),
             version: Position(version),
             fields,
-            source: json!({ "id": id, "tenant": tenant, "version": version }),
+            source: raw(json!({ "id": id, "tenant": tenant, "version": version })),
         })
     }
 
@@ -80,9 +80,13 @@ impl Doc {
     }
 
     pub fn source(mut self, source: serde_json::Value) -> Doc {
-        self.0.source = source;
+        self.0.source = raw(source);
         self
     }
+}
+
+fn raw(source: serde_json::Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(&source).expect("a JSON value serializes")
 }
 
 pub fn batch(docs: impl IntoIterator<Item = Doc>, checkpoint: Option<u64>) -> ViewBatch {
@@ -113,7 +117,7 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 pub fn commit(store: &dyn ViewStore, batch: ViewBatch) {
-    store.commit(batch).expect("commit");
+    store.commit(&batch).expect("commit");
 }
 
 pub fn search(store: &dyn ViewStore, q: &Query) -> SearchPage {

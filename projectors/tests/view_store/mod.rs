@@ -41,6 +41,7 @@ macro_rules! view_store_suite {
             replaying_a_prefix_changes_nothing,
             upsert_replaces_the_document_and_its_fields,
             get_is_tenant_isolated,
+            get_many_answers_in_order_per_tenant,
             search_is_tenant_isolated,
             term_filter_matches_any_of_its_values,
             prefix_filter_matches_value_prefixes_only,
@@ -54,6 +55,7 @@ macro_rules! view_store_suite {
             facets_count_every_matching_document,
             bad_queries_are_rejected,
             reopen_keeps_checkpoint_and_documents,
+            bulk_load_keeps_every_guarantee,
             committed_batch_is_searchable_within_a_second,
         );
     };

@@ -1,0 +1,170 @@
+//! Turning a batch of events into the view writes of one commit: find each event's document
+//! (in the batch, in the cache of recent documents, or else in the view, all misses in one
+//! `get_many`), fold the events into them in log order, and encode the changed documents.
+//!
+//! This is the projector's CPU work, and it runs on the blocking pool in one job per batch, so
+//! it never holds the async workers that also serve the API.
+//!
+//! # The document cache
+//! The runtime is the only writer of its view, so a document it committed is still the view's
+//! document until it commits that document again: a cache of recent documents is never stale.
+//! It saves the view lookup (a dictionary probe per segment and a stored-document decode) for a
+//! message whose events arrive over several batches, which is how live traffic looks. It is
+//! bounded (two generations: a lookup moves a document to the young one; when the young one is
+//! full the old one is dropped), and it lives only as long as one subscription: after any
+//! failure the runtime restarts from the checkpoint with an empty cache, so a document of a batch
+//! that was never committed cannot be served from it.
+
+use std::collections::HashMap;
+
+use annals_store::{Position, RecordedEvent};
+use tracing::warn;
+
+use crate::projection::{DocKey, Projection};
+use crate::view_store::{ViewDoc, ViewStore};
+use crate::{ApplyError, ViewError};
+
+/// The events read since the last commit.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub(crate) events: Vec<RecordedEvent>,
+    pub(crate) last: Option<Position>,
+}
+
+impl Batch {
+    pub(crate) fn push(&mut self, event: RecordedEvent) {
+        self.last = Some(event.position);
+        self.events.push(event);
+    }
+}
+
+/// A batch folded into documents, ready to commit.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) upserts: Vec<ViewDoc>,
+    pub(crate) parked: Vec<(RecordedEvent, ApplyError)>,
+}
+
+/// Folds `events` into their documents (see the module doc). Documents end in `cache`.
+pub(crate) fn prepare<P: Projection>(
+    projection: &P,
+    view: &dyn ViewStore,
+    cache: &mut DocCache<P::Doc>,
+    events: &[RecordedEvent],
+) -> Result<Prepared, ViewError> {
+    let keys: Vec<Option<DocKey>> = events.iter().map(|e| projection.doc_key(e)).collect();
+    let mut docs: HashMap<&DocKey, Option<P::Doc>> = HashMap::new();
+    let mut misses = Vec::new();
+    for key in keys.iter().flatten() {
+        if !docs.contains_key(key) {
+            let cached = cache.take(key);
+            if cached.is_none() {
+                misses.push(key);
+            }
+            docs.insert(key, cached);
+        }
+    }
+    if !misses.is_empty() {
+        let pairs: Vec<(&str, &str)> = misses.iter().map(|k| (k.tenant.as_str(), k.id.as_str())).collect();
+        for (key, stored) in misses.iter().zip(view.get_many(&pairs)?) {
+            let doc = stored.and_then(|stored| match serde_json::from_value(stored.source) {
+                Ok(doc) => Some(doc),
+                Err(e) => {
+                    warn!(projection = projection.schema().name, doc = %key.id, error = %e, "stored document does not decode; rebuilding it from later events");
+                    None
+                }
+            });
+            docs.insert(key, doc);
+        }
+    }
+
+    let mut parked = Vec::new();
+    let mut changed: Vec<&DocKey> = Vec::new();
+    for (event, key) in events.iter().zip(&keys) {
+        let Some(key) = key else { continue };
+        let doc = docs.get_mut(key).expect("every key of the batch was looked up");
+        // On failure `doc` is as it was; the event is parked.
+        match projection.apply(doc, event) {
+            Ok(()) => changed.push(key),
+            Err(error) => parked.push((event.clone(), error)),
+        }
+    }
+    changed.sort_unstable_by_key(|k| (k.tenant.as_str(), k.id.as_str()));
+    changed.dedup();
+    let upserts = changed
+        .iter()
+        .filter_map(|key| docs.get(*key).and_then(Option::as_ref).map(|doc| projection.to_view(doc)))
+        .collect();
+    for (key, doc) in docs {
+        if let Some(doc) = doc {
+            cache.put(key.clone(), doc);
+        }
+    }
+    Ok(Prepared { upserts, parked })
+}
+
+/// Recent documents by key, at most `capacity` of them (see the module doc).
+#[derive(Debug)]
+pub(crate) struct DocCache<D> {
+    young: HashMap<DocKey, D>,
+    old: HashMap<DocKey, D>,
+    capacity: usize,
+}
+
+impl<D> DocCache<D> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        DocCache { young: HashMap::new(), old: HashMap::new(), capacity }
+    }
+
+    /// Removes and returns the document of `key`: the caller puts it back once changed.
+    pub(crate) fn take(&mut self, key: &DocKey) -> Option<D> {
+        self.young.remove(key).or_else(|| self.old.remove(key))
+    }
+
+    pub(crate) fn put(&mut self, key: DocKey, doc: D) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.young.len() >= self.capacity.div_ceil(2) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, doc);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: u32) -> DocKey {
+        DocKey { tenant: "t".into(), id: id.to_string() }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_keeps_what_was_used_lately() {
+        let mut cache = DocCache::new(10);
+        for i in 0..100 {
+            cache.put(key(i), i);
+            // A document used at every step survives any number of evictions.
+            let hot = cache.take(&key(0)).unwrap_or(0);
+            cache.put(key(0), hot);
+            assert!(cache.len() <= 10, "{} documents cached", cache.len());
+        }
+        assert_eq!(cache.take(&key(99)), Some(99));
+        assert_eq!(cache.take(&key(0)), Some(0));
+        assert_eq!(cache.take(&key(3)), None, "long evicted");
+        assert_eq!(cache.take(&key(99)), None, "taken documents leave the cache");
+    }
+
+    #[test]
+    fn a_zero_capacity_cache_holds_nothing() {
+        let mut cache = DocCache::new(0);
+        cache.put(key(1), 1);
+        assert_eq!(cache.take(&key(1)), None);
+    }
+}

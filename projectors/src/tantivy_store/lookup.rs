@@ -1,0 +1,72 @@
+//! Finding documents by identity (`_key`) without running a query: a term lookup in each
+//! segment's dictionary, skipping deleted documents, and the version read from its fast column.
+//!
+//! Every document of every batch is looked up (the version check on write, and the projector's
+//! load before applying), so a lookup must cost a dictionary probe per segment — not what a
+//! `TermQuery` through a collector costs (scoring weights, a heap, per-call setup), which was
+//! most of a rebuild's time before this module.
+
+use std::sync::Arc;
+
+use tantivy::columnar::Column;
+use tantivy::index::InvertedIndexReader;
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocAddress, DocSet, Searcher, Term, TERMINATED};
+
+use super::schema::{self, backend, corrupt, Fields};
+use crate::ViewError;
+
+/// The readers of one searcher's segments, opened once for many lookups.
+pub(crate) struct Lookup<'a> {
+    view: &'static str,
+    searcher: &'a Searcher,
+    field: tantivy::schema::Field,
+    segments: Vec<(Arc<InvertedIndexReader>, Column<u64>)>,
+}
+
+/// A live document: where it is and its version.
+pub(crate) struct Found {
+    pub(crate) addr: DocAddress,
+    pub(crate) version: u64,
+}
+
+impl<'a> Lookup<'a> {
+    pub(crate) fn new(view: &'static str, fields: &Fields, searcher: &'a Searcher) -> Result<Self, ViewError> {
+        let segments = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| {
+                let inverted = segment.inverted_index(fields.key).map_err(backend(view, "open key index"))?;
+                let versions = segment.fast_fields().u64(schema::VERSION).map_err(backend(view, "open versions"))?;
+                Ok((inverted, versions))
+            })
+            .collect::<Result<_, ViewError>>()?;
+        Ok(Lookup { view, searcher, field: fields.key, segments })
+    }
+
+    /// The live document of `(tenant, id)`. Writes replace a document by deleting the old one,
+    /// so at most one is live; the first found is it.
+    pub(crate) fn find(&self, tenant: &str, id: &str) -> Result<Option<Found>, ViewError> {
+        let term = Term::from_field_text(self.field, &schema::key(tenant, id));
+        for (ord, (inverted, versions)) in self.segments.iter().enumerate() {
+            let Some(mut postings) = inverted
+                .read_postings(&term, IndexRecordOption::Basic)
+                .map_err(|e| ViewError::Backend { view: self.view, op: "read key postings", reason: e.to_string() })?
+            else {
+                continue;
+            };
+            let segment = self.searcher.segment_reader(ord as u32);
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                if !segment.is_deleted(doc) {
+                    let version = versions
+                        .first(doc)
+                        .ok_or_else(|| corrupt(self.view, format!("document {id:?} of {tenant:?} has no version")))?;
+                    return Ok(Some(Found { addr: DocAddress::new(ord as u32, doc), version }));
+                }
+                doc = postings.advance();
+            }
+        }
+        Ok(None)
+    }
+}
