@@ -3,6 +3,7 @@
 
 mod demo_cmd;
 mod keys_cmd;
+mod projections_cmd;
 mod serve_cmd;
 mod store_cmd;
 mod telemetry;
@@ -32,6 +33,8 @@ enum Command {
     Store(store_cmd::StoreArgs),
     /// Append a realistic message-log and audit workload to a running server.
     Demo(demo_cmd::DemoArgs),
+    /// List projections, or rebuild one, through a running server.
+    Projections(projections_cmd::ProjectionsArgs),
 }
 
 #[tokio::main]
@@ -49,6 +52,7 @@ async fn main() -> std::process::ExitCode {
         Command::Keys(args) => keys_cmd::run(args).await,
         Command::Store(args) => store_cmd::run(args).await,
         Command::Demo(args) => demo_cmd::run(args).await,
+        Command::Projections(args) => projections_cmd::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,8 @@
 //! `annals demo` against a running `annals serve`: every generated event passes the schemas (the
 //! appends succeed), every message becomes one document of the `messages` view with nothing
-//! parked, and the audit events land in the `audit` view.
+//! parked, and the audit events land in the `audit` view. Then `annals projections rebuild`
+//! rebuilds the `messages` view into generation 2 (following it to the end) with the same
+//! documents, and `annals projections list` shows it.
 
 mod serve_support;
 
@@ -39,4 +41,22 @@ async fn demo_data_is_valid_and_fills_both_views() {
     assert_eq!(audit["total"], 5, "one audit event per 40 messages: {audit}");
     let progress = get("/v1/projections/messages".into()).await;
     assert_eq!(progress["parked_events"], 0, "every demo event applies: {progress}");
+
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_annals"))
+            .args(args)
+            .env("ANNALS_URL", &base)
+            .env("ANNALS_KEY", ADMIN_KEY)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "annals {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let rebuilt = run(&["projections", "rebuild", "messages"]);
+    assert!(rebuilt.contains("generation 2 of messages serves"), "{rebuilt}");
+    let after = get(format!("/v1/messages?limit=1&min_position={head}")).await;
+    assert_eq!((&after["total"], &after["facets"]), (&messages["total"], &messages["facets"]), "{after}");
+    let list = run(&["projections", "list"]);
+    let row = list.lines().find(|l| l.starts_with("messages")).unwrap_or_default();
+    assert!(row.split_whitespace().nth(1) == Some("2") && row.contains("live"), "{list}");
 }

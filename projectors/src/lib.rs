@@ -1,13 +1,19 @@
 //! `annals-projectors`: turns the log into read views (issue 4).
 //!
-//! So far this holds the pure part: the view documents and the folds that build them from
-//! recorded events ([`views`]), with no I/O and no async, so that the projector runtime, a rebuild
-//! and `GET /v1/messages/{id}?as_of=` all derive a document with the same code and get the same
-//! answer; and the [`view_store::ViewStore`] contract that view backends keep. The projector
-//! runtime, the backends and invalidation sinks come next.
+//! - [`views`]: the view documents and the folds that build them from recorded events, pure (no
+//!   I/O, no async), so that the projector, a rebuild and `GET /v1/messages/{id}?as_of=` derive a
+//!   document with the same code and get the same answer;
+//! - [`projection`]: what a projection is to the runtime; [`runtime`]: the projector loop
+//!   (batches, checkpoints, parking, retries), the same for live projection and rebuilds;
+//! - [`view_store`]: the contract view backends keep, and [`tantivy_store`], the embedded one;
+//! - [`host`], [`generations`] and [`control`]: serving a view in this process, with rebuilds
+//!   into a new generation on request (a control event on `$projections`).
 
 mod batch;
+pub mod control;
 pub mod error;
+pub mod generations;
+pub mod host;
 pub mod projection;
 pub mod runtime;
 pub mod status;
@@ -16,6 +22,7 @@ pub mod view_store;
 pub mod views;
 
 pub use error::{ApplyError, ViewError};
+pub use host::{Generation, HostedView, OpenView, Rebuild};
 pub use projection::{AuditProjection, DocKey, MessagesProjection, Projection};
 pub use runtime::{Projector, ProjectorConfig};
 pub use status::{ProjectionStatus, StatusSnapshot};

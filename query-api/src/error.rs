@@ -78,6 +78,9 @@ pub enum ApiError {
     /// A view document of the caller's tenant that does not exist (a message, an audit entry).
     #[error("{kind} {id} does not exist")]
     DocumentNotFound { kind: &'static str, id: String },
+    /// A rebuild was asked for while one runs.
+    #[error("projection {projection} is already being rebuilt (generation {generation}); wait for it to finish")]
+    RebuildRunning { projection: String, generation: u64 },
 }
 
 impl ApiError {
@@ -132,6 +135,11 @@ impl ApiError {
             ApiError::NotYetApplied { position, .. } => {
                 extra.insert("min_position".into(), json!(position));
                 (StatusCode::SERVICE_UNAVAILABLE, "not-yet-applied", "Not yet in the view")
+            }
+            ApiError::RebuildRunning { projection, generation } => {
+                extra.insert("projection".into(), json!(projection));
+                extra.insert("generation".into(), json!(generation));
+                (StatusCode::CONFLICT, "rebuild-running", "A rebuild is already running")
             }
             ApiError::View(annals_projectors::ViewError::BadQuery { .. }) => {
                 (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter")

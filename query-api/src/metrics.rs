@@ -15,6 +15,9 @@
 //!   positions behind the head, and the age of the oldest event waiting (0 when none waits)
 //! - `annals_projection_applied_events{projection}` — events applied since the process started
 //! - `annals_projection_parked_events{projection}` — events ever parked in `$parked-{projection}`
+//! - `annals_projection_generation{projection}` — the generation that serves reads
+//! - `annals_projection_rebuild_progress{projection}` — a rebuild's progress from 0 to 1 (-1: none
+//!   runs), and `annals_projection_rebuild_eta_seconds{projection}` (-1: none or unknown)
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -44,6 +47,9 @@ pub struct ProjectionMetrics {
     pub lag_seconds: Family<ProjectionLabels, Gauge<f64, AtomicU64>>,
     pub applied_events: Family<ProjectionLabels, Gauge>,
     pub parked_events: Family<ProjectionLabels, Gauge>,
+    pub generation: Family<ProjectionLabels, Gauge>,
+    pub rebuild_progress: Family<ProjectionLabels, Gauge<f64, AtomicU64>>,
+    pub rebuild_eta_seconds: Family<ProjectionLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl ProjectionMetrics {
@@ -55,6 +61,10 @@ impl ProjectionMetrics {
         self.lag_seconds.get_or_create(&labels).set(p.lag_seconds);
         self.applied_events.get_or_create(&labels).set(int(p.applied_events));
         self.parked_events.get_or_create(&labels).set(int(p.parked_events));
+        self.generation.get_or_create(&labels).set(int(p.generation));
+        let rebuild = p.rebuild.as_ref();
+        self.rebuild_progress.get_or_create(&labels).set(rebuild.map_or(-1.0, |r| r.progress));
+        self.rebuild_eta_seconds.get_or_create(&labels).set(rebuild.and_then(|r| r.eta_seconds).unwrap_or(-1.0));
     }
 }
 
@@ -116,6 +126,21 @@ impl Metrics {
             "annals_projection_parked_events",
             "Events parked because they cannot be applied",
             projections.parked_events.clone(),
+        );
+        registry.register(
+            "annals_projection_generation",
+            "The generation serving reads",
+            projections.generation.clone(),
+        );
+        registry.register(
+            "annals_projection_rebuild_progress",
+            "Progress of the running rebuild, 0 to 1 (-1: none)",
+            projections.rebuild_progress.clone(),
+        );
+        registry.register(
+            "annals_projection_rebuild_eta_seconds",
+            "Seconds until the running rebuild catches up (-1: none or unknown)",
+            projections.rebuild_eta_seconds.clone(),
         );
         Arc::new(Metrics {
             registry,

@@ -1,17 +1,16 @@
 //! The read views the query routes serve, and (in the embedded, single-process mode) the
-//! projectors that keep them: `messages` and `audit`, each a tantivy index under
-//! `DATA_DIR/views/{name}`. Routes only read views; only projectors write them (ARCHITECTURE.md,
+//! projectors that keep them: `messages` and `audit`, each hosted by
+//! `annals_projectors::host` under `DATA_DIR/views/{name}/gen-{N}` (rebuilds make the next
+//! generation). Routes only read views; only projectors write them (ARCHITECTURE.md,
 //! invariants).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals_projectors::view_store::ViewStore;
-use annals_projectors::{
-    AuditProjection, MessagesProjection, Projection, ProjectionStatus, Projector, ProjectorConfig, TantivyViewStore,
-};
-use annals_store::{Direction, EventFilter, EventStore, Position, ReadFrom, StoreError};
+use annals_projectors::host::oldest_unapplied;
+use annals_projectors::{AuditProjection, HostedView, MessagesProjection, OpenView, ProjectorConfig};
+use annals_store::{Direction, EventStore, Position, ReadStreamOutcome, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -24,11 +23,16 @@ pub struct Views {
     pub audit: View,
 }
 
+/// One view: where reads go (its serving generation), and how far its projection has come.
+pub type View = Arc<HostedView>;
+
 /// Where a projection stands against the log: what `GET /v1/projections` shows and the
 /// `annals_projection_*` metrics export.
 #[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Progress {
     pub name: String,
+    /// The generation of the view that serves reads (each rebuild makes the next one).
+    pub generation: u64,
     /// `catching_up` until the projection first reaches the head, then `live`.
     pub state: &'static str,
     /// The position of the last event applied to the view (none before the first).
@@ -44,6 +48,25 @@ pub struct Progress {
     pub applied_events: u64,
     /// Events recorded in `$parked-{name}`, ever.
     pub parked_events: u64,
+    /// The rebuild in progress, if any.
+    pub rebuild: Option<RebuildProgress>,
+}
+
+/// A new generation being built from the log beside the serving one.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RebuildProgress {
+    pub generation: u64,
+    /// The position the new generation has applied up to.
+    pub checkpoint: Option<u64>,
+    /// `checkpoint / head`, from 0 to 1.
+    pub progress: f64,
+    /// Positions of the log covered per second since the rebuild started.
+    pub positions_per_second: f64,
+    /// Events applied per second since the rebuild started.
+    pub events_per_second: f64,
+    /// Seconds until the new generation reaches the head at that rate (none before a rate).
+    pub eta_seconds: Option<f64>,
+    pub elapsed_seconds: f64,
 }
 
 impl Views {
@@ -52,103 +75,16 @@ impl Views {
     }
 
     pub fn by_name(&self, name: &str) -> Option<&View> {
-        self.all().into_iter().find(|v| v.status.name == name)
-    }
-}
-
-/// One view: where reads go, and how far its projection has come.
-#[derive(Clone, Debug)]
-pub struct View {
-    pub store: Arc<dyn ViewStore>,
-    pub status: Arc<ProjectionStatus>,
-    /// The events its projection reads.
-    pub filter: EventFilter,
-}
-
-impl View {
-    /// The projection's progress against the log now.
-    pub async fn progress(&self, store: &dyn EventStore) -> Result<Progress, StoreError> {
-        let snapshot = self.status.snapshot();
-        let head = store.head().await?;
-        let waiting = self.oldest_waiting(store, snapshot.checkpoint).await?;
-        let (lag_events, lag_seconds) = match (waiting, head) {
-            (Some(oldest), Some(head)) => {
-                let behind = head.0 + 1 - snapshot.checkpoint.map_or(0, |c| c.0 + 1);
-                let age = (chrono::Utc::now() - oldest.recorded_at).num_microseconds().unwrap_or(i64::MAX);
-                (behind, age.max(0) as f64 / 1e6)
-            }
-            _ => (0, 0.0),
-        };
-        let parked = annals_projectors::runtime::parked_stream(self.status.name)?;
-        let parked_events = match store.read_stream(&parked, ReadFrom::End, Direction::Backwards, 1).await? {
-            annals_store::ReadStreamOutcome::Events(last) => last.first().map_or(0, |e| e.revision.0 + 1),
-            annals_store::ReadStreamOutcome::StreamNotFound => 0,
-        };
-        Ok(Progress {
-            name: self.status.name.to_owned(),
-            state: if snapshot.caught_up { "live" } else { "catching_up" },
-            checkpoint: snapshot.checkpoint.map(|c| c.0),
-            head: head.map(|h| h.0),
-            lag_events,
-            lag_seconds,
-            applied_events: snapshot.applied,
-            parked_events,
-        })
+        self.all().into_iter().find(|v| v.name() == name)
     }
 
-    /// The first event past `checkpoint` that this view's projection reads: the oldest one it
-    /// has not applied yet, if any.
-    async fn oldest_waiting(
-        &self,
-        store: &dyn EventStore,
-        checkpoint: Option<Position>,
-    ) -> Result<Option<annals_store::RecordedEvent>, StoreError> {
-        let from = checkpoint.map_or(ReadFrom::Start, |c| ReadFrom::At(c.next()));
-        Ok(store.read_all(from, Direction::Forwards, 1, &self.filter).await?.into_iter().next())
-    }
-
-    /// Waits until every event at or before `position` that this view's projection reads is in
-    /// the view (read-your-writes), for at most `timeout`; `false` if it is not by then.
-    ///
-    /// The checkpoint is the position of the last event the projection *applied*, so a position
-    /// of an event it does not read (another view's) may never be reached by the checkpoint
-    /// itself: the view has it when no event the projection reads lies between the checkpoint
-    /// and `position`.
-    pub async fn wait_for(
-        &self,
-        store: &dyn EventStore,
-        position: Position,
-        timeout: Duration,
-    ) -> Result<bool, StoreError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let checkpoint = self.status.snapshot().checkpoint;
-            if checkpoint.is_some_and(|c| c >= position) {
-                return Ok(true);
-            }
-            let next = self.oldest_waiting(store, checkpoint).await?;
-            if next.is_none_or(|e| e.position > position) {
-                return Ok(true);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(false);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl Views {
     /// Opens (or creates) the views under `data_dir/views`.
     pub fn open(data_dir: &Path) -> Result<OpenViews, Error> {
-        let open = |name: &str, schema| {
-            let dir = data_dir.join("views").join(name);
-            std::fs::create_dir_all(&dir).map_err(|e| Error::Views(format!("cannot create {}: {e}", dir.display())))?;
-            TantivyViewStore::open(&dir, schema).map(Arc::new).map_err(|e| Error::Views(e.to_string()))
-        };
+        let dir = data_dir.join("views");
+        let views = |e: annals_projectors::ViewError| Error::Views(e.to_string());
         Ok(OpenViews {
-            messages: open(MessagesProjection::NAME, MessagesProjection.schema())?,
-            audit: open(AuditProjection::NAME, AuditProjection.schema())?,
+            messages: OpenView::open(&dir.join(MessagesProjection::NAME), MessagesProjection).map_err(views)?,
+            audit: OpenView::open(&dir.join(AuditProjection::NAME), AuditProjection).map_err(views)?,
         })
     }
 }
@@ -156,31 +92,96 @@ impl Views {
 /// Views opened, projectors not started yet.
 #[derive(Debug)]
 pub struct OpenViews {
-    messages: Arc<TantivyViewStore>,
-    audit: Arc<TantivyViewStore>,
+    messages: OpenView<MessagesProjection>,
+    audit: OpenView<AuditProjection>,
 }
 
 impl OpenViews {
-    /// Starts one projector per view; they stop (committing their batch) when `shutdown` fires.
+    /// Hosts each view (its projector, rebuilds); they stop, committing their batch, when
+    /// `shutdown` fires.
     pub fn start(self, store: &Arc<dyn EventStore>, shutdown: &CancellationToken) -> (Views, Vec<JoinHandle<()>>) {
-        let mut tasks = Vec::new();
-        let messages = start(store, self.messages, MessagesProjection, shutdown, &mut tasks);
-        let audit = start(store, self.audit, AuditProjection, shutdown, &mut tasks);
-        (Views { messages, audit }, tasks)
+        let config = ProjectorConfig::default();
+        let (messages, m) = self.messages.start(Arc::clone(store), config.clone(), shutdown.clone());
+        let (audit, a) = self.audit.start(Arc::clone(store), config, shutdown.clone());
+        (Views { messages, audit }, vec![m, a])
     }
 }
 
-fn start<P: Projection>(
-    store: &Arc<dyn EventStore>,
-    view: Arc<TantivyViewStore>,
-    projection: P,
-    shutdown: &CancellationToken,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> View {
-    let writer: Arc<dyn ViewStore> = view.clone();
-    let filter = projection.filter();
-    let projector = Projector::new(Arc::clone(store), writer, projection, ProjectorConfig::default());
-    let status = projector.status();
-    tasks.push(tokio::spawn(projector.run(shutdown.clone())));
-    View { store: view, status, filter }
+/// The projection's progress against the log now.
+pub async fn progress(view: &HostedView, store: &dyn EventStore) -> Result<Progress, StoreError> {
+    let serving = view.serving();
+    let snapshot = serving.status.snapshot();
+    let head = store.head().await?;
+    let waiting = oldest_unapplied(store, view.filter(), snapshot.checkpoint).await?;
+    let (lag_events, lag_seconds) = match (waiting, head) {
+        (Some(oldest), Some(head)) => {
+            let behind = head.0 + 1 - snapshot.checkpoint.map_or(0, |c| c.0 + 1);
+            let age = (chrono::Utc::now() - oldest.recorded_at).num_microseconds().unwrap_or(i64::MAX);
+            (behind, age.max(0) as f64 / 1e6)
+        }
+        _ => (0, 0.0),
+    };
+    let parked = annals_projectors::runtime::parked_stream(view.name())?;
+    let parked_events = match store.read_stream(&parked, annals_store::ReadFrom::End, Direction::Backwards, 1).await? {
+        ReadStreamOutcome::Events(last) => last.first().map_or(0, |e| e.revision.0 + 1),
+        ReadStreamOutcome::StreamNotFound => 0,
+    };
+    let rebuild = view.rebuild().map(|r| {
+        let s = r.generation.status.snapshot();
+        let elapsed = r.started.elapsed().as_secs_f64().max(1e-3);
+        let covered = s.checkpoint.map_or(0, |c| c.0 + 1) as f64;
+        let total = head.map_or(0, |h| h.0 + 1) as f64;
+        let positions_per_second = covered / elapsed;
+        RebuildProgress {
+            generation: r.generation.number,
+            checkpoint: s.checkpoint.map(|c| c.0),
+            progress: if total > 0.0 { (covered / total).min(1.0) } else { 1.0 },
+            positions_per_second,
+            events_per_second: s.applied as f64 / elapsed,
+            eta_seconds: (positions_per_second > 0.0).then(|| (total - covered).max(0.0) / positions_per_second),
+            elapsed_seconds: elapsed,
+        }
+    });
+    Ok(Progress {
+        name: view.name().to_owned(),
+        generation: serving.number,
+        state: if snapshot.caught_up { "live" } else { "catching_up" },
+        checkpoint: snapshot.checkpoint.map(|c| c.0),
+        head: head.map(|h| h.0),
+        lag_events,
+        lag_seconds,
+        applied_events: snapshot.applied,
+        parked_events,
+        rebuild,
+    })
+}
+
+/// Waits until every event at or before `position` that the view's projection reads is in the
+/// serving generation (read-your-writes), for at most `timeout`; `false` if it is not by then.
+///
+/// The checkpoint is the position of the last event the projection *applied*, so a position
+/// of an event it does not read (another view's) may never be reached by the checkpoint
+/// itself: the view has it when no event the projection reads lies between the checkpoint
+/// and `position`.
+pub async fn wait_for(
+    view: &HostedView,
+    store: &dyn EventStore,
+    position: Position,
+    timeout: Duration,
+) -> Result<bool, StoreError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let checkpoint = view.serving().status.snapshot().checkpoint;
+        if checkpoint.is_some_and(|c| c >= position) {
+            return Ok(true);
+        }
+        let next = oldest_unapplied(store, view.filter(), checkpoint).await?;
+        if next.is_none_or(|e| e.position > position) {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -188,6 +188,8 @@ async fn audit_trail_is_searchable_by_action_prefix_and_survives_a_restart() {
     let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(&format!("annals_projection_checkpoint{{projection=\"audit\"}} {last}")), "{metrics}");
     assert!(metrics.contains("annals_projection_lag_events{projection=\"audit\"} 0"), "{metrics}");
+    assert!(metrics.contains("annals_projection_generation{projection=\"audit\"} 1"), "{metrics}");
+    assert!(metrics.contains("annals_projection_rebuild_progress{projection=\"audit\"} -1"), "{metrics}");
 
     let app = app.restart().await;
     let (_, page) = app.get("/v1/audit").await;

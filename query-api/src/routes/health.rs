@@ -56,7 +56,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     let head = state.store.head().await?;
     state.metrics.head_position.set(head.map_or(-1, |p| p.0 as i64));
     for view in state.views.all() {
-        state.metrics.projections.set(&view.progress(state.store.as_ref()).await?);
+        state.metrics.projections.set(&crate::views::progress(view, state.store.as_ref()).await?);
     }
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()))
 }

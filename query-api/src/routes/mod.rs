@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(audit::get))
         .routes(routes!(projections::list))
         .routes(routes!(projections::get))
+        .routes(routes!(projections::rebuild))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
         .routes(routes!(schemas::list))

@@ -1,6 +1,9 @@
-//! The projections: where each stands against the log (admin only: the figures span tenants).
+//! The projections: where each stands against the log, and rebuilds on demand (admin only: the
+//! figures and the views span tenants).
 
+use annals_projectors::control::{self, ControlError};
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -32,7 +35,7 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> Result
     principal.require(Action::ManageProjections)?;
     let mut projections = Vec::new();
     for view in state.views.all() {
-        projections.push(view.progress(state.store.as_ref()).await?);
+        projections.push(crate::views::progress(view, state.store.as_ref()).await?);
     }
     Ok(Json(ProjectionList { projections }))
 }
@@ -59,5 +62,54 @@ pub async fn get(
 ) -> Result<Json<Progress>, ApiError> {
     principal.require(Action::ManageProjections)?;
     let view = state.views.by_name(&name).ok_or(ApiError::DocumentNotFound { kind: "projection", id: name })?;
-    Ok(Json(view.progress(state.store.as_ref()).await?))
+    Ok(Json(crate::views::progress(view, state.store.as_ref()).await?))
+}
+
+/// What `POST /v1/projections/{name}/rebuild` answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RebuildAccepted {
+    pub projection: String,
+    /// The generation being built; it serves once it has caught up.
+    pub generation: u64,
+    /// Where to follow its progress (`rebuild` in the projection's progress).
+    pub status_url: String,
+}
+
+/// `POST /v1/projections/{name}/rebuild`: builds a new generation of the view from position 0
+/// beside the serving one, which keeps answering queries until the new one has caught up.
+///
+/// The request is an event on the system stream `$projections`; the process running the
+/// projector picks it up (this one, in embedded mode).
+#[utoipa::path(
+    post,
+    operation_id = "rebuild_projection",
+    path = "/v1/projections/{name}/rebuild",
+    tag = "projections",
+    params(("name" = String, Path, description = "`messages` or `audit`")),
+    responses(
+        (status = 202, description = "The rebuild is requested", body = RebuildAccepted),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such projection", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A rebuild of this projection is already running", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
+pub async fn rebuild(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<RebuildAccepted>), ApiError> {
+    principal.require(Action::ManageProjections)?;
+    let view = state.views.by_name(&name).ok_or(ApiError::DocumentNotFound { kind: "projection", id: name })?;
+    let generation = match control::request_rebuild(state.store.as_ref(), view.name()).await {
+        Ok(generation) => generation,
+        Err(ControlError::RebuildRunning { projection, generation }) => {
+            return Err(ApiError::RebuildRunning { projection, generation })
+        }
+        Err(ControlError::Store(e)) => return Err(e.into()),
+    };
+    let projection = view.name().to_owned();
+    let status_url = format!("/v1/projections/{projection}");
+    Ok((StatusCode::ACCEPTED, Json(RebuildAccepted { projection, generation, status_url })))
 }

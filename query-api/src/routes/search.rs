@@ -96,11 +96,12 @@ pub async fn wait_for(
     min_position: Option<u64>,
 ) -> Result<(), ApiError> {
     let Some(position) = min_position else { return Ok(()) };
-    let applied = view.wait_for(state.store.as_ref(), annals_store::Position(position), READ_YOUR_WRITES_WAIT).await?;
+    let position_ = annals_store::Position(position);
+    let applied = crate::views::wait_for(view, state.store.as_ref(), position_, READ_YOUR_WRITES_WAIT).await?;
     if applied {
         Ok(())
     } else {
-        Err(ApiError::NotYetApplied { view: view.status.name, position })
+        Err(ApiError::NotYetApplied { view: view.name(), position })
     }
 }
 

@@ -1,0 +1,151 @@
+//! Control of projections across processes: a rebuild is asked for, and reported done, by
+//! events on the system stream `$projections`, so the process that takes the request (the API)
+//! never shares memory with the one that runs projectors (ARCHITECTURE.md, "Rebuilds").
+//!
+//! The stream is small (a few events per rebuild) and is folded whole into a [`ControlState`]
+//! per projection: which generation of the view serves, and which one is being built. A
+//! request is appended with the expected revision of the state it was decided on, so two
+//! concurrent requests cannot both start a rebuild: the second gets
+//! [`ControlError::RebuildRunning`].
+
+use annals_store::{
+    Direction, EventData, EventStore, ExpectedRevision, ReadFrom, ReadStreamOutcome, StoreError, StreamId,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The system stream of control events.
+pub const CONTROL_STREAM: &str = "$projections";
+pub const REBUILD_REQUESTED: &str = "$rebuild-requested";
+pub const REBUILD_COMPLETED: &str = "$rebuild-completed";
+pub const REBUILD_FAILED: &str = "$rebuild-failed";
+
+/// The data of every control event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlEvent {
+    pub projection: String,
+    /// The generation the event is about.
+    pub generation: u64,
+    /// Why a rebuild failed (`$rebuild-failed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What the control stream says of one projection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlState {
+    /// The generation that serves reads (1 until a rebuild completes).
+    pub generation: u64,
+    /// The generation being built, if a rebuild was requested and has not ended.
+    pub rebuilding: Option<Rebuilding>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rebuilding {
+    pub generation: u64,
+    pub requested_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("projection {projection:?} is already being rebuilt (generation {generation})")]
+    RebuildRunning { projection: String, generation: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The state of `projection`, and the revision of the control stream it was read at.
+pub async fn read_state(
+    store: &dyn EventStore,
+    projection: &str,
+) -> Result<(ControlState, ExpectedRevision), StoreError> {
+    let stream = control_stream();
+    let mut state = ControlState { generation: 1, rebuilding: None };
+    let mut from = ReadFrom::Start;
+    let mut expected = ExpectedRevision::NoStream;
+    loop {
+        let events = match store.read_stream(&stream, from, Direction::Forwards, 1_000).await? {
+            ReadStreamOutcome::Events(events) => events,
+            ReadStreamOutcome::StreamNotFound => return Ok((state, expected)),
+        };
+        let Some(last) = events.last() else { return Ok((state, expected)) };
+        expected = ExpectedRevision::Exact(last.revision);
+        from = ReadFrom::At(last.revision.next());
+        let done = events.len() < 1_000;
+        for event in &events {
+            // Control events are written only by this module; one that does not decode is
+            // skipped rather than stopping every projection.
+            let Ok(data) = serde_json::from_slice::<ControlEvent>(&event.data) else { continue };
+            if data.projection == projection {
+                apply(&mut state, &event.event_type, &data, event.recorded_at);
+            }
+        }
+        if done {
+            return Ok((state, expected));
+        }
+    }
+}
+
+/// Asks for a rebuild of `projection`: the next generation, built beside the serving one.
+pub async fn request_rebuild(store: &dyn EventStore, projection: &str) -> Result<u64, ControlError> {
+    let (state, expected) = read_state(store, projection).await?;
+    if let Some(running) = state.rebuilding {
+        return Err(ControlError::RebuildRunning { projection: projection.to_owned(), generation: running.generation });
+    }
+    let generation = state.generation + 1;
+    match append(store, REBUILD_REQUESTED, projection, generation, None, expected).await {
+        Ok(()) => Ok(generation),
+        // Someone else appended since we read: whatever it was, it decided first.
+        Err(StoreError::WrongExpectedRevision { .. }) => {
+            Err(ControlError::RebuildRunning { projection: projection.to_owned(), generation })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records that `generation` now serves `projection`.
+pub async fn complete_rebuild(store: &dyn EventStore, projection: &str, generation: u64) -> Result<(), StoreError> {
+    append(store, REBUILD_COMPLETED, projection, generation, None, ExpectedRevision::Any).await
+}
+
+/// Records that building `generation` failed; the serving generation stays.
+pub async fn fail_rebuild(
+    store: &dyn EventStore,
+    projection: &str,
+    generation: u64,
+    error: String,
+) -> Result<(), StoreError> {
+    append(store, REBUILD_FAILED, projection, generation, Some(error), ExpectedRevision::Any).await
+}
+
+fn apply(state: &mut ControlState, event_type: &str, data: &ControlEvent, at: DateTime<Utc>) {
+    match event_type {
+        REBUILD_REQUESTED if data.generation > state.generation => {
+            state.rebuilding = Some(Rebuilding { generation: data.generation, requested_at: at });
+        }
+        REBUILD_COMPLETED if data.generation >= state.generation => {
+            state.generation = data.generation;
+            state.rebuilding = None;
+        }
+        REBUILD_FAILED if state.rebuilding.as_ref().is_some_and(|r| r.generation == data.generation) => {
+            state.rebuilding = None;
+        }
+        _ => {}
+    }
+}
+
+async fn append(
+    store: &dyn EventStore,
+    event_type: &str,
+    projection: &str,
+    generation: u64,
+    error: Option<String>,
+    expected: ExpectedRevision,
+) -> Result<(), StoreError> {
+    let data = EventData::json(event_type, &ControlEvent { projection: projection.to_owned(), generation, error })?;
+    store.append_to_stream(&control_stream(), expected, vec![data]).await.map(drop)
+}
+
+fn control_stream() -> StreamId {
+    StreamId::new(CONTROL_STREAM).expect("`$projections` is a valid stream name")
+}

@@ -1,0 +1,124 @@
+//! Where the generations of an embedded view live on disk, and which one serves.
+//!
+//! # Layout
+//! `DATA_DIR/views/{name}/gen-{N}/` holds generation N's index (its checkpoint is inside, in the
+//! index's commit payload). `DATA_DIR/views/{name}/CURRENT` names the serving generation
+//! (`gen-N\n`), replaced atomically (written to `CURRENT.tmp`, fsynced, renamed over, and the
+//! directory fsynced), so a crash leaves either the old name or the new one.
+//!
+//! # Recovery
+//! On open: no `CURRENT` means generation 1 (a fresh view, or one from before generations, whose
+//! index files directly under `views/{name}/` are removed: a view is derived data, rebuilt from
+//! the log). A generation directory that is neither serving nor being rebuilt (per the control
+//! stream) is a finished rebuild's predecessor or an abandoned attempt, and is removed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// One view's directory of generations.
+#[derive(Clone, Debug)]
+pub struct Generations {
+    dir: PathBuf,
+}
+
+impl Generations {
+    /// `dir` is the view's directory (`DATA_DIR/views/{name}`); created if missing.
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Generations { dir: dir.to_owned() })
+    }
+
+    /// The serving generation: what `CURRENT` names, or 1.
+    pub fn current(&self) -> std::io::Result<u64> {
+        match std::fs::read_to_string(self.dir.join("CURRENT")) {
+            Ok(text) => parse(text.trim()).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {text:?} does not name a generation", self.dir.join("CURRENT").display()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(1),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes `generation` the serving one, durably.
+    pub fn set_current(&self, generation: u64) -> std::io::Result<()> {
+        let tmp = self.dir.join("CURRENT.tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(format!("gen-{generation}\n").as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, self.dir.join("CURRENT"))?;
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+
+    /// The directory of generation `generation`'s index.
+    pub fn path(&self, generation: u64) -> PathBuf {
+        self.dir.join(format!("gen-{generation}"))
+    }
+
+    /// Removes every generation but `keep`, and index files of a view from before generations.
+    pub fn remove_others(&self, keep: &[u64]) -> std::io::Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if name == "CURRENT" || name == "CURRENT.tmp" {
+                continue;
+            }
+            match parse(&name) {
+                Some(g) if keep.contains(&g) => continue,
+                Some(_) => std::fs::remove_dir_all(&path)?,
+                None if entry.file_type()?.is_dir() => std::fs::remove_dir_all(&path)?,
+                None => std::fs::remove_file(&path)?,
+            }
+            removed.push(path);
+        }
+        Ok(removed)
+    }
+}
+
+fn parse(name: &str) -> Option<u64> {
+    name.strip_prefix("gen-")?.parse().ok().filter(|&g| g > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn current_defaults_to_one_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let generations = Generations::open(&dir.path().join("messages")).unwrap();
+        assert_eq!(generations.current().unwrap(), 1);
+        generations.set_current(3).unwrap();
+        assert_eq!(Generations::open(&dir.path().join("messages")).unwrap().current().unwrap(), 3);
+        assert_eq!(generations.path(3), dir.path().join("messages/gen-3"));
+    }
+
+    #[test]
+    fn remove_others_keeps_only_what_is_named_and_clears_a_view_from_before_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let generations = Generations::open(dir.path()).unwrap();
+        for g in [1, 2, 3] {
+            std::fs::create_dir_all(generations.path(g)).unwrap();
+            std::fs::write(generations.path(g).join("meta.json"), "{}").unwrap();
+        }
+        std::fs::write(dir.path().join("meta.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("abc.idx"), "").unwrap();
+        generations.set_current(2).unwrap();
+        let mut removed = generations.remove_others(&[2, 3]).unwrap();
+        removed.sort();
+        assert_eq!(removed, [dir.path().join("abc.idx"), dir.path().join("gen-1"), dir.path().join("meta.json")]);
+        assert!(generations.path(2).join("meta.json").exists() && generations.path(3).exists());
+        assert_eq!(generations.current().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_damaged_current_is_an_error_not_a_silent_generation_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("CURRENT"), "nonsense").unwrap();
+        assert!(Generations::open(dir.path()).unwrap().current().is_err());
+    }
+}

@@ -1,0 +1,295 @@
+//! Hosting an embedded view in this process: the serving generation with its live projector,
+//! and rebuilds on demand — a new generation built beside the serving one by the same projector
+//! code from position 0, switched to atomically once it has caught up, the old one then removed.
+//!
+//! # The rebuild protocol
+//! 1. A request is a `$rebuild-requested` event on `$projections` (`control.rs`); the host polls
+//!    the control stream, so the process asking need not be this one.
+//! 2. The host opens `gen-{N}` (`generations.rs`) and runs a [`Projector`] on it from its own
+//!    checkpoint — from 0 for a new directory, from where it stopped after a crash. Reads keep
+//!    going to the serving generation meanwhile.
+//! 3. When the new generation has reached the head once and applied at least what the serving
+//!    one has (its checkpoint is not behind), the host writes `CURRENT` (the durable switch),
+//!    stops the old projector (it commits its batch in hand), waits for the new generation to
+//!    pass the old one's final checkpoint, swaps the generation reads use (one pointer, so a
+//!    read sees one generation or the other, never a mix, and never an older state than the
+//!    last), appends `$rebuild-completed`, and removes the old directory. The new generation's
+//!    projector simply goes on as the live one.
+//!
+//! A crash before `CURRENT` is written leaves the old generation serving and the request open:
+//! the next start resumes the rebuild. A crash after it serves the new generation, and the
+//! missing `$rebuild-completed` is appended at start (the host reconciles before anything else).
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use annals_store::{Direction, EventFilter, EventStore, Position, ReadFrom, RecordedEvent, StoreError};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::control;
+use crate::generations::Generations;
+use crate::projection::Projection;
+use crate::runtime::{Projector, ProjectorConfig};
+use crate::status::ProjectionStatus;
+use crate::view_store::ViewStore;
+use crate::{TantivyViewStore, ViewError};
+
+/// A view as this process serves it.
+#[derive(Debug)]
+pub struct HostedView {
+    name: &'static str,
+    filter: EventFilter,
+    serving: RwLock<Generation>,
+    rebuild: RwLock<Option<Rebuild>>,
+}
+
+/// One generation of a view: its index and its projector's figures.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    pub number: u64,
+    pub store: Arc<dyn ViewStore>,
+    pub status: Arc<ProjectionStatus>,
+}
+
+/// A rebuild in progress.
+#[derive(Clone, Debug)]
+pub struct Rebuild {
+    pub generation: Generation,
+    pub started: Instant,
+}
+
+impl HostedView {
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The events the view's projection reads.
+    pub fn filter(&self) -> &EventFilter {
+        &self.filter
+    }
+
+    /// The generation reads go to now.
+    pub fn serving(&self) -> Generation {
+        self.serving.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn rebuild(&self) -> Option<Rebuild> {
+        self.rebuild.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A view opened (its serving generation's index), not hosted yet.
+#[derive(Debug)]
+pub struct OpenView<P: Projection> {
+    projection: P,
+    generations: Generations,
+    serving: (u64, Arc<TantivyViewStore>),
+}
+
+impl<P: Projection + Clone> OpenView<P> {
+    /// Opens the serving generation of the view in `dir` (`DATA_DIR/views/{name}`).
+    pub fn open(dir: &Path, projection: P) -> Result<Self, ViewError> {
+        let name = projection.schema().name;
+        let io =
+            |op: &'static str| move |e: std::io::Error| ViewError::Backend { view: name, op, reason: e.to_string() };
+        let generations = Generations::open(dir).map_err(io("open view directory"))?;
+        let number = generations.current().map_err(io("read CURRENT"))?;
+        let store = Arc::new(TantivyViewStore::open(&generations.path(number), projection.schema())?);
+        Ok(OpenView { projection, generations, serving: (number, store) })
+    }
+
+    /// Starts the serving generation's projector and the host task (which resumes a pending
+    /// rebuild and follows the control stream); both stop when `shutdown` fires.
+    pub fn start(
+        self,
+        store: Arc<dyn EventStore>,
+        config: ProjectorConfig,
+        shutdown: CancellationToken,
+    ) -> (Arc<HostedView>, JoinHandle<()>) {
+        let (number, view_store) = self.serving;
+        let live = Running::start(&store, view_store, number, &self.projection, &config, &shutdown);
+        let view = Arc::new(HostedView {
+            name: self.projection.schema().name,
+            filter: self.projection.filter(),
+            serving: RwLock::new(live.generation.clone()),
+            rebuild: RwLock::new(None),
+        });
+        let host = Host {
+            view: Arc::clone(&view),
+            store,
+            projection: self.projection,
+            generations: self.generations,
+            config,
+            shutdown,
+            live,
+            rebuild: None,
+        };
+        (view, tokio::spawn(host.run()))
+    }
+}
+
+/// The first event after `checkpoint` that a projection with `filter` reads: the oldest one it
+/// has not applied, if any.
+pub async fn oldest_unapplied(
+    store: &dyn EventStore,
+    filter: &EventFilter,
+    checkpoint: Option<Position>,
+) -> Result<Option<RecordedEvent>, StoreError> {
+    let from = checkpoint.map_or(ReadFrom::Start, |c| ReadFrom::At(c.next()));
+    Ok(store.read_all(from, Direction::Forwards, 1, filter).await?.into_iter().next())
+}
+
+/// How often the host reads the control stream and checks a rebuild's progress.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A projector running on one generation.
+struct Running {
+    generation: Generation,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    fn start<P: Projection + Clone>(
+        store: &Arc<dyn EventStore>,
+        view: Arc<TantivyViewStore>,
+        number: u64,
+        projection: &P,
+        config: &ProjectorConfig,
+        shutdown: &CancellationToken,
+    ) -> Running {
+        let view: Arc<dyn ViewStore> = view;
+        let projector = Projector::new(Arc::clone(store), Arc::clone(&view), projection.clone(), config.clone());
+        let status = projector.status();
+        let stop = shutdown.child_token();
+        let task = tokio::spawn(projector.run(stop.clone()));
+        Running { generation: Generation { number, store: view, status }, stop, task }
+    }
+}
+
+struct Host<P: Projection> {
+    view: Arc<HostedView>,
+    store: Arc<dyn EventStore>,
+    projection: P,
+    generations: Generations,
+    config: ProjectorConfig,
+    shutdown: CancellationToken,
+    live: Running,
+    rebuild: Option<Running>,
+}
+
+impl<P: Projection + Clone> Host<P> {
+    async fn run(mut self) {
+        loop {
+            if let Err(e) = self.tick().await {
+                warn!(projection = self.view.name, error = %e, "projection host: control step failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = self.shutdown.cancelled() => break,
+            }
+        }
+        // The projectors' tokens are children of `shutdown`: they commit and stop on their own.
+        if let Some(rebuild) = self.rebuild.take() {
+            let _ = rebuild.task.await;
+        }
+        let _ = self.live.task.await;
+    }
+
+    /// One step: follow the control stream, start or finish a rebuild.
+    async fn tick(&mut self) -> Result<(), String> {
+        let name = self.view.name;
+        let (state, _) = control::read_state(self.store.as_ref(), name).await.map_err(|e| e.to_string())?;
+        let serving = self.live.generation.number;
+        if let Some(requested) = state.rebuilding.as_ref().map(|r| r.generation) {
+            if requested == serving {
+                // The switch happened but a crash came before it was recorded.
+                control::complete_rebuild(self.store.as_ref(), name, serving).await.map_err(|e| e.to_string())?;
+            } else if requested > serving && self.rebuild.is_none() {
+                self.start_rebuild(requested).await?;
+            }
+        }
+        if self.rebuild.is_none() {
+            let removed = self.generations.remove_others(&[serving]).map_err(|e| e.to_string())?;
+            for path in removed {
+                info!(projection = name, path = %path.display(), "removed a view generation that is not serving");
+            }
+        }
+        if self.rebuild.as_ref().is_some_and(|r| caught_up(&r.generation, &self.live.generation)) {
+            self.switch().await?;
+        }
+        Ok(())
+    }
+
+    async fn start_rebuild(&mut self, generation: u64) -> Result<(), String> {
+        let name = self.view.name;
+        let dir = self.generations.path(generation);
+        match TantivyViewStore::open(&dir, self.projection.schema()) {
+            Ok(view_store) => {
+                info!(projection = name, generation, dir = %dir.display(), "rebuild started");
+                let running = Running::start(
+                    &self.store,
+                    Arc::new(view_store),
+                    generation,
+                    &self.projection,
+                    &self.config,
+                    &self.shutdown,
+                );
+                *self.view.rebuild.write().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Rebuild { generation: running.generation.clone(), started: Instant::now() });
+                self.rebuild = Some(running);
+                Ok(())
+            }
+            Err(e) => {
+                error!(projection = name, generation, error = %e, "rebuild cannot start");
+                control::fail_rebuild(self.store.as_ref(), name, generation, e.to_string())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Makes the rebuilt generation the serving one (the protocol's step 3).
+    async fn switch(&mut self) -> Result<(), String> {
+        let Some(new) = self.rebuild.take() else { return Ok(()) };
+        let (name, number) = (self.view.name, new.generation.number);
+        if let Err(e) = self.generations.set_current(number) {
+            self.rebuild = Some(new);
+            return Err(format!("cannot write CURRENT: {e}"));
+        }
+        // The old projector's last commit may have landed after the check: stop it, then let the
+        // new generation pass its final checkpoint, so no reader sees the view go back in time.
+        // (Reads stay on the old generation meanwhile, a moment behind at most.)
+        let old_status = Arc::clone(&self.live.generation.status);
+        let (old_number, old_stop, old_task) =
+            (self.live.generation.number, self.live.stop.clone(), &mut self.live.task);
+        old_stop.cancel();
+        let _ = old_task.await;
+        let old_final = old_status.snapshot().checkpoint;
+        while new.generation.status.snapshot().checkpoint < old_final && !self.shutdown.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        *self.view.serving.write().unwrap_or_else(|p| p.into_inner()) = new.generation.clone();
+        *self.view.rebuild.write().unwrap_or_else(|p| p.into_inner()) = None;
+        self.live = new;
+        info!(
+            projection = name,
+            generation = number,
+            previous = old_number,
+            "rebuild complete; the new generation serves"
+        );
+        control::complete_rebuild(self.store.as_ref(), name, number).await.map_err(|e| e.to_string())?;
+        self.generations.remove_others(&[number]).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// Whether `new` may replace `serving`: it has reached the head once, and has applied at least
+/// what the serving generation has, so a reader never goes back in time at the switch.
+fn caught_up(new: &Generation, serving: &Generation) -> bool {
+    let (new, serving) = (new.status.snapshot(), serving.status.snapshot());
+    new.caught_up && new.checkpoint >= serving.checkpoint
+}
