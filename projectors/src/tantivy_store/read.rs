@@ -11,7 +11,7 @@ use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{DocAddress, Order, Searcher, TantivyDocument};
 
 use super::facets::FacetCollector;
-use super::lookup::Lookup;
+use super::lookup::{KnownKeys, Lookup};
 use super::query;
 use super::schema::{self, backend, corrupt, from_tantivy_time, Fields};
 use crate::view_store::{Cursor, Query, SearchPage, StoredDoc};
@@ -24,10 +24,11 @@ pub(crate) fn get(
     view: &'static str,
     fields: &Fields,
     searcher: &Searcher,
+    known: &KnownKeys,
     tenant: &str,
     id: &str,
 ) -> Result<Option<StoredDoc>, ViewError> {
-    get_many(view, fields, searcher, &[(tenant, id)]).map(|mut docs| docs.pop().flatten())
+    get_many(view, fields, searcher, known, &[(tenant, id)]).map(|mut docs| docs.pop().flatten())
 }
 
 /// [`get`] for many identities, with the segments' readers opened once.
@@ -35,9 +36,10 @@ pub(crate) fn get_many(
     view: &'static str,
     fields: &Fields,
     searcher: &Searcher,
+    known: &KnownKeys,
     keys: &[(&str, &str)],
 ) -> Result<Vec<Option<StoredDoc>>, ViewError> {
-    let lookup = Lookup::new(view, fields, searcher)?;
+    let lookup = Lookup::new(view, fields, searcher, known)?;
     keys.iter()
         .map(|(tenant, id)| lookup.find(tenant, id)?.map(|found| load(view, fields, searcher, found.addr)).transpose())
         .collect()

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use tantivy::{Index, IndexWriter, Searcher, TantivyDocument, Term};
 
-use super::lookup::Lookup;
+use super::lookup::{KnownKeys, Lookup};
 use super::schema::{self, backend, corrupt, Fields};
 use crate::view_store::{Checkpoint, ViewBatch};
 use crate::ViewError;
@@ -51,6 +51,7 @@ pub(crate) fn commit(
     fields: &Fields,
     writer: &mut Writer,
     searcher: &Searcher,
+    known: &KnownKeys,
     batch: &ViewBatch,
 ) -> Result<Outcome, ViewError> {
     if let Some(reason) = &writer.broken {
@@ -83,7 +84,7 @@ pub(crate) fn commit(
 
     let mut writes = 0usize;
     let staged = (|| -> Result<(), ViewError> {
-        let lookup = Lookup::new(view, fields, searcher)?;
+        let lookup = Lookup::new(view, fields, searcher, known)?;
         for (tenant, id) in order {
             let Some((version, doc)) = latest.remove(&(tenant, id)) else { continue };
             match lookup.find(tenant, id)? {
@@ -93,6 +94,7 @@ pub(crate) fn commit(
                 }
                 None => {}
             }
+            known.insert(tenant, id);
             writer.inner.add_document(doc).map_err(backend(view, "add document"))?;
             writes += 1;
         }
