@@ -44,7 +44,11 @@ proptest! {
     }
 }
 
-async fn run(phases: Vec<(Vec<(u8, u8)>, u64, bool)>, batch_size: usize) {
+/// Events appended while a projector runs, then how long after them it crashes, and whether
+/// its view is reopened (a process crash) rather than kept (a task crash).
+type Phase = (Vec<(u8, u8)>, u64, bool);
+
+async fn run(phases: Vec<Phase>, batch_size: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(EngineConfig::new(dir.path().join("store"))).await.unwrap();
     let config = ProjectorConfig { batch_size, flush_interval: Duration::from_millis(5), cache_docs: 0 };
