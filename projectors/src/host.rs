@@ -97,7 +97,8 @@ impl<P: Projection + Clone> OpenView<P> {
             |op: &'static str| move |e: std::io::Error| ViewError::Backend { view: name, op, reason: e.to_string() };
         let generations = Generations::open(dir).map_err(io("open view directory"))?;
         let number = generations.current().map_err(io("read CURRENT"))?;
-        let store = Arc::new(TantivyViewStore::open(&generations.path(number), projection.schema())?);
+        let (path, schema) = (generations.path(number), projection.schema());
+        let store = Arc::new(crate::background::spawn_lowered(move || TantivyViewStore::open(&path, schema))?);
         Ok(OpenView { projection, generations, serving: (number, store) })
     }
 
@@ -227,7 +228,8 @@ impl<P: Projection + Clone> Host<P> {
     async fn start_rebuild(&mut self, generation: u64) -> Result<(), String> {
         let name = self.view.name;
         let dir = self.generations.path(generation);
-        match TantivyViewStore::open(&dir, self.projection.schema()) {
+        let (path, schema) = (dir.clone(), self.projection.schema());
+        match crate::background::spawn_lowered(move || TantivyViewStore::open(&path, schema)) {
             Ok(view_store) => {
                 info!(projection = name, generation, dir = %dir.display(), "rebuild started");
                 let running = Running::start(

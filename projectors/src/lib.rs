@@ -9,6 +9,7 @@
 //! - [`host`], [`generations`] and [`control`]: serving a view in this process, with rebuilds
 //!   into a new generation on request (a control event on `$projections`).
 
+pub mod background;
 mod batch;
 pub mod control;
 pub mod error;

@@ -234,10 +234,10 @@ impl<P: Projection> Projector<P> {
         op: impl FnOnce(&dyn ViewStore) -> Result<T, ViewError> + Send + 'static,
     ) -> Result<T, Stop> {
         let view = Arc::clone(&self.view);
-        match tokio::task::spawn_blocking(move || op(view.as_ref())).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(Stop::Retry(e.to_string())),
-            Err(e) => Err(Stop::Retry(format!("view task failed: {e}"))),
+        match crate::background::run(move || op(view.as_ref())).await {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(e)) => Err(Stop::Retry(e.to_string())),
+            None => Err(Stop::Retry("a view task panicked".to_owned())),
         }
     }
 }
@@ -265,10 +265,10 @@ async fn commit_with_retry(
     let mut backoff = Backoff::default();
     loop {
         let (view, attempt) = (Arc::clone(&view), Arc::clone(&batch));
-        let error = match tokio::task::spawn_blocking(move || view.commit(&attempt)).await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("view task failed: {e}"),
+        let error = match crate::background::run(move || view.commit(&attempt)).await {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(e)) => e.to_string(),
+            None => "the view's commit panicked".to_owned(),
         };
         if shutdown.is_cancelled() {
             warn!(projection = name, position, error = %error, "batch failed at shutdown; it will be replayed on the next start");

@@ -106,7 +106,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
         let store: Arc<dyn EventStore> = Arc::new(self.store.clone());
         self.keys.follow(Arc::clone(&store), shutdown.clone());
-        let (views, projectors) = self.views.start(&store, &shutdown);
+        let (views, projectors) = self.views.start(&store, self.settings.projector_flush, &shutdown);
         let state = AppState {
             store,
             settings: Arc::clone(&self.settings),

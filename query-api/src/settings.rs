@@ -28,6 +28,10 @@ pub struct Settings {
     pub strict_schemas: bool,
     /// The first admin key, used only when the store has no key yet (`ANNALS_ADMIN_KEY`).
     pub admin_key: Option<String>,
+    /// How long a projector gathers live events before it commits them to its view
+    /// (`ANNALS_PROJECTOR_FLUSH_MS`): the delay before a write is searchable, against the rate
+    /// of view commits (each one syncs files on the disk the log also syncs to).
+    pub projector_flush: Duration,
 }
 
 impl Default for Settings {
@@ -40,6 +44,7 @@ impl Default for Settings {
             sse_heartbeat: Duration::from_secs(15),
             admin_key: None,
             strict_schemas: false,
+            projector_flush: Duration::from_millis(200),
         }
     }
 }
@@ -53,6 +58,7 @@ impl std::fmt::Debug for Settings {
             .field("max_page", &self.max_page)
             .field("sse_heartbeat", &self.sse_heartbeat)
             .field("strict_schemas", &self.strict_schemas)
+            .field("projector_flush", &self.projector_flush)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -68,16 +74,18 @@ pub struct SettingsLayer {
     pub max_page: Option<String>,
     pub sse_heartbeat_secs: Option<String>,
     pub strict_schemas: Option<String>,
+    pub projector_flush_ms: Option<String>,
 }
 
 /// The environment variable of each setting.
-const ENV: [(&str, &str); 6] = [
+const ENV: [(&str, &str); 7] = [
     ("listen", "ANNALS_LISTEN"),
     ("data_dir", "ANNALS_DATA_DIR"),
     ("max_body_bytes", "ANNALS_MAX_BODY_BYTES"),
     ("max_page", "ANNALS_MAX_PAGE"),
     ("sse_heartbeat_secs", "ANNALS_SSE_HEARTBEAT_SECS"),
     ("strict_schemas", "ANNALS_STRICT_SCHEMAS"),
+    ("projector_flush_ms", "ANNALS_PROJECTOR_FLUSH_MS"),
 ];
 
 impl Settings {
@@ -104,6 +112,7 @@ impl Settings {
             max_page: var(ENV[3].1),
             sse_heartbeat_secs: var(ENV[4].1),
             strict_schemas: var(ENV[5].1),
+            projector_flush_ms: var(ENV[6].1),
         };
         settings.apply(from_env, &|name| {
             ENV.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, v)| (*v).to_owned())
@@ -139,6 +148,13 @@ impl Settings {
         if let Some(v) = layer.sse_heartbeat_secs {
             let secs = positive(&v).map_err(|reason| invalid("sse_heartbeat_secs", &v, reason))?;
             self.sse_heartbeat = Duration::from_secs(secs as u64);
+        }
+        if let Some(v) = layer.projector_flush_ms {
+            let ms = positive(&v).map_err(|reason| invalid("projector_flush_ms", &v, reason))?;
+            if ms > 60_000 {
+                return Err(invalid("projector_flush_ms", &v, "at most 60000 (a minute)".into()));
+            }
+            self.projector_flush = Duration::from_millis(ms as u64);
         }
         if let Some(v) = layer.strict_schemas {
             self.strict_schemas = match v.trim() {

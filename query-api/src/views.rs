@@ -99,8 +99,13 @@ pub struct OpenViews {
 impl OpenViews {
     /// Hosts each view (its projector, rebuilds); they stop, committing their batch, when
     /// `shutdown` fires.
-    pub fn start(self, store: &Arc<dyn EventStore>, shutdown: &CancellationToken) -> (Views, Vec<JoinHandle<()>>) {
-        let config = ProjectorConfig::default();
+    pub fn start(
+        self,
+        store: &Arc<dyn EventStore>,
+        flush_interval: Duration,
+        shutdown: &CancellationToken,
+    ) -> (Views, Vec<JoinHandle<()>>) {
+        let config = ProjectorConfig { flush_interval, ..ProjectorConfig::default() };
         let (messages, m) = self.messages.start(Arc::clone(store), config.clone(), shutdown.clone());
         let (audit, a) = self.audit.start(Arc::clone(store), config, shutdown.clone());
         (Views { messages, audit }, vec![m, a])

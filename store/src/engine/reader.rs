@@ -247,7 +247,17 @@ impl<'a> LogCursor<'a> {
     fn bytes(&mut self, offset: u64, len: usize) -> Result<Bytes, StoreError> {
         let in_chunk = offset >= self.chunk_start && offset + len as u64 <= self.chunk_start + self.chunk.len() as u64;
         if !in_chunk {
-            self.chunk = self.segment.read_up_to(offset, CHUNK.max(len))?;
+            // In the segment the head is in, the published bytes end at the head's offset; past
+            // it lie preallocated zeros. A live subscriber woken for a few new events used to read
+            // (and allocate, zero and copy) a whole chunk of them per wake-up: most of the CPU a
+            // live tail cost, taken from the API's workers (BENCHMARKS.md, 2026-11-30 evening).
+            let head = self.shared.head();
+            let published = if head.segment == self.segment.number {
+                usize::try_from(head.offset.saturating_sub(offset)).unwrap_or(usize::MAX)
+            } else {
+                CHUNK
+            };
+            self.chunk = self.segment.read_up_to(offset, published.min(CHUNK).max(len))?;
             self.chunk_start = offset;
             if self.chunk.len() < len {
                 return Err(self.corrupt(offset, format!("{len} bytes expected, segment ends")));
