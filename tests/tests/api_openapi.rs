@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/projections"),
     ("get", "/v1/projections/{name}"),
     ("post", "/v1/projections/{name}/rebuild"),
+    ("get", "/v1/projections/{name}/parked"),
     ("get", "/v1/schemas"),
     ("get", "/v1/schemas/{type}"),
     ("get", "/healthz"),

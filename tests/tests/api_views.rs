@@ -1,7 +1,8 @@
 //! The read views over HTTP: events appended through the API show up in `GET /v1/messages` and
 //! `GET /v1/audit` (read-your-writes with `min_position`), with filters, facets and cursors; one
 //! message opens with its timeline, as of a past time, and as raw history; tenants never see each
-//! other's documents; and the views survive a restart.
+//! other's documents; the views survive a restart; and events a view cannot apply are parked
+//! and listed.
 
 mod support;
 
@@ -237,5 +238,43 @@ async fn tenants_never_see_each_others_documents() {
     assert_eq!(page["total"], json!(0), "{page}");
     let (status, _) = app.get(&format!("/v1/audit/{audit_id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn events_a_view_cannot_apply_are_parked_and_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    // Valid `message.*` events, but on streams that are not message streams: the `messages`
+    // projection cannot place them, parks them with the reason, and goes on.
+    let sent = json!({ "message_id": "x", "channel": "email", "provider": "ses" });
+    append(&app, "orders-1", &[("message.sent", sent.clone())]).await;
+    append(&app, "orders-2", &[("message.sent", sent)]).await;
+    let last =
+        append(&app, "message-ok", &[("message.enqueued", enqueued("ok", "ok@example.com", "email", "Fine"))]).await;
+    let (_, page) = app.get(&format!("/v1/messages?min_position={last}")).await;
+    assert_eq!(page["total"], json!(1), "the good message is there: {page}");
+
+    let (status, parked) = app.get("/v1/projections/messages/parked?limit=1").await;
+    assert_eq!(status, StatusCode::OK, "{parked}");
+    let items = parked["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{parked}");
+    assert_eq!(items[0]["revision"], json!(0));
+    assert!(items[0]["entry"]["stream"].as_str().unwrap().ends_with("orders-1"), "{parked}");
+    assert_eq!(items[0]["entry"]["event_type"], json!("message.sent"));
+    assert!(!items[0]["entry"]["error"].as_str().unwrap().is_empty(), "the reason is recorded: {parked}");
+    let next = parked["next"].as_str().expect("a next page");
+    let (_, rest) = app.get(next).await;
+    assert_eq!(rest["items"][0]["revision"], json!(1), "{rest}");
+    assert!(rest["items"][0]["entry"]["stream"].as_str().unwrap().ends_with("orders-2"), "{rest}");
+    let (_, progress) = app.get("/v1/projections/messages").await;
+    assert_eq!(progress["parked_events"], json!(2), "{progress}");
+
+    let (_, none) = app.get("/v1/projections/audit/parked").await;
+    assert_eq!((none["items"].as_array().unwrap().len(), &none["next"]), (0, &Value::Null), "{none}");
+    let (status, _) = app.get("/v1/projections/nope/parked").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, problem) = app.get("/v1/projections/messages/parked?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     app.stop().await;
 }

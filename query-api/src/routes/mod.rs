@@ -8,6 +8,7 @@ mod health;
 mod keys;
 mod live;
 mod messages;
+mod parked;
 mod projections;
 mod schemas;
 mod search;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(projections::list))
         .routes(routes!(projections::get))
         .routes(routes!(projections::rebuild))
+        .routes(routes!(parked::list))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
         .routes(routes!(schemas::list))
