@@ -127,6 +127,7 @@ impl<P: Projection + Clone> OpenView<P> {
             shutdown,
             live,
             rebuild: None,
+            swept: false,
         };
         (view, tokio::spawn(host.run()))
     }
@@ -180,6 +181,9 @@ struct Host<P: Projection> {
     shutdown: CancellationToken,
     live: Running,
     rebuild: Option<Running>,
+    /// Whether generation directories that serve nothing have been removed since the last
+    /// rebuild ended (at start, or after a failed one); a switch removes its predecessor itself.
+    swept: bool,
 }
 
 impl<P: Projection + Clone> Host<P> {
@@ -213,11 +217,12 @@ impl<P: Projection + Clone> Host<P> {
                 self.start_rebuild(requested).await?;
             }
         }
-        if self.rebuild.is_none() {
+        if self.rebuild.is_none() && !self.swept {
             let removed = self.generations.remove_others(&[serving]).map_err(|e| e.to_string())?;
             for path in removed {
                 info!(projection = name, path = %path.display(), "removed a view generation that is not serving");
             }
+            self.swept = true;
         }
         if self.rebuild.as_ref().is_some_and(|r| caught_up(&r.generation, &self.live.generation)) {
             self.switch().await?;
@@ -247,6 +252,7 @@ impl<P: Projection + Clone> Host<P> {
             }
             Err(e) => {
                 error!(projection = name, generation, error = %e, "rebuild cannot start");
+                self.swept = false;
                 control::fail_rebuild(self.store.as_ref(), name, generation, e.to_string())
                     .await
                     .map_err(|e| e.to_string())
