@@ -15,6 +15,7 @@
 //!   positions behind the head, and the age of the oldest event waiting (0 when none waits)
 //! - `annals_projection_applied_events{projection}` — events applied since the process started
 //! - `annals_projection_parked_events{projection}` — events ever parked in `$parked-{projection}`
+//! - `annals_projection_events_per_second{projection}` — events applied per second, lately
 //! - `annals_projection_generation{projection}` — the generation that serves reads
 //! - `annals_projection_rebuild_progress{projection}` — a rebuild's progress from 0 to 1 (-1: none
 //!   runs), and `annals_projection_rebuild_eta_seconds{projection}` (-1: none or unknown)
@@ -48,6 +49,7 @@ pub struct ProjectionMetrics {
     pub applied_events: Family<ProjectionLabels, Gauge>,
     pub parked_events: Family<ProjectionLabels, Gauge>,
     pub generation: Family<ProjectionLabels, Gauge>,
+    pub events_per_second: Family<ProjectionLabels, Gauge<f64, AtomicU64>>,
     pub rebuild_progress: Family<ProjectionLabels, Gauge<f64, AtomicU64>>,
     pub rebuild_eta_seconds: Family<ProjectionLabels, Gauge<f64, AtomicU64>>,
 }
@@ -62,6 +64,7 @@ impl ProjectionMetrics {
         self.applied_events.get_or_create(&labels).set(int(p.applied_events));
         self.parked_events.get_or_create(&labels).set(int(p.parked_events));
         self.generation.get_or_create(&labels).set(int(p.generation));
+        self.events_per_second.get_or_create(&labels).set(p.events_per_second);
         let rebuild = p.rebuild.as_ref();
         self.rebuild_progress.get_or_create(&labels).set(rebuild.map_or(-1.0, |r| r.progress));
         self.rebuild_eta_seconds.get_or_create(&labels).set(rebuild.and_then(|r| r.eta_seconds).unwrap_or(-1.0));
@@ -131,6 +134,11 @@ impl Metrics {
             "annals_projection_generation",
             "The generation serving reads",
             projections.generation.clone(),
+        );
+        registry.register(
+            "annals_projection_events_per_second",
+            "Events applied per second over the last seconds",
+            projections.events_per_second.clone(),
         );
         registry.register(
             "annals_projection_rebuild_progress",

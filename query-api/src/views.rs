@@ -48,6 +48,8 @@ pub struct Progress {
     pub applied_events: u64,
     /// Events recorded in `$parked-{name}`, ever.
     pub parked_events: u64,
+    /// Events applied per second by the serving generation's projector, over the last seconds.
+    pub events_per_second: f64,
     /// The rebuild in progress, if any.
     pub rebuild: Option<RebuildProgress>,
 }
@@ -157,6 +159,7 @@ pub async fn progress(view: &HostedView, store: &dyn EventStore) -> Result<Progr
         lag_seconds,
         applied_events: snapshot.applied,
         parked_events,
+        events_per_second: serving.status.events_per_second(),
         rebuild,
     })
 }

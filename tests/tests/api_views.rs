@@ -184,12 +184,14 @@ async fn audit_trail_is_searchable_by_action_prefix_and_survives_a_restart() {
         (&json!(last), &json!(0), &json!(0))
     );
     assert_eq!(audit["state"], json!("live"), "{audit}");
+    assert!(audit["events_per_second"].as_f64().is_some_and(|r| r >= 0.0), "{audit}");
     let (status, _) = app.get("/v1/projections/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(&format!("annals_projection_checkpoint{{projection=\"audit\"}} {last}")), "{metrics}");
     assert!(metrics.contains("annals_projection_lag_events{projection=\"audit\"} 0"), "{metrics}");
     assert!(metrics.contains("annals_projection_generation{projection=\"audit\"} 1"), "{metrics}");
+    assert!(metrics.contains("annals_projection_events_per_second{projection=\"audit\"}"), "{metrics}");
     assert!(metrics.contains("annals_projection_rebuild_progress{projection=\"audit\"} -1"), "{metrics}");
 
     let app = app.restart().await;
