@@ -53,7 +53,7 @@ pub(crate) fn prepare<P: Projection>(
     events: &[RecordedEvent],
 ) -> Result<Prepared, ViewError> {
     let keys: Vec<Option<DocKey>> = events.iter().map(|e| projection.doc_key(e)).collect();
-    let mut docs: HashMap<&DocKey, Option<P::Doc>> = HashMap::new();
+    let mut docs: HashMap<&DocKey, Option<P::Doc>> = HashMap::with_capacity(events.len());
     let mut misses = Vec::new();
     for key in keys.iter().flatten() {
         if !docs.contains_key(key) {
@@ -79,7 +79,7 @@ pub(crate) fn prepare<P: Projection>(
     }
 
     let mut parked = Vec::new();
-    let mut changed: Vec<&DocKey> = Vec::new();
+    let mut changed: Vec<&DocKey> = Vec::with_capacity(events.len());
     for (event, key) in events.iter().zip(&keys) {
         let Some(key) = key else { continue };
         let doc = docs.get_mut(key).expect("every key of the batch was looked up");
@@ -91,10 +91,10 @@ pub(crate) fn prepare<P: Projection>(
     }
     changed.sort_unstable_by_key(|k| (k.tenant.as_str(), k.id.as_str()));
     changed.dedup();
-    let upserts = changed
-        .iter()
-        .filter_map(|key| docs.get(*key).and_then(Option::as_ref).map(|doc| projection.to_view(doc)))
-        .collect();
+    let mut upserts = Vec::with_capacity(changed.len());
+    upserts.extend(
+        changed.iter().filter_map(|key| docs.get(*key).and_then(Option::as_ref).map(|doc| projection.to_view(doc))),
+    );
     for (key, doc) in docs {
         if let Some(doc) = doc {
             cache.put(key.clone(), doc);

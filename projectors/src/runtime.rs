@@ -163,20 +163,24 @@ impl<P: Projection> Projector<P> {
         shutdown: &CancellationToken,
     ) -> Result<(), Stop> {
         let Some(last) = batch.last else { return Ok(()) };
-        let events = std::mem::take(&mut batch.events);
-        *batch = Batch::default();
+        let mut events = std::mem::take(&mut batch.events);
+        batch.last = None;
         let count = events.len() as u64;
         // The cache moves into the job and back; a failed job loses it, and `follow` then
         // restarts with a new one anyway.
         let mut taken = cache.take().ok_or_else(|| Stop::Retry("the document cache was lost".into()))?;
         let projection = Arc::clone(&self.projection);
-        let (prepared, taken) = self
+        let (prepared, taken, emptied) = self
             .blocking_view(move |view| {
                 let prepared = prepare(projection.as_ref(), view, &mut taken, &events)?;
-                Ok((prepared, taken))
+                events.clear();
+                Ok((prepared, taken, events))
             })
             .await?;
         *cache = Some(taken);
+        // The next batch reuses the buffer: growing a fresh one per batch faulted in (and
+        // zeroed) new pages every time, a sixth of the live projector's CPU (perf).
+        batch.events = emptied;
         // Parked before the checkpoint passes them, and before this commit starts.
         for (event, error) in &prepared.parked {
             self.park(event, error).await?;

@@ -60,8 +60,8 @@ pub(crate) fn commit(
     // Convert everything first: an invalid document fails the batch before anything is written.
     // Within the batch the highest version of each key wins (the first of equal versions), the
     // same result as applying the upserts one by one under rule 2.
-    let mut latest: HashMap<(&str, &str), (u64, TantivyDocument)> = HashMap::new();
-    let mut order = Vec::new();
+    let mut latest: HashMap<(&str, &str), (u64, TantivyDocument)> = HashMap::with_capacity(batch.upserts.len());
+    let mut order = Vec::with_capacity(batch.upserts.len());
     for doc in &batch.upserts {
         let converted = schema::to_document(view, fields, doc)?;
         match latest.entry((doc.tenant.as_str(), doc.id.as_str())) {
