@@ -50,11 +50,11 @@ async fn run(server: &Server, root: &std::path::Path, secs: Duration) -> anyhow:
     let key = server.create_key("bench", "writer").await?;
     let store = EmbeddedStore::open(EngineConfig::new(root.join("store"))).await?;
 
-    let (http, cpu) = http_load(server, &key, 16, 100, secs, None).await?;
+    let (http, cpu) = http_load(server, &key, 'b', 16, 100, secs, None).await?;
     let after_batches = server.projection().await?;
     let local = store_load(&store, 16, 100, secs).await?;
     row("batches of 100 events, 16 connections", &http, &local, &cpu);
-    let (http, cpu) = http_load(server, &key, 64, 1, secs, None).await?;
+    let (http, cpu) = http_load(server, &key, 's', 64, 1, secs, None).await?;
     let after_singles = server.projection().await?;
     let local = store_load(&store, 64, 1, secs).await?;
     row("single events, 64 connections", &http, &local, &cpu);
@@ -100,7 +100,7 @@ async fn live_lag(server: &Server, key: &str) -> anyhow::Result<()> {
             anyhow::Ok((max, samples))
         })
     };
-    let (http, _) = http_load(server, key, 64, 1, secs, Some(rate)).await?;
+    let (http, _) = http_load(server, key, 'l', 64, 1, secs, Some(rate)).await?;
     let (max, samples) = sampler.await??;
     let mut sorted = samples.clone();
     sorted.sort_by(f64::total_cmp);
@@ -145,7 +145,7 @@ fn row(name: &str, http: &Load, local: &Load, cpu: &Cpu) {
 }
 
 /// `connections` tasks, each with its own HTTP/1.1 connection, appending `batch` events per
-/// request to streams of their own for `secs`; latency per request.
+/// request to streams of their own (ids tagged with `run`) for `secs`; latency per request.
 ///
 /// The generator shares the server's two cores, so it is kept light: a raw hyper connection per
 /// task (no client pool, no URL parsing per request) and request bodies built before the clock
@@ -154,6 +154,7 @@ fn row(name: &str, http: &Load, local: &Load, cpu: &Cpu) {
 async fn http_load(
     server: &Server,
     key: &str,
+    run: char,
     connections: usize,
     batch: usize,
     secs: Duration,
@@ -207,7 +208,9 @@ async fn http_load(
                 if let Some(interval) = interval {
                     tokio::time::sleep_until((started + interval * i as u32).into()).await;
                 }
-                let id = format!("{c:04}-{i:09}");
+                // Unique across the runs of one server, so each run's events make new messages
+                // (reused ids once made a run append to the long timelines of an earlier one).
+                let id = format!("{run}{c:03}-{i:09}");
                 let (template, offsets) = &bodies[i % bodies.len()];
                 let mut body = template.clone();
                 for at in offsets {
@@ -239,7 +242,7 @@ async fn http_load(
 /// Request bodies each connection cycles through.
 const BODIES_PER_CONNECTION: usize = 16;
 
-/// Stands for the message id in pre-built bodies: as long as the ids patched in (`cccc-iiiiiiiii`).
+/// Stands for the message id in pre-built bodies: as long as the ids patched in (`rccc-iiiiiiiii`).
 const ID_PLACEHOLDER: &str = "XXXX-XXXXXXXXX";
 
 /// CPU seconds used by the server and by this process (the load generator) since a point.
