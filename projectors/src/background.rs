@@ -32,7 +32,7 @@ pub async fn run<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) ->
     let job: Job = Box::new(move || {
         let _ = tx.send(job());
     });
-    if pool().lock().unwrap_or_else(|p| p.into_inner()).send(job).is_err() {
+    if pool().send(job).is_err() {
         return None;
     }
     rx.await.ok()
@@ -54,8 +54,8 @@ pub fn spawn_lowered<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
     }
 }
 
-fn pool() -> &'static Mutex<mpsc::Sender<Job>> {
-    static POOL: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+fn pool() -> &'static mpsc::Sender<Job> {
+    static POOL: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
     POOL.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = std::sync::Arc::new(Mutex::new(rx));
@@ -76,7 +76,7 @@ fn pool() -> &'static Mutex<mpsc::Sender<Job>> {
                 })
                 .expect("a thread can be started");
         }
-        Mutex::new(tx)
+        tx
     })
 }
 

@@ -59,29 +59,55 @@ pub async fn read_state(
     store: &dyn EventStore,
     projection: &str,
 ) -> Result<(ControlState, ExpectedRevision), StoreError> {
-    let stream = control_stream();
-    let mut state = ControlState { generation: 1, rebuilding: None };
-    let mut from = ReadFrom::Start;
-    let mut expected = ExpectedRevision::NoStream;
-    loop {
-        let events = match store.read_stream(&stream, from, Direction::Forwards, 1_000).await? {
-            ReadStreamOutcome::Events(events) => events,
-            ReadStreamOutcome::StreamNotFound => return Ok((state, expected)),
-        };
-        let Some(last) = events.last() else { return Ok((state, expected)) };
-        expected = ExpectedRevision::Exact(last.revision);
-        from = ReadFrom::At(last.revision.next());
-        let done = events.len() < 1_000;
-        for event in &events {
-            // Control events are written only by this module; one that does not decode is
-            // skipped rather than stopping every projection.
-            let Ok(data) = serde_json::from_slice::<ControlEvent>(&event.data) else { continue };
-            if data.projection == projection {
-                apply(&mut state, &event.event_type, &data, event.recorded_at);
-            }
+    let mut reader = ControlReader::new(projection);
+    reader.refresh(store).await?;
+    Ok((reader.state.clone(), reader.expected))
+}
+
+/// Follows the control stream for one projection: each `refresh` reads only the events appended
+/// since the last one (the projection host refreshes a few times a second).
+#[derive(Debug)]
+pub struct ControlReader {
+    projection: String,
+    pub state: ControlState,
+    /// The revision the state was read at (what a decision on it appends against).
+    pub expected: ExpectedRevision,
+    from: ReadFrom<annals_store::Revision>,
+}
+
+impl ControlReader {
+    pub fn new(projection: &str) -> Self {
+        ControlReader {
+            projection: projection.to_owned(),
+            state: ControlState { generation: 1, rebuilding: None },
+            expected: ExpectedRevision::NoStream,
+            from: ReadFrom::Start,
         }
-        if done {
-            return Ok((state, expected));
+    }
+
+    /// Folds the events appended since the last refresh.
+    pub async fn refresh(&mut self, store: &dyn EventStore) -> Result<&ControlState, StoreError> {
+        let stream = control_stream();
+        loop {
+            let events = match store.read_stream(&stream, self.from, Direction::Forwards, 1_000).await? {
+                ReadStreamOutcome::Events(events) => events,
+                ReadStreamOutcome::StreamNotFound => return Ok(&self.state),
+            };
+            let Some(last) = events.last() else { return Ok(&self.state) };
+            self.expected = ExpectedRevision::Exact(last.revision);
+            self.from = ReadFrom::At(last.revision.next());
+            let done = events.len() < 1_000;
+            for event in &events {
+                // Control events are written only by this module; one that does not decode is
+                // skipped rather than stopping every projection.
+                let Ok(data) = serde_json::from_slice::<ControlEvent>(&event.data) else { continue };
+                if data.projection == self.projection {
+                    apply(&mut self.state, &event.event_type, &data, event.recorded_at);
+                }
+            }
+            if done {
+                return Ok(&self.state);
+            }
         }
     }
 }

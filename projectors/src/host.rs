@@ -128,6 +128,7 @@ impl<P: Projection + Clone> OpenView<P> {
             live,
             rebuild: None,
             swept: false,
+            control: control::ControlReader::new(view.name),
         };
         (view, tokio::spawn(host.run()))
     }
@@ -184,6 +185,7 @@ struct Host<P: Projection> {
     /// Whether generation directories that serve nothing have been removed since the last
     /// rebuild ended (at start, or after a failed one); a switch removes its predecessor itself.
     swept: bool,
+    control: control::ControlReader,
 }
 
 impl<P: Projection + Clone> Host<P> {
@@ -207,7 +209,7 @@ impl<P: Projection + Clone> Host<P> {
     /// One step: follow the control stream, start or finish a rebuild.
     async fn tick(&mut self) -> Result<(), String> {
         let name = self.view.name;
-        let (state, _) = control::read_state(self.store.as_ref(), name).await.map_err(|e| e.to_string())?;
+        let state = self.control.refresh(self.store.as_ref()).await.map_err(|e| e.to_string())?.clone();
         let serving = self.live.generation.number;
         if let Some(requested) = state.rebuilding.as_ref().map(|r| r.generation) {
             if requested == serving {
