@@ -50,19 +50,26 @@ async fn run(server: &Server, root: &std::path::Path, secs: Duration) -> anyhow:
     let key = server.create_key("bench", "writer").await?;
     let store = EmbeddedStore::open(EngineConfig::new(root.join("store"))).await?;
 
+    // Every HTTP measure starts with the projection caught up, so that none inherits the
+    // indexing backlog of the one before it.
+    let settled_batches = settle(server).await?;
     let (http, cpu) = http_load(server, &key, 'b', 16, 100, secs, None).await?;
     let after_batches = server.projection().await?;
     let local = store_load(&store, 16, 100, secs).await?;
     row("batches of 100 events, 16 connections", &http, &local, &cpu);
+    let settled_singles = settle(server).await?;
     let (http, cpu) = http_load(server, &key, 's', 64, 1, secs, None).await?;
     let after_singles = server.projection().await?;
     let local = store_load(&store, 64, 1, secs).await?;
     row("single events, 64 connections", &http, &local, &cpu);
     // The server's `messages` projection indexes every appended event while the load runs.
     println!();
-    for (name, p) in [("batches", after_batches), ("single events", after_singles)] {
+    for (name, p, settled) in
+        [("batches", after_batches, settled_batches), ("single events", after_singles, settled_singles)]
+    {
         println!(
-            "`messages` projection at the end of the {name} run: lag {} events / {:.1} s, {} parked",
+            "`messages` projection at the end of the {name} run: lag {} events / {:.1} s, {} parked \
+             (before the run, the backlog of the runs before it took {settled:.1} s to clear)",
             p["lag_events"],
             p["lag_seconds"].as_f64().unwrap_or(f64::NAN),
             p["parked_events"]
@@ -79,12 +86,7 @@ async fn run(server: &Server, root: &std::path::Path, secs: Duration) -> anyhow:
 async fn live_lag(server: &Server, key: &str) -> anyhow::Result<()> {
     let rate = env_f64("BENCH_LIVE_RATE", 8_000.0);
     let secs = Duration::from_secs_f64(env_f64("BENCH_LIVE_SECS", 20.0));
-    // Let the projection finish the backlog of the runs above first.
-    let settle = Instant::now();
-    while server.projection().await?["lag_events"].as_u64() != Some(0) && settle.elapsed() < Duration::from_secs(120) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let settled = settle.elapsed().as_secs_f64();
+    let settled = settle(server).await?;
     let sampler = {
         let (url, key) = (server.url.clone(), ADMIN_KEY.to_owned());
         tokio::spawn(async move {
@@ -115,6 +117,16 @@ async fn live_lag(server: &Server, key: &str) -> anyhow::Result<()> {
         http.hist.value_at_quantile(0.99) as f64 / 1000.0,
     );
     Ok(())
+}
+
+/// Waits (two minutes at most) until the `messages` projection has no backlog; returns the
+/// seconds it took.
+async fn settle(server: &Server) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    while server.projection().await?["lag_events"].as_u64() != Some(0) && start.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(start.elapsed().as_secs_f64())
 }
 
 fn env_f64(name: &str, default: f64) -> f64 {
