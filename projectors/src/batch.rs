@@ -36,6 +36,11 @@ impl Batch {
         self.last = Some(event.position);
         self.events.push(event);
     }
+
+    /// Moves the batch's checkpoint past an event that is not the projection's.
+    pub(crate) fn skip(&mut self, position: Position) {
+        self.last = Some(position);
+    }
 }
 
 /// A batch folded into documents, ready to commit.

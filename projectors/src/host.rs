@@ -31,6 +31,7 @@ use tracing::{error, info, warn};
 
 use crate::control;
 use crate::generations::Generations;
+use crate::parked::ParkedLog;
 use crate::projection::Projection;
 use crate::runtime::{Projector, ProjectorConfig};
 use crate::status::ProjectionStatus;
@@ -46,12 +47,14 @@ pub struct HostedView {
     rebuild: RwLock<Option<Rebuild>>,
 }
 
-/// One generation of a view: its index and its projector's figures.
+/// One generation of a view: its index, its projector's figures and its parked events.
 #[derive(Clone, Debug)]
 pub struct Generation {
     pub number: u64,
     pub store: Arc<dyn ViewStore>,
     pub status: Arc<ProjectionStatus>,
+    /// The generation's parked stream, folded as far as the last `refresh` read it.
+    pub parked: Arc<tokio::sync::Mutex<ParkedLog>>,
 }
 
 /// A rebuild in progress.
@@ -165,11 +168,14 @@ impl Running {
         shutdown: &CancellationToken,
     ) -> Running {
         let view: Arc<dyn ViewStore> = view;
-        let projector = Projector::new(Arc::clone(store), Arc::clone(&view), projection.clone(), config.clone());
+        let projector =
+            Projector::new(Arc::clone(store), Arc::clone(&view), projection.clone(), config.clone()).generation(number);
         let status = projector.status();
+        let stream = crate::parked::parked_stream(status.name, number).expect("view names make valid stream names");
+        let parked = Arc::new(tokio::sync::Mutex::new(ParkedLog::new(stream)));
         let stop = shutdown.child_token();
         let task = tokio::spawn(projector.run(stop.clone()));
-        Running { generation: Generation { number, store: view, status }, stop, task }
+        Running { generation: Generation { number, store: view, status, parked }, stop, task }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod control;
 pub mod error;
 pub mod generations;
 pub mod host;
+pub mod parked;
 pub mod projection;
 pub mod runtime;
 pub mod status;

@@ -10,9 +10,12 @@
 //!   resumes after that checkpoint. A crash before the commit replays the batch; a replayed write
 //!   whose version is not newer is a no-op in the view (document version = position).
 //! - **Parking**: an event the projection cannot apply is appended, with the error, to the
-//!   system stream `$parked-{view}` before the checkpoint passes it, and the batch goes on. Each
-//!   parked event has an id derived from the view and the position, so parking it again after a
-//!   crash is an idempotent retry, not a second entry.
+//!   generation's parked stream (`parked.rs`) before the checkpoint passes it, and the batch goes
+//!   on. Each parked event has an id derived from the stream and the position, so parking it
+//!   again after a crash is an idempotent retry, not a second entry.
+//! - **Replays** of parked events are requests in the parked stream that the subscription
+//!   delivers in log order; the runtime applies the parked events when it meets one and commits
+//!   them with the request's position as version and checkpoint (`parked.rs` says why).
 //! - **Transient failures** (the view or the store) retry with jittered exponential backoff and
 //!   never skip: a failed batch is retried whole; a broken subscription restarts from the last
 //!   committed checkpoint.
@@ -21,12 +24,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals_store::{EventData, EventStore, ExpectedRevision, Position, RecordedEvent, StreamId, SubscribeFrom};
+use annals_store::{
+    Direction, EventFilter, EventStore, ExpectedRevision, Position, ReadFrom, RecordedEvent, StreamId, SubscribeFrom,
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::batch::{prepare, Batch, DocCache};
+use crate::batch::{prepare, Batch, DocCache, Prepared};
+use crate::parked::{self, ReplayOutcome, ReplayRequest, Replayed};
 use crate::projection::Projection;
 use crate::status::ProjectionStatus;
 use crate::view_store::{Checkpoint, ViewBatch, ViewStore};
@@ -60,6 +66,8 @@ pub struct Projector<P: Projection> {
     projection: Arc<P>,
     config: ProjectorConfig,
     status: Arc<ProjectionStatus>,
+    /// The parked stream of the generation this projector writes (`parked.rs`).
+    parked: StreamId,
 }
 
 impl<P: Projection> Projector<P> {
@@ -72,8 +80,17 @@ impl<P: Projection> Projector<P> {
         mut config: ProjectorConfig,
     ) -> Self {
         config.cache_docs = config.cache_docs.max(config.batch_size.saturating_mul(2));
-        let status = Arc::new(ProjectionStatus::new(projection.schema().name));
-        Projector { store, view, projection: Arc::new(projection), config, status }
+        let name = projection.schema().name;
+        let status = Arc::new(ProjectionStatus::new(name));
+        let parked = parked::parked_stream(name, 1).expect("view names make valid stream names");
+        Projector { store, view, projection: Arc::new(projection), config, status, parked }
+    }
+
+    /// The projector of generation `generation` of the view (1 by default): it parks into, and
+    /// takes replay requests from, that generation's parked stream.
+    pub fn generation(mut self, generation: u64) -> Self {
+        self.parked = parked::parked_stream(self.status.name, generation).expect("view names make valid stream names");
+        self
     }
 
     /// Live figures of this projector (checkpoint, applied and parked events).
@@ -115,8 +132,9 @@ impl<P: Projection> Projector<P> {
         let checkpoint = self.blocking_view(|v| v.checkpoint()).await?;
         self.status.set_checkpoint(checkpoint.map(|c| c.position));
         let from = checkpoint.map_or(SubscribeFrom::Start, |c| SubscribeFrom::After(c.position));
-        let mut subscription =
-            self.store.subscribe_to_all(from, self.projection.filter()).await.map_err(Stop::store)?;
+        let filter = self.projection.filter();
+        let widened = parked::with_replay_requests(&filter, &self.parked);
+        let mut subscription = self.store.subscribe_to_all(from, widened).await.map_err(Stop::store)?;
         self.blocking_view(|v| v.bulk_load(true)).await?;
         // Per subscription: after a failure nothing uncommitted may be served from it.
         let mut cache = Some(DocCache::new(self.config.cache_docs));
@@ -127,6 +145,18 @@ impl<P: Projection> Projector<P> {
             let deadline = started.map(|t| t + self.config.flush_interval);
             tokio::select! {
                 message = subscription.next() => match message.map_err(Stop::store)? {
+                    annals_store::SubscriptionMessage::Event(event) if !filter.matches(event.stream.as_str(), &event.event_type) => {
+                        if event.stream == self.parked && event.event_type == parked::REPLAY_REQUESTED {
+                            // Everything before the request is applied first: log order.
+                            self.flush(&mut batch, &mut cache, &mut in_flight, shutdown).await?;
+                            started = None;
+                            self.replay(&event, &mut cache, &mut in_flight, shutdown).await?;
+                        } else {
+                            // Another view's request, let through by the widened filter.
+                            started.get_or_insert_with(Instant::now);
+                            batch.skip(event.position);
+                        }
+                    }
                     annals_store::SubscriptionMessage::Event(event) => {
                         started.get_or_insert_with(Instant::now);
                         batch.push(event);
@@ -185,12 +215,80 @@ impl<P: Projection> Projector<P> {
         for (event, error) in &prepared.parked {
             self.park(event, error).await?;
         }
+        let parked = prepared.parked.len() as u64;
+        self.start_commit(prepared.upserts, last, count, parked, in_flight, shutdown).await
+    }
+
+    /// Applies the parked events a replay request selects (`parked.rs`), records each outcome,
+    /// and commits the documents with the request's position as version and checkpoint. Called
+    /// with the batch before the request flushed, so nothing after it is folded yet.
+    async fn replay(
+        &self,
+        request: &RecordedEvent,
+        cache: &mut Option<DocCache<P::Doc>>,
+        in_flight: &mut Option<InFlight>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Stop> {
+        let (name, at) = (self.status.name, request.position);
+        let wanted = serde_json::from_slice::<ReplayRequest>(&request.data).unwrap_or_else(|e| {
+            warn!(projection = name, position = at.0, error = %e, "a replay request does not decode; replaying every parked event");
+            ReplayRequest::default()
+        });
+        let mut log = parked::ParkedLog::new(self.parked.clone());
+        log.refresh(self.store.as_ref()).await.map_err(Stop::store)?;
+        let mut events = Vec::new();
+        for position in log.to_replay(at, wanted.positions.as_deref()) {
+            let found = self.store.read_all(ReadFrom::At(position), Direction::Forwards, 1, &EventFilter::all()).await;
+            match found.map_err(Stop::store)?.into_iter().next() {
+                Some(event) if event.position == position => events.push(event),
+                _ => warn!(projection = name, position = position.0, "a parked event is not in the log; not replayed"),
+            }
+        }
+        info!(projection = name, position = at.0, events = events.len(), "replaying parked events");
+        let mut taken = cache.take().ok_or_else(|| Stop::Retry("the document cache was lost".into()))?;
+        let projection = Arc::clone(&self.projection);
+        let (prepared, taken, events) = self
+            .blocking_view(move |view| {
+                let prepared = prepare(projection.as_ref(), view, &mut taken, &events)?;
+                Ok((prepared, taken, events))
+            })
+            .await?;
+        *cache = Some(taken);
+        let Prepared { mut upserts, parked: failed } = prepared;
+        let outcomes = events.iter().map(|event| {
+            let error = failed.iter().find(|(e, _)| e.position == event.position).map(|(_, error)| error.to_string());
+            let outcome = if error.is_some() { ReplayOutcome::Failed } else { ReplayOutcome::Applied };
+            Replayed { position: event.position.0, replayed_at: at.0, outcome, error }
+        });
+        let entries = outcomes.map(|o| parked::replayed_entry(&self.parked, &o)).collect::<Result<Vec<_>, _>>();
+        let entries = entries.map_err(Stop::store)?;
+        // Recorded before the checkpoint passes the request.
+        parked::record_outcomes(self.store.as_ref(), &self.parked, entries).await.map_err(Stop::store)?;
+        // The documents were folded from older events: the request's position makes the write
+        // newer than what the view holds (the view keeps only newer versions).
+        for doc in &mut upserts {
+            doc.version = doc.version.max(at);
+        }
+        let count = events.len() as u64;
+        self.start_commit(upserts, at, count, 0, in_flight, shutdown).await
+    }
+
+    /// Starts the commit of `upserts` with checkpoint `last`, once the previous commit landed.
+    async fn start_commit(
+        &self,
+        upserts: Vec<crate::view_store::ViewDoc>,
+        last: Position,
+        events: u64,
+        parked: u64,
+        in_flight: &mut Option<InFlight>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Stop> {
         self.settle(in_flight).await?;
-        let view_batch = ViewBatch { upserts: prepared.upserts, checkpoint: Some(Checkpoint { position: last }) };
+        let view_batch = ViewBatch { upserts, checkpoint: Some(Checkpoint { position: last }) };
         let view = Arc::clone(&self.view);
         let (name, shutdown) = (self.status.name, shutdown.clone());
         let task = tokio::spawn(commit_with_retry(view, view_batch, name, shutdown));
-        *in_flight = Some(InFlight { task, last, events: count, parked: prepared.parked.len() as u64 });
+        *in_flight = Some(InFlight { task, last, events, parked });
         Ok(())
     }
 
@@ -215,21 +313,10 @@ impl<P: Projection> Projector<P> {
     async fn park(&self, event: &RecordedEvent, error: &ApplyError) -> Result<(), Stop> {
         let name = self.status.name;
         warn!(projection = name, position = event.position.0, stream = %event.stream, error = %error, "parking an event that cannot be applied");
-        let parked = serde_json::json!({
-            "projection": name,
-            "position": event.position.0,
-            "stream": event.stream.as_str(),
-            "event_id": event.id,
-            "event_type": event.event_type,
-            "error": error.to_string(),
-        });
-        let data = EventData::json(PARKED_EVENT_TYPE, &parked)
-            .map_err(Stop::store)?
-            .with_id(uuid::Uuid::from_u64_pair(stable_hash(name), event.position.0));
-        let stream = parked_stream(name).map_err(Stop::store)?;
+        let data = parked::parked_entry(&self.parked, name, event, error.to_string()).map_err(Stop::store)?;
         // One append per parked event: a retry after a crash re-sends exactly one stored id,
         // which the store answers as an idempotent retry.
-        self.store.append_to_stream(&stream, ExpectedRevision::Any, vec![data]).await.map_err(Stop::store)?;
+        self.store.append_to_stream(&self.parked, ExpectedRevision::Any, vec![data]).await.map_err(Stop::store)?;
         Ok(())
     }
 
@@ -313,14 +400,6 @@ async fn wait_for(in_flight: &mut Option<InFlight>) -> Option<Result<InFlightDon
     })
 }
 
-/// The event type of entries in `$parked-{view}`.
-pub const PARKED_EVENT_TYPE: &str = "$parked";
-
-/// The system stream where a view's parked events are recorded.
-pub fn parked_stream(view: &str) -> Result<StreamId, annals_store::StoreError> {
-    StreamId::new(format!("$parked-{view}"))
-}
-
 enum Stop {
     /// The store is gone: nothing to retry.
     Closed,
@@ -358,9 +437,4 @@ impl Backoff {
         let jitter = rand::random::<f64>() * 0.5 + 0.5;
         Duration::from_millis((ceiling as f64 * jitter) as u64)
     }
-}
-
-/// FNV-1a: stable across builds and processes (unlike `DefaultHasher`), for parked-event ids.
-fn stable_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }

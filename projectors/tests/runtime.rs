@@ -165,7 +165,7 @@ async fn append(store: &EmbeddedStore, stream: &str, event_type: &str, data: Val
 }
 
 async fn read_parked(store: &EmbeddedStore) -> Vec<Value> {
-    let stream = annals_projectors::runtime::parked_stream("messages").unwrap();
+    let stream = annals_projectors::parked::parked_stream("messages", 1).unwrap();
     match store.read_stream(&stream, ReadFrom::Start, Direction::Forwards, 100).await.unwrap() {
         ReadStreamOutcome::Events(events) => events.iter().map(|e| serde_json::from_slice(&e.data).unwrap()).collect(),
         other => panic!("no parked events: {other:?}"),

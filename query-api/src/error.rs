@@ -81,6 +81,9 @@ pub enum ApiError {
     /// A rebuild was asked for while one runs.
     #[error("projection {projection} is already being rebuilt (generation {generation}); wait for it to finish")]
     RebuildRunning { projection: String, generation: u64 },
+    /// A replay named positions that are not parked events waiting for one.
+    #[error("projection {projection} has no parked event waiting at position(s) {positions:?}")]
+    NotParked { projection: String, positions: Vec<u64> },
 }
 
 impl ApiError {
@@ -140,6 +143,11 @@ impl ApiError {
                 extra.insert("projection".into(), json!(projection));
                 extra.insert("generation".into(), json!(generation));
                 (StatusCode::CONFLICT, "rebuild-running", "A rebuild is already running")
+            }
+            ApiError::NotParked { projection, positions } => {
+                extra.insert("projection".into(), json!(projection));
+                extra.insert("positions".into(), json!(positions));
+                (StatusCode::UNPROCESSABLE_ENTITY, "not-parked", "Not a parked event")
             }
             ApiError::View(annals_projectors::ViewError::BadQuery { .. }) => {
                 (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter")

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use annals_projectors::host::oldest_unapplied;
 use annals_projectors::{AuditProjection, HostedView, MessagesProjection, OpenView, ProjectorConfig};
-use annals_store::{Direction, EventStore, Position, ReadStreamOutcome, StoreError};
+use annals_store::{EventStore, Position, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -46,7 +46,7 @@ pub struct Progress {
     pub lag_seconds: f64,
     /// Events applied (parked ones included) since this process started.
     pub applied_events: u64,
-    /// Events recorded in `$parked-{name}`, ever.
+    /// Parked events of the serving generation that no replay has applied yet.
     pub parked_events: u64,
     /// Events applied per second by the serving generation's projector, over the last seconds.
     pub events_per_second: f64,
@@ -128,11 +128,7 @@ pub async fn progress(view: &HostedView, store: &dyn EventStore) -> Result<Progr
         }
         _ => (0, 0.0),
     };
-    let parked = annals_projectors::runtime::parked_stream(view.name())?;
-    let parked_events = match store.read_stream(&parked, annals_store::ReadFrom::End, Direction::Backwards, 1).await? {
-        ReadStreamOutcome::Events(last) => last.first().map_or(0, |e| e.revision.0 + 1),
-        ReadStreamOutcome::StreamNotFound => 0,
-    };
+    let parked_events = serving.parked.lock().await.refresh(store).await?.unresolved() as u64;
     let rebuild = view.rebuild().map(|r| {
         let s = r.generation.status.snapshot();
         let elapsed = r.started.elapsed().as_secs_f64().max(1e-3);

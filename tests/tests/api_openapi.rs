@@ -26,6 +26,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/projections/{name}"),
     ("post", "/v1/projections/{name}/rebuild"),
     ("get", "/v1/projections/{name}/parked"),
+    ("post", "/v1/projections/{name}/parked/replay"),
     ("get", "/v1/schemas"),
     ("get", "/v1/schemas/{type}"),
     ("get", "/healthz"),

@@ -280,3 +280,62 @@ async fn events_a_view_cannot_apply_are_parked_and_listed() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn parked_events_can_be_replayed_and_each_outcome_is_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let sent = json!({ "message_id": "x", "channel": "email", "provider": "ses" });
+    append(&app, "orders-1", &[("message.sent", sent.clone())]).await;
+    let last = append(&app, "orders-2", &[("message.sent", sent)]).await;
+    wait_for_checkpoint(&app, "messages", last).await;
+    let (_, parked) = app.get("/v1/projections/messages/parked").await;
+    let first = parked["items"][0]["entry"]["position"].as_u64().unwrap();
+
+    let (status, problem) =
+        app.post("/v1/projections/messages/parked/replay", &json!({ "positions": [first, 999_999] })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["positions"], json!([999_999]), "{problem}");
+    let (status, problem) = app.post("/v1/projections/messages/parked/replay", &json!({ "everything": true })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    let (status, problem) = app.post("/v1/projections/nope/parked/replay", &json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+
+    // No body: every parked event. These can never be applied (not message streams), so the
+    // replay records a failure for each and they stay parked.
+    let (status, accepted) = app.post_raw("/v1/projections/messages/parked/replay", "").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!((accepted["events"].clone(), accepted["generation"].clone()), (json!(2), json!(1)), "{accepted}");
+    let at = accepted["replay_position"].as_u64().expect("the request's position");
+    wait_for_checkpoint(&app, "messages", at).await;
+    let (_, parked) = app.get("/v1/projections/messages/parked?status=parked").await;
+    let items = parked["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{parked}");
+    for item in items {
+        assert_eq!(item["status"], json!("parked"), "{item}");
+        assert_eq!(item["replays"][0]["replayed_at"], json!(at), "{item}");
+        assert_eq!(item["replays"][0]["outcome"], json!("failed"), "{item}");
+        assert!(item["replays"][0]["error"].as_str().unwrap().contains("not a message stream"), "{item}");
+    }
+    let (_, replayed) = app.get("/v1/projections/messages/parked?status=replayed").await;
+    assert_eq!(replayed["items"], json!([]), "{replayed}");
+    let (_, progress) = app.get("/v1/projections/messages").await;
+    assert_eq!(progress["parked_events"], json!(2), "still waiting: {progress}");
+
+    // Nothing parked: nothing requested.
+    let (status, nothing) = app.post("/v1/projections/audit/parked/replay", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{nothing}");
+    assert_eq!((nothing["events"].clone(), nothing["replay_position"].clone()), (json!(0), Value::Null));
+    app.stop().await;
+}
+
+async fn wait_for_checkpoint(app: &TestApp, projection: &str, position: u64) {
+    for _ in 0..500 {
+        let (_, progress) = app.get(&format!("/v1/projections/{projection}")).await;
+        if progress["checkpoint"].as_u64() >= Some(position) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{projection} did not reach position {position} within 5 s");
+}

@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(projections::get))
         .routes(routes!(projections::rebuild))
         .routes(routes!(parked::list))
+        .routes(routes!(parked::replay))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
         .routes(routes!(schemas::list))

@@ -1,10 +1,13 @@
-//! Parked events of a projection: what a view could not apply, with the reason, read from the
-//! system stream `$parked-{name}` the projector records them in (admin only: entries span
-//! tenants). Oldest first, paged by revision of that stream.
+//! Parked events of a projection: what a view could not apply, with the reason, and replays of
+//! them once the cause is fixed (admin only: entries span tenants). Both work on the serving
+//! generation's parked stream (`annals_projectors::parked`): listing folds it, a replay appends a
+//! request to it that the projector carries out in log order.
 
-use annals_store::{Direction, ReadFrom, ReadStreamOutcome, Revision};
+use annals_projectors::parked::{self, Parked, ReplayOutcome, ReplayRequest};
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -22,6 +25,17 @@ pub struct ParkedParams {
     from_revision: Option<u64>,
     /// Entries per page (default 100, at most the server's `max_page`).
     limit: Option<usize>,
+    /// Only entries in this state: `parked` (no replay has applied it) or `replayed`.
+    status: Option<ParkedStatus>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParkedStatus {
+    /// Not applied to the view (never replayed, or every replay failed).
+    Parked,
+    /// A replay applied it.
+    Replayed,
 }
 
 /// One event the projection could not apply.
@@ -35,6 +49,20 @@ pub struct ParkedEvent {
     /// `event_type` and the `error` that stopped it.
     #[schema(value_type = Object)]
     pub entry: serde_json::Value,
+    pub status: ParkedStatus,
+    /// What each replay did to it, oldest first.
+    pub replays: Vec<ReplayResult>,
+}
+
+/// One replay's outcome for one parked event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayResult {
+    /// The position of the replay request in the log.
+    pub replayed_at: u64,
+    /// `applied`, or `failed` (then `error` says why; the event stays parked).
+    #[schema(value_type = String)]
+    pub outcome: ReplayOutcome,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -70,25 +98,135 @@ pub async fn list(
     let Query(params) = params.map_err(query_error)?;
     let view = state.views.by_name(&name).ok_or(ApiError::DocumentNotFound { kind: "projection", id: name })?;
     let limit = limit(params.limit, state.settings.max_page)?;
-    let stream = annals_projectors::runtime::parked_stream(view.name())?;
-    let from = params.from_revision.map_or(ReadFrom::Start, |r| ReadFrom::At(Revision(r)));
-    let events = match state.store.read_stream(&stream, from, Direction::Forwards, limit).await? {
-        ReadStreamOutcome::Events(events) => events,
-        ReadStreamOutcome::StreamNotFound => Vec::new(),
-    };
-    let next = (events.len() == limit).then(|| {
-        let last = events.last().expect("a full page is not empty").revision.0;
-        format!("/v1/projections/{}/parked?from_revision={}&limit={limit}", view.name(), last + 1)
-    });
-    let items = events
+    let from = params.from_revision.unwrap_or(0);
+    let serving = view.serving();
+    let mut log = serving.parked.lock().await;
+    let log = log.refresh(state.store.as_ref()).await?;
+    let items: Vec<ParkedEvent> = log
+        .entries()
         .into_iter()
-        .map(|e| ParkedEvent {
-            revision: e.revision.0,
-            parked_at: e.recorded_at,
-            // Written by the projector as JSON; anything else is shown as it is.
-            entry: serde_json::from_slice(&e.data)
-                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&e.data).into_owned())),
-        })
+        .filter(|p| p.revision.0 >= from && params.status.is_none_or(|s| s == status_of(p)))
+        .take(limit)
+        .map(item)
         .collect();
+    let next = (items.len() == limit).then(|| {
+        let last = items.last().expect("a full page is not empty").revision;
+        let status = params.status.map_or(String::new(), |s| format!("&status={}", status_name(s)));
+        format!("/v1/projections/{}/parked?from_revision={}&limit={limit}{status}", view.name(), last + 1)
+    });
     Ok(Json(ParkedPage { items, next }))
+}
+
+/// The body of `POST /v1/projections/{name}/parked/replay` (optional: no body replays every
+/// parked event).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    /// Only these parked events (their `position` in the log); default: every one still parked.
+    pub positions: Option<Vec<u64>>,
+}
+
+/// What a replay request answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayAccepted {
+    pub projection: String,
+    /// The generation whose parked events are replayed (the serving one).
+    pub generation: u64,
+    /// Parked events the replay takes.
+    pub events: usize,
+    /// The request's position in the log: the replay is done when the projection's checkpoint
+    /// has reached it (`GET /v1/projections/{name}`); `null` when there was nothing to replay.
+    pub replay_position: Option<u64>,
+    /// Where to see each event's outcome.
+    pub parked_url: String,
+}
+
+/// `POST /v1/projections/{name}/parked/replay`: applies parked events again, after the cause
+/// was fixed. The projector does it in log order when it reaches the request; an event that
+/// fails again stays parked with the new error.
+#[utoipa::path(
+    post,
+    operation_id = "replay_parked_events",
+    path = "/v1/projections/{name}/parked/replay",
+    tag = "projections",
+    params(("name" = String, Path, description = "`messages` or `audit`")),
+    request_body(content = Option<ReplayBody>, description = "Which parked events; none: all of them"),
+    responses(
+        (status = 202, description = "The replay was requested", body = ReplayAccepted),
+        (status = 200, description = "Nothing is parked: nothing to replay", body = ReplayAccepted),
+        (status = 400, description = "A malformed body", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such projection", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A position that is not a parked event still waiting", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
+pub async fn replay(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<ReplayAccepted>), ApiError> {
+    principal.require(Action::ManageProjections)?;
+    let view = state.views.by_name(&name).ok_or(ApiError::DocumentNotFound { kind: "projection", id: name })?;
+    let body: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(e.to_string()))?
+    };
+    let serving = view.serving();
+    let mut log = serving.parked.lock().await;
+    let log = log.refresh(state.store.as_ref()).await?;
+    let waiting: Vec<u64> = log.entries().into_iter().filter(|p| !p.resolved()).map(|p| p.entry.position).collect();
+    if let Some(positions) = &body.positions {
+        let unknown: Vec<u64> = positions.iter().copied().filter(|p| !waiting.contains(p)).collect();
+        if !unknown.is_empty() {
+            return Err(ApiError::NotParked { projection: view.name().to_owned(), positions: unknown });
+        }
+    }
+    let events = body.positions.as_ref().map_or(waiting.len(), Vec::len);
+    let mut accepted = ReplayAccepted {
+        projection: view.name().to_owned(),
+        generation: serving.number,
+        events,
+        replay_position: None,
+        parked_url: format!("/v1/projections/{}/parked", view.name()),
+    };
+    if events == 0 {
+        return Ok((StatusCode::OK, Json(accepted)));
+    }
+    let request = ReplayRequest { projection: view.name().to_owned(), positions: body.positions };
+    let at = parked::request_replay(state.store.as_ref(), log.stream(), &request).await?;
+    accepted.replay_position = Some(at.0);
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+fn item(p: &Parked) -> ParkedEvent {
+    ParkedEvent {
+        revision: p.revision.0,
+        parked_at: p.parked_at,
+        entry: serde_json::to_value(&p.entry).expect("a parked entry serializes"),
+        status: status_of(p),
+        replays: p
+            .replays
+            .iter()
+            .map(|r| ReplayResult { replayed_at: r.replayed_at, outcome: r.outcome, error: r.error.clone() })
+            .collect(),
+    }
+}
+
+fn status_of(p: &Parked) -> ParkedStatus {
+    if p.resolved() {
+        ParkedStatus::Replayed
+    } else {
+        ParkedStatus::Parked
+    }
+}
+
+fn status_name(s: ParkedStatus) -> &'static str {
+    match s {
+        ParkedStatus::Parked => "parked",
+        ParkedStatus::Replayed => "replayed",
+    }
 }
