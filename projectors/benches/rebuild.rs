@@ -6,7 +6,8 @@
 //! `cargo bench -p annals-projectors --bench rebuild` prints a markdown table for BENCHMARKS.md.
 //! Environment: `BENCH_DIR` (default /var/tmp/annals-rebuild-bench), `BENCH_MESSAGES` (200,000;
 //! the demo workload, ~6 events each, as `annals demo` makes them), `BENCH_SEARCHES` (500 per
-//! query shape).
+//! query shape), `BENCH_BATCH` (the projector's batch size) and `BENCH_PARALLELISM` (its
+//! partitioned workers; default 1).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,7 +53,8 @@ fn main() -> anyhow::Result<()> {
         let cores = (cpu_seconds() - cpu) / secs;
         let rate = events as f64 / secs;
         println!(
-            "| rebuild of `messages` from position 0 ({messages} messages, {events} events) | {secs:.1} s, {rate:.0} events/s, {cores:.1} cores busy | catch-up read {read_rate:.0} events/s | {:.2} |",
+            "| rebuild of `messages` from position 0 ({messages} messages, {events} events, {} worker(s)) | {secs:.1} s, {rate:.0} events/s, {cores:.1} cores busy | catch-up read {read_rate:.0} events/s | {:.2} |",
+            parallelism(),
             rate / read_rate
         );
         println!(
@@ -134,12 +136,16 @@ async fn catch_up_rate(store: &EmbeddedStore, last: Position) -> anyhow::Result<
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
+fn parallelism() -> usize {
+    env_u64("BENCH_PARALLELISM", ProjectorConfig::default().parallelism as u64) as usize
+}
+
 /// Runs the live projector code path from position 0 until it has applied `last`.
 async fn rebuild(store: &EmbeddedStore, view: &Arc<TantivyViewStore>, last: Position) {
     let store: Arc<dyn EventStore> = Arc::new(store.clone());
     let defaults = ProjectorConfig::default();
     let batch_size = env_u64("BENCH_BATCH", defaults.batch_size as u64) as usize;
-    let config = ProjectorConfig { batch_size, ..defaults };
+    let config = ProjectorConfig { batch_size, parallelism: parallelism(), ..defaults };
     let projector = Projector::new(store, view.clone(), MessagesProjection, config);
     let status = projector.status();
     let shutdown = CancellationToken::new();

@@ -16,6 +16,7 @@ pub mod error;
 pub mod generations;
 pub mod host;
 pub mod parked;
+mod partition;
 pub mod projection;
 pub mod runtime;
 pub mod status;

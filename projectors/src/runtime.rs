@@ -31,8 +31,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::batch::{prepare, Batch, DocCache, Prepared};
+use crate::batch::{Batch, Prepared};
 use crate::parked::{self, ReplayOutcome, ReplayRequest, Replayed};
+use crate::partition::Workers;
 use crate::projection::Projection;
 use crate::status::ProjectionStatus;
 use crate::view_store::{Checkpoint, ViewBatch, ViewStore};
@@ -46,8 +47,11 @@ pub struct ProjectorConfig {
     /// A batch is committed at the latest this long after its first event, so a quiet log is
     /// still searchable within a second.
     pub flush_interval: Duration,
-    /// Documents kept across batches (`batch.rs`, "The document cache").
+    /// Documents kept across batches (`batch.rs`, "The document cache"), per worker.
     pub cache_docs: usize,
+    /// Workers that fold a batch at once, each owning the streams that hash to it
+    /// (`partition.rs`); their output is committed together with one checkpoint.
+    pub parallelism: usize,
 }
 
 impl Default for ProjectorConfig {
@@ -55,7 +59,12 @@ impl Default for ProjectorConfig {
         // Live traffic fills a batch by the interval long before the size: the size bounds
         // catch-up and rebuild batches, where each commit (segment flush and fsyncs) costs
         // milliseconds and fewer, larger segments also mean less merging.
-        ProjectorConfig { batch_size: 20_000, flush_interval: Duration::from_millis(200), cache_docs: 50_000 }
+        ProjectorConfig {
+            batch_size: 20_000,
+            flush_interval: Duration::from_millis(200),
+            cache_docs: 50_000,
+            parallelism: 1,
+        }
     }
 }
 
@@ -80,6 +89,7 @@ impl<P: Projection> Projector<P> {
         mut config: ProjectorConfig,
     ) -> Self {
         config.cache_docs = config.cache_docs.max(config.batch_size.saturating_mul(2));
+        config.parallelism = config.parallelism.max(1);
         let name = projection.schema().name;
         let status = Arc::new(ProjectionStatus::new(name));
         let parked = parked::parked_stream(name, 1).expect("view names make valid stream names");
@@ -137,7 +147,7 @@ impl<P: Projection> Projector<P> {
         let mut subscription = self.store.subscribe_to_all(from, widened).await.map_err(Stop::store)?;
         self.blocking_view(|v| v.bulk_load(true)).await?;
         // Per subscription: after a failure nothing uncommitted may be served from it.
-        let mut cache = Some(DocCache::new(self.config.cache_docs));
+        let mut workers = Workers::new(self.config.parallelism, self.config.cache_docs);
         let mut batch = Batch::default();
         let mut in_flight: Option<InFlight> = None;
         let mut started: Option<Instant> = None;
@@ -148,9 +158,9 @@ impl<P: Projection> Projector<P> {
                     annals_store::SubscriptionMessage::Event(event) if !filter.matches(event.stream.as_str(), &event.event_type) => {
                         if event.stream == self.parked && event.event_type == parked::REPLAY_REQUESTED {
                             // Everything before the request is applied first: log order.
-                            self.flush(&mut batch, &mut cache, &mut in_flight, shutdown).await?;
+                            self.flush(&mut batch, &mut workers, &mut in_flight, shutdown).await?;
                             started = None;
-                            self.replay(&event, &mut cache, &mut in_flight, shutdown).await?;
+                            self.replay(&event, &mut workers, &mut in_flight, shutdown).await?;
                         } else {
                             // Another view's request, let through by the widened filter.
                             started.get_or_insert_with(Instant::now);
@@ -161,7 +171,7 @@ impl<P: Projection> Projector<P> {
                         started.get_or_insert_with(Instant::now);
                         batch.push(event);
                         if batch.events.len() >= self.config.batch_size {
-                            self.flush(&mut batch, &mut cache, &mut in_flight, shutdown).await?;
+                            self.flush(&mut batch, &mut workers, &mut in_flight, shutdown).await?;
                             started = None;
                         }
                     }
@@ -171,12 +181,12 @@ impl<P: Projection> Projector<P> {
                     }
                 },
                 _ = sleep_until(deadline) => {
-                    self.flush(&mut batch, &mut cache, &mut in_flight, shutdown).await?;
+                    self.flush(&mut batch, &mut workers, &mut in_flight, shutdown).await?;
                     started = None;
                 }
                 landed = wait_for(&mut in_flight) => self.landed(landed)?,
                 _ = shutdown.cancelled() => {
-                    self.flush(&mut batch, &mut cache, &mut in_flight, shutdown).await?;
+                    self.flush(&mut batch, &mut workers, &mut in_flight, shutdown).await?;
                     return self.settle(&mut in_flight).await;
                 }
             }
@@ -188,29 +198,16 @@ impl<P: Projection> Projector<P> {
     async fn flush(
         &self,
         batch: &mut Batch,
-        cache: &mut Option<DocCache<P::Doc>>,
+        workers: &mut Workers<P::Doc>,
         in_flight: &mut Option<InFlight>,
         shutdown: &CancellationToken,
     ) -> Result<(), Stop> {
         let Some(last) = batch.last else { return Ok(()) };
-        let mut events = std::mem::take(&mut batch.events);
         batch.last = None;
-        let count = events.len() as u64;
-        // The cache moves into the job and back; a failed job loses it, and `follow` then
-        // restarts with a new one anyway.
-        let mut taken = cache.take().ok_or_else(|| Stop::Retry("the document cache was lost".into()))?;
-        let projection = Arc::clone(&self.projection);
-        let (prepared, taken, emptied) = self
-            .blocking_view(move |view| {
-                let prepared = prepare(projection.as_ref(), view, &mut taken, &events)?;
-                events.clear();
-                Ok((prepared, taken, events))
-            })
-            .await?;
-        *cache = Some(taken);
-        // The next batch reuses the buffer: growing a fresh one per batch faulted in (and
-        // zeroed) new pages every time, a sixth of the live projector's CPU (perf).
-        batch.events = emptied;
+        let count = batch.events.len() as u64;
+        // Drained, not taken: the next batch reuses the buffer (growing a fresh one per batch
+        // faulted in and zeroed new pages every time, a sixth of the live projector's CPU).
+        let prepared = workers.fold(&self.projection, &self.view, &mut batch.events).await.map_err(Stop::Retry)?;
         // Parked before the checkpoint passes them, and before this commit starts.
         for (event, error) in &prepared.parked {
             self.park(event, error).await?;
@@ -225,7 +222,7 @@ impl<P: Projection> Projector<P> {
     async fn replay(
         &self,
         request: &RecordedEvent,
-        cache: &mut Option<DocCache<P::Doc>>,
+        workers: &mut Workers<P::Doc>,
         in_flight: &mut Option<InFlight>,
         shutdown: &CancellationToken,
     ) -> Result<(), Stop> {
@@ -245,20 +242,13 @@ impl<P: Projection> Projector<P> {
             }
         }
         info!(projection = name, position = at.0, events = events.len(), "replaying parked events");
-        let mut taken = cache.take().ok_or_else(|| Stop::Retry("the document cache was lost".into()))?;
-        let projection = Arc::clone(&self.projection);
-        let (prepared, taken, events) = self
-            .blocking_view(move |view| {
-                let prepared = prepare(projection.as_ref(), view, &mut taken, &events)?;
-                Ok((prepared, taken, events))
-            })
-            .await?;
-        *cache = Some(taken);
+        let positions: Vec<Position> = events.iter().map(|e| e.position).collect();
+        let prepared = workers.fold(&self.projection, &self.view, &mut events).await.map_err(Stop::Retry)?;
         let Prepared { mut upserts, parked: failed } = prepared;
-        let outcomes = events.iter().map(|event| {
-            let error = failed.iter().find(|(e, _)| e.position == event.position).map(|(_, error)| error.to_string());
+        let outcomes = positions.iter().map(|&position| {
+            let error = failed.iter().find(|(e, _)| e.position == position).map(|(_, error)| error.to_string());
             let outcome = if error.is_some() { ReplayOutcome::Failed } else { ReplayOutcome::Applied };
-            Replayed { position: event.position.0, replayed_at: at.0, outcome, error }
+            Replayed { position: position.0, replayed_at: at.0, outcome, error }
         });
         let entries = outcomes.map(|o| parked::replayed_entry(&self.parked, &o)).collect::<Result<Vec<_>, _>>();
         let entries = entries.map_err(Stop::store)?;
@@ -269,7 +259,7 @@ impl<P: Projection> Projector<P> {
         for doc in &mut upserts {
             doc.version = doc.version.max(at);
         }
-        let count = events.len() as u64;
+        let count = positions.len() as u64;
         self.start_commit(upserts, at, count, 0, in_flight, shutdown).await
     }
 

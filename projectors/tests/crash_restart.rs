@@ -3,7 +3,8 @@
 //! projector killed at random moments (its task aborted mid-batch, mid-park or mid-commit; and
 //! at times its view dropped and reopened as after a process crash), restarted each time from
 //! its checkpoint while more events arrive, ends with exactly the view that one run from
-//! position 0 builds.
+//! position 0 builds. The crashed projector runs 1 to 3 partitioned workers (`parallelism`); the
+//! run it is compared with runs one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,15 +33,16 @@ fn event() -> impl Strategy<Value = (u8, u8)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
 
     #[test]
     fn crashes_at_random_points_give_the_view_of_one_run(
         phases in prop::collection::vec((prop::collection::vec(event(), 1..40), 0u64..40, any::<bool>()), 1..6),
         batch_size in 1usize..12,
+        parallelism in 1usize..4,
     ) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(run(phases, batch_size));
+        rt.block_on(run(phases, batch_size, parallelism));
     }
 }
 
@@ -48,10 +50,10 @@ proptest! {
 /// its view is reopened (a process crash) rather than kept (a task crash).
 type Phase = (Vec<(u8, u8)>, u64, bool);
 
-async fn run(phases: Vec<Phase>, batch_size: usize) {
+async fn run(phases: Vec<Phase>, batch_size: usize, parallelism: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(EngineConfig::new(dir.path().join("store"))).await.unwrap();
-    let config = ProjectorConfig { batch_size, flush_interval: Duration::from_millis(5), cache_docs: 0 };
+    let config = ProjectorConfig { batch_size, flush_interval: Duration::from_millis(5), cache_docs: 0, parallelism };
     let crashed_dir = dir.path().join("crashed");
     let mut view = open_view(&crashed_dir);
     let mut last = Position(0);

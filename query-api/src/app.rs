@@ -83,6 +83,8 @@ impl Application {
         } else if settings.admin_key.is_some() {
             warn!("ANNALS_ADMIN_KEY is ignored: the store has keys already; manage them with /v1/keys");
         }
+        // Before the views open: their threads (and tantivy's) take it when they start.
+        annals_projectors::background::set_priority(settings.projector_priority);
         let views = Views::open(&settings.data_dir)?;
         let listener =
             TcpListener::bind(settings.listen).await.map_err(|source| Error::Bind { addr: settings.listen, source })?;
@@ -106,7 +108,12 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
         let store: Arc<dyn EventStore> = Arc::new(self.store.clone());
         self.keys.follow(Arc::clone(&store), shutdown.clone());
-        let (views, projectors) = self.views.start(&store, self.settings.projector_flush, &shutdown);
+        let config = annals_projectors::ProjectorConfig {
+            flush_interval: self.settings.projector_flush,
+            parallelism: self.settings.projector_parallelism,
+            ..annals_projectors::ProjectorConfig::default()
+        };
+        let (views, projectors) = self.views.start(&store, config, &shutdown);
         let state = AppState {
             store,
             settings: Arc::clone(&self.settings),

@@ -32,6 +32,13 @@ pub struct Settings {
     /// (`ANNALS_PROJECTOR_FLUSH_MS`): the delay before a write is searchable, against the rate
     /// of view commits (each one syncs files on the disk the log also syncs to).
     pub projector_flush: Duration,
+    /// Partitioned workers per projection (`ANNALS_PROJECTOR_PARALLELISM`, 1 to 64): a batch is
+    /// folded by this many jobs at once, each owning the streams that hash to it.
+    pub projector_parallelism: usize,
+    /// The CPU priority of projector threads against the API's (`ANNALS_PROJECTOR_PRIORITY`):
+    /// `low` (a nice value of about 10, the default), `idle` (only CPU nothing else wants:
+    /// appends first, views lag while the machine is saturated) or `normal`.
+    pub projector_priority: annals_projectors::background::Priority,
 }
 
 impl Default for Settings {
@@ -45,6 +52,8 @@ impl Default for Settings {
             admin_key: None,
             strict_schemas: false,
             projector_flush: Duration::from_millis(200),
+            projector_parallelism: 1,
+            projector_priority: annals_projectors::background::Priority::Low,
         }
     }
 }
@@ -59,6 +68,8 @@ impl std::fmt::Debug for Settings {
             .field("sse_heartbeat", &self.sse_heartbeat)
             .field("strict_schemas", &self.strict_schemas)
             .field("projector_flush", &self.projector_flush)
+            .field("projector_parallelism", &self.projector_parallelism)
+            .field("projector_priority", &self.projector_priority)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -75,10 +86,12 @@ pub struct SettingsLayer {
     pub sse_heartbeat_secs: Option<String>,
     pub strict_schemas: Option<String>,
     pub projector_flush_ms: Option<String>,
+    pub projector_parallelism: Option<String>,
+    pub projector_priority: Option<String>,
 }
 
 /// The environment variable of each setting.
-const ENV: [(&str, &str); 7] = [
+const ENV: [(&str, &str); 9] = [
     ("listen", "ANNALS_LISTEN"),
     ("data_dir", "ANNALS_DATA_DIR"),
     ("max_body_bytes", "ANNALS_MAX_BODY_BYTES"),
@@ -86,6 +99,8 @@ const ENV: [(&str, &str); 7] = [
     ("sse_heartbeat_secs", "ANNALS_SSE_HEARTBEAT_SECS"),
     ("strict_schemas", "ANNALS_STRICT_SCHEMAS"),
     ("projector_flush_ms", "ANNALS_PROJECTOR_FLUSH_MS"),
+    ("projector_parallelism", "ANNALS_PROJECTOR_PARALLELISM"),
+    ("projector_priority", "ANNALS_PROJECTOR_PRIORITY"),
 ];
 
 impl Settings {
@@ -113,6 +128,8 @@ impl Settings {
             sse_heartbeat_secs: var(ENV[4].1),
             strict_schemas: var(ENV[5].1),
             projector_flush_ms: var(ENV[6].1),
+            projector_parallelism: var(ENV[7].1),
+            projector_priority: var(ENV[8].1),
         };
         settings.apply(from_env, &|name| {
             ENV.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, v)| (*v).to_owned())
@@ -155,6 +172,17 @@ impl Settings {
                 return Err(invalid("projector_flush_ms", &v, "at most 60000 (a minute)".into()));
             }
             self.projector_flush = Duration::from_millis(ms as u64);
+        }
+        if let Some(v) = layer.projector_parallelism {
+            let n = positive(&v).map_err(|reason| invalid("projector_parallelism", &v, reason))?;
+            if n > 64 {
+                return Err(invalid("projector_parallelism", &v, "at most 64".into()));
+            }
+            self.projector_parallelism = n;
+        }
+        if let Some(v) = layer.projector_priority {
+            self.projector_priority =
+                v.trim().parse().map_err(|reason: String| invalid("projector_priority", &v, reason))?;
         }
         if let Some(v) = layer.strict_schemas {
             self.strict_schemas = match v.trim() {
@@ -208,5 +236,26 @@ mod tests {
         std::fs::write(&file, "listn = \"127.0.0.1:1\"\n").unwrap();
         let err = Settings::load(Some(&file), [], SettingsLayer::default()).unwrap_err().to_string();
         assert!(err.contains("annals.toml") && err.contains("listn"), "{err}");
+
+        for (name, value, expected) in [
+            ("ANNALS_PROJECTOR_PARALLELISM", "65", "at most 64"),
+            ("ANNALS_PROJECTOR_PARALLELISM", "0", "at least 1"),
+            ("ANNALS_PROJECTOR_PRIORITY", "high", "idle, low or normal"),
+        ] {
+            let env = [(name.to_owned(), value.to_owned())];
+            let err = Settings::load(None, env, SettingsLayer::default()).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn projector_settings_are_read() {
+        let env = [
+            ("ANNALS_PROJECTOR_PARALLELISM".to_owned(), "4".to_owned()),
+            ("ANNALS_PROJECTOR_PRIORITY".to_owned(), "idle".to_owned()),
+        ];
+        let s = Settings::load(None, env, SettingsLayer::default()).unwrap();
+        assert_eq!(s.projector_parallelism, 4);
+        assert_eq!(s.projector_priority, annals_projectors::background::Priority::Idle);
     }
 }

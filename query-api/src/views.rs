@@ -104,10 +104,9 @@ impl OpenViews {
     pub fn start(
         self,
         store: &Arc<dyn EventStore>,
-        flush_interval: Duration,
+        config: ProjectorConfig,
         shutdown: &CancellationToken,
     ) -> (Views, Vec<JoinHandle<()>>) {
-        let config = ProjectorConfig { flush_interval, ..ProjectorConfig::default() };
         let (messages, m) = self.messages.start(Arc::clone(store), config.clone(), shutdown.clone());
         let (audit, a) = self.audit.start(Arc::clone(store), config, shutdown.clone());
         (Views { messages, audit }, vec![m, a])
