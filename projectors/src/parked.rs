@@ -47,8 +47,8 @@ pub const REPLAYED: &str = "$replayed";
 /// The parked stream of generation `generation` of `view`.
 pub fn parked_stream(view: &str, generation: u64) -> Result<StreamId, StoreError> {
     match generation {
-        0 | 1 => StreamId::new(format!("$parked-{view}")),
-        n => StreamId::new(format!("$parked-{view}-gen-{n}")),
+        0 | 1 => StreamId::new(format!("{STREAM_PREFIX}{view}")),
+        n => StreamId::new(format!("{STREAM_PREFIX}{view}-gen-{n}")),
     }
 }
 
@@ -182,7 +182,12 @@ impl ParkedLog {
             REPLAYED => {
                 if let Ok(outcome) = serde_json::from_slice::<Replayed>(&event.data) {
                     if let Some(parked) = self.parked.get_mut(&outcome.position) {
-                        parked.replays.push(outcome);
+                        // A request redone after a crash by different code may record another
+                        // outcome for it: the later one is what its commit did.
+                        match parked.replays.iter_mut().find(|r| r.replayed_at == outcome.replayed_at) {
+                            Some(earlier) => *earlier = outcome,
+                            None => parked.replays.push(outcome),
+                        }
                     }
                 }
             }
@@ -202,43 +207,55 @@ pub async fn request_replay(
     Ok(store.append_to_stream(stream, ExpectedRevision::Any, vec![data]).await?.last_position)
 }
 
-/// Appends replay outcomes (ids from [`replayed_entry`]). Redoing a replay after a crash sends
-/// the same ids, an idempotent retry; if the selection has changed since (more events parked
-/// before the request by different code), the batch is no longer the same and the store calls
-/// it a conflict: then each outcome is appended alone, and one whose id is stored is recorded.
+/// Appends replay outcomes (ids from [`replayed_entry`]) in chunks. Redoing a replay after a
+/// crash sends the same ids, an idempotent retry; if a chunk is no longer the same (different
+/// code parked or applied differently since), the store calls it a conflict: then each outcome
+/// of the chunk is appended alone, and one whose id is stored is already recorded.
 pub(crate) async fn record_outcomes(
     store: &dyn EventStore,
     stream: &StreamId,
     entries: Vec<EventData>,
 ) -> Result<(), StoreError> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    match store.append_to_stream(stream, ExpectedRevision::Any, entries.clone()).await {
-        Err(StoreError::IdempotencyConflict { .. }) => {}
-        other => return other.map(drop),
-    }
-    for entry in entries {
-        match store.append_to_stream(stream, ExpectedRevision::Any, vec![entry]).await {
-            Ok(_) | Err(StoreError::IdempotencyConflict { .. }) => {}
-            Err(e) => return Err(e),
+    // Well under any store's batch limit; the same chunks every time for the same entries.
+    for chunk in entries.chunks(1_000) {
+        match store.append_to_stream(stream, ExpectedRevision::Any, chunk.to_vec()).await {
+            Err(StoreError::IdempotencyConflict { .. }) => {}
+            other => {
+                other?;
+                continue;
+            }
+        }
+        for entry in chunk {
+            match store.append_to_stream(stream, ExpectedRevision::Any, vec![entry.clone()]).await {
+                Ok(_) | Err(StoreError::IdempotencyConflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(())
 }
 
-/// The filter a projector subscribes with: the projection's, widened to let the replay requests
-/// of its parked stream through (the runtime tells them apart by stream and type).
-pub fn with_replay_requests(filter: &EventFilter, stream: &StreamId) -> EventFilter {
+/// The filter a projector subscribes with: the projection's, widened to let replay requests
+/// through — those of every view and generation, so that every generation of a view moves its
+/// checkpoint over the same events and a rebuild's checkpoint can be compared with the serving
+/// one's (the runtime picks its own by stream and type, and skips the others).
+pub fn with_replay_requests(filter: &EventFilter) -> EventFilter {
     let mut widened = filter.clone();
     if !widened.event_type_prefixes.is_empty() {
         widened.event_type_prefixes.push(REPLAY_REQUESTED.to_owned());
     }
     if !widened.stream_prefixes.is_empty() {
-        widened.stream_prefixes.push(stream.as_str().to_owned());
+        widened.stream_prefixes.push(STREAM_PREFIX.to_owned());
     }
     widened
 }
+
+/// Whether `stream` is a parked stream (of any view or generation).
+pub fn is_parked_stream(stream: &StreamId) -> bool {
+    stream.as_str().starts_with(STREAM_PREFIX)
+}
+
+const STREAM_PREFIX: &str = "$parked-";
 
 /// The entry recording that `event` was parked, with an id derived from the stream and the
 /// event's position: parking it again (after a crash) is an idempotent retry.
@@ -260,9 +277,15 @@ pub(crate) fn parked_entry(
         .with_id(uuid::Uuid::from_u64_pair(stable_hash(stream.as_str()), event.position.0)))
 }
 
-/// The entry recording one replay outcome, with an id derived from (stream, request, event).
+/// The entry recording one replay outcome, with an id derived from (stream, request, outcome,
+/// event): redoing the request records the same outcome once, and a different one (the code
+/// changed between a crash and the redo) as a new entry that supersedes it.
 pub(crate) fn replayed_entry(stream: &StreamId, outcome: &Replayed) -> Result<EventData, StoreError> {
-    let seed = stable_hash(&format!("{}/replayed/{}", stream.as_str(), outcome.replayed_at));
+    let kind = match outcome.outcome {
+        ReplayOutcome::Applied => "applied",
+        ReplayOutcome::Failed => "failed",
+    };
+    let seed = stable_hash(&format!("{}/replayed/{}/{kind}", stream.as_str(), outcome.replayed_at));
     Ok(EventData::json(REPLAYED, outcome)?.with_id(uuid::Uuid::from_u64_pair(seed, outcome.position)))
 }
 

@@ -19,6 +19,10 @@ use crate::{ApplyError, AuditDoc, AUDIT_RECORDED};
 /// A projection of the log into one view. Implementations are pure: `apply` must give the same
 /// document for the same events whatever the batching, restarts or duplicates (the
 /// projector contract in ARCHITECTURE.md).
+///
+/// A document's events all come from one stream (`doc_key` of events of different streams never
+/// agree): partitioned workers (`ProjectorConfig::parallelism`) split a batch by stream, and two
+/// workers folding one document would each lose the other's events.
 pub trait Projection: Send + Sync + std::fmt::Debug + 'static {
     type Doc: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
 

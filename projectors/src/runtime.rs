@@ -21,6 +21,7 @@
 //!   committed checkpoint.
 //! - **Shutdown**: on cancellation the batch in hand is committed, then `run` returns.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,7 +144,7 @@ impl<P: Projection> Projector<P> {
         self.status.set_checkpoint(checkpoint.map(|c| c.position));
         let from = checkpoint.map_or(SubscribeFrom::Start, |c| SubscribeFrom::After(c.position));
         let filter = self.projection.filter();
-        let widened = parked::with_replay_requests(&filter, &self.parked);
+        let widened = parked::with_replay_requests(&filter);
         let mut subscription = self.store.subscribe_to_all(from, widened).await.map_err(Stop::store)?;
         self.blocking_view(|v| v.bulk_load(true)).await?;
         // Per subscription: after a failure nothing uncommitted may be served from it.
@@ -155,14 +156,15 @@ impl<P: Projection> Projector<P> {
             let deadline = started.map(|t| t + self.config.flush_interval);
             tokio::select! {
                 message = subscription.next() => match message.map_err(Stop::store)? {
-                    annals_store::SubscriptionMessage::Event(event) if !filter.matches(event.stream.as_str(), &event.event_type) => {
+                    annals_store::SubscriptionMessage::Event(event) if !reads(&filter, &event) => {
                         if event.stream == self.parked && event.event_type == parked::REPLAY_REQUESTED {
                             // Everything before the request is applied first: log order.
                             self.flush(&mut batch, &mut workers, &mut in_flight, shutdown).await?;
                             started = None;
                             self.replay(&event, &mut workers, &mut in_flight, shutdown).await?;
                         } else {
-                            // Another view's request, let through by the widened filter.
+                            // A parked stream's entry (this view's, another view's or another
+                            // generation's), or an event let through by the widened filter.
                             started.get_or_insert_with(Instant::now);
                             batch.skip(event.position);
                         }
@@ -213,12 +215,16 @@ impl<P: Projection> Projector<P> {
             self.park(event, error).await?;
         }
         let parked = prepared.parked.len() as u64;
-        self.start_commit(prepared.upserts, last, count, parked, in_flight, shutdown).await
+        self.start_commit(prepared.upserts, Some(last), count, parked, in_flight, shutdown).await
     }
 
-    /// Applies the parked events a replay request selects (`parked.rs`), records each outcome,
-    /// and commits the documents with the request's position as version and checkpoint. Called
-    /// with the batch before the request flushed, so nothing after it is folded yet.
+    /// Applies the parked events a replay request selects (`parked.rs`), in chunks of at most
+    /// a batch, recording each chunk's outcomes and committing its documents with the request's
+    /// position as version; then commits the request's position as the checkpoint. Called with
+    /// the batch before the request flushed; it waits for that commit to land first, and for
+    /// each chunk's, so the replay never folds against a view or cache a commit is still
+    /// changing. Shutdown between chunks leaves the request for the next start, which redoes the
+    /// replay whole (a no-op for what is in the view already).
     async fn replay(
         &self,
         request: &RecordedEvent,
@@ -227,54 +233,76 @@ impl<P: Projection> Projector<P> {
         shutdown: &CancellationToken,
     ) -> Result<(), Stop> {
         let (name, at) = (self.status.name, request.position);
-        let wanted = serde_json::from_slice::<ReplayRequest>(&request.data).unwrap_or_else(|e| {
-            warn!(projection = name, position = at.0, error = %e, "a replay request does not decode; replaying every parked event");
-            ReplayRequest::default()
-        });
+        let wanted = match serde_json::from_slice::<ReplayRequest>(&request.data) {
+            Ok(wanted) => wanted,
+            Err(e) => {
+                warn!(projection = name, position = at.0, error = %e, "a replay request does not decode; skipped");
+                return self.start_commit(Vec::new(), Some(at), 0, 0, in_flight, shutdown).await;
+            }
+        };
+        self.settle(in_flight).await?;
         let mut log = parked::ParkedLog::new(self.parked.clone());
         log.refresh(self.store.as_ref()).await.map_err(Stop::store)?;
-        let mut events = Vec::new();
-        for position in log.to_replay(at, wanted.positions.as_deref()) {
-            let found = self.store.read_all(ReadFrom::At(position), Direction::Forwards, 1, &EventFilter::all()).await;
-            match found.map_err(Stop::store)?.into_iter().next() {
-                Some(event) if event.position == position => events.push(event),
-                _ => warn!(projection = name, position = position.0, "a parked event is not in the log; not replayed"),
+        let selected = log.to_replay(at, wanted.positions.as_deref());
+        info!(projection = name, position = at.0, events = selected.len(), "replaying parked events");
+        for chunk in selected.chunks(self.config.batch_size) {
+            if shutdown.is_cancelled() {
+                return Err(Stop::Abandoned);
             }
+            let (mut events, all) = (Vec::with_capacity(chunk.len()), EventFilter::all());
+            for &position in chunk {
+                let found = self.store.read_all(ReadFrom::At(position), Direction::Forwards, 1, &all);
+                match found.await.map_err(Stop::store)?.into_iter().next() {
+                    Some(event) if event.position == position => events.push(event),
+                    _ => warn!(
+                        projection = name,
+                        position = position.0,
+                        "a parked event is not in the log; not replayed"
+                    ),
+                }
+            }
+            let positions: Vec<Position> = events.iter().map(|e| e.position).collect();
+            let Prepared { mut upserts, parked: failed } =
+                workers.fold(&self.projection, &self.view, &mut events).await.map_err(Stop::Retry)?;
+            let mut failed: HashMap<Position, String> =
+                failed.into_iter().map(|(event, error)| (event.position, error.to_string())).collect();
+            let outcomes = positions.iter().map(|&position| {
+                let error = failed.remove(&position);
+                let outcome = if error.is_some() { ReplayOutcome::Failed } else { ReplayOutcome::Applied };
+                parked::replayed_entry(
+                    &self.parked,
+                    &Replayed { position: position.0, replayed_at: at.0, outcome, error },
+                )
+            });
+            let entries = outcomes.collect::<Result<Vec<_>, _>>().map_err(Stop::store)?;
+            // Recorded before the documents are committed, as parking is.
+            parked::record_outcomes(self.store.as_ref(), &self.parked, entries).await.map_err(Stop::store)?;
+            // The documents were folded from older events: the request's position makes the
+            // write newer than what the view holds (the view keeps only newer versions).
+            for doc in &mut upserts {
+                doc.version = doc.version.max(at);
+            }
+            // Not the checkpoint yet: it passes the request only once every chunk is in.
+            self.start_commit(upserts, None, 0, 0, in_flight, shutdown).await?;
+            self.settle(in_flight).await?;
         }
-        info!(projection = name, position = at.0, events = events.len(), "replaying parked events");
-        let positions: Vec<Position> = events.iter().map(|e| e.position).collect();
-        let prepared = workers.fold(&self.projection, &self.view, &mut events).await.map_err(Stop::Retry)?;
-        let Prepared { mut upserts, parked: failed } = prepared;
-        let outcomes = positions.iter().map(|&position| {
-            let error = failed.iter().find(|(e, _)| e.position == position).map(|(_, error)| error.to_string());
-            let outcome = if error.is_some() { ReplayOutcome::Failed } else { ReplayOutcome::Applied };
-            Replayed { position: position.0, replayed_at: at.0, outcome, error }
-        });
-        let entries = outcomes.map(|o| parked::replayed_entry(&self.parked, &o)).collect::<Result<Vec<_>, _>>();
-        let entries = entries.map_err(Stop::store)?;
-        // Recorded before the checkpoint passes the request.
-        parked::record_outcomes(self.store.as_ref(), &self.parked, entries).await.map_err(Stop::store)?;
-        // The documents were folded from older events: the request's position makes the write
-        // newer than what the view holds (the view keeps only newer versions).
-        for doc in &mut upserts {
-            doc.version = doc.version.max(at);
-        }
-        let count = positions.len() as u64;
-        self.start_commit(upserts, at, count, 0, in_flight, shutdown).await
+        self.start_commit(Vec::new(), Some(at), selected.len() as u64, 0, in_flight, shutdown).await?;
+        self.settle(in_flight).await
     }
 
-    /// Starts the commit of `upserts` with checkpoint `last`, once the previous commit landed.
+    /// Starts the commit of `upserts` with checkpoint `last` (or the view's current one), once
+    /// the previous commit landed.
     async fn start_commit(
         &self,
         upserts: Vec<crate::view_store::ViewDoc>,
-        last: Position,
+        last: Option<Position>,
         events: u64,
         parked: u64,
         in_flight: &mut Option<InFlight>,
         shutdown: &CancellationToken,
     ) -> Result<(), Stop> {
         self.settle(in_flight).await?;
-        let view_batch = ViewBatch { upserts, checkpoint: Some(Checkpoint { position: last }) };
+        let view_batch = ViewBatch { upserts, checkpoint: last.map(|position| Checkpoint { position }) };
         let view = Arc::clone(&self.view);
         let (name, shutdown) = (self.status.name, shutdown.clone());
         let task = tokio::spawn(commit_with_retry(view, view_batch, name, shutdown));
@@ -295,8 +323,10 @@ impl<P: Projection> Projector<P> {
     fn landed(&self, landed: Option<Result<InFlightDone, Stop>>) -> Result<(), Stop> {
         let Some(done) = landed else { return Ok(()) };
         let done = done?;
-        debug!(projection = self.status.name, position = done.last.0, events = done.events, "batch committed");
-        self.status.committed(done.last, done.events, done.parked);
+        if let Some(last) = done.last {
+            debug!(projection = self.status.name, position = last.0, events = done.events, "batch committed");
+            self.status.committed(last, done.events, done.parked);
+        }
         Ok(())
     }
 
@@ -367,13 +397,14 @@ async fn commit_with_retry(
 /// The commit of one batch, running.
 struct InFlight {
     task: tokio::task::JoinHandle<Result<(), Stop>>,
-    last: Position,
+    /// The checkpoint it commits, if it moves it.
+    last: Option<Position>,
     events: u64,
     parked: u64,
 }
 
 struct InFlightDone {
-    last: Position,
+    last: Option<Position>,
     events: u64,
     parked: u64,
 }
@@ -405,6 +436,13 @@ impl Stop {
             other => Stop::Retry(other.to_string()),
         }
     }
+}
+
+/// Whether the projection applies `event`: it matches the projection's filter and is not an
+/// entry of a parked stream (a projection that reads everything must not apply, and park, the
+/// record of its own parking).
+fn reads(filter: &EventFilter, event: &RecordedEvent) -> bool {
+    filter.matches(event.stream.as_str(), &event.event_type) && !parked::is_parked_stream(&event.stream)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

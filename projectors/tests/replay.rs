@@ -20,9 +20,12 @@ use tokio_util::sync::CancellationToken;
 
 /// `messages`, except that the events of streams named `…message-p…` fail until `fixed` is set:
 /// the bug an operator fixes before replaying.
+/// With `filter_all` it reads every event of the log, as a projection may: it must still never
+/// see the parked streams' own entries, only its replay requests.
 #[derive(Clone, Debug, Default)]
 struct Flaky {
     fixed: Arc<AtomicBool>,
+    filter_all: bool,
 }
 
 impl Projection for Flaky {
@@ -31,7 +34,11 @@ impl Projection for Flaky {
         MessagesProjection.schema()
     }
     fn filter(&self) -> EventFilter {
-        MessagesProjection.filter()
+        if self.filter_all {
+            EventFilter::all()
+        } else {
+            MessagesProjection.filter()
+        }
     }
     fn doc_key(&self, event: &RecordedEvent) -> Option<DocKey> {
         MessagesProjection.doc_key(event)
@@ -50,17 +57,28 @@ impl Projection for Flaky {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_events_are_applied_by_a_replay_once_fixed_and_a_rerun_gives_the_same_view() {
+    replay_flow(Flaky::default(), ProjectorConfig::default()).await;
+}
+
+/// The same with a projection that reads everything, and one-event batches: a replay of two
+/// events then commits in two chunks before its checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_work_for_projections_that_read_everything_and_in_chunks() {
+    let config = ProjectorConfig { batch_size: 1, ..ProjectorConfig::default() };
+    replay_flow(Flaky { filter_all: true, ..Flaky::default() }, config).await;
+}
+
+async fn replay_flow(flaky: Flaky, config: ProjectorConfig) {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(EngineConfig::new(dir.path().join("store"))).await.unwrap();
     let parked_stream = parked::parked_stream("messages", 1).unwrap();
-    let flaky = Flaky::default();
     append(&store, "acme/message-m1", "message.enqueued", enqueued("m1")).await;
     let p_enqueued = append(&store, "acme/message-p1", "message.enqueued", enqueued("p1")).await;
     let p_sent = append(&store, "acme/message-p1", "message.sent", sent("p1")).await;
     let last = append(&store, "acme/message-m1", "message.sent", sent("m1")).await;
 
     let view = open_view(&dir.path().join("view"));
-    let run = Run::start(&store, &view, flaky.clone());
+    let run = Run::start(&store, &view, flaky.clone(), config.clone());
     run.wait_for(last).await;
     assert!(view.get("acme", "acme/message-p1").unwrap().is_none(), "both events of p1 are parked");
     assert_eq!(unresolved(&store, &parked_stream).await, 2);
@@ -106,14 +124,14 @@ async fn parked_events_are_applied_by_a_replay_once_fixed_and_a_rerun_gives_the_
     // view would: p1's events now apply in place, the replays find them applied (a no-op
     // besides the version), and nothing is recorded twice.
     let again = open_view(&dir.path().join("again"));
-    let rerun = Run::start(&store, &again, flaky.clone());
+    let rerun = Run::start(&store, &again, flaky.clone(), config);
     rerun.wait_for(delivered).await;
     rerun.stop().await;
     assert_eq!(all(&view), all(&again), "the rerun, replays included, gives the same view");
     let mut log = ParkedLog::new(parked_stream.clone());
     log.refresh(&store).await.unwrap();
     let outcomes: usize = log.entries().iter().map(|p| p.replays.len()).sum();
-    assert_eq!(outcomes, 4, "2 failed, then 1 and 1 applied, as in the first run: {:?}", log.entries());
+    assert_eq!(outcomes, 4, "one outcome per event and request, as in the first run: {:?}", log.entries());
     store.close().await.unwrap();
 }
 
@@ -124,7 +142,7 @@ async fn another_generations_requests_pass_by() {
     let flaky = Flaky::default();
     let p1 = append(&store, "acme/message-p1", "message.enqueued", enqueued("p1")).await;
     let view = open_view(&dir.path().join("view"));
-    let run = Run::start(&store, &view, flaky.clone());
+    let run = Run::start(&store, &view, flaky.clone(), ProjectorConfig::default());
     run.wait_for(p1).await;
     flaky.fixed.store(true, Ordering::SeqCst);
     // A request for generation 2's stream, and one for the audit view: not this projector's.
@@ -144,9 +162,9 @@ struct Run {
 }
 
 impl Run {
-    fn start(store: &EmbeddedStore, view: &Arc<TantivyViewStore>, projection: Flaky) -> Run {
+    fn start(store: &EmbeddedStore, view: &Arc<TantivyViewStore>, projection: Flaky, config: ProjectorConfig) -> Run {
         let store: Arc<dyn EventStore> = Arc::new(store.clone());
-        let config = ProjectorConfig { flush_interval: Duration::from_millis(20), ..Default::default() };
+        let config = ProjectorConfig { flush_interval: Duration::from_millis(20), ..config };
         let projector = Projector::new(store, view.clone(), projection, config);
         let status = projector.status();
         let shutdown = CancellationToken::new();

@@ -14,7 +14,8 @@
 //! - `annals_projection_lag_events{projection}`, `annals_projection_lag_seconds{projection}` —
 //!   positions behind the head, and the age of the oldest event waiting (0 when none waits)
 //! - `annals_projection_applied_events{projection}` — events applied since the process started
-//! - `annals_projection_parked_events{projection}` — events ever parked in `$parked-{projection}`
+//! - `annals_projection_parked_events{projection}` — parked events of the serving generation that
+//!   no replay has applied (it goes down when a replay applies them)
 //! - `annals_projection_events_per_second{projection}` — events applied per second, lately
 //! - `annals_projection_generation{projection}` — the generation that serves reads
 //! - `annals_projection_rebuild_progress{projection}` — a rebuild's progress from 0 to 1 (-1: none

@@ -44,7 +44,7 @@ pub struct Progress {
     pub lag_events: u64,
     /// The age of the oldest event the projection reads and has not applied; 0 when none.
     pub lag_seconds: f64,
-    /// Events applied (parked ones included) since this process started.
+    /// Events applied (parked ones included, replayed ones again) since this process started.
     pub applied_events: u64,
     /// Parked events of the serving generation that no replay has applied yet.
     pub parked_events: u64,

@@ -79,22 +79,31 @@ async fn refresh_reads_only_what_is_new_and_entries_are_idempotent() {
     log.refresh(&store).await.unwrap();
     assert_eq!(log.unresolved(), 1);
     // The same outcome recorded twice (a replay redone after a crash) is one entry.
-    outcome(&store, &stream, 7, 9, ReplayOutcome::Applied).await;
+    outcome(&store, &stream, 7, 9, ReplayOutcome::Failed).await;
+    outcome(&store, &stream, 7, 9, ReplayOutcome::Failed).await;
+    log.refresh(&store).await.unwrap();
+    assert_eq!(log.unresolved(), 1);
+    assert_eq!(log.entries()[0].replays.len(), 1, "{:?}", log.entries());
+    // Redone by different code with another outcome: the later one stands.
     outcome(&store, &stream, 7, 9, ReplayOutcome::Applied).await;
     log.refresh(&store).await.unwrap();
     assert_eq!(log.unresolved(), 0);
     assert_eq!(log.entries()[0].replays.len(), 1, "{:?}", log.entries());
+    assert_eq!(log.entries()[0].replays[0].outcome, ReplayOutcome::Applied);
     store.close().await.unwrap();
 }
 
 #[test]
 fn the_subscription_filter_lets_replay_requests_through() {
-    let stream = parked_stream("messages", 1).unwrap();
-    let by_type = with_replay_requests(&EventFilter::all().event_type_prefix("message."), &stream);
+    let by_type = with_replay_requests(&EventFilter::all().event_type_prefix("message."));
     assert!(by_type.matches("$parked-messages", REPLAY_REQUESTED));
+    assert!(by_type.matches("$parked-messages-gen-2", REPLAY_REQUESTED), "every generation's");
     assert!(by_type.matches("acme/message-1", "message.sent"));
-    let by_stream = with_replay_requests(&EventFilter::all().stream_prefix("acme/"), &stream);
+    let by_stream = with_replay_requests(&EventFilter::all().stream_prefix("acme/"));
     assert!(by_stream.matches("$parked-messages", REPLAY_REQUESTED));
+    assert!(by_stream.matches("$parked-messages-gen-3", REPLAY_REQUESTED));
     assert!(!by_stream.matches("other/x", "message.sent"));
-    assert!(with_replay_requests(&EventFilter::all(), &stream).is_all(), "everything already passes");
+    assert!(with_replay_requests(&EventFilter::all()).is_all(), "everything already passes");
+    assert!(is_parked_stream(&parked_stream("audit", 4).unwrap()));
+    assert!(!is_parked_stream(&StreamId::new("acme/parked-x").unwrap()));
 }

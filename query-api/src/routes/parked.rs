@@ -41,7 +41,7 @@ pub enum ParkedStatus {
 /// One event the projection could not apply.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ParkedEvent {
-    /// Its place in `$parked-{name}`.
+    /// Its place in the generation's parked stream (`$parked-{name}`, `$parked-{name}-gen-N`).
     pub revision: u64,
     /// When it was parked.
     pub parked_at: chrono::DateTime<chrono::Utc>,
@@ -158,6 +158,7 @@ pub struct ReplayAccepted {
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such projection", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A rebuild is running: replay once it serves", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A position that is not a parked event still waiting", body = crate::openapi::Problem, content_type = "application/problem+json")
     ),
     security(("api_key" = []))
@@ -175,17 +176,27 @@ pub async fn replay(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(e.to_string()))?
     };
+    // A request goes to the serving generation's stream: a rebuild switching before the old
+    // projector reached it would drop it unseen, and the new generation parks afresh anyway.
+    if let Some(rebuild) = view.rebuild() {
+        return Err(ApiError::RebuildRunning {
+            projection: view.name().to_owned(),
+            generation: rebuild.generation.number,
+        });
+    }
     let serving = view.serving();
     let mut log = serving.parked.lock().await;
     let log = log.refresh(state.store.as_ref()).await?;
-    let waiting: Vec<u64> = log.entries().into_iter().filter(|p| !p.resolved()).map(|p| p.entry.position).collect();
-    if let Some(positions) = &body.positions {
+    let waiting: std::collections::BTreeSet<u64> =
+        log.entries().into_iter().filter(|p| !p.resolved()).map(|p| p.entry.position).collect();
+    let positions = body.positions.map(|p| p.into_iter().collect::<std::collections::BTreeSet<u64>>());
+    if let Some(positions) = &positions {
         let unknown: Vec<u64> = positions.iter().copied().filter(|p| !waiting.contains(p)).collect();
         if !unknown.is_empty() {
             return Err(ApiError::NotParked { projection: view.name().to_owned(), positions: unknown });
         }
     }
-    let events = body.positions.as_ref().map_or(waiting.len(), Vec::len);
+    let events = positions.as_ref().map_or(waiting.len(), std::collections::BTreeSet::len);
     let mut accepted = ReplayAccepted {
         projection: view.name().to_owned(),
         generation: serving.number,
@@ -196,7 +207,8 @@ pub async fn replay(
     if events == 0 {
         return Ok((StatusCode::OK, Json(accepted)));
     }
-    let request = ReplayRequest { projection: view.name().to_owned(), positions: body.positions };
+    let request =
+        ReplayRequest { projection: view.name().to_owned(), positions: positions.map(|p| p.into_iter().collect()) };
     let at = parked::request_replay(state.store.as_ref(), log.stream(), &request).await?;
     accepted.replay_position = Some(at.0);
     Ok((StatusCode::ACCEPTED, Json(accepted)))
