@@ -111,6 +111,7 @@ impl Application {
         let config = annals_projectors::ProjectorConfig {
             flush_interval: self.settings.projector_flush,
             parallelism: self.settings.projector_parallelism,
+            batch_size: self.settings.projector_batch_size,
             ..annals_projectors::ProjectorConfig::default()
         };
         let (views, projectors) = self.views.start(&store, config, &shutdown);

@@ -32,6 +32,10 @@ pub struct Settings {
     /// (`ANNALS_PROJECTOR_FLUSH_MS`): the delay before a write is searchable, against the rate
     /// of view commits (each one syncs files on the disk the log also syncs to).
     pub projector_flush: Duration,
+    /// Events per view commit at most (`ANNALS_PROJECTOR_BATCH_SIZE`, 1 to 100,000, default
+    /// 20,000): bounds a catching-up projector's memory and commit size; live traffic fills a
+    /// batch by the flush interval first.
+    pub projector_batch_size: usize,
     /// Partitioned workers per projection (`ANNALS_PROJECTOR_PARALLELISM`, 1 to 64): a batch is
     /// folded by this many jobs at once, each owning the streams that hash to it.
     pub projector_parallelism: usize,
@@ -52,6 +56,7 @@ impl Default for Settings {
             admin_key: None,
             strict_schemas: false,
             projector_flush: Duration::from_millis(200),
+            projector_batch_size: 20_000,
             projector_parallelism: 1,
             projector_priority: annals_projectors::background::Priority::Low,
         }
@@ -68,6 +73,7 @@ impl std::fmt::Debug for Settings {
             .field("sse_heartbeat", &self.sse_heartbeat)
             .field("strict_schemas", &self.strict_schemas)
             .field("projector_flush", &self.projector_flush)
+            .field("projector_batch_size", &self.projector_batch_size)
             .field("projector_parallelism", &self.projector_parallelism)
             .field("projector_priority", &self.projector_priority)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
@@ -86,12 +92,13 @@ pub struct SettingsLayer {
     pub sse_heartbeat_secs: Option<String>,
     pub strict_schemas: Option<String>,
     pub projector_flush_ms: Option<String>,
+    pub projector_batch_size: Option<String>,
     pub projector_parallelism: Option<String>,
     pub projector_priority: Option<String>,
 }
 
 /// The environment variable of each setting.
-const ENV: [(&str, &str); 9] = [
+const ENV: [(&str, &str); 10] = [
     ("listen", "ANNALS_LISTEN"),
     ("data_dir", "ANNALS_DATA_DIR"),
     ("max_body_bytes", "ANNALS_MAX_BODY_BYTES"),
@@ -101,6 +108,7 @@ const ENV: [(&str, &str); 9] = [
     ("projector_flush_ms", "ANNALS_PROJECTOR_FLUSH_MS"),
     ("projector_parallelism", "ANNALS_PROJECTOR_PARALLELISM"),
     ("projector_priority", "ANNALS_PROJECTOR_PRIORITY"),
+    ("projector_batch_size", "ANNALS_PROJECTOR_BATCH_SIZE"),
 ];
 
 impl Settings {
@@ -130,6 +138,7 @@ impl Settings {
             projector_flush_ms: var(ENV[6].1),
             projector_parallelism: var(ENV[7].1),
             projector_priority: var(ENV[8].1),
+            projector_batch_size: var(ENV[9].1),
         };
         settings.apply(from_env, &|name| {
             ENV.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, v)| (*v).to_owned())
@@ -172,6 +181,13 @@ impl Settings {
                 return Err(invalid("projector_flush_ms", &v, "at most 60000 (a minute)".into()));
             }
             self.projector_flush = Duration::from_millis(ms as u64);
+        }
+        if let Some(v) = layer.projector_batch_size {
+            let n = positive(&v).map_err(|reason| invalid("projector_batch_size", &v, reason))?;
+            if n > 100_000 {
+                return Err(invalid("projector_batch_size", &v, "at most 100000".into()));
+            }
+            self.projector_batch_size = n;
         }
         if let Some(v) = layer.projector_parallelism {
             let n = positive(&v).map_err(|reason| invalid("projector_parallelism", &v, reason))?;
@@ -240,6 +256,7 @@ mod tests {
         for (name, value, expected) in [
             ("ANNALS_PROJECTOR_PARALLELISM", "65", "at most 64"),
             ("ANNALS_PROJECTOR_PARALLELISM", "0", "at least 1"),
+            ("ANNALS_PROJECTOR_BATCH_SIZE", "100001", "at most 100000"),
             ("ANNALS_PROJECTOR_PRIORITY", "high", "idle, low or normal"),
         ] {
             let env = [(name.to_owned(), value.to_owned())];
@@ -253,9 +270,11 @@ mod tests {
         let env = [
             ("ANNALS_PROJECTOR_PARALLELISM".to_owned(), "4".to_owned()),
             ("ANNALS_PROJECTOR_PRIORITY".to_owned(), "idle".to_owned()),
+            ("ANNALS_PROJECTOR_BATCH_SIZE".to_owned(), "500".to_owned()),
         ];
         let s = Settings::load(None, env, SettingsLayer::default()).unwrap();
         assert_eq!(s.projector_parallelism, 4);
+        assert_eq!(s.projector_batch_size, 500);
         assert_eq!(s.projector_priority, annals_projectors::background::Priority::Idle);
     }
 }

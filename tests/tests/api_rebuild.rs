@@ -17,7 +17,13 @@ use support::TestApp;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_while_appends_and_queries_continue() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(tmp.path()).await;
+    // Three partitioned workers and batches of a few hundred events (several per rebuild), for
+    // the live projector and the rebuild alike.
+    let app = TestApp::spawn_with(tmp.path(), |s| {
+        s.projector_parallelism = 3;
+        s.projector_batch_size = 500;
+    })
+    .await;
     let mut last = 0;
     for n in 0..150 {
         last = append_message(&app, n).await;
