@@ -6,16 +6,19 @@
 //! position 0 builds. The crashed projector runs 1 to 3 partitioned workers (`parallelism`); the
 //! run it is compared with runs one.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals_projectors::view_store::{Query, Sort, ViewStore};
 use annals_projectors::{MessagesProjection, Projection, Projector, ProjectorConfig, TantivyViewStore};
 use annals_store::engine::{EmbeddedStore, EngineConfig};
 use annals_store::{EventData, EventStore, ExpectedRevision, Position, StreamId};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
+
+use common::all_docs;
 
 const TYPES: [&str; 7] = [
     "message.enqueued",
@@ -86,7 +89,11 @@ async fn run(phases: Vec<Phase>, batch_size: usize, parallelism: usize) {
     shutdown.cancel();
     task.await.unwrap();
 
-    assert_eq!(all_docs(&view), all_docs(&rebuilt), "crashed-and-restarted projection and one run disagree");
+    assert_eq!(
+        all_docs(view.as_ref(), "acme"),
+        all_docs(rebuilt.as_ref(), "acme"),
+        "crashed-and-restarted projection and one run disagree"
+    );
     store.close().await.unwrap();
 }
 
@@ -150,20 +157,4 @@ async fn append(store: &EmbeddedStore, stream: u8, kind: u8) -> Position {
     let event = EventData::json(event_type, &data).unwrap();
     let stream = StreamId::new(format!("acme/message-{id}")).unwrap();
     store.append_to_stream(&stream, ExpectedRevision::Any, vec![event]).await.unwrap().last_position
-}
-
-fn all_docs(view: &TantivyViewStore) -> Vec<(String, u64, Value)> {
-    let query = Query {
-        tenant: "acme".to_owned(),
-        filters: Vec::new(),
-        text: None,
-        sort: Sort { field: "last_event_at", descending: true },
-        limit: 100,
-        after: None,
-        facets: Vec::new(),
-    };
-    let mut docs: Vec<_> =
-        view.search(&query).unwrap().docs.into_iter().map(|d| (d.id, d.version.0, d.source)).collect();
-    docs.sort_by(|a, b| a.0.cmp(&b.0));
-    docs
 }

@@ -4,10 +4,12 @@
 //! projection stopped and restarted many times ends with exactly the view a single run from
 //! position 0 builds (the incremental = rebuild half of issue 4's property).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals_projectors::view_store::{Query, Sort, ViewStore};
+use annals_projectors::view_store::ViewStore;
 use annals_projectors::{MessageStatus, MessagesProjection, Projection, Projector, ProjectorConfig, TantivyViewStore};
 use annals_store::engine::{EmbeddedStore, EngineConfig};
 use annals_store::{
@@ -15,6 +17,8 @@ use annals_store::{
 };
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
+
+use common::{all_docs, newest_first};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appended_messages_become_documents_and_bad_events_are_parked() {
@@ -35,7 +39,7 @@ async fn appended_messages_become_documents_and_bad_events_are_parked() {
     assert_eq!(doc.source["status"], json!(MessageStatus::Delivered.as_str()));
     assert_eq!(doc.version, last);
     assert!(view.get("acme", "other/message-m2").unwrap().is_none(), "another tenant's message");
-    let page = view.search(&query("other")).unwrap();
+    let page = view.search(&newest_first("other", 100)).unwrap();
     assert_eq!(page.docs.len(), 1);
     assert_eq!(page.docs[0].source["recipient_email"], json!("bob@example.com"));
     assert!(view.get("acme", "acme/message-m3").unwrap().is_none(), "the only event of m3 was parked");
@@ -73,7 +77,7 @@ async fn shutdown_commits_the_batch_in_hand() {
     task.await.unwrap();
     assert_eq!(view.checkpoint().unwrap().map(|c| c.position), Some(last));
     assert!(status.has_applied(last));
-    assert_eq!(view.search(&query("")).unwrap().total, 20);
+    assert_eq!(view.search(&newest_first("", 100)).unwrap().total, 20);
     store.close().await.unwrap();
 }
 
@@ -121,11 +125,7 @@ async fn stopping_and_restarting_gives_the_view_of_one_run_from_zero() {
     shutdown.cancel();
     task.await.unwrap();
 
-    let all = |v: &TantivyViewStore| {
-        let page = v.search(&Query { limit: 1_000, ..query("") }).unwrap();
-        page.docs.into_iter().map(|d| (d.id, d.version, d.source)).collect::<Vec<_>>()
-    };
-    let (a, b) = (all(&view), all(&rebuilt));
+    let (a, b) = (all_docs(view.as_ref(), ""), all_docs(rebuilt.as_ref(), ""));
     assert_eq!(a.len(), 8);
     assert_eq!(a, b, "restarted projection and rebuild from zero disagree");
     store.close().await.unwrap();
@@ -171,18 +171,6 @@ async fn read_parked(store: &EmbeddedStore) -> Vec<Value> {
     match store.read_stream(&stream, ReadFrom::Start, Direction::Forwards, 100).await.unwrap() {
         ReadStreamOutcome::Events(events) => events.iter().map(|e| serde_json::from_slice(&e.data).unwrap()).collect(),
         other => panic!("no parked events: {other:?}"),
-    }
-}
-
-fn query(tenant: &str) -> Query {
-    Query {
-        tenant: tenant.to_owned(),
-        filters: Vec::new(),
-        text: None,
-        sort: Sort { field: "last_event_at", descending: true },
-        limit: 100,
-        after: None,
-        facets: Vec::new(),
     }
 }
 

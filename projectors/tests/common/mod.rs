@@ -1,9 +1,11 @@
 //! Builders of recorded events for the tests: what the store would hand a projector, made with
-//! `RecordedEvent`'s public fields, so the folds are tested without a store.
+//! `RecordedEvent`'s public fields, so the folds are tested without a store; and the view query
+//! the runtime tests compare whole views with.
 
 // Each test crate uses a subset of these.
 #![allow(dead_code)]
 
+use annals_projectors::view_store::{Query, Sort, ViewStore};
 use annals_store::{Position, RecordedEvent, Revision, StreamId};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
@@ -64,4 +66,26 @@ impl StreamLog {
         self.events.push(event.clone());
         event
     }
+}
+
+/// A tenant's documents, newest first, one page of `limit`.
+pub fn newest_first(tenant: &str, limit: usize) -> Query {
+    Query {
+        tenant: tenant.to_owned(),
+        filters: Vec::new(),
+        text: None,
+        sort: Sort { field: "last_event_at", descending: true },
+        limit,
+        after: None,
+        facets: Vec::new(),
+    }
+}
+
+/// Every document of `tenant` (up to 1,000) as (id, version, source), by id: what two views
+/// that must be equal are compared by.
+pub fn all_docs(view: &dyn ViewStore, tenant: &str) -> Vec<(String, Position, Value)> {
+    let page = view.search(&newest_first(tenant, 1_000)).expect("a search of the view");
+    let mut docs: Vec<_> = page.docs.into_iter().map(|d| (d.id, d.version, d.source)).collect();
+    docs.sort_by(|a, b| a.0.cmp(&b.0));
+    docs
 }
