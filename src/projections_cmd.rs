@@ -1,7 +1,9 @@
-//! `annals projections list|rebuild NAME`: where each projection stands, and rebuilds on demand,
-//! through a running server's `/v1/projections` (a rebuild is a control event the server's
-//! projector host acts on). `rebuild` follows the new generation with a progress bar until it
-//! serves; `--no-wait` only asks. Needs an admin key: `--key` or `ANNALS_KEY`.
+//! `annals projections list|rebuild NAME|parked NAME|replay NAME`: where each projection stands,
+//! rebuilds on demand, and the events a view could not apply, through a running server's
+//! `/v1/projections` (a rebuild or a replay is an event the server's projectors act on).
+//! `rebuild` follows the new generation with a progress bar until it serves, `replay` waits until
+//! the projection has passed the request and prints what each event did; `--no-wait` only asks.
+//! Needs an admin key: `--key` or `ANNALS_KEY`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -32,6 +34,26 @@ enum ProjectionsCommand {
         /// `messages` or `audit`.
         name: String,
         /// Ask for the rebuild and return, without following it.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// The events a projection could not apply and still waits on (with `--all`, replayed ones
+    /// too), oldest first.
+    Parked {
+        /// `messages` or `audit`.
+        name: String,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Apply parked events again once their cause is fixed: all of them, or those at
+    /// `--position`.
+    Replay {
+        /// `messages` or `audit`.
+        name: String,
+        /// A parked event's position (repeatable); default: every parked event.
+        #[arg(long = "position")]
+        positions: Vec<u64>,
+        /// Ask for the replay and return, without waiting for it.
         #[arg(long)]
         no_wait: bool,
     },
@@ -77,6 +99,50 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
             }
             follow(&api, &name, generation).await
         }
+        ProjectionsCommand::Parked { name, all } => {
+            let status = if all { "" } else { "&status=parked" };
+            let mut path = format!("/v1/projections/{name}/parked?limit=1000{status}");
+            println!("{:>12}  {:<9} {:<24} {:<40} error", "position", "status", "type", "stream");
+            loop {
+                let page = api.send(api.client.get(api.url(&path))).await?;
+                for item in page["items"].as_array().into_iter().flatten() {
+                    let entry = &item["entry"];
+                    // The latest replay's error when there is one: it is the current reason.
+                    let last_error =
+                        item["replays"].as_array().and_then(|r| r.last()).and_then(|r| r["error"].as_str());
+                    println!(
+                        "{:>12}  {:<9} {:<24} {:<40} {}",
+                        entry["position"],
+                        item["status"].as_str().unwrap_or("?"),
+                        entry["event_type"].as_str().unwrap_or("?"),
+                        entry["stream"].as_str().unwrap_or("?"),
+                        last_error.or(entry["error"].as_str()).unwrap_or(""),
+                    );
+                }
+                match page["next"].as_str() {
+                    Some(next) => path = next.to_owned(),
+                    None => return Ok(()),
+                }
+            }
+        }
+        ProjectionsCommand::Replay { name, positions, no_wait } => {
+            let body = if positions.is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_json::json!({ "positions": positions })
+            };
+            let url = api.url(&format!("/v1/projections/{name}/parked/replay"));
+            let accepted = api.send(api.client.post(url).json(&body)).await?;
+            let Some(at) = accepted["replay_position"].as_u64() else {
+                println!("nothing is parked in {name}");
+                return Ok(());
+            };
+            println!("replaying {} parked event(s) of {name} (request at position {at})", accepted["events"]);
+            if no_wait {
+                return Ok(());
+            }
+            replayed(&api, &name, at).await
+        }
     }
 }
 
@@ -107,6 +173,37 @@ async fn follow(api: &Api, name: &str, generation: u64) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Waits until the projection has passed the replay request at `at`, then counts its outcomes.
+async fn replayed(api: &Api, name: &str, at: u64) -> anyhow::Result<()> {
+    loop {
+        let p = api.send(api.client.get(api.url(&format!("/v1/projections/{name}")))).await?;
+        if p["checkpoint"].as_u64() >= Some(at) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (mut applied, mut failed) = (0, 0);
+    let mut path = format!("/v1/projections/{name}/parked?limit=1000");
+    loop {
+        let page = api.send(api.client.get(api.url(&path))).await?;
+        for item in page["items"].as_array().into_iter().flatten() {
+            let outcome =
+                item["replays"].as_array().into_iter().flatten().find(|r| r["replayed_at"].as_u64() == Some(at));
+            match outcome.and_then(|r| r["outcome"].as_str()) {
+                Some("applied") => applied += 1,
+                Some(_) => failed += 1,
+                None => {}
+            }
+        }
+        match page["next"].as_str() {
+            Some(next) => path = next.to_owned(),
+            None => break,
+        }
+    }
+    println!("replayed: {applied} applied, {failed} failed again (still parked; `annals projections parked {name}`)");
+    Ok(())
 }
 
 struct Api {

@@ -2,7 +2,9 @@
 //! appends succeed), every message becomes one document of the `messages` view with nothing
 //! parked, and the audit events land in the `audit` view. Then `annals projections rebuild`
 //! rebuilds the `messages` view into generation 2 (following it to the end) with the same
-//! documents, and `annals projections list` shows it.
+//! documents, and `annals projections list` shows it. Last, an event the view cannot apply is
+//! listed by `annals projections parked` (from the new generation's parked stream) and replayed
+//! by `annals projections replay`, which reports it failed again.
 
 mod serve_support;
 
@@ -59,4 +61,33 @@ async fn demo_data_is_valid_and_fills_both_views() {
     let list = run(&["projections", "list"]);
     let row = list.lines().find(|l| l.starts_with("messages")).unwrap_or_default();
     assert!(row.split_whitespace().nth(1) == Some("2") && row.contains("live"), "{list}");
+
+    // A `message.*` event on a stream that is no message stream: parked by generation 2.
+    let body = serde_json::json!({ "events": [{ "type": "message.sent",
+        "data": { "message_id": "x", "channel": "email", "provider": "ses" } }] });
+    let appended = client
+        .post(format!("{base}/v1/streams/orders-1/events"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(appended.status(), 201);
+    for _ in 0..100 {
+        if get("/v1/projections/messages".into()).await["parked_events"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let parked = run(&["projections", "parked", "messages"]);
+    let line = parked.lines().find(|l| l.contains("orders-1")).unwrap_or_default();
+    assert!(
+        line.contains("parked") && line.contains("message.sent") && line.contains("not a message stream"),
+        "{parked}"
+    );
+    let replayed = run(&["projections", "replay", "messages"]);
+    assert!(replayed.contains("replaying 1 parked event"), "{replayed}");
+    assert!(replayed.contains("replayed: 0 applied, 1 failed again"), "{replayed}");
+    assert!(run(&["projections", "parked", "messages", "--all"]).contains("orders-1"));
+    assert!(run(&["projections", "replay", "audit"]).contains("nothing is parked in audit"));
 }
