@@ -31,6 +31,13 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&root)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     println!("event: `message.enqueued`, {} bytes of JSON data", sample_data(0, 0).to_string().len());
+    // The server inherits this process's environment, so its settings are the ones printed.
+    let setting = |name: &str| std::env::var(name).unwrap_or_else(|_| "default".into());
+    println!(
+        "server: ANNALS_PROJECTOR_PRIORITY={}, ANNALS_PROJECTOR_PARALLELISM={}",
+        setting("ANNALS_PROJECTOR_PRIORITY"),
+        setting("ANNALS_PROJECTOR_PARALLELISM")
+    );
     println!();
     println!(
         "| measure | HTTP (`annals serve`) | in-process store, same shape | ratio | cores busy: server / generator |"
