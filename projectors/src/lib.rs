@@ -34,3 +34,9 @@ pub use views::audit::{AuditDoc, AUDIT_RECORDED};
 pub use views::message::{fold_message, fold_message_skipping, MessageDoc, MessageStatus};
 pub use views::timeline::{MessageEventType, TimelineEntry};
 pub use views::{message_stream_parts, split_tenant};
+
+/// FNV-1a: stable across builds and processes (unlike `DefaultHasher`), for ids derived from
+/// names (parked entries) and for routing streams to partitioned workers.
+pub(crate) fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}

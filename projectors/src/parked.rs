@@ -274,7 +274,7 @@ pub(crate) fn parked_entry(
         error,
     };
     Ok(EventData::json(PARKED, &entry)?
-        .with_id(uuid::Uuid::from_u64_pair(stable_hash(stream.as_str()), event.position.0)))
+        .with_id(uuid::Uuid::from_u64_pair(crate::stable_hash(stream.as_str()), event.position.0)))
 }
 
 /// The entry recording one replay outcome, with an id derived from (stream, request, outcome,
@@ -285,13 +285,8 @@ pub(crate) fn replayed_entry(stream: &StreamId, outcome: &Replayed) -> Result<Ev
         ReplayOutcome::Applied => "applied",
         ReplayOutcome::Failed => "failed",
     };
-    let seed = stable_hash(&format!("{}/replayed/{}/{kind}", stream.as_str(), outcome.replayed_at));
+    let seed = crate::stable_hash(&format!("{}/replayed/{}/{kind}", stream.as_str(), outcome.replayed_at));
     Ok(EventData::json(REPLAYED, outcome)?.with_id(uuid::Uuid::from_u64_pair(seed, outcome.position)))
-}
-
-/// FNV-1a: stable across builds and processes (unlike `DefaultHasher`), for entry ids.
-fn stable_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

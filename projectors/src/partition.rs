@@ -96,14 +96,10 @@ impl<D: Send + 'static> Workers<D> {
     }
 }
 
-/// The worker of `stream` among `count`: FNV-1a of the name, stable across processes and builds
-/// (a restart must route a stream to the same worker only for cache warmth, not correctness).
+/// The worker of `stream` among `count`, by a hash of the name that is stable across processes
+/// and builds (a restart routes a stream to the same worker for cache warmth, not correctness).
 pub(crate) fn partition(stream: &StreamId, count: usize) -> usize {
-    let hash = stream
-        .as_str()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    (hash % count.max(1) as u64) as usize
+    (crate::stable_hash(stream.as_str()) % count.max(1) as u64) as usize
 }
 
 #[cfg(test)]
