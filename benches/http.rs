@@ -6,7 +6,10 @@
 //! `cargo bench --bench http` prints a markdown table for BENCHMARKS.md. Environment:
 //! `BENCH_DIR` (default /var/tmp/annals-http-bench), `BENCH_SECS` (10 per measure),
 //! `BENCH_LIVE_RATE` (8,000 single-event appends per second, paced: the live-lag measure) and
-//! `BENCH_LIVE_SECS` (20).
+//! `BENCH_LIVE_SECS` (20), `BENCH_MEASURES` (`batches,singles,live` by default: a subset runs
+//! only those, e.g. `singles` while working on that figure), `BENCH_SERVER_BIN` (the `annals`
+//! binary to serve, default this build's: set it to a copy of an earlier build to compare two
+//! builds in alternating runs).
 //! Shapes, from issue 3: batches of 100 events over 16 connections; single events over 64
 //! connections. The load generator shares the machine's two cores with the server, which the
 //! ratios include.
@@ -34,15 +37,16 @@ fn main() -> anyhow::Result<()> {
     // The server inherits this process's environment, so its settings are the ones printed.
     let setting = |name: &str| std::env::var(name).unwrap_or_else(|_| "default".into());
     println!(
-        "server: ANNALS_PROJECTOR_PRIORITY={}, ANNALS_PROJECTOR_PARALLELISM={}",
+        "server: {}, ANNALS_PROJECTOR_PRIORITY={}, ANNALS_PROJECTOR_PARALLELISM={}",
+        std::env::var("BENCH_SERVER_BIN").unwrap_or_else(|_| "this build".into()),
         setting("ANNALS_PROJECTOR_PRIORITY"),
         setting("ANNALS_PROJECTOR_PARALLELISM")
     );
     println!();
     println!(
-        "| measure | HTTP (`annals serve`) | in-process store, same shape | ratio | cores busy: server / generator |"
+        "| measure | HTTP (`annals serve`) | in-process store, same shape | ratio | cores busy: server / generator | server CPU per event, µs: API / store / views / ended threads | CPU stolen by the hypervisor |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     rt.block_on(async {
         let mut server = Server::start(&root.join("serve"))?;
         let result = run(&server, &root, secs).await;
@@ -57,23 +61,29 @@ async fn run(server: &Server, root: &std::path::Path, secs: Duration) -> anyhow:
     let key = server.create_key("bench", "writer").await?;
     let store = EmbeddedStore::open(EngineConfig::new(root.join("store"))).await?;
 
+    let measures = std::env::var("BENCH_MEASURES").unwrap_or_else(|_| "batches,singles,live".into());
+    let wanted = |m: &str| measures.split(',').any(|w| w.trim() == m);
     // Every HTTP measure starts with the projection caught up, so that none inherits the
     // indexing backlog of the one before it.
-    let settled_batches = settle(server).await?;
-    let (http, cpu) = http_load(server, &key, 'b', 16, 100, secs, None).await?;
-    let after_batches = server.projection().await?;
-    let local = store_load(&store, 16, 100, secs).await?;
-    row("batches of 100 events, 16 connections", &http, &local, &cpu);
-    let settled_singles = settle(server).await?;
-    let (http, cpu) = http_load(server, &key, 's', 64, 1, secs, None).await?;
-    let after_singles = server.projection().await?;
-    let local = store_load(&store, 64, 1, secs).await?;
-    row("single events, 64 connections", &http, &local, &cpu);
+    let mut ends = Vec::new();
+    for (name, measure, connections, batch) in [
+        ("batches", "batches of 100 events, 16 connections", 16, 100),
+        ("single events", "single events, 64 connections", 64, 1),
+    ] {
+        if !wanted(if batch == 1 { "singles" } else { "batches" }) {
+            continue;
+        }
+        let settled = settle(server).await?;
+        let run = if batch == 1 { 's' } else { 'b' };
+        let (http, cpu) = http_load(server, &key, run, connections, batch, secs, None).await?;
+        let after = server.projection().await?;
+        let local = store_load(&store, connections, batch, secs).await?;
+        row(measure, &http, &local, &cpu);
+        ends.push((name, after, settled));
+    }
     // The server's `messages` projection indexes every appended event while the load runs.
     println!();
-    for (name, p, settled) in
-        [("batches", after_batches, settled_batches), ("single events", after_singles, settled_singles)]
-    {
+    for (name, p, settled) in ends {
         println!(
             "`messages` projection at the end of the {name} run: lag {} events / {:.1} s, {} parked \
              (before the run, the backlog of the runs before it took {settled:.1} s to clear)",
@@ -82,7 +92,9 @@ async fn run(server: &Server, root: &std::path::Path, secs: Duration) -> anyhow:
             p["parked_events"]
         );
     }
-    live_lag(server, &key).await?;
+    if wanted("live") {
+        live_lag(server, &key).await?;
+    }
     store.close().await?;
     Ok(())
 }
@@ -109,7 +121,7 @@ async fn live_lag(server: &Server, key: &str) -> anyhow::Result<()> {
             anyhow::Ok((max, samples))
         })
     };
-    let (http, _) = http_load(server, key, 'l', 64, 1, secs, Some(rate)).await?;
+    let (http, cpu) = http_load(server, key, 'l', 64, 1, secs, Some(rate)).await?;
     let (max, samples) = sampler.await??;
     let mut sorted = samples.clone();
     sorted.sort_by(f64::total_cmp);
@@ -118,10 +130,13 @@ async fn live_lag(server: &Server, key: &str) -> anyhow::Result<()> {
     println!(
         "live lag, single-event appends paced at {rate:.0}/s for {} s: achieved {:.0} events/s (p99 {:.1} ms); \
          `messages` projection lag sampled every 0.5 s: median {p50:.2} s, max {max:.2} s \
-         (the backlog of the runs above took {settled:.1} s to clear first)",
+         (the backlog of the runs above took {settled:.1} s to clear first); server CPU {:.0} µs per \
+         event (API / store / views / ended threads: {} µs), the projections keeping up",
         secs.as_secs(),
         http.events_per_sec,
         http.hist.value_at_quantile(0.99) as f64 / 1000.0,
+        cpu.cores().0 / http.events_per_sec * 1e6,
+        cpu.per_event(http.events_per_sec),
     );
     Ok(())
 }
@@ -156,10 +171,12 @@ fn row(name: &str, http: &Load, local: &Load, cpu: &Cpu) {
     };
     let (server, generator) = cpu.cores();
     println!(
-        "| {name} | {} | {} | {:.2} | {server:.2} / {generator:.2} |",
+        "| {name} | {} | {} | {:.2} | {server:.2} / {generator:.2} | {} | {:.0}% |",
         fmt(http),
         fmt(local),
-        http.events_per_sec / local.events_per_sec
+        http.events_per_sec / local.events_per_sec,
+        cpu.per_event(http.events_per_sec),
+        cpu.steal() * 100.0
     );
 }
 
@@ -268,6 +285,12 @@ const ID_PLACEHOLDER: &str = "XXXX-XXXXXXXXX";
 struct Cpu {
     server: f64,
     generator: f64,
+    /// The machine's steal and total ticks (`/proc/stat`): time the hypervisor gave this VM's
+    /// vCPUs to others, which is what makes this machine's speed vary from minute to minute.
+    steal: (u64, u64),
+    /// The server's CPU seconds by part: API (tokio's workers), store (its writer, indexer,
+    /// segment preallocation and fjall's threads), views (projectors and tantivy's threads).
+    parts: [f64; 3],
     wall: Instant,
     /// Seconds between two points, set by `since`.
     elapsed: f64,
@@ -278,6 +301,8 @@ impl Cpu {
         Ok(Cpu {
             server: proc_cpu_secs(&format!("/proc/{}/stat", server.child.id()))?,
             generator: proc_cpu_secs("/proc/self/stat")?,
+            steal: machine_steal()?,
+            parts: server_parts(server.child.id()),
             wall: Instant::now(),
             elapsed: 0.0,
         })
@@ -287,6 +312,8 @@ impl Cpu {
         Cpu {
             server: self.server - before.server,
             generator: self.generator - before.generator,
+            steal: (self.steal.0 - before.steal.0, self.steal.1 - before.steal.1),
+            parts: std::array::from_fn(|i| self.parts[i] - before.parts[i]),
             wall: before.wall,
             elapsed: (self.wall - before.wall).as_secs_f64(),
         }
@@ -298,6 +325,55 @@ impl Cpu {
     fn cores(&self) -> (f64, f64) {
         (self.server / self.elapsed, self.generator / self.elapsed)
     }
+
+    /// Server CPU per appended event by part: API / store / views / threads that ended during
+    /// the measure (tantivy starts a document-store compressor per new segment, tokio's blocking
+    /// pool lets idle threads go), in µs.
+    fn per_event(&self, events_per_sec: f64) -> String {
+        let events = events_per_sec * self.elapsed;
+        let [api, store, views] = self.parts.map(|p| p / events * 1e6);
+        let ended = (self.server - self.parts.iter().sum::<f64>()) / events * 1e6;
+        format!("{api:.0} / {store:.0} / {views:.0} / {ended:.0}")
+    }
+
+    /// The share of the machine's CPU time stolen by the hypervisor over the measure.
+    fn steal(&self) -> f64 {
+        self.steal.0 as f64 / self.steal.1.max(1) as f64
+    }
+}
+
+/// The server's CPU seconds so far by part (see `Cpu::parts`), from its threads' names. A thread
+/// that exited since the last look takes its seconds with it: the parts are read around a
+/// measure, over which the server's threads live on.
+fn server_parts(pid: u32) -> [f64; 3] {
+    let mut parts = [0.0; 3];
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return parts };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let name = stat.split_once('(').and_then(|(_, rest)| rest.rsplit_once(')')).map_or("", |(n, _)| n);
+        let part = match name {
+            "tokio-rt-worker" => 0,
+            n if n.starts_with("annals-writer")
+                || n.starts_with("annals-indexer")
+                || n.starts_with("annals-prealloc")
+                || n.starts_with("fjall") =>
+            {
+                1
+            }
+            _ => 2,
+        };
+        parts[part] += proc_cpu_secs(&task.path().join("stat").to_string_lossy()).unwrap_or(0.0);
+    }
+    parts
+}
+
+/// Steal ticks and all ticks of the machine, from the `cpu` line of `/proc/stat`.
+fn machine_steal() -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().ok_or_else(|| anyhow::anyhow!("empty /proc/stat"))?;
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).map(str::parse).collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is counted in user already)
+    Ok((ticks.get(7).copied().unwrap_or(0), ticks.iter().take(8).sum()))
 }
 
 /// utime + stime of a process, from /proc (in USER_HZ ticks, 100 per second on Linux).
@@ -377,7 +453,8 @@ struct Server {
 impl Server {
     fn start(dir: &std::path::Path) -> anyhow::Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(env!("CARGO_BIN_EXE_annals"))
+        let bin = std::env::var("BENCH_SERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_annals").into());
+        let child = Command::new(bin)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(dir)
             .env("ANNALS_ADMIN_KEY", ADMIN_KEY)

@@ -53,6 +53,10 @@ pub struct ProjectorConfig {
     /// Workers that fold a batch at once, each owning the streams that hash to it
     /// (`partition.rs`); their output is committed together with one checkpoint.
     pub parallelism: usize,
+    /// Once live, the subscription is read at most this often
+    /// ([`annals_store::Subscription::pace`]): the events of the group commits in between come
+    /// as one batch. Well under `flush_interval`, which bounds freshness anyway.
+    pub live_pace: Duration,
 }
 
 impl Default for ProjectorConfig {
@@ -65,6 +69,7 @@ impl Default for ProjectorConfig {
             flush_interval: Duration::from_millis(200),
             cache_docs: 50_000,
             parallelism: 1,
+            live_pace: Duration::from_millis(10),
         }
     }
 }
@@ -146,6 +151,7 @@ impl<P: Projection> Projector<P> {
         let filter = self.projection.filter();
         let widened = parked::with_replay_requests(&filter);
         let mut subscription = self.store.subscribe_to_all(from, widened).await.map_err(Stop::store)?;
+        subscription.pace(self.config.live_pace);
         self.blocking_view(|v| v.bulk_load(true)).await?;
         // Per subscription: after a failure nothing uncommitted may be served from it.
         let mut workers = Workers::new(self.config.parallelism, self.config.cache_docs);

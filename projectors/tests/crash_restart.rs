@@ -56,7 +56,13 @@ type Phase = (Vec<(u8, u8)>, u64, bool);
 async fn run(phases: Vec<Phase>, batch_size: usize, parallelism: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(EngineConfig::new(dir.path().join("store"))).await.unwrap();
-    let config = ProjectorConfig { batch_size, flush_interval: Duration::from_millis(5), cache_docs: 0, parallelism };
+    let config = ProjectorConfig {
+        batch_size,
+        flush_interval: Duration::from_millis(5),
+        cache_docs: 0,
+        parallelism,
+        live_pace: Duration::from_millis(2),
+    };
     let crashed_dir = dir.path().join("crashed");
     let mut view = open_view(&crashed_dir);
     let mut last = Position(0);

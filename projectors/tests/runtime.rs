@@ -88,8 +88,13 @@ async fn stopping_and_restarting_gives_the_view_of_one_run_from_zero() {
     let incremental = dir.path().join("incremental");
     // A cache smaller than the number of messages (documents are also reloaded from the view),
     // and two partitioned workers against the one of the rebuild.
-    let config =
-        ProjectorConfig { batch_size: 7, flush_interval: Duration::from_millis(20), cache_docs: 3, parallelism: 2 };
+    let config = ProjectorConfig {
+        batch_size: 7,
+        flush_interval: Duration::from_millis(20),
+        cache_docs: 3,
+        parallelism: 2,
+        live_pace: Duration::from_millis(5),
+    };
     let types = ["message.enqueued", "message.routed", "message.sent", "message.delivered", "message.opened"];
     let mut last = Position(0);
     for round in 0..6 {

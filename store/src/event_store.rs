@@ -2,6 +2,9 @@
 //! conformance suite in `conformance/` checks each promise against each backend.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -94,6 +97,27 @@ pub struct Subscription {
     rx: mpsc::Receiver<Result<Batch, StoreError>>,
     buffered: VecDeque<SubscriptionMessage>,
     task: tokio::task::AbortHandle,
+    pace: Pace,
+}
+
+/// How often, at most, a live subscription's task reads the log: set by the consumer
+/// ([`Subscription::pace`]), read by the backend's task between reads. Zero (the default) reads
+/// after every publish.
+#[derive(Clone, Debug, Default)]
+pub struct Pace(Arc<AtomicU64>);
+
+impl Pace {
+    /// The pause a live subscription takes after each read, if any.
+    pub fn get(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            micros => Some(Duration::from_micros(micros)),
+        }
+    }
+
+    fn set(&self, interval: Duration) {
+        self.0.store(u64::try_from(interval.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
 }
 
 /// What a backend's subscription task sends: events in order, possibly followed by `CaughtUp`.
@@ -101,9 +125,21 @@ pub type Batch = Vec<SubscriptionMessage>;
 
 impl Subscription {
     /// A subscription fed by `task` through `rx`; the task is aborted when the subscription is
-    /// dropped.
-    pub fn new(rx: mpsc::Receiver<Result<Batch, StoreError>>, task: tokio::task::AbortHandle) -> Self {
-        Subscription { rx, buffered: VecDeque::new(), task }
+    /// dropped, and reads `pace` between its live reads.
+    pub fn new(rx: mpsc::Receiver<Result<Batch, StoreError>>, task: tokio::task::AbortHandle, pace: Pace) -> Self {
+        Subscription { rx, buffered: VecDeque::new(), task, pace }
+    }
+
+    /// Once live, read the log at most every `interval`: the events of the publishes in between
+    /// come together in the next batch. Events, their order and `CaughtUp` are unchanged, and
+    /// catching up (reading a backlog) is not slowed. For consumers that gain nothing from each
+    /// group commit on its own: a projector commits its view every flush interval anyway, and
+    /// the key ring only looks for other processes' changes. On this machine's two cores, every
+    /// live subscription woken by every group commit was CPU taken from the appends that
+    /// published them (BENCHMARKS.md, 2026-12-01). A live tail that wants each event as soon as
+    /// it is stored does not call this.
+    pub fn pace(&mut self, interval: Duration) {
+        self.pace.set(interval);
     }
 
     /// The next message. `Err(StoreError::Closed)` once the store is gone; any other error ends

@@ -14,7 +14,7 @@ mod event_store;
 mod model;
 
 pub use error::StoreError;
-pub use event_store::{Batch, EventStore, Subscription, SubscriptionMessage};
+pub use event_store::{Batch, EventStore, Pace, Subscription, SubscriptionMessage};
 pub use model::{
     AppendResult, CurrentRevision, Direction, EventData, EventFilter, ExpectedRevision, Position, ReadFrom,
     ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom, MAX_EVENT_TYPE_LEN, MAX_STREAM_NAME_LEN,

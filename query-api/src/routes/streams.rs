@@ -14,7 +14,6 @@ use utoipa::IntoParams;
 use crate::app::AppState;
 use crate::auth::{Action, Principal, Tenant};
 use crate::error::ApiError;
-use crate::metrics::OutcomeLabels;
 use crate::wire::{AppendBody, Appended, Event, Page, Schemas};
 
 /// `POST /v1/streams/{stream}/events`: appends atomically; `201` with the revisions and positions.
@@ -56,7 +55,7 @@ pub async fn append(
         Err(e) if e.status().is_client_error() => "rejected",
         Err(_) => "error",
     };
-    state.metrics.appends.get_or_create(&OutcomeLabels { outcome }).inc();
+    state.metrics.count_append(outcome);
     state.metrics.append_duration.observe(started.elapsed().as_secs_f64());
     result
 }

@@ -29,6 +29,7 @@
 mod append;
 mod concurrency;
 mod idempotency;
+mod paced;
 mod read;
 mod subscribe;
 
@@ -61,6 +62,7 @@ pub use idempotency::{
     ids_stored_in_another_stream_are_an_idempotency_conflict, large_batches_retry_and_conflict_like_small_ones,
     partial_overlap_is_an_idempotency_conflict,
 };
+pub use paced::paced_subscribers_receive_every_event_in_order;
 pub use read::{
     head_tracks_the_last_position, read_all_forwards_and_backwards, read_all_with_filters,
     read_stream_forwards_backwards_and_from_revision, read_stream_of_missing_stream_is_not_found,
@@ -150,6 +152,7 @@ macro_rules! event_store_test_suite {
                 subscribe_to_stream_before_it_exists,
                 subscribe_to_stream_from_start_after_and_end,
                 slow_subscriber_receives_every_event_in_order,
+                paced_subscribers_receive_every_event_in_order,
                 concurrent_exact_appenders_one_winner_per_revision,
                 concurrent_appenders_to_many_streams_get_contiguous_positions,
             );

@@ -53,7 +53,11 @@ async fn read_live_events(sub: &mut Subscription, n: usize, what: &str) -> Vec<R
 /// Reads exactly `n` events and every `CaughtUp` that comes with them, then waits for the
 /// `CaughtUp` if it did not come yet; returns the events and, for each `CaughtUp`, how many events
 /// preceded it.
-async fn read_events_and_caught_up(sub: &mut Subscription, n: usize, what: &str) -> (Vec<RecordedEvent>, Vec<usize>) {
+pub(super) async fn read_events_and_caught_up(
+    sub: &mut Subscription,
+    n: usize,
+    what: &str,
+) -> (Vec<RecordedEvent>, Vec<usize>) {
     let mut events = Vec::with_capacity(n);
     let mut caught_up = Vec::new();
     while events.len() < n || caught_up.is_empty() {
@@ -66,13 +70,17 @@ async fn read_events_and_caught_up(sub: &mut Subscription, n: usize, what: &str)
 }
 
 /// Checks that nothing more arrives for a while.
-async fn assert_quiet(sub: &mut Subscription, what: &str) {
+pub(super) async fn assert_quiet(sub: &mut Subscription, what: &str) {
     if let Ok(message) = tokio::time::timeout(QUIET, sub.next()).await {
         panic!("{what}: expected no further message, got {message:?}");
     }
 }
 
-async fn subscribe_all<S: EventStore>(store: &S, from: SubscribeFrom<Position>, filter: EventFilter) -> Subscription {
+pub(super) async fn subscribe_all<S: EventStore>(
+    store: &S,
+    from: SubscribeFrom<Position>,
+    filter: EventFilter,
+) -> Subscription {
     let what = format!("subscribe_to_all({from:?}, {filter:?})");
     match within(&what, store.subscribe_to_all(from, filter)).await {
         Ok(sub) => sub,
@@ -80,7 +88,11 @@ async fn subscribe_all<S: EventStore>(store: &S, from: SubscribeFrom<Position>, 
     }
 }
 
-async fn subscribe_stream<S: EventStore>(store: &S, stream: &StreamId, from: SubscribeFrom<Revision>) -> Subscription {
+pub(super) async fn subscribe_stream<S: EventStore>(
+    store: &S,
+    stream: &StreamId,
+    from: SubscribeFrom<Revision>,
+) -> Subscription {
     let what = format!("subscribe_to_stream({stream}, {from:?})");
     match within(&what, store.subscribe_to_stream(stream, from)).await {
         Ok(sub) => sub,

@@ -26,8 +26,8 @@ pub struct IndexJob {
     pub replies: Vec<Reply>,
 }
 
-/// Commits jobs in order; after each, tells the writer the published head through `done`.
-pub fn run(shared: Arc<Shared>, jobs: mpsc::Receiver<IndexJob>, done: mpsc::Sender<crate::model::Position>) {
+/// Commits jobs in order and answers each job's appenders once its events are published.
+pub fn run(shared: Arc<Shared>, jobs: mpsc::Receiver<IndexJob>) {
     for job in jobs {
         if !job.records.is_empty() && shared.poisoned().is_none() {
             if let Err(e) = commit(&shared, &job) {
@@ -45,7 +45,6 @@ pub fn run(shared: Arc<Shared>, jobs: mpsc::Receiver<IndexJob>, done: mpsc::Send
             };
             let _ = reply.send(result);
         }
-        let _ = done.send(published);
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use super::reader;
 use super::store::{Head, Shared};
 use crate::error::StoreError;
-use crate::event_store::{Batch, Subscription, SubscriptionMessage};
+use crate::event_store::{Batch, Pace, Subscription, SubscriptionMessage};
 use crate::model::{
     Direction, EventFilter, Position, ReadFrom, ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom,
 };
@@ -83,8 +83,9 @@ impl Cursor {
 
 fn spawn(shared: &Arc<Shared>, cursor: Cursor) -> Subscription {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-    let task = tokio::spawn(run(Arc::downgrade(shared), shared.watch_head(), cursor, tx));
-    Subscription::new(rx, task.abort_handle())
+    let pace = Pace::default();
+    let task = tokio::spawn(run(Arc::downgrade(shared), shared.watch_head(), cursor, tx, pace.clone()));
+    Subscription::new(rx, task.abort_handle(), pace)
 }
 
 async fn run(
@@ -92,6 +93,7 @@ async fn run(
     mut head_rx: watch::Receiver<Head>,
     mut cursor: Cursor,
     tx: mpsc::Sender<Result<Batch, StoreError>>,
+    pace: Pace,
 ) {
     let mut caught_up = false;
     loop {
@@ -136,6 +138,10 @@ async fn run(
         }
         if full {
             continue;
+        }
+        // Publishes during the pause are not missed: `changed` compares with the head we read.
+        if let Some(pause) = pace.get() {
+            tokio::time::sleep(pause).await;
         }
         // Woken by any publish after the head we read; an error means the store is gone.
         if head_rx.changed().await.is_err() {

@@ -48,14 +48,10 @@ pub struct WriterState {
 
 /// Groups the indexer may hold before the writer waits for it (bounds the overlay).
 const JOBS_IN_FLIGHT: usize = 4;
-/// Groups of at most this many events are indexed before the next group starts.
-const SMALL_GROUP: usize = 256;
 /// Appends with at least this many events look their ids up on their own.
 const OWN_LOOKUP: usize = 8;
 /// Stream entries the writer keeps at most.
 const STREAM_CACHE: usize = 100_000;
-/// How long the writer waits for the appenders of the last small group to send again.
-const LINGER: std::time::Duration = std::time::Duration::from_micros(300);
 
 pub struct Writer {
     shared: Arc<Shared>,
@@ -94,51 +90,31 @@ impl Writer {
     /// Runs until every sender is gone and the indexer has answered everything, then returns.
     pub fn run(mut self, mut rx: mpsc::Receiver<AppendRequest>) {
         let (jobs, job_rx) = std_mpsc::sync_channel(JOBS_IN_FLIGHT);
-        let (done_tx, done) = std_mpsc::channel();
         let shared = Arc::clone(&self.shared);
         let indexer = std::thread::Builder::new()
             .name("annals-indexer".into())
-            .spawn(move || indexer::run(shared, job_rx, done_tx))
+            .spawn(move || indexer::run(shared, job_rx))
             .expect("spawn the indexer thread");
         let max_bytes = self.shared.config.max_group_bytes;
-        // Requests in the last group, if it was small enough to wait for (see below).
-        let mut cohort = 0usize;
         self.prepare_next_segment();
+        // A group is whatever waits when the writer is free: appends that arrive during a sync
+        // form the next group, so the group size follows the load with nothing to tune. Groups
+        // are pipelined: the indexer publishes group N while this thread syncs group N+1.
         while let Some(first) = rx.blocking_recv() {
             let mut bytes = first.bytes;
             let mut requests = vec![first];
-            let linger_until = std::time::Instant::now() + LINGER;
-            loop {
-                while bytes < max_bytes {
-                    match rx.try_recv() {
-                        Ok(request) => {
-                            bytes += request.bytes;
-                            requests.push(request);
-                        }
-                        Err(_) => break,
+            while bytes < max_bytes {
+                match rx.try_recv() {
+                    Ok(request) => {
+                        bytes += request.bytes;
+                        requests.push(request);
                     }
+                    Err(_) => break,
                 }
-                if requests.len() >= cohort || bytes >= max_bytes || std::time::Instant::now() >= linger_until {
-                    break;
-                }
-                std::thread::sleep(LINGER / 8);
             }
             let job = self.commit_group(requests);
-            let small = job.records.len() <= SMALL_GROUP;
-            cohort = if small { job.replies.len() } else { 0 };
-            let end = job.watermark.position;
             if jobs.send(job).is_err() {
                 break;
-            }
-            // A small group's index commit takes moments, and the appenders it answers usually
-            // send again at once: waiting for them makes one group of what would otherwise split
-            // into two cohorts, each waiting a sync for the other. Large groups are pipelined.
-            if small {
-                // A failed index commit poisons the store before it reports: the head will not
-                // reach `end` then, so stop waiting.
-                while done.recv().is_ok_and(|published| published < end && self.shared.poisoned().is_none()) {}
-            } else {
-                while done.try_recv().is_ok() {}
             }
         }
         drop(jobs);
