@@ -43,6 +43,15 @@ impl Batch {
     }
 }
 
+/// Where a batch's events come from (see `prepare`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// The log, in order, from the checkpoint on.
+    Log,
+    /// Parked events picked by a replay request.
+    Replay,
+}
+
 /// A batch folded into documents, ready to commit.
 #[derive(Debug)]
 pub(crate) struct Prepared {
@@ -51,19 +60,30 @@ pub(crate) struct Prepared {
 }
 
 /// Folds `events` into their documents (see the module doc). Documents end in `cache`.
+///
+/// `order` says whether `events` come in log order from the checkpoint on (`Order::Log`: the
+/// live and rebuild path) or are a replay of parked events (`Order::Replay`). In log order, an
+/// event at revision 0 is the first of its stream, and a document's events all come from one
+/// stream, so its document cannot be in the view yet (the view holds nothing past its
+/// checkpoint): it is not looked up. That is every new message of live traffic, and the lookup
+/// (a dictionary probe in each of the view's segments) was the projector's largest cost after
+/// indexing. A replayed revision 0 may have a document built from the stream's later events.
 pub(crate) fn prepare<P: Projection>(
     projection: &P,
     view: &dyn ViewStore,
     cache: &mut DocCache<P::Doc>,
     events: &[RecordedEvent],
+    order: Order,
 ) -> Result<Prepared, ViewError> {
     let keys: Vec<Option<DocKey>> = events.iter().map(|e| projection.doc_key(e)).collect();
     let mut docs: HashMap<&DocKey, Option<P::Doc>> = HashMap::with_capacity(events.len());
     let mut misses = Vec::new();
-    for key in keys.iter().flatten() {
+    for (event, key) in events.iter().zip(&keys) {
+        let Some(key) = key else { continue };
         if !docs.contains_key(key) {
             let cached = cache.take(key);
-            if cached.is_none() {
+            let first_of_stream = order == Order::Log && event.revision.0 == 0;
+            if cached.is_none() && !first_of_stream {
                 misses.push(key);
             }
             docs.insert(key, cached);

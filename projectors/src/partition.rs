@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use annals_store::{RecordedEvent, StreamId};
 
-use crate::batch::{prepare, DocCache, Prepared};
+use crate::batch::{prepare, DocCache, Order, Prepared};
 use crate::projection::Projection;
 use crate::view_store::ViewStore;
 
@@ -52,6 +52,7 @@ impl<D: Send + 'static> Workers<D> {
         projection: &Arc<P>,
         view: &Arc<dyn ViewStore>,
         events: &mut Vec<RecordedEvent>,
+        order: Order,
     ) -> Result<Prepared, String> {
         let count = self.parts.len();
         for event in events.drain(..) {
@@ -63,7 +64,7 @@ impl<D: Send + 'static> Workers<D> {
             let mut part = slot.take().ok_or("a worker's cache was lost")?;
             let (projection, view) = (Arc::clone(projection), Arc::clone(view));
             jobs.push(tokio::spawn(crate::background::run(move || {
-                let prepared = prepare(projection.as_ref(), view.as_ref(), &mut part.cache, &part.events);
+                let prepared = prepare(projection.as_ref(), view.as_ref(), &mut part.cache, &part.events, order);
                 part.events.clear();
                 (prepared, part)
             })));

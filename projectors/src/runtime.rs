@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::batch::{Batch, Prepared};
+use crate::batch::{Batch, Order, Prepared};
 use crate::parked::{self, ReplayOutcome, ReplayRequest, Replayed};
 use crate::partition::Workers;
 use crate::projection::Projection;
@@ -215,7 +215,8 @@ impl<P: Projection> Projector<P> {
         let count = batch.events.len() as u64;
         // Drained, not taken: the next batch reuses the buffer (growing a fresh one per batch
         // faulted in and zeroed new pages every time, a sixth of the live projector's CPU).
-        let prepared = workers.fold(&self.projection, &self.view, &mut batch.events).await.map_err(Stop::Retry)?;
+        let prepared =
+            workers.fold(&self.projection, &self.view, &mut batch.events, Order::Log).await.map_err(Stop::Retry)?;
         // Parked before the checkpoint passes them, and before this commit starts.
         for (event, error) in &prepared.parked {
             self.park(event, error).await?;
@@ -269,7 +270,7 @@ impl<P: Projection> Projector<P> {
             }
             let positions: Vec<Position> = events.iter().map(|e| e.position).collect();
             let Prepared { mut upserts, parked: failed } =
-                workers.fold(&self.projection, &self.view, &mut events).await.map_err(Stop::Retry)?;
+                workers.fold(&self.projection, &self.view, &mut events, Order::Replay).await.map_err(Stop::Retry)?;
             let mut failed: HashMap<Position, String> =
                 failed.into_iter().map(|(event, error)| (event.position, error.to_string())).collect();
             let outcomes = positions.iter().map(|&position| {
