@@ -136,7 +136,7 @@ impl Subscription {
     /// group commit on its own: a projector commits its view every flush interval anyway, and
     /// the key ring only looks for other processes' changes. On this machine's two cores, every
     /// live subscription woken by every group commit was CPU taken from the appends that
-    /// published them (BENCHMARKS.md, 2026-12-01). A live tail that wants each event as soon as
+    /// published them (BENCHMARKS.md, 2026-11-30 late night). A live tail that wants each event as soon as
     /// it is stored does not call this.
     pub fn pace(&mut self, interval: Duration) {
         self.pace.set(interval);
