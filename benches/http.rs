@@ -17,9 +17,13 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "http/cpu.rs"]
+mod cpu;
+
 use annals_store::engine::{EmbeddedStore, EngineConfig};
 use annals_store::{EventData, EventStore, ExpectedRevision, StreamId};
 use bytes::Bytes;
+use cpu::Cpu;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
@@ -207,7 +211,7 @@ async fn http_load(
         senders.push(sender);
     }
     let authorization = format!("Bearer {key}");
-    let before = Cpu::now(server)?;
+    let before = Cpu::now(server.child.id())?;
     let deadline = Instant::now() + secs;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -271,7 +275,7 @@ async fn http_load(
         }));
     }
     let load = collect(tasks, started).await?;
-    let cpu = Cpu::now(server)?.since(&before);
+    let cpu = Cpu::now(server.child.id())?.since(&before);
     Ok((load, cpu))
 }
 
@@ -280,111 +284,6 @@ const BODIES_PER_CONNECTION: usize = 16;
 
 /// Stands for the message id in pre-built bodies: as long as the ids patched in (`rccc-iiiiiiiii`).
 const ID_PLACEHOLDER: &str = "XXXX-XXXXXXXXX";
-
-/// CPU seconds used by the server and by this process (the load generator) since a point.
-struct Cpu {
-    server: f64,
-    generator: f64,
-    /// The machine's steal and total ticks (`/proc/stat`): time the hypervisor gave this VM's
-    /// vCPUs to others, which is what makes this machine's speed vary from minute to minute.
-    steal: (u64, u64),
-    /// The server's CPU seconds by part: API (tokio's workers), store (its writer, indexer,
-    /// segment preallocation and fjall's threads), views (projectors and tantivy's threads).
-    parts: [f64; 3],
-    wall: Instant,
-    /// Seconds between two points, set by `since`.
-    elapsed: f64,
-}
-
-impl Cpu {
-    fn now(server: &Server) -> anyhow::Result<Cpu> {
-        Ok(Cpu {
-            server: proc_cpu_secs(&format!("/proc/{}/stat", server.child.id()))?,
-            generator: proc_cpu_secs("/proc/self/stat")?,
-            steal: machine_steal()?,
-            parts: server_parts(server.child.id()),
-            wall: Instant::now(),
-            elapsed: 0.0,
-        })
-    }
-
-    fn since(&self, before: &Cpu) -> Cpu {
-        Cpu {
-            server: self.server - before.server,
-            generator: self.generator - before.generator,
-            steal: (self.steal.0 - before.steal.0, self.steal.1 - before.steal.1),
-            parts: std::array::from_fn(|i| self.parts[i] - before.parts[i]),
-            wall: before.wall,
-            elapsed: (self.wall - before.wall).as_secs_f64(),
-        }
-    }
-
-    /// Cores busy on average over the measure: server, generator. (Until 2026-11-30 evening
-    /// this divided by the time until the row was printed, after the in-process measure too,
-    /// which about halved both figures.)
-    fn cores(&self) -> (f64, f64) {
-        (self.server / self.elapsed, self.generator / self.elapsed)
-    }
-
-    /// Server CPU per appended event by part: API / store / views / threads that ended during
-    /// the measure (tantivy starts a document-store compressor per new segment, tokio's blocking
-    /// pool lets idle threads go), in µs.
-    fn per_event(&self, events_per_sec: f64) -> String {
-        let events = events_per_sec * self.elapsed;
-        let [api, store, views] = self.parts.map(|p| p / events * 1e6);
-        let ended = (self.server - self.parts.iter().sum::<f64>()) / events * 1e6;
-        format!("{api:.0} / {store:.0} / {views:.0} / {ended:.0}")
-    }
-
-    /// The share of the machine's CPU time stolen by the hypervisor over the measure.
-    fn steal(&self) -> f64 {
-        self.steal.0 as f64 / self.steal.1.max(1) as f64
-    }
-}
-
-/// The server's CPU seconds so far by part (see `Cpu::parts`), from its threads' names. A thread
-/// that exited since the last look takes its seconds with it: the parts are read around a
-/// measure, over which the server's threads live on.
-fn server_parts(pid: u32) -> [f64; 3] {
-    let mut parts = [0.0; 3];
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return parts };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        let name = stat.split_once('(').and_then(|(_, rest)| rest.rsplit_once(')')).map_or("", |(n, _)| n);
-        let part = match name {
-            "tokio-rt-worker" => 0,
-            n if n.starts_with("annals-writer")
-                || n.starts_with("annals-indexer")
-                || n.starts_with("annals-prealloc")
-                || n.starts_with("fjall") =>
-            {
-                1
-            }
-            _ => 2,
-        };
-        parts[part] += proc_cpu_secs(&task.path().join("stat").to_string_lossy()).unwrap_or(0.0);
-    }
-    parts
-}
-
-/// Steal ticks and all ticks of the machine, from the `cpu` line of `/proc/stat`.
-fn machine_steal() -> anyhow::Result<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat.lines().next().ok_or_else(|| anyhow::anyhow!("empty /proc/stat"))?;
-    let ticks: Vec<u64> = line.split_whitespace().skip(1).map(str::parse).collect::<Result<_, _>>()?;
-    // user nice system idle iowait irq softirq steal (guest time is counted in user already)
-    Ok((ticks.get(7).copied().unwrap_or(0), ticks.iter().take(8).sum()))
-}
-
-/// utime + stime of a process, from /proc (in USER_HZ ticks, 100 per second on Linux).
-fn proc_cpu_secs(path: &str) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(path)?;
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = &stat[stat.rfind(')').ok_or_else(|| anyhow::anyhow!("malformed {path}"))? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    Ok(ticks as f64 / 100.0)
-}
 
 /// The same shape straight into the embedded store.
 async fn store_load(store: &EmbeddedStore, tasks_n: usize, batch: usize, secs: Duration) -> anyhow::Result<Load> {

@@ -21,11 +21,11 @@ use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// How often, at most, the key ring looks for keys changed by other processes (`follow`).
-const KEYS_PACE: std::time::Duration = std::time::Duration::from_millis(10);
-
 use super::{Principal, Role, Tenant};
 use crate::error::ApiError;
+
+/// How often, at most, the key ring looks for keys changed by other processes (`follow`).
+const KEYS_PACE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The system stream that holds every key event.
 const KEYS_STREAM: &str = "$keys";
