@@ -31,8 +31,28 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-/// The outcomes `annals_appends` counts.
-pub const APPEND_OUTCOMES: [&str; 4] = ["ok", "conflict", "rejected", "error"];
+/// What became of an append request, as `annals_appends{outcome}` counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Ok,
+    Conflict,
+    Rejected,
+    Error,
+}
+
+impl AppendOutcome {
+    const ALL: [AppendOutcome; 4] =
+        [AppendOutcome::Ok, AppendOutcome::Conflict, AppendOutcome::Rejected, AppendOutcome::Error];
+
+    fn label(self) -> &'static str {
+        match self {
+            AppendOutcome::Ok => "ok",
+            AppendOutcome::Conflict => "conflict",
+            AppendOutcome::Rejected => "rejected",
+            AppendOutcome::Error => "error",
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -81,7 +101,7 @@ pub struct Metrics {
     registry: Registry,
     /// `annals_appends` by outcome, resolved once: the family's lookup (a lock and a hash) per
     /// append showed in profiles, and every outcome is exported from the start, at 0.
-    appends: [(&'static str, Counter); 4],
+    appends: [Counter; 4],
     pub appended_events: Counter,
     pub appended_bytes: Counter,
     pub append_duration: Histogram,
@@ -156,8 +176,8 @@ impl Metrics {
             "Seconds until the running rebuild catches up (-1: none or unknown)",
             projections.rebuild_eta_seconds.clone(),
         );
-        let appends =
-            APPEND_OUTCOMES.map(|outcome| (outcome, appends.get_or_create(&OutcomeLabels { outcome }).clone()));
+        let appends = AppendOutcome::ALL
+            .map(|outcome| appends.get_or_create(&OutcomeLabels { outcome: outcome.label() }).clone());
         Arc::new(Metrics {
             registry,
             appends,
@@ -170,14 +190,10 @@ impl Metrics {
         })
     }
 
-    /// Counts one append request: `outcome` is one of `APPEND_OUTCOMES`.
-    pub fn count_append(&self, outcome: &'static str) {
-        match self.appends.iter().find(|(o, _)| *o == outcome) {
-            Some((_, counter)) => {
-                counter.inc();
-            }
-            None => debug_assert!(false, "unknown append outcome {outcome}"),
-        }
+    /// Counts one append request.
+    pub fn count_append(&self, outcome: AppendOutcome) {
+        // `ALL` lists the variants in declaration order, so the discriminant is the index.
+        self.appends[outcome as usize].inc();
     }
 
     /// The registry in the OpenMetrics text format.

@@ -14,6 +14,7 @@ use utoipa::IntoParams;
 use crate::app::AppState;
 use crate::auth::{Action, Principal, Tenant};
 use crate::error::ApiError;
+use crate::metrics::AppendOutcome;
 use crate::wire::{AppendBody, Appended, Event, Page, Schemas};
 
 /// `POST /v1/streams/{stream}/events`: appends atomically; `201` with the revisions and positions.
@@ -50,10 +51,10 @@ pub async fn append(
     let started = Instant::now();
     let result = append_inner(&state, &principal, &headers, &stream, body).await;
     let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) if e.status() == StatusCode::CONFLICT => "conflict",
-        Err(e) if e.status().is_client_error() => "rejected",
-        Err(_) => "error",
+        Ok(_) => AppendOutcome::Ok,
+        Err(e) if e.status() == StatusCode::CONFLICT => AppendOutcome::Conflict,
+        Err(e) if e.status().is_client_error() => AppendOutcome::Rejected,
+        Err(_) => AppendOutcome::Error,
     };
     state.metrics.count_append(outcome);
     state.metrics.append_duration.observe(started.elapsed().as_secs_f64());
