@@ -65,9 +65,9 @@ pub struct Application {
 pub const BOOTSTRAP_TENANT: &str = "default";
 
 impl Application {
-    /// Opens the embedded store in `settings.data_dir`, loads the API keys (making the first
-    /// admin key if there is none: `settings.admin_key`, or a new one, see `bootstrap_key`) and
-    /// binds `settings.listen`.
+    /// Opens the embedded store in `settings.data_dir` and the views, binds `settings.listen`,
+    /// then loads the API keys (making the first admin key if there is none:
+    /// `settings.admin_key`, or a new one, see `bootstrap_key`).
     pub async fn build(settings: Settings) -> Result<Application, Error> {
         if let Some(key) = &settings.admin_key {
             if !crate::auth::is_well_formed(key) {
@@ -78,6 +78,15 @@ impl Application {
             }
         }
         let store = EmbeddedStore::open(EngineConfig::new(&settings.data_dir)).await?;
+        // Before the views open: their threads (and tantivy's) take it when they start.
+        annals_projectors::background::set_priority(settings.projector_priority);
+        let views = Views::open(&settings.data_dir)?;
+        let listener =
+            TcpListener::bind(settings.listen).await.map_err(|source| Error::Bind { addr: settings.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind { addr: settings.listen, source })?;
+        // Last, once nothing else can fail: a first admin key stored before a failed start (a
+        // port in use, say) would never be shown, and the next start, finding a key, would make
+        // none — a store nobody could administer.
         let keys = KeyRing::load(&store).await?;
         let mut bootstrap_key = None;
         if keys.is_empty() {
@@ -95,12 +104,6 @@ impl Application {
         } else if settings.admin_key.is_some() {
             warn!("ANNALS_ADMIN_KEY is ignored: the store has keys already; manage them with /v1/keys");
         }
-        // Before the views open: their threads (and tantivy's) take it when they start.
-        annals_projectors::background::set_priority(settings.projector_priority);
-        let views = Views::open(&settings.data_dir)?;
-        let listener =
-            TcpListener::bind(settings.listen).await.map_err(|source| Error::Bind { addr: settings.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind { addr: settings.listen, source })?;
         Ok(Application { listener, addr, store, settings: Arc::new(settings), keys, views, bootstrap_key })
     }
 

@@ -214,6 +214,18 @@ async fn revoked_keys_stop_working_and_key_management_is_an_audit_trail() {
 }
 
 #[tokio::test]
+async fn a_first_start_that_fails_makes_no_key_and_the_next_one_shows_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let settings =
+        |listen: std::net::SocketAddr| Settings { listen, data_dir: tmp.path().to_owned(), ..Settings::default() };
+    let err = Application::build(settings(busy.local_addr().unwrap())).await.unwrap_err();
+    assert!(err.to_string().contains(&busy.local_addr().unwrap().to_string()), "{err}");
+    let app = Application::build(settings("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    assert!(app.bootstrap_key().is_some(), "the failed start stored no key, so this one makes and shows it");
+}
+
+#[tokio::test]
 async fn the_first_start_makes_an_admin_key_once() {
     let tmp = tempfile::tempdir().unwrap();
     let settings =
