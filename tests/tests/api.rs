@@ -87,6 +87,34 @@ async fn stream_reads_page_forwards_and_backwards_with_next_links() {
 }
 
 #[tokio::test]
+async fn next_links_work_for_stream_names_that_need_encoding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let name = "orders/42 a?b&c#d%e+f";
+    let encoded: String = name
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    let events: Vec<Value> = (0..3).map(|n| event("order.placed", n)).collect();
+    let (status, body) = app.post(&format!("/v1/streams/{encoded}/events"), &json!({ "events": events })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["stream"], json!(name));
+    let mut seen = Vec::new();
+    let mut link = Some(format!("/v1/streams/{encoded}/events?limit=1"));
+    while let Some(path) = link {
+        let (status, page) = app.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        for e in page["events"].as_array().unwrap() {
+            assert_eq!(e["stream"], json!(name));
+            seen.push(e["revision"].as_u64().unwrap());
+        }
+        link = page["next"].as_str().map(String::from);
+    }
+    assert_eq!(seen, vec![0, 1, 2], "the next links lead through the whole stream");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_global_log_pages_and_filters_by_type_and_stream_prefix() {
     let tmp = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(tmp.path()).await;
@@ -222,6 +250,15 @@ async fn malformed_requests_are_400_problems_that_say_what_is_wrong() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
         assert_eq!(problem["type"], json!("https://annals.dev/problems/invalid-stream-name"));
         assert!(problem["detail"].as_str().unwrap().contains(says), "{path}: {problem}");
+        let (status, problem) = app.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "GET {path}: {problem}");
+        assert_eq!(problem["type"], json!("https://annals.dev/problems/invalid-stream-name"));
+    }
+    // A path segment that does not decode to UTF-8 is a problem document too, on every route.
+    for path in ["/v1/streams/%FF/events", "/v1/messages/%FF", "/v1/schemas/%FF", "/v1/projections/%FF"] {
+        let (status, problem) = app.get(path).await; // `get` checks the content type of errors
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
+        assert_eq!(problem["type"], json!("https://annals.dev/problems/invalid-parameter"), "{path}: {problem}");
     }
     for (query, parameter) in
         [("limit=0", "limit"), ("limit=ten", "limit"), ("direction=up", "direction"), ("colour=red", "colour")]

@@ -2,13 +2,14 @@
 
 use annals_projectors::view_store::Filter;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::events::query_error;
+use super::path::PathParam;
 use super::search::{self, Paging, SearchPage};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
@@ -128,7 +129,7 @@ pub async fn search(
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
-    Path(event_id): Path<String>,
+    PathParam(event_id): PathParam,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require(Action::Read)?;
     let doc = search::get(&state.views.audit.serving().store, &principal.tenant, event_id.clone()).await?;

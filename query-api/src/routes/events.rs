@@ -101,7 +101,7 @@ pub fn query_error(rejection: QueryRejection) -> ApiError {
     ApiError::InvalidQuery(rejection.body_text())
 }
 
-/// Percent-encodes a query value (everything but unreserved characters).
+/// Percent-encodes a query value or a path segment (everything but unreserved characters).
 pub(super) fn encode(value: &str) -> String {
     value
         .bytes()

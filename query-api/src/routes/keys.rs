@@ -3,12 +3,13 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::path::PathParam;
 use crate::app::AppState;
 use crate::auth::{Action, KeyInfo, NewKey, Principal, Role, Tenant};
 use crate::error::ApiError;
@@ -95,7 +96,7 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> Result
 pub async fn revoke(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Json<KeyInfo>, ApiError> {
     principal.require(Action::ManageKeys)?;
     Ok(Json(state.keys.revoke(state.store.as_ref(), &id, &principal.key_id).await?))

@@ -5,13 +5,14 @@ use annals_projectors::view_store::Filter;
 use annals_projectors::{fold_message_skipping, MessageStatus};
 use annals_store::{Direction, ReadFrom, ReadStreamOutcome};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::events::query_error;
+use super::path::PathParam;
 use super::search::{self, Paging, SearchPage};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
@@ -159,7 +160,7 @@ pub struct AsOf {
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     params: Result<Query<AsOf>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require(Action::Read)?;
@@ -202,7 +203,7 @@ pub async fn get(
 pub async fn history(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Json<Page>, ApiError> {
     principal.require(Action::Read)?;
     let stream = principal.tenant.stream(&format!("message-{id}"))?;

@@ -9,6 +9,7 @@ mod keys;
 mod live;
 mod messages;
 mod parked;
+mod path;
 mod projections;
 mod schemas;
 mod search;

@@ -6,13 +6,14 @@
 use annals_projectors::parked::{self, Parked, ReplayOutcome, ReplayRequest};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::events::{limit, query_error};
+use super::path::PathParam;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -91,7 +92,7 @@ pub struct ParkedPage {
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     params: Result<Query<ParkedParams>, QueryRejection>,
 ) -> Result<Json<ParkedPage>, ApiError> {
     principal.require(Action::ManageProjections)?;
@@ -166,7 +167,7 @@ pub struct ReplayAccepted {
 pub async fn replay(
     State(state): State<AppState>,
     principal: Principal,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     body: Bytes,
 ) -> Result<(StatusCode, Json<ReplayAccepted>), ApiError> {
     principal.require(Action::ManageProjections)?;

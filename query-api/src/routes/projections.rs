@@ -2,12 +2,13 @@
 //! figures and the views span tenants).
 
 use annals_projectors::control::{self, ControlError};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::path::PathParam;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -58,7 +59,7 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> Result
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<Json<Progress>, ApiError> {
     principal.require(Action::ManageProjections)?;
     let view = state.views.by_name(&name).ok_or(ApiError::DocumentNotFound { kind: "projection", id: name })?;
@@ -98,7 +99,7 @@ pub struct RebuildAccepted {
 pub async fn rebuild(
     State(state): State<AppState>,
     principal: Principal,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<(StatusCode, Json<RebuildAccepted>), ApiError> {
     principal.require(Action::ManageProjections)?;
     let view = state.views.by_name(&name).ok_or(ApiError::DocumentNotFound { kind: "projection", id: name })?;

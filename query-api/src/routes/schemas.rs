@@ -1,11 +1,12 @@
 //! `/v1/schemas`: the registered event types and their JSON Schemas, every published version.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::path::PathParam;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -82,7 +83,7 @@ pub async fn list(State(state): State<AppState>, _caller: Principal) -> Json<Sch
 pub async fn get(
     State(state): State<AppState>,
     _caller: Principal,
-    Path(event_type): Path<String>,
+    PathParam(event_type): PathParam,
 ) -> Result<Json<SchemaVersions>, ApiError> {
     let versions: Vec<SchemaVersion> = state
         .schemas

@@ -3,7 +3,7 @@
 use annals_store::{Direction, ReadFrom, ReadStreamOutcome, Revision, StreamId};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use std::time::Instant;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -11,6 +11,7 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::path::PathParam;
 use crate::app::AppState;
 use crate::auth::{Action, Principal, Tenant};
 use crate::error::ApiError;
@@ -45,7 +46,7 @@ pub async fn append(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    Path(stream): Path<String>,
+    PathParam(stream): PathParam,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
     let started = Instant::now();
@@ -117,7 +118,7 @@ pub struct ReadParams {
 pub async fn read(
     State(state): State<AppState>,
     principal: Principal,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     params: Result<Query<ReadParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
     principal.require(Action::Read)?;
@@ -144,8 +145,10 @@ pub async fn read(
         Direction::Forwards => "forwards",
         Direction::Backwards => "backwards",
     };
+    // The name as a path segment: a stream name may hold `/`, `?`, `#`, `%` or spaces.
+    let segment = super::events::encode(&name);
     let next = next_revision
-        .map(|r| format!("/v1/streams/{name}/events?from_revision={r}&direction={direction_name}&limit={limit}"));
+        .map(|r| format!("/v1/streams/{segment}/events?from_revision={r}&direction={direction_name}&limit={limit}"));
     let events = events.into_iter().map(|e| Event::new(e, &principal.tenant)).collect();
     Ok(Json(Page { events, next }))
 }
