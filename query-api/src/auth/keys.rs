@@ -79,20 +79,25 @@ impl KeyRing {
     /// Folds the whole of `$keys`.
     pub async fn load(store: &dyn EventStore) -> Result<Arc<KeyRing>, StoreError> {
         let ring = Arc::new(KeyRing::default());
+        ring.catch_up(store).await?;
+        Ok(ring)
+    }
+
+    /// Folds what `$keys` has past what is folded already.
+    async fn catch_up(&self, store: &dyn EventStore) -> Result<(), StoreError> {
         let stream = keys_stream();
-        let mut from = ReadFrom::Start;
+        let mut from = self.applied.read().expect("keys lock").map_or(ReadFrom::Start, |r| ReadFrom::At(r.next()));
         loop {
             let events = match store.read_stream(&stream, from, Direction::Forwards, 1000).await? {
-                ReadStreamOutcome::StreamNotFound => break,
+                ReadStreamOutcome::StreamNotFound => return Ok(()),
                 ReadStreamOutcome::Events(events) => events,
             };
-            let Some(last) = events.last() else { break };
+            let Some(last) = events.last() else { return Ok(()) };
             from = ReadFrom::At(last.revision.next());
             for event in &events {
-                ring.apply(event);
+                self.apply(event);
             }
         }
-        Ok(ring)
     }
 
     /// Follows `$keys` from what is folded until `shutdown`, so keys made by other processes work
@@ -160,9 +165,6 @@ impl KeyRing {
         };
         let (id, secret) = parse_token(&token)
             .ok_or_else(|| ApiError::MalformedBody(format!("a key must look like {}", TOKEN_FORMAT)))?;
-        if self.keys.read().expect("keys lock").contains_key(id) {
-            return Err(ApiError::MalformedBody(format!("key id {id} is taken")));
-        }
         let event = KeyEvent::Created {
             key_id: id.to_owned(),
             tenant,
@@ -171,33 +173,65 @@ impl KeyRing {
             secret_sha256: hex(&sha256(secret)),
             created_by: created_by.to_owned(),
         };
-        let recorded = append(store, &event).await?;
-        self.apply(&recorded);
+        self.append_checked(store, &event, |keys| match keys.contains_key(id) {
+            true => Err(ApiError::MalformedBody(format!("key id {id} is taken"))),
+            false => Ok(true),
+        })
+        .await?;
         let info = self.keys.read().expect("keys lock")[id].info.clone();
         Ok(NewKey { info, key: token })
     }
 
     /// Revokes a key (again is a no-op). Revoking the last active admin key is refused: nobody
-    /// could manage keys afterwards.
+    /// could manage keys afterwards — also when two revocations race (see `append_checked`).
     pub async fn revoke(&self, store: &dyn EventStore, id: &str, revoked_by: &str) -> Result<KeyInfo, ApiError> {
-        {
-            let keys = self.keys.read().expect("keys lock");
+        let event = KeyEvent::Revoked { key_id: id.to_owned(), revoked_by: revoked_by.to_owned() };
+        self.append_checked(store, &event, |keys| {
             let record = keys.get(id).ok_or_else(|| ApiError::KeyNotFound(id.to_owned()))?;
             if record.info.revoked_at.is_some() {
-                return Ok(record.info.clone());
+                return Ok(false);
             }
             let other_admins = keys
                 .values()
                 .filter(|r| r.info.id != id && r.info.role == Role::Admin && r.info.revoked_at.is_none())
                 .count();
-            if record.info.role == Role::Admin && other_admins == 0 {
-                return Err(ApiError::LastAdminKey(id.to_owned()));
+            match record.info.role == Role::Admin && other_admins == 0 {
+                true => Err(ApiError::LastAdminKey(id.to_owned())),
+                false => Ok(true),
+            }
+        })
+        .await?;
+        Ok(self.keys.read().expect("keys lock")[id].info.clone())
+    }
+
+    /// Appends `event` if `check` passes on the keys as folded (`Ok(false)`: nothing to do, no
+    /// event), and only right after the last
+    /// event folded (an exact expected revision of `$keys`): a check made on keys that another
+    /// request or process has changed meanwhile is made again on the caught-up keys. Without it,
+    /// two revocations at once could each see the other's admin key active and revoke both.
+    async fn append_checked(
+        &self,
+        store: &dyn EventStore,
+        event: &KeyEvent,
+        check: impl Fn(&HashMap<String, Record>) -> Result<bool, ApiError>,
+    ) -> Result<(), ApiError> {
+        loop {
+            let expected = {
+                let keys = self.keys.read().expect("keys lock");
+                if !check(&keys)? {
+                    return Ok(());
+                }
+                self.applied.read().expect("keys lock").map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact)
+            };
+            match append(store, event, expected).await {
+                Ok(recorded) => {
+                    self.apply(&recorded);
+                    return Ok(());
+                }
+                Err(StoreError::WrongExpectedRevision { .. }) => self.catch_up(store).await?,
+                Err(e) => return Err(e.into()),
             }
         }
-        let event = KeyEvent::Revoked { key_id: id.to_owned(), revoked_by: revoked_by.to_owned() };
-        let recorded = append(store, &event).await?;
-        self.apply(&recorded);
-        Ok(self.keys.read().expect("keys lock")[id].info.clone())
     }
 
     /// Every key, oldest first.
@@ -268,11 +302,15 @@ pub fn is_well_formed(token: &str) -> bool {
     parse_token(token).is_some()
 }
 
-async fn append(store: &dyn EventStore, event: &KeyEvent) -> Result<RecordedEvent, ApiError> {
+async fn append(
+    store: &dyn EventStore,
+    event: &KeyEvent,
+    expected: ExpectedRevision,
+) -> Result<RecordedEvent, StoreError> {
     let value = serde_json::to_value(event).expect("key events serialize");
     let data = EventData::json(value["type"].as_str().expect("tagged"), &value["data"])?;
     let id = data.id();
-    let result = store.append_to_stream(&keys_stream(), ExpectedRevision::Any, vec![data]).await?;
+    let result = store.append_to_stream(&keys_stream(), expected, vec![data]).await?;
     let events = store
         .read_stream(&keys_stream(), ReadFrom::At(result.first_revision), Direction::Forwards, 1)
         .await?
@@ -280,7 +318,7 @@ async fn append(store: &dyn EventStore, event: &KeyEvent) -> Result<RecordedEven
     events
         .into_iter()
         .find(|e| e.id == id)
-        .ok_or_else(|| ApiError::Store(StoreError::Index("the key event just appended cannot be read".into())))
+        .ok_or_else(|| StoreError::Index("the key event just appended cannot be read".into()))
 }
 
 fn keys_stream() -> StreamId {
@@ -304,4 +342,37 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use annals_store::engine::{EmbeddedStore, EngineConfig};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn two_revocations_at_once_never_revoke_the_last_admin_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(EngineConfig::new(tmp.path())).await.unwrap();
+        let ring = KeyRing::load(&store).await.unwrap();
+        let tenant = || Tenant::new("acme").unwrap();
+        let mut survivor = ring.create(&store, tenant(), Role::Admin, "a".into(), "test", None).await.unwrap().info.id;
+        for round in 0..10 {
+            let other = ring.create(&store, tenant(), Role::Admin, format!("b{round}"), "test", None).await.unwrap();
+            // Both checks run before either append is folded: each sees the other admin active.
+            let (first, second) =
+                tokio::join!(ring.revoke(&store, &survivor, "test"), ring.revoke(&store, &other.info.id, "test"));
+            let outcomes = [first.is_ok(), second.is_ok()];
+            assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "round {round}: {first:?} / {second:?}");
+            let refused = if first.is_err() { first } else { second };
+            assert!(matches!(refused, Err(ApiError::LastAdminKey(_))), "round {round}: {refused:?}");
+            let active: Vec<KeyInfo> = ring.list().into_iter().filter(|k| k.revoked_at.is_none()).collect();
+            assert_eq!(active.len(), 1, "round {round}: one admin key is left");
+            survivor = active[0].id.clone();
+        }
+        // The keys as stored say the same as the ring that made them.
+        let reloaded = KeyRing::load(&store).await.unwrap();
+        assert_eq!(reloaded.list().iter().filter(|k| k.revoked_at.is_none()).count(), 1);
+        store.close().await.unwrap();
+    }
 }
