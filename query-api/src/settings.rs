@@ -81,19 +81,28 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// One layer of settings: every field optional. Flags are given as a layer too.
+/// One layer of settings: every field optional. Flags are given as a layer too. Values are kept
+/// as text until every layer is merged, so each is parsed (and its error named) in one place.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsLayer {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    #[serde(default, deserialize_with = "scalar")]
     pub max_body_bytes: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub max_page: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub sse_heartbeat_secs: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub strict_schemas: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub projector_flush_ms: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub projector_batch_size: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub projector_parallelism: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub projector_priority: Option<String>,
 }
 
@@ -219,6 +228,25 @@ fn positive(v: &str) -> Result<usize, String> {
     }
 }
 
+/// A value in the config file: a number or a boolean may be written bare (`max_page = 50`,
+/// `strict_schemas = true`) or quoted, as in the environment.
+fn scalar<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a string, a number or a boolean")]
+    enum Scalar {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+        Boolean(bool),
+    }
+    Ok(Option::<Scalar>::deserialize(deserializer)?.map(|value| match value {
+        Scalar::Text(text) => text,
+        Scalar::Integer(n) => n.to_string(),
+        Scalar::Float(x) => x.to_string(),
+        Scalar::Boolean(b) => b.to_string(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +263,21 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("/from/env"));
         assert_eq!(s.max_page, 7);
         assert_eq!(s.max_body_bytes, Settings::default().max_body_bytes);
+    }
+
+    #[test]
+    fn the_config_file_takes_numbers_and_booleans_bare_or_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("annals.toml");
+        std::fs::write(&file, "max_page = 50\nstrict_schemas = true\nsse_heartbeat_secs = \"3\"\n").unwrap();
+        let s = Settings::load(Some(&file), [], SettingsLayer::default()).unwrap();
+        assert_eq!((s.max_page, s.strict_schemas, s.sse_heartbeat), (50, true, Duration::from_secs(3)));
+        std::fs::write(&file, "max_page = [1]\n").unwrap();
+        let err = Settings::load(Some(&file), [], SettingsLayer::default()).unwrap_err().to_string();
+        assert!(err.contains("max_page") && err.contains("a string, a number or a boolean"), "{err}");
+        std::fs::write(&file, "max_page = 0\n").unwrap();
+        let err = Settings::load(Some(&file), [], SettingsLayer::default()).unwrap_err().to_string();
+        assert!(err.contains("max_page") && err.contains("at least 1"), "{err}");
     }
 
     #[test]
