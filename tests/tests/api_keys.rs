@@ -214,6 +214,31 @@ async fn revoked_keys_stop_working_and_key_management_is_an_audit_trail() {
 }
 
 #[tokio::test]
+async fn a_revoked_keys_live_tail_ends_and_gets_nothing_more() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(tmp.path(), |s| s.sse_heartbeat = std::time::Duration::from_millis(200)).await;
+    let (_, writer_key) = create_key(&app, "acme", "writer").await;
+    let writer = as_key(&app, &writer_key);
+    // A busy tail: the event appended after the revocation is not sent.
+    let (busy_id, busy_key) = create_key(&app, "acme", "reader").await;
+    let mut busy = SseReader::open(&as_key(&app, &busy_key), "/v1/events/live?from_position=0", None).await;
+    append_n(&writer, "message-1", "message.sent", 1).await;
+    assert_eq!(busy.events(1).await.len(), 1);
+    // An idle tail: nothing arrives, and it ends all the same.
+    let (idle_id, idle_key) = create_key(&app, "acme", "reader").await;
+    let idle = SseReader::open(&as_key(&app, &idle_key), "/v1/events/live", None).await;
+    for id in [&busy_id, &idle_id] {
+        let response =
+            app.client.delete(format!("{}/v1/keys/{id}", app.base)).bearer_auth(&app.key).send().await.unwrap();
+        assert_eq!(decode(response).await.0, StatusCode::OK);
+    }
+    append_n(&writer, "message-2", "message.sent", 1).await;
+    assert_eq!(busy.until_end().await, Vec::<Value>::new(), "nothing is sent to a revoked key");
+    assert_eq!(idle.until_end().await, Vec::<Value>::new());
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_first_start_that_fails_makes_no_key_and_the_next_one_shows_it() {
     let tmp = tempfile::tempdir().unwrap();
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

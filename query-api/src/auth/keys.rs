@@ -148,6 +148,11 @@ impl KeyRing {
         Ok(Principal { key_id: id.to_owned(), tenant: record.tenant.clone(), role: record.info.role })
     }
 
+    /// Whether key `id` exists and is not revoked (for responses that outlive their request).
+    pub fn is_active(&self, id: &str) -> bool {
+        self.keys.read().expect("keys lock").get(id).is_some_and(|r| r.info.revoked_at.is_none())
+    }
+
     /// Creates a key: appends `key.created` and folds it. `token` gives the key's text (the
     /// bootstrap key from `ANNALS_ADMIN_KEY`); otherwise a new one is generated.
     pub async fn create(

@@ -1,7 +1,8 @@
 //! `GET /v1/events/live`: the global log as Server-Sent Events, catch-up then live. Each event's
 //! SSE `id` is its position, so a client that reconnects with `Last-Event-ID` resumes right after
 //! the last event it received: no gap, no duplicate, across server restarts too (positions are
-//! durable). Comments every `sse_heartbeat` keep idle connections (and proxies) open.
+//! durable). Comments every `sse_heartbeat` keep idle connections (and proxies) open. A tail
+//! ends when its key is revoked (checked before each event and every heartbeat interval).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -42,7 +43,8 @@ pub struct LiveParams {
     path = "/v1/events/live",
     tag = "events",
     description = "Server-Sent Events: history from `from_position`, then a `caught-up` event, then new events as they \
-                   commit. Each event's SSE id is its position; reconnect with `Last-Event-ID` to resume right after it.",
+                   commit. Each event's SSE id is its position; reconnect with `Last-Event-ID` to resume right after it. \
+                   The stream ends when the server stops or the key is revoked.",
     params(
         LiveParams,
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this position (wins over from_position)")
@@ -82,15 +84,37 @@ pub async fn live(
     let (types, filter) = type_filter(params.types.as_deref())?;
     let filter = filter.stream_prefix(principal.tenant.prefix() + params.stream_prefix.as_deref().unwrap_or(""));
     let tenant = principal.tenant;
+    let key_id = principal.key_id;
+    let keys = Arc::clone(&state.keys);
+    let recheck = state.settings.sse_heartbeat;
     let subscription = state.store.subscribe_to_all(from, filter).await?;
     let shutdown = state.shutdown.clone();
     let guard = LiveGuard::new(Arc::clone(&state.metrics));
     let events = stream::unfold((subscription, guard), move |(mut subscription, guard)| {
         let types = types.clone();
         let tenant = tenant.clone();
+        let key_id = key_id.clone();
+        let keys = Arc::clone(&keys);
         async move {
             loop {
-                match subscription.next().await {
+                // The key was checked when the tail opened; a tail outlives requests, so it is
+                // checked again before each event and, while idle, every heartbeat interval: a
+                // revoked key's tail ends (a reconnecting client then gets the `401`).
+                let message = tokio::select! {
+                    message = subscription.next() => message,
+                    _ = tokio::time::sleep(recheck) => {
+                        if keys.is_active(&key_id) {
+                            continue;
+                        }
+                        debug!(key_id, "live tail ends: its key was revoked");
+                        return None;
+                    }
+                };
+                if !keys.is_active(&key_id) {
+                    debug!(key_id, "live tail ends: its key was revoked");
+                    return None;
+                }
+                match message {
                     Ok(SubscriptionMessage::Event(e)) => {
                         if !types.is_empty() && !types.contains(&e.event_type) {
                             continue;

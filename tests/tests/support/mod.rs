@@ -196,6 +196,25 @@ impl SseReader {
         }
     }
 
+    /// Reads until the server ends the stream (within 10 s); returns the events it sent first.
+    pub async fn until_end(mut self) -> Vec<Value> {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while let Some(chunk) =
+            tokio::time::timeout_at(deadline, self.body.next()).await.expect("the stream ends within 10 s")
+        {
+            self.buf.push_str(std::str::from_utf8(&chunk.expect("read")).unwrap());
+        }
+        let mut events = Vec::new();
+        for raw in self.buf.split("\n\n") {
+            let is_event = raw.lines().any(|l| l.starts_with("id:"));
+            if let Some(data) = raw.lines().find_map(|l| l.strip_prefix("data:")).filter(|_| is_event) {
+                events.push(serde_json::from_str(data.trim_start()).unwrap());
+            }
+        }
+        events
+    }
+
     /// The next `n` events (skipping heartbeats and `caught-up`), as (position, event).
     pub async fn events(&mut self, n: usize) -> Vec<(u64, Value)> {
         let mut out = Vec::new();
