@@ -247,3 +247,57 @@ fn actual_json(actual: CurrentRevision) -> Value {
         CurrentRevision::Current(r) => json!(r.0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use annals_store::{CurrentRevision, ExpectedRevision, Revision, StreamId};
+    use utoipa::PartialSchema;
+
+    use super::*;
+
+    /// Every field a problem body can carry is in the documented `Problem` schema.
+    #[test]
+    fn every_problem_field_is_documented() {
+        let schema = serde_json::to_value(crate::openapi::Problem::schema()).unwrap();
+        let documented: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        let stream = || StreamId::new("s").unwrap();
+        let samples = [
+            ApiError::InvalidParameter { parameter: "limit", detail: String::new() },
+            ApiError::StreamNotFound("s".into()),
+            ApiError::SchemaViolation {
+                index: 0,
+                event_type: "t".into(),
+                version: 1,
+                pointer: "/a".into(),
+                rule: "r".into(),
+            },
+            ApiError::UnknownSchema { index: 0, event_type: "t".into(), reason: String::new() },
+            ApiError::SchemaNotFound("t".into()),
+            ApiError::KeyNotFound("k".into()),
+            ApiError::LastAdminKey("k".into()),
+            ApiError::DocumentNotFound { kind: "message", id: "m".into() },
+            ApiError::DocumentNotFound { kind: "audit_entry", id: "e".into() },
+            ApiError::DocumentNotFound { kind: "projection", id: "p".into() },
+            ApiError::NotYetApplied { view: "messages", position: 3 },
+            ApiError::RebuildRunning { projection: "messages".into(), generation: 2 },
+            ApiError::NotParked { projection: "messages".into(), positions: vec![1] },
+            ApiError::Store(StoreError::WrongExpectedRevision {
+                stream: stream(),
+                expected: ExpectedRevision::Exact(Revision(1)),
+                actual: CurrentRevision::NoStream,
+            }),
+            ApiError::Store(StoreError::IdempotencyConflict {
+                stream: stream(),
+                event_id: uuid::Uuid::nil(),
+                reason: String::new(),
+            }),
+            ApiError::Store(StoreError::InvalidStreamName { name: String::new(), reason: "" }),
+        ];
+        for error in samples {
+            let (_, kind, _, extra) = error.problem();
+            for field in extra.keys() {
+                assert!(documented.contains(&field.as_str()), "{kind}: field {field} is not in the Problem schema");
+            }
+        }
+    }
+}

@@ -31,9 +31,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 )]
 pub struct ApiDoc;
 
-/// An error, as RFC 9457 describes: `type` names the problem; further fields depend on it
-/// (`expected` and `actual` on `wrong-expected-revision`, `pointer` and `rule` on
-/// `schema-violation`, `parameter` on `invalid-parameter`, …).
+/// An error, as RFC 9457 describes: `type` names the problem; the optional fields below come with
+/// the problem types named in their descriptions.
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)] // documents the body `ApiError` writes
 pub struct Problem {
@@ -43,6 +42,60 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
+    /// `invalid-parameter`, `invalid-stream-name`: the parameter at fault.
+    pub parameter: Option<String>,
+    /// `wrong-expected-revision`, `idempotency-conflict`, `stream-not-found`: the stream.
+    pub stream: Option<String>,
+    /// `wrong-expected-revision`: the revision the request expected.
+    pub expected: Option<ExpectedRevision>,
+    /// `wrong-expected-revision`: the stream's revision, or `"no_stream"`.
+    #[schema(value_type = Option<Object>)]
+    pub actual: Option<serde_json::Value>,
+    /// `idempotency-conflict`: an event id already used with other content.
+    pub event_id: Option<String>,
+    /// `schema-violation`, `unknown-schema`, `schema-not-found`: the event type.
+    pub event_type: Option<String>,
+    /// `schema-violation`: the version of the type's schema that was checked.
+    pub schema_version: Option<u32>,
+    /// `schema-violation`: a JSON pointer into the request body to the offending value.
+    pub pointer: Option<String>,
+    /// `schema-violation`: the schema's rule that the value breaks.
+    pub rule: Option<String>,
+    /// `key-not-found`, `last-admin-key`: the key's id.
+    pub key_id: Option<String>,
+    /// `document-not-found`: the message id asked for.
+    pub message: Option<String>,
+    /// `document-not-found`: the audit entry (event id) asked for.
+    pub audit_entry: Option<String>,
+    /// `document-not-found`, `rebuild-running`, `not-parked`: the projection.
+    pub projection: Option<String>,
+    /// `rebuild-running`: the generation being built.
+    pub generation: Option<u64>,
+    /// `not-parked`: the positions that are not parked events.
+    pub positions: Option<Vec<u64>>,
+    /// `not-yet-applied`: the position the view has not reached yet.
+    pub min_position: Option<u64>,
+}
+
+/// Adds what every `/v1` operation may answer without its handler saying so: `503` while the
+/// server stops (the store is closing) or a view is unavailable. Run on the document the routes
+/// made, since the handlers' annotations list only what is particular to them.
+pub fn complete(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let unavailable = ResponseBuilder::new()
+        .description("The server is stopping (the store is closing) or a view is unavailable; retry")
+        .content(
+            "application/problem+json",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+        )
+        .build();
+    for (_, item) in api.paths.paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")) {
+        for operation in
+            [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch].into_iter().flatten()
+        {
+            operation.responses.responses.entry("503".into()).or_insert_with(|| unavailable.clone().into());
+        }
+    }
 }
 
 /// `"any"` (the default), `"no_stream"`, `"stream_exists"`, or the revision the stream's last

@@ -123,6 +123,7 @@ async fn every_operation_documents_its_key_and_its_problems() {
             if path.starts_with("/v1/") {
                 assert!(op["security"].to_string().contains("api_key"), "{method} {path}: no security requirement");
                 assert!(responses.contains_key("401"), "{method} {path}: 401 not documented");
+                assert!(responses.contains_key("503"), "{method} {path}: 503 (stopping) not documented");
             }
             if op.get("requestBody").is_some() {
                 assert!(responses.contains_key("400"), "{method} {path}: takes a body but documents no 400");
@@ -149,5 +150,10 @@ async fn every_operation_documents_its_key_and_its_problems() {
     let append = &doc["paths"]["/v1/streams/{stream}/events"]["post"]["responses"];
     for status in ["201", "400", "401", "403", "409", "413", "422"] {
         assert!(append.get(status).is_some(), "append: {status} not documented");
+    }
+    // The problem body documents the fields particular problems add.
+    let problem = &doc["components"]["schemas"]["Problem"]["properties"];
+    for field in ["type", "title", "status", "detail", "expected", "actual", "pointer", "rule", "parameter", "stream"] {
+        assert!(problem.get(field).is_some(), "Problem: {field} not documented");
     }
 }

@@ -50,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(health::metrics))
         .routes(routes!(health::openapi))
         .split_for_parts();
+    let mut api = api;
+    crate::openapi::complete(&mut api);
     let _ = state.openapi.set(api.to_json().expect("the OpenAPI document serializes"));
     router
         .fallback(not_found)
