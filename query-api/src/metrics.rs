@@ -3,7 +3,8 @@
 //! API: dashboards and alerts depend on them, so they only ever gain siblings, never change.
 //!
 //! - `annals_appends_total{outcome}` — append requests by outcome: `ok`, `conflict` (409),
-//!   `rejected` (4xx: malformed, too large, bad stream name), `error` (5xx)
+//!   `rejected` (4xx: malformed, too large, bad stream name, a role that may not append), `error`
+//!   (5xx); a request without a valid key (401) is refused before it is an append, uncounted
 //! - `annals_appended_events_total`, `annals_appended_bytes_total` — events (and their bytes of
 //!   data and metadata) in successful appends; an idempotent retry counts again, as it is
 //!   answered again

@@ -216,6 +216,31 @@ async fn a_wrong_expected_revision_is_a_409_with_expected_and_actual() {
 }
 
 #[tokio::test]
+async fn racing_appends_at_the_same_expected_revision_store_exactly_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    append_n(&app, "message-race", "message.sent", 1).await;
+    let racers = (0..16).map(|n| {
+        let body = json!({ "expected_revision": 0, "events": [event("message.sent", n + 1)] });
+        let app = app.clone_view();
+        tokio::spawn(async move { app.post("/v1/streams/message-race/events", &body).await })
+    });
+    let mut won = 0;
+    for racer in racers.collect::<Vec<_>>() {
+        let (status, body) = racer.await.unwrap();
+        match status {
+            StatusCode::CREATED => won += 1,
+            StatusCode::CONFLICT => assert_eq!((&body["expected"], &body["actual"]), (&json!(0), &json!(1)), "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(won, 1, "one append wins the revision, the others are told it moved");
+    let (_, page) = app.get("/v1/streams/message-race/events").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn malformed_requests_are_400_problems_that_say_what_is_wrong() {
     let tmp = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(tmp.path()).await;

@@ -144,8 +144,17 @@ async fn tenants_never_see_each_others_events_on_any_read_path() {
     // Naming another tenant's stream reaches one's own namespace, not theirs.
     let (status, _) = acme_r.get("/v1/streams/globex%2Fmessage-1/events").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = acme_r.get("/v1/events?stream_prefix=../globex").await;
-    assert_eq!(status, StatusCode::OK);
+    for prefix in ["../globex", "globex", "globex%2F", "%2Fglobex"] {
+        let (status, page) = acme_r.get(&format!("/v1/events?stream_prefix={prefix}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(page["events"], json!([]), "acme through stream_prefix={prefix}: {page}");
+    }
+    // Appending to it writes acme's own stream of that name; globex's is untouched.
+    let (status, appended) =
+        acme_w.post("/v1/streams/globex%2Fmessage-1/events", &json!({ "events": [event("message.sent", 9)] })).await;
+    assert_eq!((status, &appended["first_revision"]), (StatusCode::CREATED, &json!(0)), "{appended}");
+    let (_, page) = globex_r.get("/v1/streams/message-1/events").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 3, "globex's message-1 is as it was");
 
     // The live tail: globex sees its three events, and none of acme's written around them.
     let tail = globex_tail.events(3).await;
