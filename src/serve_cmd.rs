@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use annals_query_api::{Application, Settings, SettingsLayer};
 use anyhow::Context;
 use clap::Args;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Debug)]
@@ -17,12 +18,16 @@ pub struct ServeArgs {
     /// Data directory of the embedded store [default: ./data; env: ANNALS_DATA_DIR].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// TOML file with any of: listen, data_dir, max_body_bytes, max_page [env: ANNALS_CONFIG].
+    /// TOML file with any setting by its lowercase name (listen, data_dir, max_page, ...; the
+    /// README lists them all); flags and ANNALS_* variables override it [env: ANNALS_CONFIG].
     #[arg(long, env = "ANNALS_CONFIG")]
     config: Option<PathBuf>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Installed before anything else: a SIGTERM that arrives while the store opens (a supervisor
+    // giving up on a slow start) must still mean a clean shutdown, not the default instant death.
+    let signals = Signals::install()?;
     let flags = SettingsLayer { listen: args.listen, data_dir: args.data_dir, ..SettingsLayer::default() };
     let settings = Settings::load(args.config.as_deref(), std::env::vars(), flags)?;
     let app = Application::build(settings).await.context("cannot start")?;
@@ -35,7 +40,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.recv().await;
         eprintln!("annals: shutting down");
         signal.cancel();
     });
@@ -43,11 +48,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM, both meaning "shut down cleanly".
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
+    }
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }
