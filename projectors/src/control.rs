@@ -114,18 +114,23 @@ impl ControlReader {
 
 /// Asks for a rebuild of `projection`: the next generation, built beside the serving one.
 pub async fn request_rebuild(store: &dyn EventStore, projection: &str) -> Result<u64, ControlError> {
-    let (state, expected) = read_state(store, projection).await?;
-    if let Some(running) = state.rebuilding {
-        return Err(ControlError::RebuildRunning { projection: projection.to_owned(), generation: running.generation });
-    }
-    let generation = state.generation + 1;
-    match append(store, REBUILD_REQUESTED, projection, generation, None, expected).await {
-        Ok(()) => Ok(generation),
-        // Someone else appended since we read: whatever it was, it decided first.
-        Err(StoreError::WrongExpectedRevision { .. }) => {
-            Err(ControlError::RebuildRunning { projection: projection.to_owned(), generation })
+    loop {
+        let (state, expected) = read_state(store, projection).await?;
+        if let Some(running) = state.rebuilding {
+            return Err(ControlError::RebuildRunning {
+                projection: projection.to_owned(),
+                generation: running.generation,
+            });
         }
-        Err(e) => Err(e.into()),
+        let generation = state.generation + 1;
+        match append(store, REBUILD_REQUESTED, projection, generation, None, expected).await {
+            Ok(()) => return Ok(generation),
+            // Someone appended since we read — a concurrent request for this projection, or any
+            // control event of another one (they share the stream): decide again on what is
+            // there now, so only a rebuild that really runs is reported as running.
+            Err(StoreError::WrongExpectedRevision { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -174,4 +179,43 @@ async fn append(
 
 fn control_stream() -> StreamId {
     StreamId::new(CONTROL_STREAM).expect("`$projections` is a valid stream name")
+}
+
+#[cfg(test)]
+mod tests {
+    use annals_store::engine::{EmbeddedStore, EngineConfig};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn requests_at_once_start_one_rebuild_per_projection_and_never_report_a_phantom_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(EngineConfig::new(tmp.path())).await.unwrap();
+        for round in 0..10u64 {
+            // Two requests for `messages` and one for `audit`, interleaved on one stream.
+            let (a, b, c) = tokio::join!(
+                request_rebuild(&store, "messages"),
+                request_rebuild(&store, "messages"),
+                request_rebuild(&store, "audit"),
+            );
+            let generation = round + 2;
+            assert_eq!(c.unwrap(), generation, "round {round}: the audit request is not blocked by messages'");
+            let (won, lost) = match (a, b) {
+                (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+                other => panic!("round {round}: exactly one messages request wins: {other:?}"),
+            };
+            assert_eq!(won, generation);
+            // The loser is told of the rebuild that really runs.
+            assert!(
+                matches!(&lost, ControlError::RebuildRunning { generation: g, .. } if *g == generation),
+                "round {round}: {lost:?}"
+            );
+            for projection in ["messages", "audit"] {
+                complete_rebuild(&store, projection, generation).await.unwrap();
+                let (state, _) = read_state(&store, projection).await.unwrap();
+                assert_eq!((state.generation, state.rebuilding), (generation, None));
+            }
+        }
+        store.close().await.unwrap();
+    }
 }

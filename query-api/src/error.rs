@@ -163,7 +163,7 @@ impl ApiError {
                 S::IdempotencyConflict { stream, event_id, .. } => {
                     extra.insert("stream".into(), json!(stream.as_str()));
                     extra.insert("event_id".into(), json!(event_id));
-                    (StatusCode::CONFLICT, "idempotency-conflict", "Event ids already used differently")
+                    (StatusCode::CONFLICT, "idempotency-conflict", "Event ids already used elsewhere")
                 }
                 S::InvalidStreamName { .. } => {
                     extra.insert("parameter".into(), json!("stream"));

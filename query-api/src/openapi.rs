@@ -49,9 +49,9 @@ pub struct Problem {
     /// `wrong-expected-revision`: the revision the request expected.
     pub expected: Option<ExpectedRevision>,
     /// `wrong-expected-revision`: the stream's revision, or `"no_stream"`.
-    #[schema(value_type = Option<Object>)]
-    pub actual: Option<serde_json::Value>,
-    /// `idempotency-conflict`: an event id already used with other content.
+    pub actual: Option<ActualRevision>,
+    /// `idempotency-conflict`: an event id already stored in another stream, at other revisions,
+    /// or in a batch only part of which is stored (a retry is recognised by its ids alone).
     pub event_id: Option<String>,
     /// `schema-violation`, `unknown-schema`, `schema-not-found`: the event type.
     pub event_type: Option<String>,
@@ -115,6 +115,22 @@ pub enum NamedExpectation {
     Any,
     NoStream,
     StreamExists,
+}
+
+/// Where a stream stands: the revision of its last event, or `"no_stream"`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ActualRevision {
+    Named(NoStream),
+    Revision(u64),
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum NoStream {
+    NoStream,
 }
 
 /// Which way a stream read goes.

@@ -125,7 +125,11 @@ impl Schemas<'_> {
                 ApiError::MalformedBody(format!("/events/{index}/metadata/schema_version must be a whole number"))
             })?),
         };
-        let data: serde_json::Value = serde_json::from_str(data.get()).expect("checked to be JSON by the parser");
+        // The body's parser checked the JSON's grammar only; a value can still be beyond what
+        // a JSON document model holds (deeper than 128 levels, a number beyond f64, a lone
+        // surrogate escape).
+        let data: serde_json::Value =
+            serde_json::from_str(data.get()).map_err(|e| unreadable(&format!("/events/{index}/data"), &e))?;
         match self.registry.validate(event_type, version, &data) {
             Ok(()) => Ok(()),
             Err(Violation::Invalid { pointer, rule }) => Err(ApiError::SchemaViolation {
@@ -155,7 +159,8 @@ impl Schemas<'_> {
 fn object(raw: &RawValue, pointer: &str) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     match serde_json::from_str::<serde_json::Value>(raw.get()) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
-        _ => Err(ApiError::MalformedBody(format!("{pointer} must be a JSON object"))),
+        Ok(_) => Err(ApiError::MalformedBody(format!("{pointer} must be a JSON object"))),
+        Err(e) => Err(unreadable(pointer, &e)),
     }
 }
 
@@ -230,4 +235,15 @@ impl Event {
 pub struct Page {
     pub events: Vec<Event>,
     pub next: Option<String>,
+}
+
+/// A `400` for JSON that is well-formed but that a document model cannot hold.
+fn unreadable(pointer: &str, error: &serde_json::Error) -> ApiError {
+    // serde_json ends its message with " at line L column C" of the value, not of the body.
+    let message = error.to_string();
+    let message = message.split(" at line ").next().unwrap_or_default();
+    ApiError::MalformedBody(format!(
+        "{pointer} cannot be read as a JSON value: {message} (at most 128 levels of nesting, numbers \
+         within the range of a double, valid unicode escapes)"
+    ))
 }

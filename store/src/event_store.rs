@@ -28,7 +28,9 @@ use crate::model::{
 ///   stream, at the revisions this append would have given them (for `Any` and `StreamExists`: at
 ///   any contiguous revisions, in order), returns the original `AppendResult` and writes nothing,
 ///   whatever the `ExpectedRevision` and across restarts. A batch whose ids are partly stored, or
-///   stored elsewhere, fails with `IdempotencyConflict` and writes nothing.
+///   stored elsewhere, fails with `IdempotencyConflict` and writes nothing. A retry is
+///   recognised by its ids alone, as KurrentDB recognises it: the content is not compared (a
+///   retry's metadata may rightly differ, e.g. its trace), so a new event needs a new id.
 /// - **Typed failures.** A wrong expected revision is `WrongExpectedRevision { expected, actual }`;
 ///   limits (event size, batch size, names, empty batches) have their own variants.
 /// - **Subscriptions** deliver every matching event exactly once in position order: first from
@@ -78,7 +80,8 @@ pub trait EventStore: Send + Sync + 'static {
         from: SubscribeFrom<Revision>,
     ) -> Result<Subscription, StoreError>;
 
-    /// The position of the last committed event, or `None` for an empty store.
+    /// The position of the last committed event, or `None` for an empty store; `Closed` once
+    /// the store takes no appends (closed, or its writer stopped).
     async fn head(&self) -> Result<Option<Position>, StoreError>;
 }
 

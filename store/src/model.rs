@@ -94,15 +94,17 @@ pub struct Revision(pub u64);
 #[serde(transparent)]
 pub struct Position(pub u64);
 
+// `next` saturates: `u64::MAX` is never a real revision or position (they count from 0), but a
+// client can name it ("after the last possible"), and what follows it is nothing, not event 0.
 impl Revision {
     pub fn next(self) -> Revision {
-        Revision(self.0 + 1)
+        Revision(self.0.saturating_add(1))
     }
 }
 
 impl Position {
     pub fn next(self) -> Position {
-        Position(self.0 + 1)
+        Position(self.0.saturating_add(1))
     }
 }
 

@@ -162,6 +162,29 @@ async fn the_global_log_pages_and_filters_by_type_and_stream_prefix() {
     // Exact types: a prefix of a type is not a type.
     let (_, page) = app.get("/v1/events?types=message").await;
     assert_eq!(page["events"].as_array().unwrap().len(), 0);
+    assert_eq!(page["next"], Value::Null, "an empty page is the end: {page}");
+
+    // Types that extend the asked-for one (the store matches prefixes) never shorten a page: a
+    // page is full while events remain, and a `next` link always leads to some.
+    let mut positions = Vec::new();
+    for _ in 0..5 {
+        append_n(&app, "ping-1", "ping.extended", 7).await;
+        let appended = append_n(&app, "ping-1", "ping", 1).await;
+        positions.push(appended["first_position"].as_u64().unwrap());
+    }
+    let (_, page) = app.get("/v1/events?types=ping&limit=2").await;
+    let got: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["position"].as_u64().unwrap()).collect();
+    assert_eq!(got, positions[..2], "{page}");
+    let mut link = page["next"].as_str().map(String::from);
+    let mut pages = 1;
+    while let Some(path) = link {
+        let (_, page) = app.get(&path).await;
+        let events = page["events"].as_array().unwrap();
+        assert!(!events.is_empty(), "a next link led to an empty page: {path}");
+        link = page["next"].as_str().map(String::from);
+        pages += 1;
+    }
+    assert_eq!(pages, 3, "2 + 2 + 1 events");
     app.stop().await;
 }
 
@@ -189,6 +212,16 @@ async fn a_retry_with_the_same_ids_returns_the_same_answer_and_writes_nothing() 
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
     assert_eq!(problem["type"], json!("https://annals.dev/problems/idempotency-conflict"));
     assert_eq!(problem["stream"], json!("message-4"));
+
+    // Nor are they at an expected revision they do not follow; the largest one a client can
+    // name is a conflict like any other, and the store goes on taking appends.
+    let mut mismatched = body.clone();
+    mismatched["expected_revision"] = json!(u64::MAX);
+    let (status, problem) = app.post("/v1/streams/message-3/events", &mismatched).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["type"], json!("https://annals.dev/problems/idempotency-conflict"));
+    let (status, created) = app.post("/v1/streams/message-5/events", &json!({ "events": [event("t", 1)] })).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
     app.stop().await;
 }
 
@@ -263,6 +296,36 @@ async fn malformed_requests_are_400_problems_that_say_what_is_wrong() {
         ),
         ("empty event type", r#"{"events": [{"type": "", "data": {}}]}"#.into(), "type"),
         ("id not a UUID", r#"{"events": [{"id": "x", "type": "t", "data": {}}]}"#.into(), "UUID"),
+        // Well-formed JSON beyond what a document model holds, in data that has a schema to check
+        // and in metadata: a precise 400, not a dropped connection.
+        (
+            "data nested too deep",
+            format!(
+                r#"{{"events": [{{"type": "message.sent", "data": {{"message_id": "7", "provider": {}{}}}}}]}}"#,
+                "[".repeat(130),
+                "]".repeat(130)
+            ),
+            "/events/0/data cannot be read as a JSON value: recursion limit exceeded",
+        ),
+        (
+            "a number beyond f64",
+            r#"{"events": [{"type": "message.sent", "data": {"message_id": "7", "provider": 1e999}}]}"#.into(),
+            "/events/0/data cannot be read as a JSON value: number out of range",
+        ),
+        (
+            "a lone surrogate",
+            r#"{"events": [{"type": "message.sent", "data": {"message_id": "7", "provider": "\ud800"}}]}"#.into(),
+            "/events/0/data cannot be read as a JSON value",
+        ),
+        (
+            "metadata nested too deep",
+            format!(
+                r#"{{"events": [{{"type": "t", "data": {{}}, "metadata": {{"x": {}{}}}}}]}}"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            ),
+            "/events/0/metadata cannot be read as a JSON value: recursion limit exceeded",
+        ),
     ];
     for (case, body, says) in cases {
         let (status, problem) = app.post_raw(path, body).await;
@@ -319,6 +382,10 @@ async fn oversized_events_and_bodies_are_413() {
     let body = json!({ "tenant": "acme", "role": "reader", "name": huge });
     let (status, problem) = app.post("/v1/keys", &body).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "POST /v1/keys: {problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("4194304"), "{problem}");
+    let body = json!({ "positions": [], "note": huge });
+    let (status, problem) = app.post("/v1/projections/messages/parked/replay", &body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "POST .../parked/replay: {problem}");
     assert!(problem["detail"].as_str().unwrap().contains("4194304"), "{problem}");
     app.stop().await;
 }
@@ -433,6 +500,12 @@ async fn an_idle_live_tail_gets_heartbeats() {
         "two heartbeats at a 1 s interval took {:?}",
         started.elapsed()
     );
+    // The largest id a client can send: nothing comes after it (not the whole log again).
+    let mut beyond = SseReader::open(&app, "/v1/events/live", Some(u64::MAX)).await;
+    assert_eq!(beyond.frame().await.event.as_deref(), Some("caught-up"));
+    append_n(&app, "message-1", "message.sent", 1).await;
+    let next = beyond.frame().await;
+    assert!(next.comment && next.id.is_none(), "only heartbeats after the last possible position: {next:?}");
     app.stop().await;
 }
 

@@ -48,6 +48,9 @@ async fn requests_without_a_valid_key_are_401_with_a_bearer_challenge() {
         let (status, problem) = decode(response).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {problem}");
     }
+    // The scheme's name is case-insensitive (RFC 9110).
+    let response = app.client.get(&url).header("authorization", format!("bearer {ADMIN_KEY}")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
     // Health needs no key.
     let response = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);

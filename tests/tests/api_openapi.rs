@@ -157,3 +157,38 @@ async fn every_operation_documents_its_key_and_its_problems() {
         assert!(problem.get(field).is_some(), "Problem: {field} not documented");
     }
 }
+
+#[tokio::test]
+async fn the_problems_the_server_sends_match_the_documented_problem_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let doc = document(&app).await;
+    // The document's own components resolve the schema's references.
+    let schema = serde_json::json!({ "$ref": "#/components/schemas/Problem", "components": doc["components"] });
+    let problem = jsonschema::validator_for(&schema).expect("the Problem schema compiles");
+
+    let append =
+        |expected: Value| serde_json::json!({ "expected_revision": expected, "events": [{ "type": "t", "data": {} }] });
+    let mut sent = Vec::new();
+    sent.push(app.post("/v1/streams/order-1/events", &append(serde_json::json!(3))).await); // actual: "no_stream"
+    app.post("/v1/streams/order-1/events", &append(serde_json::json!("no_stream"))).await;
+    sent.push(app.post("/v1/streams/order-1/events", &append(serde_json::json!(3))).await); // actual: 0
+    sent.push(app.post("/v1/streams/order-1/events", &append(serde_json::json!("no_stream"))).await);
+    sent.push(
+        app.post(
+            "/v1/streams/message-1/events",
+            &serde_json::json!({ "events": [{ "type": "message.sent", "data": {} }] }),
+        )
+        .await,
+    );
+    sent.push(app.get("/v1/events?limit=0").await);
+    sent.push(app.get("/v1/streams/nothing-here/events").await);
+    sent.push(app.get("/v1/messages/nope").await);
+    for (status, body) in sent {
+        assert!(status.is_client_error(), "{status}: {body}");
+        let errors: Vec<String> =
+            problem.iter_errors(&body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{status} {body} does not match the documented Problem: {errors:?}");
+    }
+    app.stop().await;
+}

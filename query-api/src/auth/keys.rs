@@ -70,9 +70,17 @@ struct Record {
 /// The keys, folded from `$keys`.
 #[derive(Debug, Default)]
 pub struct KeyRing {
-    keys: RwLock<HashMap<String, Record>>,
+    /// One lock for the keys and the revision they were folded to: a check on the keys and the
+    /// revision it saw must be one snapshot (`append_checked`), and two locks would need an
+    /// order that every caller keeps (taking them in opposite orders deadlocked).
+    folded: RwLock<Folded>,
+}
+
+#[derive(Debug, Default)]
+struct Folded {
+    keys: HashMap<String, Record>,
     /// The revision of `$keys` folded so far.
-    applied: RwLock<Option<Revision>>,
+    applied: Option<Revision>,
 }
 
 impl KeyRing {
@@ -86,7 +94,7 @@ impl KeyRing {
     /// Folds what `$keys` has past what is folded already.
     async fn catch_up(&self, store: &dyn EventStore) -> Result<(), StoreError> {
         let stream = keys_stream();
-        let mut from = self.applied.read().expect("keys lock").map_or(ReadFrom::Start, |r| ReadFrom::At(r.next()));
+        let mut from = self.read().applied.map_or(ReadFrom::Start, |r| ReadFrom::At(r.next()));
         loop {
             let events = match store.read_stream(&stream, from, Direction::Forwards, 1000).await? {
                 ReadStreamOutcome::StreamNotFound => return Ok(()),
@@ -106,7 +114,7 @@ impl KeyRing {
     pub fn follow(self: &Arc<Self>, store: Arc<dyn EventStore>, shutdown: CancellationToken) {
         let ring = Arc::clone(self);
         tokio::spawn(async move {
-            let from = ring.applied.read().expect("keys lock").map_or(SubscribeFrom::Start, SubscribeFrom::After);
+            let from = ring.read().applied.map_or(SubscribeFrom::Start, SubscribeFrom::After);
             let mut subscription = match store.subscribe_to_stream(&keys_stream(), from).await {
                 Ok(s) => s,
                 Err(e) => return warn!(error = %e, "cannot follow $keys; keys made elsewhere need a restart"),
@@ -130,14 +138,15 @@ impl KeyRing {
 
     /// Whether any key was ever created (revoked ones count: the store is not new).
     pub fn is_empty(&self) -> bool {
-        self.keys.read().expect("keys lock").is_empty()
+        self.read().keys.is_empty()
     }
 
     /// The caller behind `token`, or `401`.
     pub fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
         let unknown = || ApiError::Unauthorized("the key is not valid".into());
         let (id, secret) = parse_token(token).ok_or_else(unknown)?;
-        let keys = self.keys.read().expect("keys lock");
+        let folded = self.read();
+        let keys = &folded.keys;
         let record = keys.get(id).ok_or_else(unknown)?;
         if !bool::from(record.secret_sha256.ct_eq(&sha256(secret))) {
             return Err(unknown());
@@ -150,7 +159,7 @@ impl KeyRing {
 
     /// Whether key `id` exists and is not revoked (for responses that outlive their request).
     pub fn is_active(&self, id: &str) -> bool {
-        self.keys.read().expect("keys lock").get(id).is_some_and(|r| r.info.revoked_at.is_none())
+        self.read().keys.get(id).is_some_and(|r| r.info.revoked_at.is_none())
     }
 
     /// Creates a key: appends `key.created` and folds it. `token` gives the key's text (the
@@ -183,7 +192,7 @@ impl KeyRing {
             false => Ok(true),
         })
         .await?;
-        let info = self.keys.read().expect("keys lock")[id].info.clone();
+        let info = self.read().keys[id].info.clone();
         Ok(NewKey { info, key: token })
     }
 
@@ -206,7 +215,7 @@ impl KeyRing {
             }
         })
         .await?;
-        Ok(self.keys.read().expect("keys lock")[id].info.clone())
+        Ok(self.read().keys[id].info.clone())
     }
 
     /// Appends `event` if `check` passes on the keys as folded (`Ok(false)`: nothing to do, no
@@ -222,11 +231,11 @@ impl KeyRing {
     ) -> Result<(), ApiError> {
         loop {
             let expected = {
-                let keys = self.keys.read().expect("keys lock");
-                if !check(&keys)? {
+                let folded = self.read();
+                if !check(&folded.keys)? {
                     return Ok(());
                 }
-                self.applied.read().expect("keys lock").map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact)
+                folded.applied.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact)
             };
             match append(store, event, expected).await {
                 Ok(recorded) => {
@@ -241,7 +250,7 @@ impl KeyRing {
 
     /// Every key, oldest first.
     pub fn list(&self) -> Vec<KeyInfo> {
-        let mut keys: Vec<KeyInfo> = self.keys.read().expect("keys lock").values().map(|r| r.info.clone()).collect();
+        let mut keys: Vec<KeyInfo> = self.read().keys.values().map(|r| r.info.clone()).collect();
         keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         keys
     }
@@ -249,13 +258,13 @@ impl KeyRing {
     fn apply(&self, event: &RecordedEvent) {
         // Applying is idempotent (a key is created once, revoked at most once), so events may
         // arrive twice and in any order between this process's appends and the follower.
-        let mut applied = self.applied.write().expect("keys lock");
-        *applied = Some(applied.map_or(event.revision, |r| r.max(event.revision)));
         let parsed = serde_json::from_value::<KeyEvent>(serde_json::json!({
             "type": event.event_type,
             "data": serde_json::from_slice::<serde_json::Value>(&event.data).unwrap_or_default(),
         }));
-        let mut keys = self.keys.write().expect("keys lock");
+        let mut folded = self.folded.write().expect("keys lock");
+        folded.applied = Some(folded.applied.map_or(event.revision, |r| r.max(event.revision)));
+        let keys = &mut folded.keys;
         match parsed {
             Ok(KeyEvent::Created { key_id, tenant, role, name, secret_sha256, created_by }) => {
                 let Some(hash) = unhex(&secret_sha256) else {
@@ -279,6 +288,12 @@ impl KeyRing {
             }
             Err(e) => warn!(revision = event.revision.0, error = %e, "ignoring an unknown event in $keys"),
         }
+    }
+}
+
+impl KeyRing {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Folded> {
+        self.folded.read().expect("keys lock")
     }
 }
 

@@ -159,7 +159,9 @@ impl FromRequestParts<AppState> for Principal {
         let token = header
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            // The scheme's name is case-insensitive (RFC 9110 §11.1): `bearer` works as well.
+            .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
+            .map(|(_, key)| key)
             .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be \"Bearer <key>\"".into()))?;
         state.keys.authenticate(token.trim())
     }

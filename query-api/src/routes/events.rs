@@ -1,6 +1,6 @@
 //! The global log, `$all`: paged reads with filters on event types and stream names.
 
-use annals_store::{Direction, EventFilter, Position, ReadFrom};
+use annals_store::{Direction, EventFilter, EventStore, Position, ReadFrom, RecordedEvent};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
@@ -56,8 +56,8 @@ pub async fn read_all(
     let (types, filter) = type_filter(params.types.as_deref())?;
     let filter = filter.stream_prefix(principal.tenant.prefix() + params.stream_prefix.as_deref().unwrap_or(""));
     let from = params.from_position.map_or(ReadFrom::Start, |p| ReadFrom::At(Position(p)));
-    let page = state.store.read_all(from, Direction::Forwards, limit, &filter).await?;
-    let next = (page.len() == limit).then(|| {
+    let (page, full) = read_exact_types(&*state.store, from, limit, &filter, &types).await?;
+    let next = full.then(|| {
         let last = page.last().expect("a full page is not empty").position.0;
         let mut link = format!("/v1/events?from_position={}&limit={limit}", last + 1);
         if let Some(types) = &params.types {
@@ -68,12 +68,38 @@ pub async fn read_all(
         }
         link
     });
-    let events = page
-        .into_iter()
-        .filter(|e| types.is_empty() || types.contains(&e.event_type))
-        .map(|e| Event::new(e, &principal.tenant))
-        .collect();
+    let events = page.into_iter().map(|e| Event::new(e, &principal.tenant)).collect();
     Ok(Json(Page { events, next }))
+}
+
+/// Up to `limit` events from `from` that pass `filter` and have one of `types` exactly (any type
+/// if empty), and whether the page is full. The store filters types by prefix, so its pages can
+/// hold events of longer types that are dropped here; it reads on until the page is full or the
+/// log ends, so a short page means the end (and a `next` link always leads to events).
+async fn read_exact_types(
+    store: &dyn EventStore,
+    mut from: ReadFrom<Position>,
+    limit: usize,
+    filter: &EventFilter,
+    types: &[String],
+) -> Result<(Vec<RecordedEvent>, bool), ApiError> {
+    let mut page = Vec::with_capacity(limit);
+    loop {
+        let read = store.read_all(from, Direction::Forwards, limit, filter).await?;
+        let (read_len, last) = (read.len(), read.last().map(|e| e.position));
+        for event in read {
+            if types.is_empty() || types.contains(&event.event_type) {
+                page.push(event);
+                if page.len() == limit {
+                    return Ok((page, true));
+                }
+            }
+        }
+        match last {
+            Some(last) if read_len == limit => from = ReadFrom::At(last.next()),
+            _ => return Ok((page, false)),
+        }
+    }
 }
 
 /// The exact types of a `types` parameter (comma-separated), and the store filter for them: the

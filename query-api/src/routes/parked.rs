@@ -5,7 +5,7 @@
 
 use annals_projectors::parked::{self, Parked, ReplayOutcome, ReplayRequest};
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -156,6 +156,7 @@ pub struct ReplayAccepted {
         (status = 202, description = "The replay was requested", body = ReplayAccepted),
         (status = 200, description = "Nothing is parked: nothing to replay", body = ReplayAccepted),
         (status = 400, description = "A malformed body", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such projection", body = crate::openapi::Problem, content_type = "application/problem+json"),
@@ -168,14 +169,18 @@ pub async fn replay(
     State(state): State<AppState>,
     principal: Principal,
     PathParam(name): PathParam,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ReplayAccepted>), ApiError> {
     principal.require(Action::ManageProjections)?;
+    let body = body.map_err(|r| ApiError::body_rejected(r, state.settings.max_body_bytes))?;
     let view = state.views.by_name(&name).ok_or(ApiError::DocumentNotFound { kind: "projection", id: name })?;
     let body: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(e.to_string()))?
+        // `null` as well as no body: what the document's `oneOf [null, ReplayBody]` allows.
+        serde_json::from_slice::<Option<ReplayBody>>(&body)
+            .map_err(|e| ApiError::MalformedBody(e.to_string()))?
+            .unwrap_or_default()
     };
     // A request goes to the serving generation's stream: a rebuild switching before the old
     // projector reached it would drop it unseen, and the new generation parks afresh anyway.

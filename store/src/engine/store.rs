@@ -383,7 +383,10 @@ impl EventStore for EmbeddedStore {
     }
 
     async fn head(&self) -> Result<Option<Position>, StoreError> {
-        if self.shared.is_closed() {
+        // A writer thread that died (a bug: it panicked) takes no appends: the store must not
+        // look ready to a load balancer then, although reads still work.
+        let writer_gone = self.writer.tx.lock().expect("writer lock").as_ref().is_none_or(|tx| tx.is_closed());
+        if self.shared.is_closed() || writer_gone {
             return Err(StoreError::Closed);
         }
         let next = self.shared.head().position;

@@ -451,7 +451,8 @@ fn retry_result(
     let consistent = match request.expected {
         ExpectedRevision::Any | ExpectedRevision::StreamExists => true,
         ExpectedRevision::NoStream => first.revision.0 == 0,
-        ExpectedRevision::Exact(r) => first.revision.0 == r.0 + 1,
+        // `checked_add`: the client names `r`, and `u64::MAX` must be a conflict, not a panic.
+        ExpectedRevision::Exact(r) => r.0.checked_add(1) == Some(first.revision.0),
     };
     if !consistent {
         return Err(conflict(
