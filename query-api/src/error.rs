@@ -44,9 +44,10 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("stream {0} does not exist")]
     StreamNotFound(String),
-    /// The query string does not parse (an unknown parameter, a number that is not one).
-    #[error("{0}")]
-    InvalidQuery(String),
+    /// The query string or a path parameter does not parse (an unknown parameter, a number that
+    /// is not one); `parameter` names it when the parser said which.
+    #[error("{detail}")]
+    InvalidQuery { parameter: Option<String>, detail: String },
     #[error("no route for {0}")]
     NotFound(String),
     #[error("{0} is not allowed on this route")]
@@ -101,7 +102,12 @@ impl ApiError {
                 extra.insert("stream".into(), json!(stream));
                 (StatusCode::NOT_FOUND, "stream-not-found", "Stream not found")
             }
-            ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter"),
+            ApiError::InvalidQuery { parameter, .. } => {
+                if let Some(parameter) = parameter {
+                    extra.insert("parameter".into(), json!(parameter));
+                }
+                (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter")
+            }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::SchemaViolation { event_type, version, pointer, rule, .. } => {
                 extra.insert("event_type".into(), json!(event_type));
@@ -263,6 +269,7 @@ mod tests {
         let stream = || StreamId::new("s").unwrap();
         let samples = [
             ApiError::InvalidParameter { parameter: "limit", detail: String::new() },
+            ApiError::InvalidQuery { parameter: Some("limit".into()), detail: String::new() },
             ApiError::StreamNotFound("s".into()),
             ApiError::SchemaViolation {
                 index: 0,

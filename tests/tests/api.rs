@@ -347,6 +347,7 @@ async fn malformed_requests_are_400_problems_that_say_what_is_wrong() {
         let (status, problem) = app.get(path).await; // `get` checks the content type of errors
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
         assert_eq!(problem["type"], json!("https://annals.dev/problems/invalid-parameter"), "{path}: {problem}");
+        assert!(problem["parameter"].is_string(), "{path}: the problem names the parameter: {problem}");
     }
     for (query, parameter) in
         [("limit=0", "limit"), ("limit=ten", "limit"), ("direction=up", "direction"), ("colour=red", "colour")]
@@ -354,7 +355,12 @@ async fn malformed_requests_are_400_problems_that_say_what_is_wrong() {
         let (status, problem) = app.get(&format!("{path}?{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {problem}");
         assert!(problem["detail"].as_str().unwrap().contains(parameter), "{query}: {problem}");
+        assert_eq!(problem["parameter"], json!(parameter), "{query}: the problem names the parameter: {problem}");
     }
+    let (status, problem) = app.get(&format!("{path}?limit=2&limit=3")).await;
+    assert_eq!((status, &problem["parameter"]), (StatusCode::BAD_REQUEST, &json!("limit")), "{problem}");
+    let (status, problem) = app.get("/v1/messages?status=").await;
+    assert_eq!((status, &problem["parameter"]), (StatusCode::BAD_REQUEST, &json!("status")), "{problem}");
     let (status, problem) = app.get("/v1/events?from_position=-3").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     let (_, page) = app.get("/v1/events").await;

@@ -85,6 +85,8 @@ async fn roles_decide_what_a_key_may_do() {
         (json!({ "tenant": "Acme Corp", "role": "reader" }), "tenant"),
         (json!({ "tenant": "acme", "role": "owner" }), "owner"),
         (json!({ "role": "reader" }), "tenant"),
+        (json!({ "tenant": "acme", "role": "reader", "name": "n".repeat(201) }), "/name"),
+        (json!({ "tenant": "acme", "role": "reader", "name": "line\nbreak" }), "/name"),
     ] {
         let (status, problem) = app.post("/v1/keys", &body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {problem}");

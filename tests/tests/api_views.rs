@@ -142,10 +142,24 @@ async fn one_message_now_as_of_a_time_and_as_raw_history() {
     assert_eq!(status, StatusCode::OK, "{history}");
     let types: Vec<&str> = history["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["message.enqueued", "message.sent", "message.delivered"]);
+    assert_eq!(history["next"], Value::Null, "{history}");
+    // A page at a time; `next` goes on from the page's last revision.
+    let (_, first) = app.get("/v1/messages/m1/history?limit=2").await;
+    let (_, second) = app.get(first["next"].as_str().expect("a full page links on")).await;
+    let paged: Vec<&Value> =
+        first["events"].as_array().unwrap().iter().chain(second["events"].as_array().unwrap()).collect();
+    assert_eq!(paged, history["events"].as_array().unwrap().iter().collect::<Vec<_>>());
+    assert_eq!(second["next"], Value::Null, "{second}");
 
     for path in ["/v1/messages/nope", "/v1/messages/nope/history"] {
         let (status, problem) = app.get(path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {problem}");
+    }
+    // An id that makes no valid stream name is the id's fault, said without the stream's name.
+    for path in ["/v1/messages/%20", "/v1/messages/%20/history"] {
+        let (status, problem) = app.get(path).await;
+        assert_eq!((status, &problem["parameter"]), (StatusCode::BAD_REQUEST, &json!("id")), "{path}: {problem}");
+        assert!(!problem["detail"].as_str().unwrap().contains("message-"), "{path}: {problem}");
     }
     app.stop().await;
 }

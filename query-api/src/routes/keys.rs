@@ -21,9 +21,13 @@ pub struct CreateKey {
     /// 1 to 64 lowercase letters, digits, `-` or `_`.
     tenant: String,
     role: Role,
+    /// What the key is for, shown in listings: at most 200 characters, no control characters.
     #[serde(default)]
     name: String,
 }
+
+/// Longest key name, in characters: a label for listings, not a document.
+const MAX_NAME_CHARS: usize = 200;
 
 /// `GET /v1/keys` answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -56,6 +60,11 @@ pub async fn create(
     let body = body.map_err(|r| ApiError::body_rejected(r, state.settings.max_body_bytes))?;
     let request: CreateKey = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
     let tenant = Tenant::new(&request.tenant).map_err(|e| ApiError::MalformedBody(format!("/tenant: {e}")))?;
+    if request.name.chars().count() > MAX_NAME_CHARS || request.name.chars().any(char::is_control) {
+        return Err(ApiError::MalformedBody(format!(
+            "/name: a key's name has at most {MAX_NAME_CHARS} characters and no control characters"
+        )));
+    }
     let key =
         state.keys.create(state.store.as_ref(), tenant, request.role, request.name, &principal.key_id, None).await?;
     Ok((StatusCode::CREATED, Json(key)))

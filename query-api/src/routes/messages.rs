@@ -3,7 +3,7 @@
 
 use annals_projectors::view_store::Filter;
 use annals_projectors::{fold_message_skipping, MessageStatus};
-use annals_store::{Direction, ReadFrom, ReadStreamOutcome};
+use annals_store::{Direction, ReadFrom, ReadStreamOutcome, Revision, StoreError, StreamId};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
 use axum::Json;
@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::events::query_error;
+use super::events::{encode, limit, query_error};
 use super::path::PathParam;
 use super::search::{self, Paging, SearchPage};
 use crate::app::AppState;
@@ -93,6 +93,9 @@ pub async fn search(
             })?;
             values.push(status.as_str().to_owned());
         }
+        if values.is_empty() {
+            return Err(ApiError::InvalidParameter { parameter: "status", detail: "status lists no status".into() });
+        }
         filters.push(Filter::Term { field: "status", values });
     }
     for (field, value) in [
@@ -166,7 +169,7 @@ pub async fn get(
     principal.require(Action::Read)?;
     let Query(AsOf { as_of, min_position }) = params.map_err(query_error)?;
     search::wait_for(&state, &state.views.messages, min_position).await?;
-    let stream = principal.tenant.stream(&format!("message-{id}"))?;
+    let stream = message_stream(&principal, &id)?;
     let not_found = || ApiError::DocumentNotFound { kind: "message", id: id.clone() };
     let source = match as_of {
         None => {
@@ -185,15 +188,27 @@ pub async fn get(
     Ok(Json(search::client_source(source, &principal.tenant)))
 }
 
-/// `GET /v1/messages/{id}/history`: the message's raw events, from the log.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// The first revision of the message's stream to return (included); default 0.
+    from_revision: Option<u64>,
+    /// Events per page (default 100, at most the server's `max_page`).
+    limit: Option<usize>,
+}
+
+/// `GET /v1/messages/{id}/history`: the message's raw events, from the log, paged (a message has
+/// a handful, but nothing stops a writer from appending millions to one).
 #[utoipa::path(
     get,
     operation_id = "get_message_history",
     path = "/v1/messages/{id}/history",
     tag = "messages",
-    params(("id" = String, Path, description = "The message id")),
+    params(("id" = String, Path, description = "The message id"), HistoryParams),
     responses(
-        (status = 200, description = "Every event of the message, in order", body = Page),
+        (status = 200, description = "The message's events, in order, a page at a time; `next` links to the following page when this one is full", body = Page),
+        (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such message", body = crate::openapi::Problem, content_type = "application/problem+json")
@@ -204,15 +219,34 @@ pub async fn history(
     State(state): State<AppState>,
     principal: Principal,
     PathParam(id): PathParam,
+    params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
     principal.require(Action::Read)?;
-    let stream = principal.tenant.stream(&format!("message-{id}"))?;
-    let events = read_all_of(&state, &stream).await?;
-    if events.is_empty() {
-        return Err(ApiError::DocumentNotFound { kind: "message", id });
-    }
-    let events = events.into_iter().map(|e| Event::new(e, &principal.tenant)).collect();
-    Ok(Json(Page { events, next: None }))
+    let Query(p) = params.map_err(query_error)?;
+    let limit = limit(p.limit, state.settings.max_page)?;
+    let stream = message_stream(&principal, &id)?;
+    let from = p.from_revision.map_or(ReadFrom::Start, |r| ReadFrom::At(Revision(r)));
+    let page = match state.store.read_stream(&stream, from, Direction::Forwards, limit).await? {
+        ReadStreamOutcome::StreamNotFound => return Err(ApiError::DocumentNotFound { kind: "message", id }),
+        ReadStreamOutcome::Events(page) => page,
+    };
+    let next = (page.len() == limit).then(|| {
+        let after = page.last().expect("a full page is not empty").revision.next();
+        format!("/v1/messages/{}/history?from_revision={}&limit={limit}", encode(&id), after.0)
+    });
+    let events = page.into_iter().map(|e| Event::new(e, &principal.tenant)).collect();
+    Ok(Json(Page { events, next }))
+}
+
+/// The stream of message `id` in the caller's tenant; an id that makes no valid stream name is a
+/// `400` about the id (the stream's name is ours, not the client's).
+fn message_stream(principal: &Principal, id: &str) -> Result<StreamId, ApiError> {
+    principal.tenant.stream(&format!("message-{id}")).map_err(|e| match e {
+        ApiError::Store(StoreError::InvalidStreamName { reason, .. }) => {
+            ApiError::InvalidParameter { parameter: "id", detail: format!("invalid message id {id:?}: {reason}") }
+        }
+        other => other,
+    })
 }
 
 /// Every event of a stream (a message has a handful; pages of 1,000 keep any one read bounded).

@@ -3,6 +3,7 @@
 //! generation's parked stream (`annals_projectors::parked`): listing folds it, a replay appends a
 //! request to it that the projector carries out in log order.
 
+use annals_projectors::control;
 use annals_projectors::parked::{self, Parked, ReplayOutcome, ReplayRequest};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -184,11 +185,10 @@ pub async fn replay(
     };
     // A request goes to the serving generation's stream: a rebuild switching before the old
     // projector reached it would drop it unseen, and the new generation parks afresh anyway.
-    if let Some(rebuild) = view.rebuild() {
-        return Err(ApiError::RebuildRunning {
-            projection: view.name().to_owned(),
-            generation: rebuild.generation.number,
-        });
+    // Running here, or requested and not yet picked up by the projection host (it polls).
+    let requested = control::read_state(state.store.as_ref(), view.name()).await?.0.rebuilding;
+    if let Some(generation) = view.rebuild().map(|r| r.generation.number).or(requested.map(|r| r.generation)) {
+        return Err(ApiError::RebuildRunning { projection: view.name().to_owned(), generation });
     }
     let serving = view.serving();
     let mut log = serving.parked.lock().await;
