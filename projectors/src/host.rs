@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use annals_store::{Direction, EventFilter, EventStore, Position, ReadFrom, RecordedEvent, StoreError};
+use annals_store::{EventFilter, EventStore, Position, RecordedEvent, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -35,6 +35,7 @@ use crate::parked::ParkedLog;
 use crate::projection::Projection;
 use crate::runtime::{Projector, ProjectorConfig};
 use crate::status::ProjectionStatus;
+use crate::unapplied::UnappliedScan;
 use crate::view_store::ViewStore;
 use crate::{TantivyViewStore, ViewError};
 
@@ -45,6 +46,7 @@ pub struct HostedView {
     filter: EventFilter,
     serving: RwLock<Generation>,
     rebuild: RwLock<Option<Rebuild>>,
+    unapplied: UnappliedScan,
 }
 
 /// One generation of a view: its index, its projector's figures and its parked events.
@@ -81,6 +83,16 @@ impl HostedView {
 
     pub fn rebuild(&self) -> Option<Rebuild> {
         self.rebuild.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The first event after `checkpoint` that the view's projection reads: the oldest one it
+    /// has not applied, if any (scanning only what was appended since the last ask found none).
+    pub async fn oldest_unapplied(
+        &self,
+        store: &dyn EventStore,
+        checkpoint: Option<Position>,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        self.unapplied.oldest(store, &self.filter, checkpoint).await
     }
 }
 
@@ -120,6 +132,7 @@ impl<P: Projection + Clone> OpenView<P> {
             filter: self.projection.filter(),
             serving: RwLock::new(live.generation.clone()),
             rebuild: RwLock::new(None),
+            unapplied: UnappliedScan::default(),
         });
         let host = Host {
             view: Arc::clone(&view),
@@ -135,17 +148,6 @@ impl<P: Projection + Clone> OpenView<P> {
         };
         (view, tokio::spawn(host.run()))
     }
-}
-
-/// The first event after `checkpoint` that a projection with `filter` reads: the oldest one it
-/// has not applied, if any.
-pub async fn oldest_unapplied(
-    store: &dyn EventStore,
-    filter: &EventFilter,
-    checkpoint: Option<Position>,
-) -> Result<Option<RecordedEvent>, StoreError> {
-    let from = checkpoint.map_or(ReadFrom::Start, |c| ReadFrom::At(c.next()));
-    Ok(store.read_all(from, Direction::Forwards, 1, filter).await?.into_iter().next())
 }
 
 /// How often the host reads the control stream and checks a rebuild's progress.

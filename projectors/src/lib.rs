@@ -21,6 +21,7 @@ pub mod projection;
 pub mod runtime;
 pub mod status;
 pub mod tantivy_store;
+mod unapplied;
 pub mod view_store;
 pub mod views;
 

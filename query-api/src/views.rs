@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals_projectors::host::oldest_unapplied;
 use annals_projectors::{AuditProjection, HostedView, MessagesProjection, OpenView, ProjectorConfig};
 use annals_store::{EventStore, Position, StoreError};
 use tokio::task::JoinHandle;
@@ -118,7 +117,7 @@ pub async fn progress(view: &HostedView, store: &dyn EventStore) -> Result<Progr
     let serving = view.serving();
     let snapshot = serving.status.snapshot();
     let head = store.head().await?;
-    let waiting = oldest_unapplied(store, view.filter(), snapshot.checkpoint).await?;
+    let waiting = view.oldest_unapplied(store, snapshot.checkpoint).await?;
     let (lag_events, lag_seconds) = match (waiting, head) {
         (Some(oldest), Some(head)) => {
             let behind = head.0 + 1 - snapshot.checkpoint.map_or(0, |c| c.0 + 1);
@@ -178,7 +177,7 @@ pub async fn wait_for(
         if checkpoint.is_some_and(|c| c >= position) {
             return Ok(true);
         }
-        let next = oldest_unapplied(store, view.filter(), checkpoint).await?;
+        let next = view.oldest_unapplied(store, checkpoint).await?;
         if next.is_none_or(|e| e.position > position) {
             return Ok(true);
         }
