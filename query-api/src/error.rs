@@ -62,7 +62,7 @@ pub enum ApiError {
     SchemaNotFound(String),
     #[error("{0}")]
     Unauthorized(String),
-    #[error("a key with role {role:?} may not do this ({action:?})")]
+    #[error("a {} key may not {}", role.as_str(), action.describe())]
     Forbidden { role: crate::auth::Role, action: crate::auth::Action },
     #[error("there is no key {0}")]
     KeyNotFound(String),

@@ -78,6 +78,7 @@ async fn roles_decide_what_a_key_may_do() {
     let (status, problem) =
         reader_app.post("/v1/streams/message-1/events", &json!({ "events": [event("x", 1)] })).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a reader may not append: {problem}");
+    assert_eq!(problem["detail"], json!("a reader key may not append events"), "{problem}");
     let (status, _) = reader_app.post("/v1/keys", &json!({ "tenant": "acme", "role": "admin" })).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a reader may not make keys");
 

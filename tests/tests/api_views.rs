@@ -310,6 +310,9 @@ async fn parked_events_can_be_replayed_and_each_outcome_is_listed() {
         app.post("/v1/projections/messages/parked/replay", &json!({ "positions": [first, 999_999] })).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert_eq!(problem["positions"], json!([999_999]), "{problem}");
+    let (status, problem) = app.post("/v1/projections/messages/parked/replay", &json!({ "positions": [] })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an empty list is not \"all\": {problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("/positions"), "{problem}");
     let (status, problem) = app.post("/v1/projections/messages/parked/replay", &json!({ "everything": true })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     let (status, problem) = app.post("/v1/projections/nope/parked/replay", &json!({})).await;

@@ -46,6 +46,27 @@ impl Role {
     pub fn allows(self, action: Action) -> bool {
         matches!((self, action), (Role::Admin, _) | (Role::Writer, Action::Append) | (Role::Reader, Action::Read))
     }
+
+    /// The role as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl Action {
+    /// What the action is, for messages: "append events", "read", ...
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::Append => "append events",
+            Action::Read => "read events and views",
+            Action::ManageKeys => "manage keys",
+            Action::ManageProjections => "manage projections",
+        }
+    }
 }
 
 /// A tenant's name: lowercase letters, digits, `-` and `_`, 1 to 64 of them, starting with a

@@ -195,6 +195,11 @@ pub async fn replay(
     let log = log.refresh(state.store.as_ref()).await?;
     let waiting: std::collections::BTreeSet<u64> =
         log.entries().into_iter().filter(|p| !p.resolved()).map(|p| p.entry.position).collect();
+    if body.positions.as_ref().is_some_and(Vec::is_empty) {
+        return Err(ApiError::MalformedBody(
+            "/positions lists no position (leave it out to replay every parked event)".into(),
+        ));
+    }
     let positions = body.positions.map(|p| p.into_iter().collect::<std::collections::BTreeSet<u64>>());
     if let Some(positions) = &positions {
         let unknown: Vec<u64> = positions.iter().copied().filter(|p| !waiting.contains(p)).collect();
