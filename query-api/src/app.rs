@@ -142,10 +142,16 @@ impl Application {
         }));
         let router = routes::router(state);
         info!(addr = %self.addr, data_dir = %self.settings.data_dir.display(), "serving");
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .map_err(Error::Serve)?;
+        let server = axum::serve(self.listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let grace = self.settings.shutdown_grace;
+        tokio::select! {
+            served = server => served.map_err(Error::Serve)?,
+            // Requests still in flight this long after the signal are cut off (dropping the
+            // server drops their connections): the store closes cleanly rather than being killed.
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                warn!(grace_secs = grace.as_secs(), "requests still in flight after the shutdown grace; stopping without them");
+            }
+        }
         // Projectors commit the batch in hand when the token fires; the store outlives them.
         info!("stopped serving; waiting for the projectors to commit");
         for task in projectors {

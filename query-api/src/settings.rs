@@ -43,6 +43,10 @@ pub struct Settings {
     /// `low` (a nice value of about 10, the default), `idle` (only CPU nothing else wants:
     /// appends first, views lag while the machine is saturated) or `normal`.
     pub projector_priority: annals_projectors::background::Priority,
+    /// How long a shutdown waits for requests in flight (`ANNALS_SHUTDOWN_GRACE_SECS`, default
+    /// 20): a stalled upload must not keep the store from closing cleanly before a supervisor's
+    /// kill (Kubernetes waits 30 s). Appends cut off are safe to retry with the same ids.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Settings {
@@ -59,6 +63,7 @@ impl Default for Settings {
             projector_batch_size: 20_000,
             projector_parallelism: 1,
             projector_priority: annals_projectors::background::Priority::Low,
+            shutdown_grace: Duration::from_secs(20),
         }
     }
 }
@@ -76,6 +81,7 @@ impl std::fmt::Debug for Settings {
             .field("projector_batch_size", &self.projector_batch_size)
             .field("projector_parallelism", &self.projector_parallelism)
             .field("projector_priority", &self.projector_priority)
+            .field("shutdown_grace", &self.shutdown_grace)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -104,10 +110,12 @@ pub struct SettingsLayer {
     pub projector_parallelism: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub projector_priority: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub shutdown_grace_secs: Option<String>,
 }
 
 /// The environment variable of each setting.
-const ENV: [(&str, &str); 10] = [
+const ENV: [(&str, &str); 11] = [
     ("listen", "ANNALS_LISTEN"),
     ("data_dir", "ANNALS_DATA_DIR"),
     ("max_body_bytes", "ANNALS_MAX_BODY_BYTES"),
@@ -118,6 +126,7 @@ const ENV: [(&str, &str); 10] = [
     ("projector_parallelism", "ANNALS_PROJECTOR_PARALLELISM"),
     ("projector_priority", "ANNALS_PROJECTOR_PRIORITY"),
     ("projector_batch_size", "ANNALS_PROJECTOR_BATCH_SIZE"),
+    ("shutdown_grace_secs", "ANNALS_SHUTDOWN_GRACE_SECS"),
 ];
 
 impl Settings {
@@ -148,6 +157,7 @@ impl Settings {
             projector_parallelism: var(ENV[7].1),
             projector_priority: var(ENV[8].1),
             projector_batch_size: var(ENV[9].1),
+            shutdown_grace_secs: var(ENV[10].1),
         };
         settings.apply(from_env, &|name| {
             ENV.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, v)| (*v).to_owned())
@@ -183,6 +193,10 @@ impl Settings {
         if let Some(v) = layer.sse_heartbeat_secs {
             let secs = positive(&v).map_err(|reason| invalid("sse_heartbeat_secs", &v, reason))?;
             self.sse_heartbeat = Duration::from_secs(secs as u64);
+        }
+        if let Some(v) = layer.shutdown_grace_secs {
+            let secs = positive(&v).map_err(|reason| invalid("shutdown_grace_secs", &v, reason))?;
+            self.shutdown_grace = Duration::from_secs(secs as u64);
         }
         if let Some(v) = layer.projector_flush_ms {
             let ms = positive(&v).map_err(|reason| invalid("projector_flush_ms", &v, reason))?;

@@ -433,6 +433,34 @@ async fn health_readiness_and_a_clean_restart() {
 }
 
 #[tokio::test]
+async fn a_stalled_request_holds_a_shutdown_no_longer_than_the_grace() {
+    use tokio::io::AsyncWriteExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(tmp.path(), |s| s.shutdown_grace = Duration::from_secs(1)).await;
+    // An upload that stops halfway and never ends.
+    let mut stalled = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+    let head = format!(
+        "POST /v1/streams/message-1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"events\": [",
+        app.key
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let dir = tmp.path().to_owned();
+    app.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(10), "the shutdown waited {:?}", started.elapsed());
+    // In a process, exiting ends the cut-off connection; here the client hangs up, and then the
+    // same directory serves again with nothing lost.
+    drop(stalled);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let app = TestApp::spawn(&dir).await;
+    let (status, _) = app.get("/v1/streams/message-1/events").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the cut-off append stored nothing");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_live_tail_catches_up_goes_live_and_resumes_after_a_restart_with_last_event_id() {
     let tmp = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(tmp.path()).await;
