@@ -155,6 +155,16 @@ impl Schemas<'_> {
     }
 }
 
+/// A request body that must be a JSON object, parsed as `T` (serde would also take a struct
+/// written as an array of its fields, which no client means).
+pub fn body_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => serde_json::from_slice(body).map_err(|e| ApiError::MalformedBody(e.to_string())),
+        Some(_) => Err(ApiError::MalformedBody("the body must be a JSON object".into())),
+        None => Err(ApiError::MalformedBody("the body is empty; it must be a JSON object".into())),
+    }
+}
+
 /// `raw` parsed as a JSON object, or a `400` naming `pointer`.
 fn object(raw: &RawValue, pointer: &str) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     match serde_json::from_str::<serde_json::Value>(raw.get()) {

@@ -281,6 +281,8 @@ async fn malformed_requests_are_400_problems_that_say_what_is_wrong() {
     let cases: Vec<(&str, String, &str)> = vec![
         ("not JSON", "{\"events\": [".into(), "EOF"),
         ("no events field", "{}".into(), "events"),
+        ("an array for the object", r#"["any", [{"type": "t", "data": {}}]]"#.into(), "must be a JSON object"),
+        ("no body", "".into(), "empty"),
         ("unknown field", r#"{"events": [], "expected": "any"}"#.into(), "expected"),
         ("empty batch", r#"{"events": []}"#.into(), "at least one event"),
         ("data not an object", r#"{"events": [{"type": "t", "data": [1]}]}"#.into(), "/events/0/data"),

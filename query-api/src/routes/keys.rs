@@ -58,7 +58,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<NewKey>), ApiError> {
     principal.require(Action::ManageKeys)?;
     let body = body.map_err(|r| ApiError::body_rejected(r, state.settings.max_body_bytes))?;
-    let request: CreateKey = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
+    let request: CreateKey = crate::wire::body_object(&body)?;
     let tenant = Tenant::new(&request.tenant).map_err(|e| ApiError::MalformedBody(format!("/tenant: {e}")))?;
     if request.name.chars().count() > MAX_NAME_CHARS || request.name.chars().any(char::is_control) {
         return Err(ApiError::MalformedBody(format!(

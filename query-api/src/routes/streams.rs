@@ -72,7 +72,7 @@ async fn append_inner(
     principal.require(Action::Append)?;
     let stream = client_stream(&principal.tenant, stream)?;
     let body = body.map_err(|r| ApiError::body_rejected(r, state.settings.max_body_bytes))?;
-    let body: AppendBody = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
+    let body: AppendBody = crate::wire::body_object(&body)?;
     let expected = body.expected()?;
     // The W3C trace context of the request travels with the events, so that whoever consumes
     // them (projectors, other services) can continue the trace.
