@@ -179,9 +179,8 @@ pub async fn get(
         Some(at) => {
             // The same fold the projector runs, over the events recorded by `at`; events the
             // projector parks are left out the same way.
-            let events = read_all_of(&state, &stream).await?;
-            let by_then = events.iter().take_while(|e| e.recorded_at <= at);
-            let doc = fold_message_skipping(by_then, |_, _| {}).ok_or_else(not_found)?;
+            let by_then = read_until(&state, &stream, at).await?;
+            let doc = fold_message_skipping(by_then.iter(), |_, _| {}).ok_or_else(not_found)?;
             serde_json::to_value(doc).expect("a message document serializes")
         }
     };
@@ -249,24 +248,25 @@ fn message_stream(principal: &Principal, id: &str) -> Result<StreamId, ApiError>
     })
 }
 
-/// Every event of a stream (a message has a handful; pages of 1,000 keep any one read bounded).
-async fn read_all_of(
+/// The events of a stream recorded by `at`, read a page of 1,000 at a time and no further than
+/// the first one after `at` (`recorded_at` never decreases along the log, so none follows).
+async fn read_until(
     state: &AppState,
-    stream: &annals_store::StreamId,
+    stream: &StreamId,
+    at: DateTime<Utc>,
 ) -> Result<Vec<annals_store::RecordedEvent>, ApiError> {
-    let mut events = Vec::new();
+    let mut events: Vec<annals_store::RecordedEvent> = Vec::new();
     loop {
-        let from =
-            events.last().map_or(ReadFrom::Start, |e: &annals_store::RecordedEvent| ReadFrom::At(e.revision.next()));
-        match state.store.read_stream(stream, from, Direction::Forwards, 1_000).await? {
+        let from = events.last().map_or(ReadFrom::Start, |e| ReadFrom::At(e.revision.next()));
+        let page = match state.store.read_stream(stream, from, Direction::Forwards, 1_000).await? {
             ReadStreamOutcome::StreamNotFound => return Ok(events),
-            ReadStreamOutcome::Events(page) => {
-                let done = page.len() < 1_000;
-                events.extend(page);
-                if done {
-                    return Ok(events);
-                }
-            }
+            ReadStreamOutcome::Events(page) => page,
+        };
+        let (read, kept) = (page.len(), events.len());
+        events.extend(page.into_iter().take_while(|e| e.recorded_at <= at));
+        let passed_at = events.len() - kept < read;
+        if read < 1_000 || passed_at {
+            return Ok(events);
         }
     }
 }
