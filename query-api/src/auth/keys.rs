@@ -289,9 +289,7 @@ impl KeyRing {
             Err(e) => warn!(revision = event.revision.0, error = %e, "ignoring an unknown event in $keys"),
         }
     }
-}
 
-impl KeyRing {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Folded> {
         self.folded.read().expect("keys lock")
     }
