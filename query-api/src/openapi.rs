@@ -61,7 +61,7 @@ pub struct Problem {
     pub pointer: Option<String>,
     /// `schema-violation`: the schema's rule that the value breaks.
     pub rule: Option<String>,
-    /// `key-not-found`, `last-admin-key`: the key's id.
+    /// `key-not-found`, `last-operator-key`: the key's id.
     pub key_id: Option<String>,
     /// `document-not-found`: the message id asked for.
     pub message: Option<String>,
