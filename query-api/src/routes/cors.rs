@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
@@ -40,11 +40,14 @@ pub fn layer(router: Router, origins: &[String]) -> Router {
         .max_age(Duration::from_secs(600));
     // The same routes, behind the CORS layer, for requests from a listed origin only.
     let with_cors = cors.layer(router.clone());
-    router.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+    router.layer(axum::middleware::from_fn(move |mut request: Request, next: Next| {
         let (with_cors, allowed) = (with_cors.clone(), Arc::clone(&allowed));
         async move {
             let listed = request.headers().get(header::ORIGIN).is_some_and(|origin| allowed.contains(origin));
             if listed {
+                // Routed again by the copy: the route this router matched must not stay (axum
+                // would take it for a nesting prefix, and the auth extractor reads it).
+                request.extensions_mut().remove::<MatchedPath>();
                 with_cors.oneshot(request).await.into_response()
             } else {
                 next.run(request).await
