@@ -14,13 +14,12 @@ use annals_store::{
     StoreError, StreamId, SubscribeFrom, SubscriptionMessage,
 };
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::key_text::{generate_token, hex, parse_token, sha256, unhex, TOKEN_FORMAT};
 use super::{Principal, Role, Tenant};
 use crate::error::ApiError;
 
@@ -364,31 +363,6 @@ fn folded_role(role: Role, created_by: &str) -> Role {
     }
 }
 
-const TOKEN_FORMAT: &str = "annals_<16 hex digits>_<64 hex digits>";
-
-/// A new random key.
-pub fn generate_token() -> String {
-    let mut id = [0u8; 8];
-    let mut secret = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut id);
-    rand::rngs::OsRng.fill_bytes(&mut secret);
-    format!("annals_{}_{}", hex(&id), hex(&secret))
-}
-
-/// `(id, secret)` of a well-formed key.
-fn parse_token(token: &str) -> Option<(&str, &str)> {
-    let rest = token.strip_prefix("annals_")?;
-    let (id, secret) = rest.split_once('_')?;
-    let is_hex =
-        |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    (is_hex(id, 16) && is_hex(secret, 64)).then_some((id, secret))
-}
-
-/// Whether `token` is a well-formed key (for checking `ANNALS_ADMIN_KEY` at startup).
-pub fn is_well_formed(token: &str) -> bool {
-    parse_token(token).is_some()
-}
-
 async fn append(
     store: &dyn EventStore,
     event: &KeyEvent,
@@ -410,25 +384,6 @@ async fn append(
 
 fn keys_stream() -> StreamId {
     StreamId::new(KEYS_STREAM).expect("a valid name")
-}
-
-fn sha256(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(super) fn unhex(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

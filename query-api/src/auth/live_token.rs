@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::keys::{hex, unhex};
+use super::key_text::{hex, unhex};
 use super::{Action, KeyRing, Principal, Role, Tenant};
 use crate::error::ApiError;
 

@@ -7,6 +7,7 @@
 //! and responses show names without it. A client cannot name another tenant's stream, because
 //! whatever it names is put under its own prefix.
 
+mod key_text;
 mod keys;
 mod live_token;
 
@@ -17,7 +18,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 
-pub use keys::{generate_token, is_well_formed, KeyInfo, KeyRing, NewKey};
+pub use key_text::{generate_token, is_well_formed};
+pub use keys::{KeyInfo, KeyRing, NewKey};
 pub use live_token::LiveToken;
 
 use crate::app::AppState;
@@ -265,7 +267,7 @@ impl FromRequestParts<AppState> for Principal {
 fn take_access_token(parts: &mut Parts) -> Option<String> {
     let query = parts.uri.query()?;
     let is_token = |pair: &&str| pair.split('=').next() == Some("access_token");
-    let token = query.split('&').filter(is_token).last()?.split_once('=').map(|(_, v)| v.to_owned())?;
+    let token = query.split('&').rfind(is_token)?.split_once('=').map(|(_, v)| v.to_owned())?;
     let rest: Vec<&str> = query.split('&').filter(|pair| !is_token(pair)).collect();
     let path_and_query =
         if rest.is_empty() { parts.uri.path().to_owned() } else { format!("{}?{}", parts.uri.path(), rest.join("&")) };
