@@ -126,6 +126,12 @@ async fn a_live_tail_token_opens_its_tenants_live_tail_and_nothing_else() {
     append_n(&writer, "message-1", "message.sent", 2).await;
     append_n(&globex, "message-1", "message.sent", 1).await;
 
+    // Before any token was minted, a made-up one is refused, and writes nothing to the log.
+    let head = app.get("/readyz").await.1["head_position"].clone();
+    let made_up = format!("annals_live.{reader_id}.acme.9999999999.{}", "ab".repeat(32));
+    assert_eq!(decode(tail_with_token(&app, "", &made_up).await).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/readyz").await.1["head_position"], head, "no secret was made for it");
+
     let (status, minted) = reader.post("/v1/live-tokens", &json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{minted}");
     assert_eq!(minted["key_id"], json!(reader_id));
