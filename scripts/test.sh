@@ -15,6 +15,12 @@ rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup com
 python3 -c 'import openapi_spec_validator' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore openapi-spec-validator
 
+# The browser test (tests/tests/browser_live.rs) runs Debian's headless chromium.
+if ! command -v chromium >/dev/null; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends chromium
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings denied)"

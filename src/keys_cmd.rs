@@ -1,6 +1,7 @@
 //! `annals keys create|list|revoke`: API key management through a running server's `/v1/keys`
 //! (the store is the server's, and key management must leave its audit trail there). Needs an
-//! admin key: `--key` or `ANNALS_KEY`; the server: `--url` or `ANNALS_URL`.
+//! operator key (any tenant) or a tenant's admin key (its own tenant): `--key` or `ANNALS_KEY`;
+//! the server: `--url` or `ANNALS_URL`.
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -11,7 +12,7 @@ pub struct KeysArgs {
     /// The server's base URL.
     #[arg(long, env = "ANNALS_URL", default_value = "http://127.0.0.1:8080", global = true)]
     url: String,
-    /// An admin key.
+    /// An operator key, or an admin key of the tenant.
     #[arg(long, env = "ANNALS_KEY", hide_env_values = true, global = true)]
     key: Option<String>,
     #[command(subcommand)]
@@ -24,7 +25,8 @@ enum KeysCommand {
     Create {
         #[arg(long)]
         tenant: String,
-        /// writer, reader or admin.
+        /// writer, reader, admin (of the tenant) or operator (every tenant's keys and the
+        /// projections; no tenant's data).
         #[arg(long)]
         role: String,
         #[arg(long, default_value = "")]
@@ -37,7 +39,7 @@ enum KeysCommand {
 }
 
 pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
-    let key = args.key.context("an admin key is needed: --key or ANNALS_KEY")?;
+    let key = args.key.context("an operator or admin key is needed: --key or ANNALS_KEY")?;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", args.url.trim_end_matches('/'));
     let request = match &args.command {

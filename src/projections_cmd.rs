@@ -3,7 +3,8 @@
 //! `/v1/projections` (a rebuild or a replay is an event the server's projectors act on).
 //! `rebuild` follows the new generation with a progress bar until it serves, `replay` waits until
 //! the projection has passed the request and prints what each event did; `--no-wait` only asks.
-//! Needs an admin key: `--key` or `ANNALS_KEY`.
+//! Needs an operator key: `--key` or `ANNALS_KEY`. Parked events show their kind of error, never
+//! the event's data (an operator key reads no tenant's data).
 
 use std::io::Write;
 use std::time::Duration;
@@ -17,7 +18,7 @@ pub struct ProjectionsArgs {
     /// The server's base URL.
     #[arg(long, env = "ANNALS_URL", default_value = "http://127.0.0.1:8080", global = true)]
     url: String,
-    /// An admin key.
+    /// An operator key.
     #[arg(long, env = "ANNALS_KEY", hide_env_values = true, global = true)]
     key: Option<String>,
     #[command(subcommand)]
@@ -63,7 +64,7 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
     let api = Api {
         client: reqwest::Client::new(),
         base: args.url.trim_end_matches('/').to_owned(),
-        key: args.key.context("an admin key is needed: --key or ANNALS_KEY")?,
+        key: args.key.context("an operator key is needed: --key or ANNALS_KEY")?,
     };
     match args.command {
         ProjectionsCommand::List => {
@@ -109,14 +110,14 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
                     let entry = &item["entry"];
                     // The latest replay's error when there is one: it is the current reason.
                     let last_error =
-                        item["replays"].as_array().and_then(|r| r.last()).and_then(|r| r["error"].as_str());
+                        item["replays"].as_array().and_then(|r| r.last()).and_then(|r| r["error_kind"].as_str());
                     println!(
                         "{:>12}  {:<9} {:<24} {:<40} {}",
                         entry["position"],
                         item["status"].as_str().unwrap_or("?"),
                         entry["event_type"].as_str().unwrap_or("?"),
                         entry["stream"].as_str().unwrap_or("?"),
-                        last_error.or(entry["error"].as_str()).unwrap_or(""),
+                        last_error.or(entry["error_kind"].as_str()).unwrap_or(""),
                     );
                 }
                 match page["next"].as_str() {

@@ -32,9 +32,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref(), std::env::vars(), flags)?;
     let app = Application::build(settings).await.context("cannot start")?;
     if let Some(key) = app.bootstrap_key() {
-        // Shown once: only its hash is stored. Lost it? Create another admin key with this one,
-        // or start a new store with ANNALS_ADMIN_KEY set.
-        eprintln!("annals: created the first admin key (shown only now, store it safely):\n  {key}");
+        // Shown once: only its hash is stored. Lost it? Create another operator key with this
+        // one, or start a new store with ANNALS_ADMIN_KEY set.
+        eprintln!("annals: created an operator key (shown only now, store it safely):\n  {key}");
     }
     eprintln!("annals listening on http://{}", app.local_addr());
     let shutdown = CancellationToken::new();

@@ -1,5 +1,6 @@
 //! `annals keys create|list|revoke` against a running `annals serve` (tests of the `annals`
-//! binary itself, like `otlp_export.rs`): the CLI manages keys through the API with an admin key.
+//! binary itself, like `otlp_export.rs`): the CLI manages keys through the API with an operator
+//! key (every tenant) or a tenant's admin key (its own).
 
 mod serve_support;
 
@@ -52,4 +53,26 @@ fn keys_are_created_listed_and_revoked_from_the_command_line() {
     assert!(String::from_utf8_lossy(&reader.stderr).contains("401"), "{}", String::from_utf8_lossy(&reader.stderr));
     let bad_role = annals(&base, Some(ADMIN_KEY), &["create", "--tenant", "acme", "--role", "owner"]);
     assert!(String::from_utf8_lossy(&bad_role.stderr).contains("400"));
+}
+
+#[test]
+fn operators_and_tenant_admins_are_made_and_scoped_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Serve::start(tmp.path(), &[]);
+    let base = server.base.clone();
+    let operator = json(&annals(&base, Some(ADMIN_KEY), &["create", "--tenant", "ops", "--role", "operator"]));
+    assert_eq!(operator["role"], "operator", "{operator}");
+    let admin = json(&annals(&base, Some(ADMIN_KEY), &["create", "--tenant", "acme", "--role", "admin"]));
+    let admin_key = admin["key"].as_str().unwrap();
+    // The tenant's admin makes its own tenant's keys, lists only them, and no other tenant's.
+    json(&annals(&base, Some(admin_key), &["create", "--tenant", "acme", "--role", "writer"]));
+    let listed = json(&annals(&base, Some(admin_key), &["list"]));
+    assert!(listed["keys"].as_array().unwrap().iter().all(|k| k["tenant"] == "acme"), "{listed}");
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 2, "{listed}");
+    let other = annals(&base, Some(admin_key), &["create", "--tenant", "globex", "--role", "reader"]);
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("403"), "{}", String::from_utf8_lossy(&other.stderr));
+    // The new operator key manages every tenant's keys.
+    let all = json(&annals(&base, Some(operator["key"].as_str().unwrap()), &["list"]));
+    assert_eq!(all["keys"].as_array().unwrap().len(), 4, "{all}");
 }

@@ -1,6 +1,6 @@
 //! `annals serve` as an operator meets it (tests of the `annals` binary itself): a bad setting
 //! stops startup with a message naming it and where it came from, and the first start of a new
-//! store prints its admin key once.
+//! store prints its operator key once.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -54,10 +54,10 @@ fn a_bad_setting_stops_startup_and_names_the_setting() {
 }
 
 #[test]
-fn the_first_start_prints_the_admin_key_once() {
+fn the_first_start_prints_the_operator_key_once() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut server, lines) = serve(tmp.path());
-    let shown = lines.iter().position(|l| l.contains("created the first admin key")).expect("the key is announced");
+    let shown = lines.iter().position(|l| l.contains("created an operator key")).expect("the key is announced");
     let key = lines[shown + 1].trim().to_owned();
     let base = lines.last().unwrap().rsplit(' ').next().unwrap().to_owned();
     let list = Command::new(env!("CARGO_BIN_EXE_annals"))
@@ -67,10 +67,12 @@ fn the_first_start_prints_the_admin_key_once() {
         .output()
         .unwrap();
     assert!(list.status.success(), "the printed key works: {}", String::from_utf8_lossy(&list.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(listed["keys"][0]["role"], "operator", "{listed}");
     stop(&mut server);
 
     let (mut server, lines) = serve(tmp.path());
-    assert!(!lines.iter().any(|l| l.contains("admin key") || l.contains(&key)), "shown once only: {lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("operator key") || l.contains(&key)), "shown once only: {lines:?}");
     stop(&mut server);
 }
 

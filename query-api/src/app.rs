@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::auth::{KeyRing, Role, Tenant};
+use crate::auth::{KeyRing, Tenant};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::routes;
@@ -61,12 +61,12 @@ pub struct Application {
     bootstrap_key: Option<String>,
 }
 
-/// The tenant of the admin key made on first start.
+/// The tenant of the operator key made on first start (a label: operator keys read no tenant).
 pub const BOOTSTRAP_TENANT: &str = "default";
 
 impl Application {
     /// Opens the embedded store in `settings.data_dir` and the views, binds `settings.listen`,
-    /// then loads the API keys (making the first admin key if there is none:
+    /// then loads the API keys (making an operator key if there is none active:
     /// `settings.admin_key`, or a new one, see `bootstrap_key`).
     pub async fn build(settings: Settings) -> Result<Application, Error> {
         if let Some(key) = &settings.admin_key {
@@ -89,26 +89,32 @@ impl Application {
         // none — a store nobody could administer.
         let keys = KeyRing::load(&store).await?;
         let mut bootstrap_key = None;
-        if keys.is_empty() {
-            let tenant = Tenant::new(BOOTSTRAP_TENANT).expect("a valid tenant");
-            let name = "bootstrap admin".to_owned();
-            let given = settings.admin_key.as_deref();
-            let key = keys
-                .create(&store, tenant, Role::Admin, name, "system", given)
-                .await
-                .map_err(|e| Error::AdminKey(format!("cannot store the first admin key: {e}")))?;
-            info!(key_id = %key.info.id, "created the first admin key");
-            if given.is_none() {
-                bootstrap_key = Some(key.key);
+        // An operator key when the store has none active: at its first start, and once on a store
+        // of an earlier version whose operator key was revoked (`KeyRing::ensure_operator`).
+        let had_keys = !keys.is_empty();
+        let tenant = Tenant::new(BOOTSTRAP_TENANT).expect("a valid tenant");
+        let given = settings.admin_key.as_deref();
+        let made = keys
+            .ensure_operator(&store, tenant, given)
+            .await
+            .map_err(|e| Error::AdminKey(format!("cannot store the first operator key: {e}")))?;
+        match made {
+            Some(key) => {
+                info!(key_id = %key.info.id, had_keys, "created an operator key");
+                if given.is_none() {
+                    bootstrap_key = Some(key.key);
+                }
             }
-        } else if settings.admin_key.is_some() {
-            warn!("ANNALS_ADMIN_KEY is ignored: the store has keys already; manage them with /v1/keys");
+            None if given.is_some() => {
+                warn!("ANNALS_ADMIN_KEY is ignored: the store has an operator key already; manage keys with /v1/keys");
+            }
+            None => {}
         }
         Ok(Application { listener, addr, store, settings: Arc::new(settings), keys, views, bootstrap_key })
     }
 
-    /// The admin key generated on the first start of a store (no keys, no `ANNALS_ADMIN_KEY`):
-    /// to be shown to the operator once. Only its hash is kept.
+    /// The operator key generated on the first start of a store (no active operator key, no
+    /// `ANNALS_ADMIN_KEY`): to be shown to the operator once. Only its hash is kept.
     pub fn bootstrap_key(&self) -> Option<&str> {
         self.bootstrap_key.as_deref()
     }

@@ -62,11 +62,11 @@ pub enum ApiError {
     SchemaNotFound(String),
     #[error("{0}")]
     Unauthorized(String),
-    #[error("a {} key may not {}", role.as_str(), action.describe())]
+    #[error("{} key may not {}", role.with_article(), action.describe())]
     Forbidden { role: crate::auth::Role, action: crate::auth::Action },
     #[error("there is no key {0}")]
     KeyNotFound(String),
-    #[error("key {0} is the last active admin key; create another admin key before revoking it")]
+    #[error("key {0} is the last active operator key; create another operator key before revoking it")]
     LastAdminKey(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -132,7 +132,7 @@ impl ApiError {
             }
             ApiError::LastAdminKey(id) => {
                 extra.insert("key_id".into(), json!(id));
-                (StatusCode::CONFLICT, "last-admin-key", "Last admin key")
+                (StatusCode::CONFLICT, "last-operator-key", "Last operator key")
             }
             ApiError::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")

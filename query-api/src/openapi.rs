@@ -24,8 +24,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "schemas", description = "Registered event types and their JSON Schemas"),
         (name = "messages", description = "The message log view: search, one message, its history"),
         (name = "audit", description = "The audit trail view"),
-        (name = "projections", description = "Where each view's projection stands (admin)"),
-        (name = "keys", description = "API keys (admin)"),
+        (name = "projections", description = "Where each view's projection stands, rebuilds, parked events (operator keys)"),
+        (name = "keys", description = "API keys (operator keys: every tenant's; admin keys: their tenant's)"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -61,7 +61,7 @@ pub struct Problem {
     pub pointer: Option<String>,
     /// `schema-violation`: the schema's rule that the value breaks.
     pub rule: Option<String>,
-    /// `key-not-found`, `last-admin-key`: the key's id.
+    /// `key-not-found`, `last-operator-key`: the key's id.
     pub key_id: Option<String>,
     /// `document-not-found`: the message id asked for.
     pub message: Option<String>,

@@ -47,6 +47,12 @@ pub struct Settings {
     /// 20): a stalled upload must not keep the store from closing cleanly before a supervisor's
     /// kill (Kubernetes waits 30 s). Appends cut off are safe to retry with the same ids.
     pub shutdown_grace: Duration,
+    /// Origins whose browser pages may call the API (`ANNALS_CORS_ORIGINS`, comma-separated exact
+    /// origins such as `https://logs.example.com`; none by default: no CORS headers at all).
+    pub cors_origins: Vec<String>,
+    /// How long a live-tail token opens tails (`ANNALS_LIVE_TOKEN_TTL_SECS`, 1 to 3600, default
+    /// 300).
+    pub live_token_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -64,6 +70,8 @@ impl Default for Settings {
             projector_parallelism: 1,
             projector_priority: annals_projectors::background::Priority::Low,
             shutdown_grace: Duration::from_secs(20),
+            cors_origins: Vec::new(),
+            live_token_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -82,6 +90,8 @@ impl std::fmt::Debug for Settings {
             .field("projector_parallelism", &self.projector_parallelism)
             .field("projector_priority", &self.projector_priority)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("cors_origins", &self.cors_origins)
+            .field("live_token_ttl", &self.live_token_ttl)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -112,10 +122,13 @@ pub struct SettingsLayer {
     pub projector_priority: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub shutdown_grace_secs: Option<String>,
+    pub cors_origins: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub live_token_ttl_secs: Option<String>,
 }
 
 /// The environment variable of each setting.
-const ENV: [(&str, &str); 11] = [
+const ENV: [(&str, &str); 13] = [
     ("listen", "ANNALS_LISTEN"),
     ("data_dir", "ANNALS_DATA_DIR"),
     ("max_body_bytes", "ANNALS_MAX_BODY_BYTES"),
@@ -127,6 +140,8 @@ const ENV: [(&str, &str); 11] = [
     ("projector_priority", "ANNALS_PROJECTOR_PRIORITY"),
     ("projector_batch_size", "ANNALS_PROJECTOR_BATCH_SIZE"),
     ("shutdown_grace_secs", "ANNALS_SHUTDOWN_GRACE_SECS"),
+    ("cors_origins", "ANNALS_CORS_ORIGINS"),
+    ("live_token_ttl_secs", "ANNALS_LIVE_TOKEN_TTL_SECS"),
 ];
 
 impl Settings {
@@ -158,6 +173,8 @@ impl Settings {
             projector_priority: var(ENV[8].1),
             projector_batch_size: var(ENV[9].1),
             shutdown_grace_secs: var(ENV[10].1),
+            cors_origins: var("ANNALS_CORS_ORIGINS"),
+            live_token_ttl_secs: var("ANNALS_LIVE_TOKEN_TTL_SECS"),
         };
         settings.apply(from_env, &|name| {
             ENV.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, v)| (*v).to_owned())
@@ -223,6 +240,16 @@ impl Settings {
             self.projector_priority =
                 v.trim().parse().map_err(|reason: String| invalid("projector_priority", &v, reason))?;
         }
+        if let Some(v) = layer.cors_origins {
+            self.cors_origins = cors_origins(&v).map_err(|reason| invalid("cors_origins", &v, reason))?;
+        }
+        if let Some(v) = layer.live_token_ttl_secs {
+            let secs = positive(&v).map_err(|reason| invalid("live_token_ttl_secs", &v, reason))?;
+            if secs > 3600 {
+                return Err(invalid("live_token_ttl_secs", &v, "at most 3600 (an hour)".into()));
+            }
+            self.live_token_ttl = Duration::from_secs(secs as u64);
+        }
         if let Some(v) = layer.strict_schemas {
             self.strict_schemas = match v.trim() {
                 "true" | "1" | "yes" => true,
@@ -232,6 +259,23 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Comma-separated exact origins (`scheme://host[:port]`, no path, no `*`): a browser sends
+/// its page's origin in that form, and only an exact match gets CORS headers.
+fn cors_origins(v: &str) -> Result<Vec<String>, String> {
+    let mut origins = Vec::new();
+    for origin in v.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let rest = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+        let host_ok = rest.is_some_and(|r| !r.is_empty() && !r.contains(['/', '*', '?', '#', ' ']));
+        if !host_ok || axum::http::HeaderValue::from_str(origin).is_err() {
+            return Err(format!(
+                "{origin:?} is not an origin like https://logs.example.com or http://127.0.0.1:3000 (exact, no path, no *)"
+            ));
+        }
+        origins.push(origin.to_owned());
+    }
+    Ok(origins)
 }
 
 fn positive(v: &str) -> Result<usize, String> {
@@ -320,6 +364,33 @@ mod tests {
             let err = Settings::load(None, env, SettingsLayer::default()).unwrap_err().to_string();
             assert!(err.contains(name) && err.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn cors_origins_and_the_live_token_lifetime_are_read_and_checked() {
+        let env = [
+            ("ANNALS_CORS_ORIGINS".to_owned(), "https://logs.example.com, http://127.0.0.1:3000".to_owned()),
+            ("ANNALS_LIVE_TOKEN_TTL_SECS".to_owned(), "60".to_owned()),
+        ];
+        let s = Settings::load(None, env, SettingsLayer::default()).unwrap();
+        assert_eq!(s.cors_origins, ["https://logs.example.com", "http://127.0.0.1:3000"]);
+        assert_eq!(s.live_token_ttl, Duration::from_secs(60));
+        assert!(Settings::default().cors_origins.is_empty(), "none by default");
+        for (name, value, expected) in [
+            ("ANNALS_CORS_ORIGINS", "*", "not an origin"),
+            ("ANNALS_CORS_ORIGINS", "https://logs.example.com/ui", "not an origin"),
+            ("ANNALS_CORS_ORIGINS", "logs.example.com", "not an origin"),
+            ("ANNALS_LIVE_TOKEN_TTL_SECS", "3601", "at most 3600"),
+        ] {
+            let env = [(name.to_owned(), value.to_owned())];
+            let err = Settings::load(None, env, SettingsLayer::default()).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(expected), "{err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("annals.toml");
+        std::fs::write(&file, "cors_origins = \"https://a.example\"\nlive_token_ttl_secs = 30\n").unwrap();
+        let s = Settings::load(Some(&file), [], SettingsLayer::default()).unwrap();
+        assert_eq!((s.cors_origins, s.live_token_ttl), (vec!["https://a.example".to_owned()], Duration::from_secs(30)));
     }
 
     #[test]

@@ -11,10 +11,12 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{append_n, decode, event, SseReader, TestApp, ADMIN_KEY};
 
-/// Creates a key as the admin; returns (id, key).
+/// Creates a key as the operator; returns (id, key).
 async fn create_key(app: &TestApp, tenant: &str, role: &str) -> (String, String) {
-    let (status, body) =
-        app.post("/v1/keys", &json!({ "tenant": tenant, "role": role, "name": format!("{tenant} {role}") })).await;
+    let (status, body) = app
+        .as_operator()
+        .post("/v1/keys", &json!({ "tenant": tenant, "role": role, "name": format!("{tenant} {role}") }))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!((&body["tenant"], &body["role"]), (&json!(tenant), &json!(role)));
     (body["id"].as_str().unwrap().to_owned(), body["key"].as_str().unwrap().to_owned())
@@ -49,7 +51,7 @@ async fn requests_without_a_valid_key_are_401_with_a_bearer_challenge() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {problem}");
     }
     // The scheme's name is case-insensitive (RFC 9110).
-    let response = app.client.get(&url).header("authorization", format!("bearer {ADMIN_KEY}")).send().await.unwrap();
+    let response = app.client.get(&url).header("authorization", format!("bearer {}", app.key)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     // Health needs no key.
     let response = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
@@ -89,10 +91,113 @@ async fn roles_decide_what_a_key_may_do() {
         (json!({ "tenant": "acme", "role": "reader", "name": "n".repeat(201) }), "/name"),
         (json!({ "tenant": "acme", "role": "reader", "name": "line\nbreak" }), "/name"),
     ] {
-        let (status, problem) = app.post("/v1/keys", &body).await;
+        let (status, problem) = app.as_operator().post("/v1/keys", &body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {problem}");
         assert!(problem["detail"].as_str().unwrap().contains(says), "{body}: {problem}");
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenant_admin_manages_its_own_tenants_keys_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let (acme_admin_id, acme_admin) = create_key(&app, "acme", "admin").await;
+    let (globex_reader_id, globex_reader) = create_key(&app, "globex", "reader").await;
+    let (_, globex_admin) = create_key(&app, "globex", "admin").await;
+    let operator_id = app.as_operator().get("/v1/keys").await.1["keys"][0]["id"].as_str().unwrap().to_owned();
+    let acme = as_key(&app, &acme_admin);
+
+    // Its list: its tenant's keys only (not globex's, not the operator's).
+    let (acme_reader_id, acme_reader) = {
+        let (status, body) = acme.post("/v1/keys", &json!({ "tenant": "acme", "role": "reader", "name": "ui" })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (body["id"].as_str().unwrap().to_owned(), body["key"].as_str().unwrap().to_owned())
+    };
+    let (status, list) = acme.get("/v1/keys").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let ids: Vec<&str> = list["keys"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [acme_admin_id.as_str(), acme_reader_id.as_str()], "{list}");
+    assert_eq!(as_key(&app, &acme_reader).get("/v1/events").await.0, StatusCode::OK, "the key it made works");
+
+    // Creating for another tenant is a 403 that says the same whether the tenant exists or not;
+    // so is making an operator key.
+    let mut refusals = Vec::new();
+    for tenant in ["globex", "no-such-tenant"] {
+        let (status, problem) = acme.post("/v1/keys", &json!({ "tenant": tenant, "role": "reader" })).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{tenant}: {problem}");
+        refusals.push(problem);
+    }
+    assert_eq!(refusals[0], refusals[1], "nothing tells globex from a tenant that does not exist");
+    assert!(!refusals[0].to_string().contains("globex"), "{}", refusals[0]);
+    let (status, problem) = acme.post("/v1/keys", &json!({ "tenant": "acme", "role": "operator" })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a tenant admin makes no operator: {problem}");
+
+    // Another tenant's key, or the operator's, is to it a key that does not exist.
+    let (status, unknown) = acme.delete("/v1/keys/0123456789abcdef").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
+    for id in [&globex_reader_id, &operator_id] {
+        let (status, problem) = acme.delete(&format!("/v1/keys/{id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+        let masked = problem.to_string().replace(id.as_str(), "0123456789abcdef");
+        assert_eq!(masked, unknown.to_string(), "exactly like an unknown id");
+    }
+    assert_eq!(as_key(&app, &globex_reader).get("/v1/events").await.0, StatusCode::OK, "globex's key still works");
+    let (status, revoked) = acme.delete(&format!("/v1/keys/{acme_reader_id}")).await;
+    assert_eq!(status, StatusCode::OK, "its own tenant's key: {revoked}");
+
+    // It reads and appends its tenant's data, and does nothing an operator does.
+    append_n(&acme, "message-1", "message.sent", 1).await;
+    let (status, page) = acme.get("/v1/streams/message-1/events").await;
+    assert_eq!((status, page["events"].as_array().unwrap().len()), (StatusCode::OK, 1));
+    for path in ["/v1/projections", "/v1/projections/messages", "/v1/projections/messages/parked"] {
+        assert_eq!(acme.get(path).await.0, StatusCode::FORBIDDEN, "{path}");
+    }
+    // And globex's admin sees nothing of acme's.
+    let (_, list) = as_key(&app, &globex_admin).get("/v1/keys").await;
+    assert!(list["keys"].as_array().unwrap().iter().all(|k| k["tenant"] == "globex"), "{list}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_operator_manages_every_tenants_keys_and_reads_no_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let operator = app.as_operator();
+    let (acme_id, acme_writer) = create_key(&app, "acme", "writer").await;
+    let (globex_id, _) = create_key(&app, "globex", "reader").await;
+    append_n(&as_key(&app, &acme_writer), "message-1", "message.sent", 1).await;
+    let (_, list) = operator.get("/v1/keys").await;
+    let tenants: Vec<&str> = list["keys"].as_array().unwrap().iter().map(|k| k["tenant"].as_str().unwrap()).collect();
+    assert_eq!(tenants, ["default", "default", "acme", "globex"], "every tenant's keys: {list}");
+    assert_eq!(operator.delete(&format!("/v1/keys/{globex_id}")).await.0, StatusCode::OK);
+
+    // No data: not its own tenant's, not another's; no live tail, no live-tail token.
+    let reads = [
+        "/v1/events",
+        "/v1/streams/message-1/events",
+        "/v1/events/live",
+        "/v1/messages",
+        "/v1/messages/1",
+        "/v1/audit",
+    ];
+    for path in reads {
+        let (status, problem) = operator.get(path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "GET {path}: {problem}");
+        assert_eq!(problem["detail"], json!("an operator key may not read events and views"), "{problem}");
+    }
+    let (status, _) = operator.post("/v1/streams/message-1/events", &json!({ "events": [event("x", 0)] })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an operator appends nothing");
+
+    // Another operator key; the last one active cannot be revoked.
+    let (second_id, second) = create_key(&app, "default", "operator").await;
+    let (status, _) = as_key(&app, &second).get("/v1/projections").await;
+    assert_eq!(status, StatusCode::OK);
+    let first_id = list["keys"][0]["id"].as_str().unwrap();
+    assert_eq!(as_key(&app, &second).delete(&format!("/v1/keys/{first_id}")).await.0, StatusCode::OK);
+    let (status, problem) = as_key(&app, &second).delete(&format!("/v1/keys/{second_id}")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(as_key(&app, &second).delete(&format!("/v1/keys/{acme_id}")).await.0, StatusCode::OK);
     app.stop().await;
 }
 
@@ -181,7 +286,8 @@ async fn revoked_keys_stop_working_and_key_management_is_an_audit_trail() {
     let (status, _) = reader.get("/v1/events").await;
     assert_eq!(status, StatusCode::OK);
 
-    let response = app.client.delete(format!("{}/v1/keys/{id}", app.base)).bearer_auth(&app.key).send().await.unwrap();
+    let response =
+        app.client.delete(format!("{}/v1/keys/{id}", app.base)).bearer_auth(&app.operator).send().await.unwrap();
     let (status, revoked) = decode(response).await;
     assert_eq!(status, StatusCode::OK, "{revoked}");
     assert!(revoked["revoked_at"].is_string(), "{revoked}");
@@ -189,23 +295,30 @@ async fn revoked_keys_stop_working_and_key_management_is_an_audit_trail() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(problem["detail"].as_str().unwrap().contains("revoked"), "{problem}");
 
-    // Unknown ids, and the last admin key, cannot be revoked.
-    let response =
-        app.client.delete(format!("{}/v1/keys/0000000000000000", app.base)).bearer_auth(&app.key).send().await.unwrap();
+    // Unknown ids, and the last operator key, cannot be revoked.
+    let response = app
+        .client
+        .delete(format!("{}/v1/keys/0000000000000000", app.base))
+        .bearer_auth(&app.operator)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(decode(response).await.0, StatusCode::NOT_FOUND);
-    let (_, list) = app.get("/v1/keys").await;
+    let (_, list) = app.as_operator().get("/v1/keys").await;
+    assert_eq!(list["keys"][0]["role"], json!("operator"), "{list}");
     let admin_id = list["keys"][0]["id"].as_str().unwrap().to_owned();
     let response =
-        app.client.delete(format!("{}/v1/keys/{admin_id}", app.base)).bearer_auth(&app.key).send().await.unwrap();
+        app.client.delete(format!("{}/v1/keys/{admin_id}", app.base)).bearer_auth(&app.operator).send().await.unwrap();
     let (status, problem) = decode(response).await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["type"], json!("https://annals.dev/problems/last-operator-key"), "{problem}");
 
     // Keys live in the log: after a restart the revoked key still fails, the list is the same,
     // and $keys holds who did what.
     let app = app.restart().await;
     let reader = as_key(&app, &key);
     assert_eq!(reader.get("/v1/events").await.0, StatusCode::UNAUTHORIZED);
-    let (_, after) = app.get("/v1/keys").await;
+    let (_, after) = app.as_operator().get("/v1/keys").await;
     assert_eq!(after, list, "the key list survives a restart");
     assert!(!after.to_string().contains(&key[24..]), "lists never show a secret");
     app.stop().await;
@@ -220,11 +333,12 @@ async fn revoked_keys_stop_working_and_key_management_is_an_audit_trail() {
         events.iter().map(|e| (e.event_type.clone(), serde_json::from_slice(&e.data).unwrap())).collect();
     assert_eq!(
         trail.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
-        vec!["key.created", "key.created", "key.revoked"]
+        vec!["key.created", "key.created", "key.created", "key.revoked"],
+        "the operator's, the tests' admin key of `default`, the reader's, its revocation"
     );
-    assert_eq!(trail[1].1["created_by"], json!(admin_id));
-    assert_eq!(trail[2].1["revoked_by"], json!(admin_id));
-    assert!(!String::from_utf8_lossy(&events[1].data).contains(&key[24..]), "only the secret's hash is stored");
+    assert_eq!(trail[2].1["created_by"], json!(admin_id));
+    assert_eq!(trail[3].1["revoked_by"], json!(admin_id));
+    assert!(!String::from_utf8_lossy(&events[2].data).contains(&key[24..]), "only the secret's hash is stored");
     store.close().await.unwrap();
 }
 
@@ -245,7 +359,7 @@ async fn a_revoked_keys_live_tail_ends_and_gets_nothing_more() {
     let idle = SseReader::open(&as_key(&app, &idle_key), "/v1/events/live?types=nothing.comes", None).await;
     for id in [&busy_id, &idle_id] {
         let response =
-            app.client.delete(format!("{}/v1/keys/{id}", app.base)).bearer_auth(&app.key).send().await.unwrap();
+            app.client.delete(format!("{}/v1/keys/{id}", app.base)).bearer_auth(&app.operator).send().await.unwrap();
         assert_eq!(decode(response).await.0, StatusCode::OK);
     }
     append_n(&writer, "message-2", "message.sent", 1).await;
@@ -267,12 +381,12 @@ async fn a_first_start_that_fails_makes_no_key_and_the_next_one_shows_it() {
 }
 
 #[tokio::test]
-async fn the_first_start_makes_an_admin_key_once() {
+async fn the_first_start_makes_an_operator_key_once() {
     let tmp = tempfile::tempdir().unwrap();
     let settings =
         || Settings { listen: "127.0.0.1:0".parse().unwrap(), data_dir: tmp.path().to_owned(), ..Settings::default() };
     let app = Application::build(settings()).await.unwrap();
-    let key = app.bootstrap_key().expect("a new store shows its first admin key").to_owned();
+    let key = app.bootstrap_key().expect("a new store shows its first operator key").to_owned();
     drop(app);
     let app = Application::build(settings()).await.unwrap();
     assert!(app.bootstrap_key().is_none(), "the key is shown once only");
@@ -281,6 +395,7 @@ async fn the_first_start_makes_an_admin_key_once() {
     view.key = key;
     let (status, body) = view.get("/v1/keys").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((&body["keys"][0]["role"], &body["keys"][0]["tenant"]), (&json!("operator"), &json!("default")));
     view.stop().await;
 
     let bad = Settings { admin_key: Some("hunter2".into()), ..settings() };

@@ -14,6 +14,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/streams/{stream}/events"),
     ("get", "/v1/events"),
     ("get", "/v1/events/live"),
+    ("post", "/v1/live-tokens"),
     ("get", "/v1/keys"),
     ("post", "/v1/keys"),
     ("delete", "/v1/keys/{id}"),

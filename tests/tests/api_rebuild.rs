@@ -60,18 +60,18 @@ async fn rebuild_while_appends_and_queries_continue() {
         })
     };
 
-    let (status, accepted) = app.post("/v1/projections/messages/rebuild", &json!({})).await;
+    let (status, accepted) = app.as_operator().post("/v1/projections/messages/rebuild", &json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     assert_eq!(accepted["generation"], json!(2), "{accepted}");
     assert_eq!(accepted["status_url"], json!("/v1/projections/messages"));
-    let (status, problem) = app.post("/v1/projections/messages/rebuild", &json!({})).await;
+    let (status, problem) = app.as_operator().post("/v1/projections/messages/rebuild", &json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "a second rebuild while one runs: {problem}");
     assert_eq!(
         (&problem["type"], &problem["generation"]),
         (&json!("https://annals.dev/problems/rebuild-running"), &json!(2)),
         "{problem}"
     );
-    let (status, _) = app.post("/v1/projections/nope/rebuild", &json!({})).await;
+    let (status, _) = app.as_operator().post("/v1/projections/nope/rebuild", &json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let progress = wait_for_generation(&app, "messages", 2).await;
@@ -93,16 +93,16 @@ async fn rebuild_while_appends_and_queries_continue() {
     assert!(views.join("gen-2/meta.json").exists());
     assert_eq!(std::fs::read_to_string(views.join("CURRENT")).unwrap().trim(), "gen-2");
     // The audit view was not touched.
-    let (_, audit) = app.get("/v1/projections/audit").await;
+    let (_, audit) = app.as_operator().get("/v1/projections/audit").await;
     assert_eq!(audit["generation"], json!(1), "{audit}");
 
     // The next rebuild is allowed again, and the switch survives a restart.
     let app = app.restart().await;
-    let (_, progress) = app.get("/v1/projections/messages").await;
+    let (_, progress) = app.as_operator().get("/v1/projections/messages").await;
     assert_eq!(progress["generation"], json!(2), "{progress}");
     let (_, page) = app.get("/v1/messages?limit=1").await;
     assert_eq!(page["total"].as_u64(), Some(total), "{page}");
-    let (status, accepted) = app.post("/v1/projections/messages/rebuild", &json!({})).await;
+    let (status, accepted) = app.as_operator().post("/v1/projections/messages/rebuild", &json!({})).await;
     assert_eq!((status, &accepted["generation"]), (StatusCode::ACCEPTED, &json!(3)), "{accepted}");
     wait_for_generation(&app, "messages", 3).await;
     app.stop().await;
@@ -151,7 +151,7 @@ async fn append_message(app: &TestApp, n: u64) -> u64 {
 /// Polls the projection until `generation` serves; returns its progress.
 async fn wait_for_generation(app: &TestApp, name: &str, generation: u64) -> Value {
     for _ in 0..600 {
-        let (status, progress) = app.get(&format!("/v1/projections/{name}")).await;
+        let (status, progress) = app.as_operator().get(&format!("/v1/projections/{name}")).await;
         assert_eq!(status, StatusCode::OK, "{progress}");
         if progress["generation"] == json!(generation) {
             return progress;

@@ -187,11 +187,11 @@ async fn audit_trail_is_searchable_by_action_prefix_and_survives_a_restart() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
 
     // Progress of the projections (admin): caught up, nothing waiting; the metrics say the same.
-    let (status, all) = app.get("/v1/projections").await;
+    let (status, all) = app.as_operator().get("/v1/projections").await;
     assert_eq!(status, StatusCode::OK, "{all}");
     let names: Vec<&str> = all["projections"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["messages", "audit"]);
-    let (status, audit) = app.get("/v1/projections/audit").await;
+    let (status, audit) = app.as_operator().get("/v1/projections/audit").await;
     assert_eq!(status, StatusCode::OK, "{audit}");
     assert_eq!(
         (&audit["checkpoint"], &audit["lag_events"], &audit["parked_events"]),
@@ -199,7 +199,7 @@ async fn audit_trail_is_searchable_by_action_prefix_and_survives_a_restart() {
     );
     assert_eq!(audit["state"], json!("live"), "{audit}");
     assert!(audit["events_per_second"].as_f64().is_some_and(|r| r >= 0.0), "{audit}");
-    let (status, _) = app.get("/v1/projections/nope").await;
+    let (status, _) = app.as_operator().get("/v1/projections/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(&format!("annals_projection_checkpoint{{projection=\"audit\"}} {last}")), "{metrics}");
@@ -220,22 +220,25 @@ async fn audit_trail_is_searchable_by_action_prefix_and_survives_a_restart() {
 async fn tenants_never_see_each_others_documents() {
     let tmp = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(tmp.path()).await;
-    let (status, key) = app.post("/v1/keys", &json!({ "tenant": "globex", "role": "writer", "name": "w" })).await;
+    let operator = app.as_operator();
+    let (status, key) = operator.post("/v1/keys", &json!({ "tenant": "globex", "role": "writer", "name": "w" })).await;
 
     assert_eq!(status, StatusCode::CREATED);
-    let (_, reader) = app.post("/v1/keys", &json!({ "tenant": "globex", "role": "reader", "name": "r" })).await;
+    let (_, reader) = operator.post("/v1/keys", &json!({ "tenant": "globex", "role": "reader", "name": "r" })).await;
     let mut globex = app.clone_view();
     globex.key = key["key"].as_str().unwrap().to_owned();
     let last =
         append(&globex, "message-x", &[("message.enqueued", enqueued("x", "x@globex.com", "email", "Hi"))]).await;
     let audit_last =
         append(&globex, "audit-template-t9", &[("audit.recorded", audit("template.updated", "t9", "success"))]).await;
-    // Projection figures span tenants: only admins see them.
+    // Projection figures span tenants: only operators see them (not a tenant's admin either).
     let (status, _) = globex.get("/v1/projections").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     globex.key = reader["key"].as_str().unwrap().to_owned();
     let (status, _) = globex.get("/v1/projections").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.get("/v1/projections").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the default tenant's admin key");
     let (_, page) = globex.get(&format!("/v1/messages?min_position={last}")).await;
     assert_eq!(page["total"], json!(1), "{page}");
     let audit_id = {
@@ -243,7 +246,7 @@ async fn tenants_never_see_each_others_documents() {
         page["items"][0]["event_id"].as_str().unwrap().to_owned()
     };
 
-    // The default tenant (the admin key's) sees none of it.
+    // The default tenant (the tests' admin key's) sees none of it.
     let (_, page) = app.get(&format!("/v1/messages?min_position={last}")).await;
     assert_eq!(page["total"], json!(0), "{page}");
     let (status, _) = app.get("/v1/messages/x").await;
@@ -271,27 +274,70 @@ async fn events_a_view_cannot_apply_are_parked_and_listed() {
     let (_, page) = app.get(&format!("/v1/messages?min_position={last}")).await;
     assert_eq!(page["total"], json!(1), "the good message is there: {page}");
 
-    let (status, parked) = app.get("/v1/projections/messages/parked?limit=1").await;
+    let (status, parked) = app.as_operator().get("/v1/projections/messages/parked?limit=1").await;
     assert_eq!(status, StatusCode::OK, "{parked}");
     let items = parked["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{parked}");
     assert_eq!(items[0]["revision"], json!(0));
     assert!(items[0]["entry"]["stream"].as_str().unwrap().ends_with("orders-1"), "{parked}");
     assert_eq!(items[0]["entry"]["event_type"], json!("message.sent"));
-    assert!(!items[0]["entry"]["error"].as_str().unwrap().is_empty(), "the reason is recorded: {parked}");
+    assert_eq!(items[0]["entry"]["error_kind"], json!("not-a-message-stream"), "the reason is recorded: {parked}");
     let next = parked["next"].as_str().expect("a next page");
-    let (_, rest) = app.get(next).await;
+    let (_, rest) = app.as_operator().get(next).await;
     assert_eq!(rest["items"][0]["revision"], json!(1), "{rest}");
     assert!(rest["items"][0]["entry"]["stream"].as_str().unwrap().ends_with("orders-2"), "{rest}");
-    let (_, progress) = app.get("/v1/projections/messages").await;
+    let (_, progress) = app.as_operator().get("/v1/projections/messages").await;
     assert_eq!(progress["parked_events"], json!(2), "{progress}");
 
-    let (_, none) = app.get("/v1/projections/audit/parked").await;
+    let (_, none) = app.as_operator().get("/v1/projections/audit/parked").await;
     assert_eq!((none["items"].as_array().unwrap().len(), &none["next"]), (0, &Value::Null), "{none}");
-    let (status, _) = app.get("/v1/projections/nope/parked").await;
+    let (status, _) = app.as_operator().get("/v1/projections/nope/parked").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, problem) = app.get("/v1/projections/messages/parked?limit=0").await;
+    let (status, problem) = app.as_operator().get("/v1/projections/messages/parked?limit=0").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn parked_entries_show_an_operator_no_data_and_a_tenant_admin_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let operator = app.as_operator();
+    let globex = app.with_key(&app.tenant_admin_key("globex").await);
+    // The data names another message than its stream: the projector's error quotes the value.
+    let secret = "globex-secret-4711";
+    let sent = json!({ "message_id": secret, "channel": "email", "provider": "ses" });
+    let last = append(&globex, "message-a", &[("message.sent", sent)]).await;
+    wait_for_checkpoint(&app, "messages", last).await;
+
+    let (status, parked) = operator.get("/v1/projections/messages/parked").await;
+    assert_eq!(status, StatusCode::OK, "{parked}");
+    let entry = &parked["items"][0]["entry"];
+    assert_eq!(
+        (&entry["stream"], &entry["position"], &entry["event_type"], &entry["error_kind"]),
+        (&json!("globex/message-a"), &json!(last), &json!("message.sent"), &json!("message-id-mismatch")),
+        "{parked}"
+    );
+    assert!(!parked.to_string().contains(secret), "an operator sees no data value: {parked}");
+    let (status, accepted) = operator.post_raw("/v1/projections/messages/parked/replay", "").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    wait_for_checkpoint(&app, "messages", accepted["replay_position"].as_u64().unwrap()).await;
+    let (_, parked) = operator.get("/v1/projections/messages/parked").await;
+    assert_eq!(parked["items"][0]["replays"][0]["error_kind"], json!("message-id-mismatch"), "{parked}");
+    assert!(!parked.to_string().contains(secret), "nor in a replay's outcome: {parked}");
+
+    // A tenant's admin lists and replays no parked entry, its own tenant's neither.
+    for (who, admin) in [("default", &app), ("globex", &globex)] {
+        for path in ["/v1/projections/messages/parked", "/v1/projections/messages", "/v1/projections"] {
+            let (status, problem) = admin.get(path).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{who}'s admin GET {path}: {problem}");
+            assert!(!problem.to_string().contains(secret), "{problem}");
+        }
+        for path in ["/v1/projections/messages/parked/replay", "/v1/projections/messages/rebuild"] {
+            let (status, problem) = admin.post(path, &json!({})).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{who}'s admin POST {path}: {problem}");
+        }
+    }
     app.stop().await;
 }
 
@@ -303,45 +349,49 @@ async fn parked_events_can_be_replayed_and_each_outcome_is_listed() {
     append(&app, "orders-1", &[("message.sent", sent.clone())]).await;
     let last = append(&app, "orders-2", &[("message.sent", sent)]).await;
     wait_for_checkpoint(&app, "messages", last).await;
-    let (_, parked) = app.get("/v1/projections/messages/parked").await;
+    let (_, parked) = app.as_operator().get("/v1/projections/messages/parked").await;
     let first = parked["items"][0]["entry"]["position"].as_u64().unwrap();
 
-    let (status, problem) =
-        app.post("/v1/projections/messages/parked/replay", &json!({ "positions": [first, 999_999] })).await;
+    let (status, problem) = app
+        .as_operator()
+        .post("/v1/projections/messages/parked/replay", &json!({ "positions": [first, 999_999] }))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert_eq!(problem["positions"], json!([999_999]), "{problem}");
-    let (status, problem) = app.post("/v1/projections/messages/parked/replay", &json!({ "positions": [] })).await;
+    let (status, problem) =
+        app.as_operator().post("/v1/projections/messages/parked/replay", &json!({ "positions": [] })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "an empty list is not \"all\": {problem}");
     assert!(problem["detail"].as_str().unwrap().contains("/positions"), "{problem}");
-    let (status, problem) = app.post("/v1/projections/messages/parked/replay", &json!({ "everything": true })).await;
+    let (status, problem) =
+        app.as_operator().post("/v1/projections/messages/parked/replay", &json!({ "everything": true })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
-    let (status, problem) = app.post("/v1/projections/nope/parked/replay", &json!({})).await;
+    let (status, problem) = app.as_operator().post("/v1/projections/nope/parked/replay", &json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
 
     // No body: every parked event. These can never be applied (not message streams), so the
     // replay records a failure for each and they stay parked.
-    let (status, accepted) = app.post_raw("/v1/projections/messages/parked/replay", "").await;
+    let (status, accepted) = app.as_operator().post_raw("/v1/projections/messages/parked/replay", "").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     assert_eq!((accepted["events"].clone(), accepted["generation"].clone()), (json!(2), json!(1)), "{accepted}");
     let at = accepted["replay_position"].as_u64().expect("the request's position");
     wait_for_checkpoint(&app, "messages", at).await;
-    let (_, parked) = app.get("/v1/projections/messages/parked?status=parked").await;
+    let (_, parked) = app.as_operator().get("/v1/projections/messages/parked?status=parked").await;
     let items = parked["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{parked}");
     for item in items {
         assert_eq!(item["status"], json!("parked"), "{item}");
         assert_eq!(item["replays"][0]["replayed_at"], json!(at), "{item}");
         assert_eq!(item["replays"][0]["outcome"], json!("failed"), "{item}");
-        assert!(item["replays"][0]["error"].as_str().unwrap().contains("not a message stream"), "{item}");
+        assert_eq!(item["replays"][0]["error_kind"], json!("not-a-message-stream"), "{item}");
     }
-    let (_, replayed) = app.get("/v1/projections/messages/parked?status=replayed").await;
+    let (_, replayed) = app.as_operator().get("/v1/projections/messages/parked?status=replayed").await;
     assert_eq!(replayed["items"], json!([]), "{replayed}");
-    let (_, progress) = app.get("/v1/projections/messages").await;
+    let (_, progress) = app.as_operator().get("/v1/projections/messages").await;
     assert_eq!(progress["parked_events"], json!(2), "still waiting: {progress}");
 
     // Nothing parked: nothing requested (a `null` body is no body).
     for body in [json!({}), Value::Null] {
-        let (status, nothing) = app.post("/v1/projections/audit/parked/replay", &body).await;
+        let (status, nothing) = app.as_operator().post("/v1/projections/audit/parked/replay", &body).await;
         assert_eq!(status, StatusCode::OK, "{body}: {nothing}");
         assert_eq!((nothing["events"].clone(), nothing["replay_position"].clone()), (json!(0), Value::Null));
     }
@@ -350,7 +400,7 @@ async fn parked_events_can_be_replayed_and_each_outcome_is_listed() {
 
 async fn wait_for_checkpoint(app: &TestApp, projection: &str, position: u64) {
     for _ in 0..500 {
-        let (_, progress) = app.get(&format!("/v1/projections/{projection}")).await;
+        let (_, progress) = app.as_operator().get(&format!("/v1/projections/{projection}")).await;
         if progress["checkpoint"].as_u64() >= Some(position) {
             return;
         }

@@ -14,13 +14,12 @@ use annals_store::{
     StoreError, StreamId, SubscribeFrom, SubscriptionMessage,
 };
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::key_text::{generate_token, hex, parse_token, sha256, unhex, TOKEN_FORMAT};
 use super::{Principal, Role, Tenant};
 use crate::error::ApiError;
 
@@ -74,6 +73,8 @@ pub struct KeyRing {
     /// revision it saw must be one snapshot (`append_checked`), and two locks would need an
     /// order that every caller keeps (taking them in opposite orders deadlocked).
     folded: RwLock<Folded>,
+    /// The secret live-tail tokens are signed with (`live_token.rs`).
+    pub(super) live_secret: super::live_token::LiveSecret,
 }
 
 #[derive(Debug, Default)]
@@ -157,6 +158,11 @@ impl KeyRing {
         Ok(Principal { key_id: id.to_owned(), tenant: record.tenant.clone(), role: record.info.role })
     }
 
+    /// Key `id` as lists show it.
+    pub fn key_info(&self, id: &str) -> Option<KeyInfo> {
+        self.read().keys.get(id).map(|r| r.info.clone())
+    }
+
     /// Whether key `id` exists and is not revoked (for responses that outlive their request).
     pub fn is_active(&self, id: &str) -> bool {
         self.read().keys.get(id).is_some_and(|r| r.info.revoked_at.is_none())
@@ -173,6 +179,38 @@ impl KeyRing {
         created_by: &str,
         token: Option<&str>,
     ) -> Result<NewKey, ApiError> {
+        let created = self.create_unless(store, tenant, role, name, created_by, token, |_| false).await?;
+        Ok(created.expect("made unconditionally"))
+    }
+
+    /// Makes an operator key unless an active one exists (checked against the keys as stored, so
+    /// two processes starting at once make one): at the first start of a store, and at the first
+    /// start of this version on a store whose operator keys are all revoked (see `folded_role`).
+    /// `None`: there is an operator key already.
+    pub async fn ensure_operator(
+        &self,
+        store: &dyn EventStore,
+        tenant: Tenant,
+        token: Option<&str>,
+    ) -> Result<Option<NewKey>, ApiError> {
+        let name = "bootstrap operator".to_owned();
+        self.create_unless(store, tenant, Role::Operator, name, SYSTEM, token, |keys| {
+            keys.values().any(|r| r.info.role == Role::Operator && r.info.revoked_at.is_none())
+        })
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)] // the fields of a key.created event, and the condition
+    async fn create_unless(
+        &self,
+        store: &dyn EventStore,
+        tenant: Tenant,
+        role: Role,
+        name: String,
+        created_by: &str,
+        token: Option<&str>,
+        unless: impl Fn(&HashMap<String, Record>) -> bool,
+    ) -> Result<Option<NewKey>, ApiError> {
         let token = match token {
             Some(t) => t.to_owned(),
             None => generate_token(),
@@ -187,29 +225,43 @@ impl KeyRing {
             secret_sha256: hex(&sha256(secret)),
             created_by: created_by.to_owned(),
         };
-        self.append_checked(store, &event, |keys| match keys.contains_key(id) {
-            true => Err(ApiError::MalformedBody(format!("key id {id} is taken"))),
-            false => Ok(true),
-        })
-        .await?;
+        let made = self
+            .append_checked(store, &event, |keys| match (unless(keys), keys.contains_key(id)) {
+                (true, _) => Ok(false),
+                (false, true) => Err(ApiError::MalformedBody(format!("key id {id} is taken"))),
+                (false, false) => Ok(true),
+            })
+            .await?;
+        if !made {
+            return Ok(None);
+        }
         let info = self.read().keys[id].info.clone();
-        Ok(NewKey { info, key: token })
+        Ok(Some(NewKey { info, key: token }))
     }
 
-    /// Revokes a key (again is a no-op). Revoking the last active admin key is refused: nobody
-    /// could manage keys afterwards — also when two revocations race (see `append_checked`).
-    pub async fn revoke(&self, store: &dyn EventStore, id: &str, revoked_by: &str) -> Result<KeyInfo, ApiError> {
+    /// Revokes a key (again is a no-op). A key that `visible` hides from the caller (another
+    /// tenant's, for a tenant admin) is `404`, as an unknown id is. Revoking the last active
+    /// operator key is refused: nobody could manage every tenant's keys afterwards — also when
+    /// two revocations race (see `append_checked`).
+    pub async fn revoke(
+        &self,
+        store: &dyn EventStore,
+        id: &str,
+        revoked_by: &str,
+        visible: impl Fn(&KeyInfo) -> bool,
+    ) -> Result<KeyInfo, ApiError> {
         let event = KeyEvent::Revoked { key_id: id.to_owned(), revoked_by: revoked_by.to_owned() };
         self.append_checked(store, &event, |keys| {
-            let record = keys.get(id).ok_or_else(|| ApiError::KeyNotFound(id.to_owned()))?;
+            let record =
+                keys.get(id).filter(|r| visible(&r.info)).ok_or_else(|| ApiError::KeyNotFound(id.to_owned()))?;
             if record.info.revoked_at.is_some() {
                 return Ok(false);
             }
-            let other_admins = keys
+            let other_operators = keys
                 .values()
-                .filter(|r| r.info.id != id && r.info.role == Role::Admin && r.info.revoked_at.is_none())
+                .filter(|r| r.info.id != id && r.info.role == Role::Operator && r.info.revoked_at.is_none())
                 .count();
-            match record.info.role == Role::Admin && other_admins == 0 {
+            match record.info.role == Role::Operator && other_operators == 0 {
                 true => Err(ApiError::LastAdminKey(id.to_owned())),
                 false => Ok(true),
             }
@@ -228,19 +280,19 @@ impl KeyRing {
         store: &dyn EventStore,
         event: &KeyEvent,
         check: impl Fn(&HashMap<String, Record>) -> Result<bool, ApiError>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         loop {
             let expected = {
                 let folded = self.read();
                 if !check(&folded.keys)? {
-                    return Ok(());
+                    return Ok(false);
                 }
                 folded.applied.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact)
             };
             match append(store, event, expected).await {
                 Ok(recorded) => {
                     self.apply(&recorded);
-                    return Ok(());
+                    return Ok(true);
                 }
                 Err(StoreError::WrongExpectedRevision { .. }) => self.catch_up(store).await?,
                 Err(e) => return Err(e.into()),
@@ -248,9 +300,10 @@ impl KeyRing {
         }
     }
 
-    /// Every key, oldest first.
-    pub fn list(&self) -> Vec<KeyInfo> {
-        let mut keys: Vec<KeyInfo> = self.read().keys.values().map(|r| r.info.clone()).collect();
+    /// Every key that `visible` shows, oldest first.
+    pub fn list(&self, visible: impl Fn(&KeyInfo) -> bool) -> Vec<KeyInfo> {
+        let mut keys: Vec<KeyInfo> =
+            self.read().keys.values().map(|r| &r.info).filter(|i| visible(i)).cloned().collect();
         keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         keys
     }
@@ -273,7 +326,7 @@ impl KeyRing {
                 let info = KeyInfo {
                     id: key_id.clone(),
                     tenant: tenant.to_string(),
-                    role,
+                    role: folded_role(role, &created_by),
                     name,
                     created_at: event.recorded_at,
                     created_by,
@@ -295,29 +348,19 @@ impl KeyRing {
     }
 }
 
-const TOKEN_FORMAT: &str = "annals_<16 hex digits>_<64 hex digits>";
+/// `created_by` of the keys the server makes itself (the bootstrap key); keys made through the
+/// API name the key that made them (16 hex digits), so no client can make a key look like this.
+const SYSTEM: &str = "system";
 
-/// A new random key.
-pub fn generate_token() -> String {
-    let mut id = [0u8; 8];
-    let mut secret = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut id);
-    rand::rngs::OsRng.fill_bytes(&mut secret);
-    format!("annals_{}_{}", hex(&id), hex(&secret))
-}
-
-/// `(id, secret)` of a well-formed key.
-fn parse_token(token: &str) -> Option<(&str, &str)> {
-    let rest = token.strip_prefix("annals_")?;
-    let (id, secret) = rest.split_once('_')?;
-    let is_hex =
-        |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    (is_hex(id, 16) && is_hex(secret, 64)).then_some((id, secret))
-}
-
-/// Whether `token` is a well-formed key (for checking `ANNALS_ADMIN_KEY` at startup).
-pub fn is_well_formed(token: &str) -> bool {
-    parse_token(token).is_some()
+/// The role a `key.created` event gives its key. Before roles were split, every admin key could
+/// manage every tenant; the one the server made at its first start (`created_by: "system"`) was
+/// the operator's, so it is folded as an `operator` key, and every other `admin` key as the
+/// tenant admin it was given to. Pure: every process and every version folds `$keys` the same.
+fn folded_role(role: Role, created_by: &str) -> Role {
+    match (role, created_by) {
+        (Role::Admin, SYSTEM) => Role::Operator,
+        (role, _) => role,
+    }
 }
 
 async fn append(
@@ -343,54 +386,6 @@ fn keys_stream() -> StreamId {
     StreamId::new(KEYS_STREAM).expect("a valid name")
 }
 
-fn sha256(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
-mod tests {
-    use annals_store::engine::{EmbeddedStore, EngineConfig};
-
-    use super::*;
-
-    #[tokio::test]
-    async fn two_revocations_at_once_never_revoke_the_last_admin_key() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(EngineConfig::new(tmp.path())).await.unwrap();
-        let ring = KeyRing::load(&store).await.unwrap();
-        let tenant = || Tenant::new("acme").unwrap();
-        let mut survivor = ring.create(&store, tenant(), Role::Admin, "a".into(), "test", None).await.unwrap().info.id;
-        for round in 0..10 {
-            let other = ring.create(&store, tenant(), Role::Admin, format!("b{round}"), "test", None).await.unwrap();
-            // Both checks run before either append is folded: each sees the other admin active.
-            let (first, second) =
-                tokio::join!(ring.revoke(&store, &survivor, "test"), ring.revoke(&store, &other.info.id, "test"));
-            let outcomes = [first.is_ok(), second.is_ok()];
-            assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "round {round}: {first:?} / {second:?}");
-            let refused = if first.is_err() { first } else { second };
-            assert!(matches!(refused, Err(ApiError::LastAdminKey(_))), "round {round}: {refused:?}");
-            let active: Vec<KeyInfo> = ring.list().into_iter().filter(|k| k.revoked_at.is_none()).collect();
-            assert_eq!(active.len(), 1, "round {round}: one admin key is left");
-            survivor = active[0].id.clone();
-        }
-        // The keys as stored say the same as the ring that made them.
-        let reloaded = KeyRing::load(&store).await.unwrap();
-        assert_eq!(reloaded.list().iter().filter(|k| k.revoked_at.is_none()).count(), 1);
-        store.close().await.unwrap();
-    }
-}
+#[path = "keys_tests.rs"]
+mod tests;

@@ -7,7 +7,9 @@
 //! and responses show names without it. A client cannot name another tenant's stream, because
 //! whatever it names is put under its own prefix.
 
+mod key_text;
 mod keys;
+mod live_token;
 
 use std::sync::Arc;
 
@@ -16,21 +18,32 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 
-pub use keys::{generate_token, is_well_formed, KeyInfo, KeyRing, NewKey};
+pub use key_text::{generate_token, is_well_formed};
+pub use keys::{KeyInfo, KeyRing, NewKey};
+pub use live_token::LiveToken;
 
 use crate::app::AppState;
 use crate::error::ApiError;
 
-/// What a key may do.
+/// What a key may do. The table is `Role::allows`, the one place where roles are checked.
+///
+/// | role | may | tenants |
+/// |---|---|---|
+/// | `writer` | append | its own |
+/// | `reader` | read (streams, the global log, live tails, views), mint live-tail tokens | its own |
+/// | `admin` | what a writer and a reader may, and manage its tenant's keys (not operator keys) | its own |
+/// | `operator` | manage every tenant's keys and the projections (progress, rebuilds, parked events) | all, but never their data |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Appends events.
+    /// Appends events to its tenant's streams.
     Writer,
-    /// Reads streams, the global log and views.
+    /// Reads its tenant's streams, global log, live tail and views.
     Reader,
-    /// Everything, including keys and projections, for every tenant.
+    /// A tenant's administrator: appends, reads and manages the keys of its own tenant.
     Admin,
+    /// Runs the system: keys of every tenant and the projections; reads no tenant's data.
+    Operator,
 }
 
 /// What a request does, checked against the caller's role.
@@ -38,13 +51,37 @@ pub enum Role {
 pub enum Action {
     Append,
     Read,
-    ManageKeys,
+    /// Open a live tail with a short-lived token instead of the key (`POST /v1/live-tokens`).
+    MintLiveToken,
+    /// Create, list and revoke keys of the caller's own tenant, other than operator keys.
+    ManageTenantKeys,
+    /// The same for every tenant, operator keys included.
+    ManageAllKeys,
+    /// Projections: progress, rebuilds, parked events and their replay (they span tenants).
     ManageProjections,
 }
 
 impl Role {
     pub fn allows(self, action: Action) -> bool {
-        matches!((self, action), (Role::Admin, _) | (Role::Writer, Action::Append) | (Role::Reader, Action::Read))
+        use Action::*;
+        match self {
+            Role::Writer => matches!(action, Append),
+            Role::Reader => matches!(action, Read | MintLiveToken),
+            Role::Admin => matches!(action, Append | Read | MintLiveToken | ManageTenantKeys),
+            // No `Read` nor `Append`: an operator key runs the system; it is no way into a
+            // tenant's data (it could make itself a key of the tenant, and that is in `$keys`).
+            Role::Operator => matches!(action, ManageTenantKeys | ManageAllKeys | ManageProjections),
+        }
+    }
+
+    /// "a writer", "an operator": for messages.
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Role::Writer => "a writer",
+            Role::Reader => "a reader",
+            Role::Admin => "an admin",
+            Role::Operator => "an operator",
+        }
     }
 
     /// The role as the API spells it.
@@ -53,6 +90,7 @@ impl Role {
             Role::Writer => "writer",
             Role::Reader => "reader",
             Role::Admin => "admin",
+            Role::Operator => "operator",
         }
     }
 }
@@ -63,7 +101,9 @@ impl Action {
         match self {
             Action::Append => "append events",
             Action::Read => "read events and views",
-            Action::ManageKeys => "manage keys",
+            Action::MintLiveToken => "mint live-tail tokens",
+            Action::ManageTenantKeys => "manage keys",
+            Action::ManageAllKeys => "manage another tenant's keys or operator keys",
             Action::ManageProjections => "manage projections",
         }
     }
@@ -167,16 +207,51 @@ impl Principal {
             Err(ApiError::Forbidden { role: self.role, action })
         }
     }
+
+    /// `403` unless the caller may make a key of `role` for `tenant`. The answer depends only on
+    /// the caller's key and the request, never on whether `tenant` has keys or data: a tenant
+    /// admin learns nothing of other tenants from it.
+    pub fn require_key_scope(&self, tenant: &Tenant, role: Role) -> Result<(), ApiError> {
+        self.require(Action::ManageTenantKeys)?;
+        if *tenant != self.tenant || role == Role::Operator {
+            self.require(Action::ManageAllKeys)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the caller may see (list, revoke) the key `info`. A key it may not see is, to
+    /// it, a key that does not exist (`404` like an unknown id).
+    pub fn sees_key(&self, info: &KeyInfo) -> bool {
+        self.role.allows(Action::ManageAllKeys)
+            || (self.role.allows(Action::ManageTenantKeys)
+                && info.tenant == self.tenant.as_str()
+                && info.role != Role::Operator)
+    }
 }
+
+/// The one route that takes a live-tail token (`?access_token=`) instead of a key.
+pub const LIVE_TAIL_ROUTE: &str = "/v1/events/live";
 
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("the request has no Authorization header".into()))?;
+        // A browser's `EventSource` sends no Authorization header: the live tail, and only it,
+        // takes a live-tail token in the query. The parameter is taken out of the URI here, so
+        // the handler's own query parameters stay as they are (and other routes, which never
+        // see it removed, refuse it as an unknown parameter or lack a key).
+        let live_token = match parts.extensions.get::<axum::extract::MatchedPath>() {
+            Some(path) if path.as_str() == LIVE_TAIL_ROUTE && parts.method == axum::http::Method::GET => {
+                take_access_token(parts)
+            }
+            _ => None,
+        };
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return match live_token {
+                Some(token) => state.keys.authenticate_live_token(state.store.as_ref(), &token).await,
+                None => Err(ApiError::Unauthorized("the request has no Authorization header".into())),
+            };
+        };
         let token = header
             .to_str()
             .ok()
@@ -186,4 +261,18 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be \"Bearer <key>\"".into()))?;
         state.keys.authenticate(token.trim())
     }
+}
+
+/// Removes `access_token` from the request's query and returns its (last) value.
+fn take_access_token(parts: &mut Parts) -> Option<String> {
+    let query = parts.uri.query()?;
+    let is_token = |pair: &&str| pair.split('=').next() == Some("access_token");
+    let token = query.split('&').rfind(is_token)?.split_once('=').map(|(_, v)| v.to_owned())?;
+    let rest: Vec<&str> = query.split('&').filter(|pair| !is_token(pair)).collect();
+    let path_and_query =
+        if rest.is_empty() { parts.uri.path().to_owned() } else { format!("{}?{}", parts.uri.path(), rest.join("&")) };
+    let mut uri = parts.uri.clone().into_parts();
+    uri.path_and_query = path_and_query.parse().ok();
+    parts.uri = axum::http::Uri::from_parts(uri).ok()?;
+    Some(token)
 }

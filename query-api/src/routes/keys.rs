@@ -1,5 +1,7 @@
-//! `/v1/keys`: create, list and revoke API keys (admin only). The key's text is in the answer to
-//! its creation and nowhere else, ever.
+//! `/v1/keys`: create, list and revoke API keys. An `operator` key manages every tenant's keys; an
+//! `admin` key those of its own tenant, and to it every other key (another tenant's, an
+//! operator's) does not exist. The key's text is in the answer to its creation and nowhere else,
+//! ever.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -35,7 +37,8 @@ pub struct KeyList {
     keys: Vec<KeyInfo>,
 }
 
-/// `POST /v1/keys`: `201` with the new key, shown once.
+/// `POST /v1/keys`: `201` with the new key, shown once. A tenant admin makes keys of its own
+/// tenant only, and no operator keys.
 #[utoipa::path(
     post,
     operation_id = "create_key",
@@ -46,7 +49,7 @@ pub struct KeyList {
         (status = 201, description = "The key; its text (`key`) is shown only now", body = NewKey),
         (status = 400, description = "Malformed body, an invalid tenant or role", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this: a tenant admin names another tenant (whether or not it exists) or the operator role", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the limit", body = crate::openapi::Problem, content_type = "application/problem+json")
     ),
     security(("api_key" = []))
@@ -56,10 +59,11 @@ pub async fn create(
     principal: Principal,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<NewKey>), ApiError> {
-    principal.require(Action::ManageKeys)?;
+    principal.require(Action::ManageTenantKeys)?;
     let body = body.map_err(|r| ApiError::body_rejected(r, state.settings.max_body_bytes))?;
     let request: CreateKey = crate::wire::body_object(&body)?;
     let tenant = Tenant::new(&request.tenant).map_err(|e| ApiError::MalformedBody(format!("/tenant: {e}")))?;
+    principal.require_key_scope(&tenant, request.role)?;
     if request.name.chars().count() > MAX_NAME_CHARS || request.name.chars().any(char::is_control) {
         return Err(ApiError::MalformedBody(format!(
             "/name: a key's name has at most {MAX_NAME_CHARS} characters and no control characters"
@@ -70,19 +74,20 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(key)))
 }
 
-/// `GET /v1/keys`: every key, revoked ones too, without secrets.
+/// `GET /v1/keys`: every key the caller manages (an operator: all; a tenant admin: its tenant's,
+/// operator keys aside), revoked ones too, without secrets.
 #[utoipa::path(
     get,
     operation_id = "list_keys",
     path = "/v1/keys",
     tag = "keys",
-    responses((status = 200, description = "Every key, oldest first", body = KeyList), (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "Every key the caller manages, oldest first", body = KeyList), (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<KeyList>, ApiError> {
-    principal.require(Action::ManageKeys)?;
-    Ok(Json(KeyList { keys: state.keys.list() }))
+    principal.require(Action::ManageTenantKeys)?;
+    Ok(Json(KeyList { keys: state.keys.list(|key| principal.sees_key(key)) }))
 }
 
 /// `DELETE /v1/keys/{id}`: revokes the key; it stops working at once on this process and within
@@ -97,8 +102,8 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> Result
         (status = 200, description = "The key, revoked (revoking again changes nothing)", body = KeyInfo),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such key", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The last active admin key cannot be revoked", body = crate::openapi::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such key among those the caller manages", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last active operator key cannot be revoked", body = crate::openapi::Problem, content_type = "application/problem+json")
     ),
     security(("api_key" = []))
 )]
@@ -107,6 +112,6 @@ pub async fn revoke(
     principal: Principal,
     PathParam(id): PathParam,
 ) -> Result<Json<KeyInfo>, ApiError> {
-    principal.require(Action::ManageKeys)?;
-    Ok(Json(state.keys.revoke(state.store.as_ref(), &id, &principal.key_id).await?))
+    principal.require(Action::ManageTenantKeys)?;
+    Ok(Json(state.keys.revoke(state.store.as_ref(), &id, &principal.key_id, |key| principal.sees_key(key)).await?))
 }

@@ -48,7 +48,8 @@ pub struct LiveParams {
                    The stream ends when the server stops or the key is revoked.",
     params(
         LiveParams,
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this position (wins over from_position)")
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this position (wins over from_position)"),
+        ("access_token" = Option<String>, Query, description = "Instead of the Authorization header (browsers' EventSource): a live-tail token from POST /v1/live-tokens; this route alone takes it")
     ),
     responses(
         (status = 200, description = "An event stream: `data` is an event as reads return it", content_type = "text/event-stream", body = String),

@@ -3,10 +3,12 @@
 //! the OpenAPI document as it adds the route: nothing is served undocumented.
 
 mod audit;
+mod cors;
 mod events;
 mod health;
 mod keys;
 mod live;
+mod live_tokens;
 mod messages;
 mod parked;
 mod path;
@@ -27,10 +29,12 @@ use crate::openapi::ApiDoc;
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;
+    let cors_origins = state.settings.cors_origins.clone();
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(streams::read, streams::append))
         .routes(routes!(events::read_all))
         .routes(routes!(live::live))
+        .routes(routes!(live_tokens::mint))
         .routes(routes!(messages::search))
         .routes(routes!(messages::get))
         .routes(routes!(messages::history))
@@ -53,13 +57,14 @@ pub fn router(state: AppState) -> Router {
     let mut api = api;
     crate::openapi::complete(&mut api);
     let _ = state.openapi.set(api.to_json().expect("the OpenAPI document serializes"));
-    router
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         // One span per request, with method, path and status; handlers' logs nest in it.
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(crate::trace::request_span))
-        .with_state(state)
+        .with_state(state);
+    cors::layer(router, &cors_origins)
 }
 
 async fn not_found(request: Request) -> ApiError {

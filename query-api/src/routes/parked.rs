@@ -1,5 +1,8 @@
 //! Parked events of a projection: what a view could not apply, with the reason, and replays of
-//! them once the cause is fixed (admin only: entries span tenants). Both work on the serving
+//! them once the cause is fixed (operator keys only: entries span tenants). An operator runs the
+//! system and reads no tenant's data, so an entry shows where the event is (stream, position),
+//! its type and the *kind* of error, never the error's text, which quotes the event's data
+//! (`ApplyError`'s messages name values the decoder refused). Both work on the serving
 //! generation's parked stream (`annals_projectors::parked`): listing folds it, a replay appends a
 //! request to it that the projector carries out in log order.
 
@@ -47,13 +50,68 @@ pub struct ParkedEvent {
     pub revision: u64,
     /// When it was parked.
     pub parked_at: chrono::DateTime<chrono::Utc>,
-    /// The parked event as recorded: `position`, `stream` (with its tenant prefix), `event_id`,
-    /// `event_type` and the `error` that stopped it.
-    #[schema(value_type = Object)]
-    pub entry: serde_json::Value,
+    /// Where the parked event is and what kind of error stopped it.
+    pub entry: ParkedEntryView,
     pub status: ParkedStatus,
     /// What each replay did to it, oldest first.
     pub replays: Vec<ReplayResult>,
+}
+
+/// A parked event as an operator sees it: where it is, never what it holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParkedEntryView {
+    /// Its position in the log.
+    pub position: u64,
+    /// Its stream, with the tenant's prefix (`{tenant}/{stream}`).
+    pub stream: String,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    /// Why it could not be applied.
+    pub error_kind: ErrorKind,
+}
+
+/// Why an event could not be applied, without the values involved (read the event from the log
+/// with access to the data, `annals store read`, for those).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// A `message.*` event on a stream that is not `message-{id}`.
+    NotAMessageStream,
+    /// An event applied to another stream's document.
+    WrongStream,
+    /// An event type the view does not know.
+    UnknownEventType,
+    /// A `metadata.schema_version` the view was not written for.
+    UnsupportedSchemaVersion,
+    /// Data that does not decode as the event type's schema.
+    InvalidData,
+    /// Data that names another message than its stream.
+    MessageIdMismatch,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// The kind of a parked entry's error, from its text (what the projector records, in every
+    /// version so far; the phrases are `annals_projectors::ApplyError`'s). A stream name quoted
+    /// in the text could mislead it into another kind, never into showing the text.
+    fn of(error: &str) -> ErrorKind {
+        if error.starts_with("stream ") && error.contains("is not a message stream") {
+            ErrorKind::NotAMessageStream
+        } else if error.starts_with("event type ") && error.contains(" view applies") {
+            ErrorKind::UnknownEventType
+        } else if error.starts_with("event at position ") && error.contains("applied to the document of stream") {
+            ErrorKind::WrongStream
+        } else if error.starts_with("event at position ") && error.contains(" names message ") {
+            ErrorKind::MessageIdMismatch
+        } else if error.contains(" has schema_version ") {
+            ErrorKind::UnsupportedSchemaVersion
+        } else if error.contains(" does not match its schema") {
+            ErrorKind::InvalidData
+        } else {
+            ErrorKind::Other
+        }
+    }
 }
 
 /// One replay's outcome for one parked event.
@@ -61,10 +119,10 @@ pub struct ParkedEvent {
 pub struct ReplayResult {
     /// The position of the replay request in the log.
     pub replayed_at: u64,
-    /// `applied`, or `failed` (then `error` says why; the event stays parked).
+    /// `applied`, or `failed` (then `error_kind` says why; the event stays parked).
     #[schema(value_type = String)]
     pub outcome: ReplayOutcome,
-    pub error: Option<String>,
+    pub error_kind: Option<ErrorKind>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,7 +140,7 @@ pub struct ParkedPage {
     tag = "projections",
     params(("name" = String, Path, description = "`messages` or `audit`"), ParkedParams),
     responses(
-        (status = 200, description = "A page of parked events with the reason each could not be applied", body = ParkedPage),
+        (status = 200, description = "A page of parked events with the kind of error that stopped each (never the data)", body = ParkedPage),
         (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
@@ -226,15 +284,26 @@ pub async fn replay(
 }
 
 fn item(p: &Parked) -> ParkedEvent {
+    let entry = &p.entry;
     ParkedEvent {
         revision: p.revision.0,
         parked_at: p.parked_at,
-        entry: serde_json::to_value(&p.entry).expect("a parked entry serializes"),
+        entry: ParkedEntryView {
+            position: entry.position,
+            stream: entry.stream.clone(),
+            event_id: entry.event_id,
+            event_type: entry.event_type.clone(),
+            error_kind: ErrorKind::of(&entry.error),
+        },
         status: status_of(p),
         replays: p
             .replays
             .iter()
-            .map(|r| ReplayResult { replayed_at: r.replayed_at, outcome: r.outcome, error: r.error.clone() })
+            .map(|r| ReplayResult {
+                replayed_at: r.replayed_at,
+                outcome: r.outcome,
+                error_kind: r.error.as_deref().map(ErrorKind::of),
+            })
             .collect(),
     }
 }

@@ -1,5 +1,5 @@
-//! The projections: where each stands against the log, and rebuilds on demand (admin only: the
-//! figures and the views span tenants).
+//! The projections: where each stands against the log, and rebuilds on demand (operator keys
+//! only: the figures and the views span tenants; a tenant's admin gets `403`).
 
 use annals_projectors::control::{self, ControlError};
 use axum::extract::State;

@@ -10,15 +10,21 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-/// The bootstrap admin key every test server starts with (`ANNALS_ADMIN_KEY`).
+/// The bootstrap operator key every test server starts with (`ANNALS_ADMIN_KEY`): keys of every
+/// tenant and the projections, no tenant's data.
 pub const ADMIN_KEY: &str = "annals_00112233aabbccdd_0011223344556677889900112233445566778899001122334455667788990011";
+/// The same key by what it is.
+pub const OPERATOR_KEY: &str = ADMIN_KEY;
 
 /// A running server and what it takes to stop it.
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    /// The key requests carry; the admin key unless changed.
+    /// The key requests carry: an `admin` key of the tenant `default` (made by the operator key
+    /// at the first spawn) unless changed.
     pub key: String,
+    /// The operator key (`ADMIN_KEY`, or none when the settings gave no `admin_key`).
+    pub operator: String,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     dir: std::path::PathBuf,
@@ -30,6 +36,15 @@ impl TestApp {
     }
 
     pub async fn spawn_with(dir: &std::path::Path, edit: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut app = Self::start(dir, edit).await;
+        if app.operator == ADMIN_KEY {
+            app.key = app.tenant_admin_key("default").await;
+        }
+        app
+    }
+
+    /// The server alone, requests carrying the operator key.
+    async fn start(dir: &std::path::Path, edit: impl FnOnce(&mut Settings)) -> TestApp {
         let mut settings = Settings {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.to_owned(),
@@ -37,6 +52,7 @@ impl TestApp {
             ..Settings::default()
         };
         edit(&mut settings);
+        let operator = settings.admin_key.clone().unwrap_or_default();
         let app = Application::build(settings).await.expect("build the application");
         let base = format!("http://{}", app.local_addr());
         let shutdown = CancellationToken::new();
@@ -45,11 +61,32 @@ impl TestApp {
         TestApp {
             base,
             client: reqwest::Client::new(),
-            key: ADMIN_KEY.to_owned(),
+            key: operator.clone(),
+            operator,
             shutdown,
             server,
             dir: dir.to_owned(),
         }
+    }
+
+    /// A new `admin` key of `tenant`, made with the operator key.
+    pub async fn tenant_admin_key(&self, tenant: &str) -> String {
+        let (status, body) =
+            self.as_operator().post("/v1/keys", &json!({ "tenant": tenant, "role": "admin", "name": "tests" })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["key"].as_str().unwrap().to_owned()
+    }
+
+    /// This server with requests carrying the operator key (projections, keys of any tenant).
+    pub fn as_operator(&self) -> TestApp {
+        self.with_key(&self.operator)
+    }
+
+    /// This server with requests carrying `key`.
+    pub fn with_key(&self, key: &str) -> TestApp {
+        let mut view = self.clone_view();
+        view.key = key.to_owned();
+        view
     }
 
     /// Stops the server and waits until the store is closed (the directory is free again).
@@ -58,10 +95,13 @@ impl TestApp {
         tokio::time::timeout(Duration::from_secs(30), self.server).await.expect("stops in time").expect("no panic");
     }
 
+    /// Stops and starts the server again on the same directory; requests carry the same key.
     pub async fn restart(self) -> TestApp {
-        let dir = self.dir.clone();
+        let (dir, key) = (self.dir.clone(), self.key.clone());
         self.stop().await;
-        TestApp::spawn(&dir).await
+        let mut app = TestApp::start(&dir, |_| {}).await;
+        app.key = key;
+        app
     }
 
     /// Another handle on the same server (to send requests with another key); stopping it does
@@ -71,6 +111,7 @@ impl TestApp {
             base: self.base.clone(),
             client: self.client.clone(),
             key: self.key.clone(),
+            operator: self.operator.clone(),
             shutdown: CancellationToken::new(),
             server: tokio::spawn(async {}),
             dir: self.dir.clone(),
@@ -99,6 +140,12 @@ impl TestApp {
             .send()
             .await
             .expect("request");
+        decode(response).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        let response =
+            self.client.delete(format!("{}{path}", self.base)).bearer_auth(&self.key).send().await.expect("request");
         decode(response).await
     }
 
@@ -165,6 +212,13 @@ impl SseReader {
             request = request.header("last-event-id", id.to_string());
         }
         let response = request.send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        SseReader { body: Box::pin(response.bytes_stream()), buf: String::new() }
+    }
+
+    /// Reads the frames of a response the caller opened itself (another way to authenticate).
+    pub fn from_response(response: reqwest::Response) -> SseReader {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         SseReader { body: Box::pin(response.bytes_stream()), buf: String::new() }
