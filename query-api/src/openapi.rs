@@ -17,7 +17,13 @@ use utoipa::{Modify, OpenApi, ToSchema};
                        Every /v1 route needs `Authorization: Bearer <key>`; errors are application/problem+json."
     ),
     modifiers(&BearerAuth),
-    components(schemas(Problem, ExpectedRevision, Direction)),
+    components(schemas(
+        Problem,
+        ExpectedRevision,
+        Direction,
+        crate::documents::Message,
+        crate::documents::AuditEntry
+    )),
     tags(
         (name = "streams", description = "Append to and read one stream"),
         (name = "events", description = "The global log ($all) of the caller's tenant"),
@@ -96,6 +102,97 @@ pub fn complete(api: &mut utoipa::openapi::OpenApi) {
             operation.responses.responses.entry("503".into()).or_insert_with(|| unavailable.clone().into());
         }
     }
+}
+
+/// The document `GET /openapi.json` serves: what the routes' annotations say ([`complete`]d),
+/// with what validation checks beyond the types (`contract.rs`) and what JSON-level rewriting
+/// states better than annotations can (the view documents' pages, the live tail's events).
+pub fn document(mut api: utoipa::openapi::OpenApi) -> String {
+    complete(&mut api);
+    let mut doc = serde_json::to_value(&api).expect("the OpenAPI document serializes");
+    crate::contract::constrain(&mut doc);
+    typed_documents(&mut doc);
+    live_events(&mut doc);
+    serde_json::to_string(&doc).expect("the OpenAPI document serializes")
+}
+
+/// The searches answer pages of `Message`s and `AuditEntry`s, the lookups one of each: the
+/// shared `SearchPage` (`routes/search.rs`) holds untyped items, so each search gets a copy of
+/// it whose items are typed.
+fn typed_documents(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let page = doc["components"]["schemas"]["SearchPage"].clone();
+    for (path, document, page_name) in
+        [("/v1/messages", "Message", "MessagePage"), ("/v1/audit", "AuditEntry", "AuditPage")]
+    {
+        let mut typed = page.clone();
+        typed["properties"]["items"]["items"] = json!({ "$ref": format!("#/components/schemas/{document}") });
+        typed["description"] = json!(format!("A page of {document} documents."));
+        doc["components"]["schemas"][page_name] = typed;
+        doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
+            json!({ "$ref": format!("#/components/schemas/{page_name}") });
+    }
+    for (path, document) in [("/v1/messages/{id}", "Message"), ("/v1/audit/{event_id}", "AuditEntry")] {
+        doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
+            json!({ "$ref": format!("#/components/schemas/{document}") });
+    }
+}
+
+/// `GET /v1/events/live` answers `text/event-stream`. OpenAPI 3.1 describes each event of such a
+/// stream by the media type's `schema`, an event being an object of its SSE fields: `event`
+/// (`message` when the server names none), `id` (the last one seen, for an event without its own)
+/// and `data`, whose JSON content `contentMediaType`/`contentSchema` describe (JSON Schema
+/// 2020-12, as OpenAPI 3.2 spells SSE). The events:
+/// - an event of the log: no `event` name, so `message`; `id` its position (what
+///   `Last-Event-ID` resumes after), `data` the event as reads return it;
+/// - `caught-up`, once, when the history up to the head has been sent and new events follow as
+///   they commit; `data` is `{}`.
+///
+/// Heartbeats are SSE comments (`: heartbeat`), which are no events.
+fn live_events(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let position = json!({ "type": "string", "pattern": "^[0-9]+$" });
+    doc["components"]["schemas"]["LiveEvent"] = json!({
+        "description": "One Server-Sent Event of `GET /v1/events/live`, as its SSE fields.",
+        "oneOf": [
+            {
+                "title": "event",
+                "description": "An event of the log; `id` is its position.",
+                "type": "object",
+                "required": ["event", "id", "data"],
+                "properties": {
+                    "event": { "const": "message" },
+                    "id": position,
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": { "$ref": "#/components/schemas/Event" }
+                    }
+                }
+            },
+            {
+                "title": "caught-up",
+                "description": "The history has been sent; what follows is live. `id` is the last event's, if any.",
+                "type": "object",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": { "const": "caught-up" },
+                    "id": position,
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": { "type": "object", "maxProperties": 0 }
+                    }
+                }
+            }
+        ]
+    });
+    let ok = &mut doc["paths"]["/v1/events/live"]["get"]["responses"]["200"];
+    ok["description"] = json!(
+        "An event stream: events of the log (SSE `id`: the position, `data`: the event as reads return it), \
+         one `caught-up` event once the history is sent, and `: heartbeat` comments while idle"
+    );
+    ok["content"]["text/event-stream"]["schema"] = json!({ "$ref": "#/components/schemas/LiveEvent" });
 }
 
 /// `"any"` (the default), `"no_stream"`, `"stream_exists"`, or the revision the stream's last

@@ -3,7 +3,7 @@
 //! the OpenAPI document as it adds the route: nothing is served undocumented.
 
 mod audit;
-mod events;
+pub(crate) mod events;
 mod health;
 mod keys;
 mod live;
@@ -12,7 +12,7 @@ mod parked;
 mod path;
 mod projections;
 mod schemas;
-mod search;
+pub(crate) mod search;
 mod streams;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -50,9 +50,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(health::metrics))
         .routes(routes!(health::openapi))
         .split_for_parts();
-    let mut api = api;
-    crate::openapi::complete(&mut api);
-    let _ = state.openapi.set(api.to_json().expect("the OpenAPI document serializes"));
+    let _ = state.openapi.set(crate::openapi::document(api));
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -24,8 +24,10 @@ use crate::error::ApiError;
 #[into_params(parameter_in = Query)]
 pub struct ParkedParams {
     /// The first entry to return (its `revision`); default: the oldest.
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     from_revision: Option<u64>,
     /// Entries per page (default 100, at most the server's `max_page`).
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     limit: Option<usize>,
     /// Only entries in this state: `parked` (no replay has applied it) or `replayed`.
     status: Option<ParkedStatus>,
@@ -125,6 +127,7 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
     /// Only these parked events (their `position` in the log); default: every one still parked.
+    #[serde(default, deserialize_with = "crate::wire::whole_numbers")]
     pub positions: Option<Vec<u64>>,
 }
 
