@@ -347,6 +347,12 @@ async fn the_document_states_the_bounds_the_server_checks() {
         app.post("/v1/streams/s-1/events", &serde_json::json!({ "expected_revision": max + 1, "events": one })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
+    // A replay's body is `null` or an object, as documented; not the object's fields as an array.
+    for (body, expected) in [("null", StatusCode::OK), ("{}", StatusCode::OK), ("[null]", StatusCode::BAD_REQUEST)] {
+        let (status, answer) = app.post_raw("/v1/projections/messages/parked/replay", body).await;
+        assert_eq!(status, expected, "{body}: {answer}");
+    }
+
     // A tenant is what `Tenant::new` takes: 1 to 64 lowercase letters, digits, `-`, `_`.
     let tenant = &schemas["CreateKey"]["properties"]["tenant"];
     assert_eq!((tenant["minLength"].as_u64(), tenant["maxLength"].as_u64()), (Some(1), Some(64)));
