@@ -84,7 +84,7 @@ pub struct Problem {
 }
 
 /// Adds what every `/v1` operation may answer without its handler saying so: `503` while the
-/// server stops (the store is closing) or a view is unavailable. Run on the document the routes
+/// server stops (the store is closing) or a view is unavailable, and `415` where it takes a body. Run on the document the routes
 /// made, since the handlers' annotations list only what is particular to them.
 pub fn complete(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
@@ -95,11 +95,23 @@ pub fn complete(api: &mut utoipa::openapi::OpenApi) {
             ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
         )
         .build();
+    // A body that is not JSON (issue 13: `415` for any content type but `application/json` and
+    // `+json`); listed here so that every operation with a body documents it.
+    let unsupported = ResponseBuilder::new()
+        .description("The body's content type is not JSON (`application/json` or a `+json` type)")
+        .content(
+            "application/problem+json",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+        )
+        .build();
     for (_, item) in api.paths.paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")) {
         for operation in
             [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch].into_iter().flatten()
         {
             operation.responses.responses.entry("503".into()).or_insert_with(|| unavailable.clone().into());
+            if operation.request_body.is_some() {
+                operation.responses.responses.entry("415".into()).or_insert_with(|| unsupported.clone().into());
+            }
         }
     }
 }
