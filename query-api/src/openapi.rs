@@ -125,6 +125,7 @@ pub fn document(mut api: utoipa::openapi::OpenApi) -> String {
     crate::contract::constrain(&mut doc);
     typed_documents(&mut doc);
     live_events(&mut doc);
+    links(&mut doc);
     serde_json::to_string(&doc).expect("the OpenAPI document serializes")
 }
 
@@ -147,6 +148,52 @@ fn typed_documents(doc: &mut serde_json::Value) {
     for (path, document) in [("/v1/messages/{id}", "Message"), ("/v1/audit/{event_id}", "AuditEntry")] {
         doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
             json!({ "$ref": format!("#/components/schemas/{document}") });
+    }
+}
+
+/// OpenAPI links from an answer to the operations that take what it names, for generated
+/// clients and for schemathesis' stateful phase (which follows them to reach real documents).
+fn links(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let table = [
+        (
+            "/v1/streams/{stream}/events",
+            "post",
+            "201",
+            "ReadStream",
+            "read_stream",
+            json!({ "stream": "$response.body#/stream" }),
+        ),
+        (
+            "/v1/messages",
+            "get",
+            "200",
+            "GetMessage",
+            "get_message",
+            json!({ "id": "$response.body#/items/0/message_id" }),
+        ),
+        (
+            "/v1/messages",
+            "get",
+            "200",
+            "GetMessageHistory",
+            "get_message_history",
+            json!({ "id": "$response.body#/items/0/message_id" }),
+        ),
+        (
+            "/v1/audit",
+            "get",
+            "200",
+            "GetAuditEntry",
+            "get_audit_entry",
+            json!({ "event_id": "$response.body#/items/0/event_id" }),
+        ),
+        ("/v1/keys", "post", "201", "RevokeKey", "revoke_key", json!({ "id": "$response.body#/id" })),
+    ];
+    for (path, method, status, name, operation, parameters) in table {
+        let response = &mut doc["paths"][path][method]["responses"][status];
+        assert!(response.is_object(), "a link from {method} {path} {status}, which is not documented");
+        response["links"][name] = json!({ "operationId": operation, "parameters": parameters });
     }
 }
 
