@@ -15,7 +15,7 @@ rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup com
 python3 -c 'import openapi_spec_validator' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore openapi-spec-validator
 # The fuzz test (tests/tests/api_fuzz.rs) runs schemathesis (PyPI, v4) against the server.
-command -v schemathesis >/dev/null 2>&1 ||
+python3 -m schemathesis.cli --version 2>/dev/null | grep -q 'version 4\.' ||
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'schemathesis>=4.32,<5'
 
 echo "== cargo fmt --check"
