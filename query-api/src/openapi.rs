@@ -14,7 +14,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
         title = "annals",
         description = "Event-sourced audit log: append events, read streams and the global log, follow it live, \
                        search the message log and the audit trail. \
-                       Every /v1 route needs `Authorization: Bearer <key>`; errors are application/problem+json."
+                       Every /v1 route needs `Authorization: Bearer <key>`; errors are application/problem+json. \
+                       Positions and revisions are int64 (0 to 2^63-1), exact in a double below 2^53."
     ),
     modifiers(&BearerAuth),
     components(schemas(
@@ -144,6 +145,12 @@ fn typed_documents(doc: &mut serde_json::Value) {
         doc["components"]["schemas"][page_name] = typed;
         doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
             json!({ "$ref": format!("#/components/schemas/{page_name}") });
+    }
+    // The untyped page, referenced by nothing now, would only be a useless model in clients.
+    if !doc.to_string().contains("\"#/components/schemas/SearchPage\"") {
+        if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+            schemas.remove("SearchPage");
+        }
     }
     for (path, document) in [("/v1/messages/{id}", "Message"), ("/v1/audit/{event_id}", "AuditEntry")] {
         doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
