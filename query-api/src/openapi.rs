@@ -222,12 +222,11 @@ fn live_events(doc: &mut serde_json::Value) {
         "description": "One Server-Sent Event of `GET /v1/events/live`, as its SSE fields.",
         "oneOf": [
             {
-                "title": "event",
                 "description": "An event of the log; `id` is its position.",
                 "type": "object",
                 "required": ["event", "id", "data"],
                 "properties": {
-                    "event": { "const": "message" },
+                    "event": { "type": "string", "const": "message" },
                     "id": position,
                     "data": {
                         "type": "string",
@@ -237,12 +236,11 @@ fn live_events(doc: &mut serde_json::Value) {
                 }
             },
             {
-                "title": "caught-up",
                 "description": "The history has been sent; what follows is live. `id` is the last event's, if any.",
                 "type": "object",
                 "required": ["event", "data"],
                 "properties": {
-                    "event": { "const": "caught-up" },
+                    "event": { "type": "string", "const": "caught-up" },
                     "id": position,
                     "data": {
                         "type": "string",
