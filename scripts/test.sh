@@ -14,6 +14,9 @@ rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup com
 # The OpenAPI test validates the document with openapi-spec-validator (PyPI).
 python3 -c 'import openapi_spec_validator' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore openapi-spec-validator
+# The fuzz test (tests/tests/api_fuzz.rs) runs schemathesis (PyPI, v4) against the server.
+python3 -m schemathesis.cli --version 2>/dev/null | grep -q 'version 4\.' ||
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'schemathesis>=4.32,<5'
 
 # The browser test (tests/tests/browser_live.rs) runs Debian's headless chromium.
 if ! command -v chromium >/dev/null; then

@@ -10,6 +10,8 @@
 
 mod app;
 mod auth;
+mod contract;
+mod documents;
 mod error;
 mod metrics;
 mod openapi;

@@ -14,10 +14,17 @@ use utoipa::{Modify, OpenApi, ToSchema};
         title = "annals",
         description = "Event-sourced audit log: append events, read streams and the global log, follow it live, \
                        search the message log and the audit trail. \
-                       Every /v1 route needs `Authorization: Bearer <key>`; errors are application/problem+json."
+                       Every /v1 route needs `Authorization: Bearer <key>`; errors are application/problem+json. \
+                       Positions and revisions are int64 (0 to 2^63-1), exact in a double below 2^53."
     ),
     modifiers(&BearerAuth),
-    components(schemas(Problem, ExpectedRevision, Direction)),
+    components(schemas(
+        Problem,
+        ExpectedRevision,
+        Direction,
+        crate::documents::Message,
+        crate::documents::AuditEntry
+    )),
     tags(
         (name = "streams", description = "Append to and read one stream"),
         (name = "events", description = "The global log ($all) of the caller's tenant"),
@@ -78,7 +85,7 @@ pub struct Problem {
 }
 
 /// Adds what every `/v1` operation may answer without its handler saying so: `503` while the
-/// server stops (the store is closing) or a view is unavailable. Run on the document the routes
+/// server stops (the store is closing) or a view is unavailable, and `415` where it takes a body. Run on the document the routes
 /// made, since the handlers' annotations list only what is particular to them.
 pub fn complete(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
@@ -89,13 +96,167 @@ pub fn complete(api: &mut utoipa::openapi::OpenApi) {
             ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
         )
         .build();
+    // A body that is not JSON (issue 13: `415` for any content type but `application/json` and
+    // `+json`); listed here so that every operation with a body documents it.
+    let unsupported = ResponseBuilder::new()
+        .description("The body's content type is not JSON (`application/json` or a `+json` type)")
+        .content(
+            "application/problem+json",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+        )
+        .build();
     for (_, item) in api.paths.paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")) {
         for operation in
             [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch].into_iter().flatten()
         {
             operation.responses.responses.entry("503".into()).or_insert_with(|| unavailable.clone().into());
+            if operation.request_body.is_some() {
+                operation.responses.responses.entry("415".into()).or_insert_with(|| unsupported.clone().into());
+            }
         }
     }
+}
+
+/// The document `GET /openapi.json` serves: what the routes' annotations say ([`complete`]d),
+/// with what validation checks beyond the types (`contract.rs`) and what JSON-level rewriting
+/// states better than annotations can (the view documents' pages, the live tail's events).
+pub fn document(mut api: utoipa::openapi::OpenApi) -> String {
+    complete(&mut api);
+    let mut doc = serde_json::to_value(&api).expect("the OpenAPI document serializes");
+    crate::contract::constrain(&mut doc);
+    typed_documents(&mut doc);
+    live_events(&mut doc);
+    links(&mut doc);
+    serde_json::to_string(&doc).expect("the OpenAPI document serializes")
+}
+
+/// The searches answer pages of `Message`s and `AuditEntry`s, the lookups one of each: the
+/// shared `SearchPage` (`routes/search.rs`) holds untyped items, so each search gets a copy of
+/// it whose items are typed.
+fn typed_documents(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let page = doc["components"]["schemas"]["SearchPage"].clone();
+    for (path, document, page_name) in
+        [("/v1/messages", "Message", "MessagePage"), ("/v1/audit", "AuditEntry", "AuditPage")]
+    {
+        let mut typed = page.clone();
+        typed["properties"]["items"]["items"] = json!({ "$ref": format!("#/components/schemas/{document}") });
+        typed["description"] = json!(format!("A page of {document} documents."));
+        doc["components"]["schemas"][page_name] = typed;
+        doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
+            json!({ "$ref": format!("#/components/schemas/{page_name}") });
+    }
+    // The untyped page, referenced by nothing now, would only be a useless model in clients.
+    if !doc.to_string().contains("\"#/components/schemas/SearchPage\"") {
+        if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+            schemas.remove("SearchPage");
+        }
+    }
+    for (path, document) in [("/v1/messages/{id}", "Message"), ("/v1/audit/{event_id}", "AuditEntry")] {
+        doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
+            json!({ "$ref": format!("#/components/schemas/{document}") });
+    }
+}
+
+/// OpenAPI links from an answer to the operations that take what it names, for generated
+/// clients and for schemathesis' stateful phase (which follows them to reach real documents).
+fn links(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let table = [
+        (
+            "/v1/streams/{stream}/events",
+            "post",
+            "201",
+            "ReadStream",
+            "read_stream",
+            json!({ "stream": "$response.body#/stream" }),
+        ),
+        (
+            "/v1/messages",
+            "get",
+            "200",
+            "GetMessage",
+            "get_message",
+            json!({ "id": "$response.body#/items/0/message_id" }),
+        ),
+        (
+            "/v1/messages",
+            "get",
+            "200",
+            "GetMessageHistory",
+            "get_message_history",
+            json!({ "id": "$response.body#/items/0/message_id" }),
+        ),
+        (
+            "/v1/audit",
+            "get",
+            "200",
+            "GetAuditEntry",
+            "get_audit_entry",
+            json!({ "event_id": "$response.body#/items/0/event_id" }),
+        ),
+        ("/v1/keys", "post", "201", "RevokeKey", "revoke_key", json!({ "id": "$response.body#/id" })),
+    ];
+    for (path, method, status, name, operation, parameters) in table {
+        let response = &mut doc["paths"][path][method]["responses"][status];
+        assert!(response.is_object(), "a link from {method} {path} {status}, which is not documented");
+        response["links"][name] = json!({ "operationId": operation, "parameters": parameters });
+    }
+}
+
+/// `GET /v1/events/live` answers `text/event-stream`. OpenAPI 3.1 describes each event of such a
+/// stream by the media type's `schema`, an event being an object of its SSE fields: `event`
+/// (`message` when the server names none), `id` (the last one seen, for an event without its own)
+/// and `data`, whose JSON content `contentMediaType`/`contentSchema` describe (JSON Schema
+/// 2020-12, as OpenAPI 3.2 spells SSE). The events:
+/// - an event of the log: no `event` name, so `message`; `id` its position (what
+///   `Last-Event-ID` resumes after), `data` the event as reads return it;
+/// - `caught-up`, once, when the history up to the head has been sent and new events follow as
+///   they commit; `data` is `{}`.
+///
+/// Heartbeats are SSE comments (`: heartbeat`), which are no events.
+fn live_events(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let position = json!({ "type": "string", "pattern": "^[0-9]+$" });
+    doc["components"]["schemas"]["LiveEvent"] = json!({
+        "description": "One Server-Sent Event of `GET /v1/events/live`, as its SSE fields.",
+        "oneOf": [
+            {
+                "description": "An event of the log; `id` is its position.",
+                "type": "object",
+                "required": ["event", "id", "data"],
+                "properties": {
+                    "event": { "type": "string", "const": "message" },
+                    "id": position,
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": { "$ref": "#/components/schemas/Event" }
+                    }
+                }
+            },
+            {
+                "description": "The history has been sent; what follows is live. `id` is the last event's, if any.",
+                "type": "object",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": { "type": "string", "const": "caught-up" },
+                    "id": position,
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": { "type": "object", "maxProperties": 0 }
+                    }
+                }
+            }
+        ]
+    });
+    let ok = &mut doc["paths"]["/v1/events/live"]["get"]["responses"]["200"];
+    ok["description"] = json!(
+        "An event stream: events of the log (SSE `id`: the position, `data`: the event as reads return it), \
+         one `caught-up` event once the history is sent, and `: heartbeat` comments while idle"
+    );
+    ok["content"]["text/event-stream"]["schema"] = json!({ "$ref": "#/components/schemas/LiveEvent" });
 }
 
 /// `"any"` (the default), `"no_stream"`, `"stream_exists"`, or the revision the stream's last

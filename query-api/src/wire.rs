@@ -52,7 +52,7 @@ impl AppendBody {
                 _ => Err(bad_expected(raw.get())),
             },
             Ok(serde_json::Value::Number(n)) => {
-                n.as_u64().map(|r| ExpectedRevision::Exact(Revision(r))).ok_or_else(|| bad_expected(raw.get()))
+                whole_number(&n).map(|r| ExpectedRevision::Exact(Revision(r))).ok_or_else(|| bad_expected(raw.get()))
             }
             _ => Err(bad_expected(raw.get())),
         }
@@ -176,8 +176,60 @@ fn object(raw: &RawValue, pointer: &str) -> Result<serde_json::Map<String, serde
 
 fn bad_expected(got: &str) -> ApiError {
     ApiError::MalformedBody(format!(
-        "/expected_revision must be \"any\", \"no_stream\", \"stream_exists\" or a revision (a whole number ≥ 0), got {got}"
+        "/expected_revision must be \"any\", \"no_stream\", \"stream_exists\" or a revision (a whole number from 0 to {MAX_INTEGER}), got {got}"
     ))
+}
+
+/// The largest whole number the API takes anywhere (positions, revisions, page sizes): the
+/// OpenAPI document declares them `int64`, and no event can have a position or revision beyond
+/// it (the log would hold 2^63 events). Clients whose numbers are doubles hold every position
+/// below 2^53 exactly.
+pub const MAX_INTEGER: u64 = i64::MAX as u64;
+
+/// `deserialize_with` for an optional whole-number query parameter: a number above
+/// [`MAX_INTEGER`] is a `400` naming the parameter, as the document's `int64` says (serde alone
+/// would take anything up to `u64::MAX`).
+pub fn bounded<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    match Option::<u64>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(n) if n <= MAX_INTEGER => T::try_from(n).map(Some).map_err(|_| too_large()),
+        Some(_) => Err(too_large()),
+    }
+}
+
+/// `n` as a whole number from 0 to [`MAX_INTEGER`]. JSON Schema's `integer` is any number whose
+/// value is whole, so `7.0` and `7e0` are the integer 7, as the document's readers take them.
+pub fn whole_number(n: &serde_json::Number) -> Option<u64> {
+    if let Some(n) = n.as_u64() {
+        return (n <= MAX_INTEGER).then_some(n);
+    }
+    // Below 2^63 (= MAX_INTEGER + 1, exact as a double), a whole double is a `u64` exactly.
+    n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9_223_372_036_854_775_808.0).map(|f| f as u64)
+}
+
+/// `deserialize_with` for an optional list of whole numbers in a body (`[1, 2.0]`), each from 0 to
+/// [`MAX_INTEGER`].
+pub fn whole_numbers<'de, D>(deserializer: D) -> Result<Option<Vec<u64>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let Some(numbers) = Option::<Vec<serde_json::Number>>::deserialize(deserializer)? else { return Ok(None) };
+    numbers
+        .iter()
+        .map(|n| {
+            whole_number(n)
+                .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number from 0 to {MAX_INTEGER}")))
+        })
+        .collect::<Result<Vec<u64>, D::Error>>()
+        .map(Some)
+}
+
+fn too_large<E: serde::de::Error>() -> E {
+    E::custom(format!("must be a whole number from 0 to {MAX_INTEGER}"))
 }
 
 /// The `201` answer to an append (and to its retries).

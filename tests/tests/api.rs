@@ -214,12 +214,16 @@ async fn a_retry_with_the_same_ids_returns_the_same_answer_and_writes_nothing() 
     assert_eq!(problem["stream"], json!("message-4"));
 
     // Nor are they at an expected revision they do not follow; the largest one a client can
-    // name is a conflict like any other, and the store goes on taking appends.
+    // name (2^63-1, the document's int64) is a conflict like any other, and the store goes on
+    // taking appends. One past it is no revision at all: a 400.
     let mut mismatched = body.clone();
-    mismatched["expected_revision"] = json!(u64::MAX);
+    mismatched["expected_revision"] = json!(i64::MAX);
     let (status, problem) = app.post("/v1/streams/message-3/events", &mismatched).await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
     assert_eq!(problem["type"], json!("https://annals.dev/problems/idempotency-conflict"));
+    mismatched["expected_revision"] = json!(u64::MAX);
+    let (status, problem) = app.post("/v1/streams/message-3/events", &mismatched).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     let (status, created) = app.post("/v1/streams/message-5/events", &json!({ "events": [event("t", 1)] })).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     app.stop().await;

@@ -84,8 +84,19 @@ async fn an_idle_live_tail_gets_heartbeats() {
         "two heartbeats at a 1 s interval took {:?}",
         started.elapsed()
     );
+    // An id past the document's int64 is no position: a 400 naming the header.
+    let response = app
+        .client
+        .get(format!("{}/v1/events/live", app.base))
+        .bearer_auth(&app.key)
+        .header("last-event-id", u64::MAX.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = decode(response).await;
+    assert_eq!((status, &problem["parameter"]), (StatusCode::BAD_REQUEST, &json!("Last-Event-ID")), "{problem}");
     // The largest id a client can send: nothing comes after it (not the whole log again).
-    let mut beyond = SseReader::open(&app, "/v1/events/live", Some(u64::MAX)).await;
+    let mut beyond = SseReader::open(&app, "/v1/events/live", Some(i64::MAX as u64)).await;
     assert_eq!(beyond.frame().await.event.as_deref(), Some("caught-up"));
     append_n(&app, "message-1", "message.sent", 1).await;
     let next = beyond.frame().await;

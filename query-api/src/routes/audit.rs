@@ -36,11 +36,13 @@ pub struct AuditSearch {
     /// `newest` (default) or `oldest` first.
     sort: Option<String>,
     /// Entries per page (default 100, at most the server's `max_page`).
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     limit: Option<usize>,
     /// From the previous page's `next` link.
     cursor: Option<String>,
     /// Read-your-writes: wait (up to 5 s, else `503` with `Retry-After`) until the view has
     /// applied this position, e.g. the `last_position` of the caller's append.
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     min_position: Option<u64>,
 }
 

@@ -20,8 +20,10 @@ const DEFAULT_LIMIT: usize = 100;
 #[into_params(parameter_in = Query)]
 pub struct ReadAllParams {
     /// The first position to return (included); default: the start of the log.
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     from_position: Option<u64>,
     /// Events per page (default 100, at most the server's `max_page`).
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     limit: Option<usize>,
     /// Comma-separated event types; an event must have one of them exactly.
     types: Option<String>,

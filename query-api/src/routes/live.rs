@@ -30,6 +30,7 @@ use crate::wire::Event;
 #[into_params(parameter_in = Query)]
 pub struct LiveParams {
     /// The first position to send; without it (and without `Last-Event-ID`), only new events.
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     from_position: Option<u64>,
     /// Comma-separated event types; an event must have one of them exactly.
     types: Option<String>,
@@ -69,12 +70,20 @@ pub async fn live(
     let Query(params) = params.map_err(query_error)?;
     let last_event_id = match headers.get("last-event-id") {
         None => None,
-        Some(value) => Some(value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
-            ApiError::InvalidParameter {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|v| *v <= crate::wire::MAX_INTEGER)
+                .ok_or_else(|| ApiError::InvalidParameter {
                 parameter: "Last-Event-ID",
-                detail: "Last-Event-ID must be the position of an event (a whole number)".into(),
-            }
-        })?),
+                detail: format!(
+                    "Last-Event-ID must be the position of an event (a whole number from 0 to {})",
+                    crate::wire::MAX_INTEGER
+                ),
+            })?,
+        ),
     };
     // `Last-Event-ID` wins: it is what the browser sends when it reconnects on its own.
     let from = match (last_event_id, params.from_position) {

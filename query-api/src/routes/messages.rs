@@ -44,11 +44,13 @@ pub struct MessageSearch {
     /// `newest` (default) or `oldest` first, by the time of the last event.
     sort: Option<String>,
     /// Messages per page (default 100, at most the server's `max_page`).
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     limit: Option<usize>,
     /// From the previous page's `next` link.
     cursor: Option<String>,
     /// Read-your-writes: wait (up to 5 s, else `503` with `Retry-After`) until the view has
     /// applied this position, e.g. the `last_position` of the caller's append.
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     min_position: Option<u64>,
 }
 
@@ -140,6 +142,7 @@ pub struct AsOf {
     as_of: Option<DateTime<Utc>>,
     /// Read-your-writes: wait (up to 5 s, else `503` with `Retry-After`) until the view has
     /// applied this position.
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     min_position: Option<u64>,
 }
 
@@ -192,8 +195,10 @@ pub async fn get(
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// The first revision of the message's stream to return (included); default 0.
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     from_revision: Option<u64>,
     /// Events per page (default 100, at most the server's `max_page`).
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     limit: Option<usize>,
 }
 

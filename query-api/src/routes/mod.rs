@@ -4,7 +4,7 @@
 
 mod audit;
 mod cors;
-mod events;
+pub(crate) mod events;
 mod health;
 mod keys;
 mod live;
@@ -14,7 +14,7 @@ mod parked;
 mod path;
 mod projections;
 mod schemas;
-mod search;
+pub(crate) mod search;
 mod streams;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -54,9 +54,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(health::metrics))
         .routes(routes!(health::openapi))
         .split_for_parts();
-    let mut api = api;
-    crate::openapi::complete(&mut api);
-    let _ = state.openapi.set(api.to_json().expect("the OpenAPI document serializes"));
+    let _ = state.openapi.set(crate::openapi::document(api));
     let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

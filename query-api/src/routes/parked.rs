@@ -27,8 +27,10 @@ use crate::error::ApiError;
 #[into_params(parameter_in = Query)]
 pub struct ParkedParams {
     /// The first entry to return (its `revision`); default: the oldest.
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     from_revision: Option<u64>,
     /// Entries per page (default 100, at most the server's `max_page`).
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     limit: Option<usize>,
     /// Only entries in this state: `parked` (no replay has applied it) or `replayed`.
     status: Option<ParkedStatus>,
@@ -183,6 +185,7 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
     /// Only these parked events (their `position` in the log); default: every one still parked.
+    #[serde(default, deserialize_with = "crate::wire::whole_numbers")]
     pub positions: Option<Vec<u64>>,
 }
 
@@ -233,13 +236,14 @@ pub async fn replay(
     principal.require(Action::ManageProjections)?;
     let body = body.map_err(|r| ApiError::body_rejected(r, state.settings.max_body_bytes))?;
     let view = state.views.by_name(&name).ok_or(ApiError::DocumentNotFound { kind: "projection", id: name })?;
-    let body: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
+    // No body and `null` ask for every parked event, as the document's `oneOf [null, ReplayBody]`
+    // says; anything else must be an object (serde would take `[null]`, the struct as an array).
+    let body: ReplayBody = if body.iter().all(u8::is_ascii_whitespace)
+        || serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.is_null())
+    {
         ReplayBody::default()
     } else {
-        // `null` as well as no body: what the document's `oneOf [null, ReplayBody]` allows.
-        serde_json::from_slice::<Option<ReplayBody>>(&body)
-            .map_err(|e| ApiError::MalformedBody(e.to_string()))?
-            .unwrap_or_default()
+        crate::wire::body_object(&body)?
     };
     // A request goes to the serving generation's stream: a rebuild switching before the old
     // projector reached it would drop it unseen, and the new generation parks afresh anyway.

@@ -92,10 +92,12 @@ async fn append_inner(
 #[into_params(parameter_in = Query)]
 pub struct ReadParams {
     /// The first revision to return (included); default: the first (forwards) or last (backwards).
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     from_revision: Option<u64>,
     #[param(value_type = Option<crate::openapi::Direction>)]
     direction: Option<Direction>,
     /// Events per page (default 100, at most the server's `max_page`).
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
     limit: Option<usize>,
 }
 
