@@ -61,6 +61,11 @@ pub enum IntegrityError {
     #[error("corrupt tree file {path} at offset {offset}: {detail}")]
     Corrupt { path: PathBuf, offset: u64, detail: String },
 
+    /// An append failed part way (a write to a level file); the tree refuses appends until it is
+    /// reopened, which recovers it from its files.
+    #[error("an earlier append to the tree failed at leaf {at}; reopen the tree to recover it")]
+    Poisoned { at: LeafIndex },
+
     /// A private key file that others could read, or that is not a key.
     #[error("signing key {path}: {detail}")]
     KeyFile { path: PathBuf, detail: String },

@@ -191,3 +191,64 @@ fn truncate_cuts_the_tree_back_to_a_shorter_log() {
     assert_eq!(log.head(), expect.head());
     assert!(matches!(log.root(TreeSize::new(51)), Err(IntegrityError::SizeBeyondTree { .. })));
 }
+
+/// A store whose `fail_at`-th push fails, as a full disk would.
+#[derive(Debug)]
+struct FailingStore {
+    inner: MemoryNodeStore,
+    pushes: u64,
+    fail_at: u64,
+}
+
+impl annals_integrity::NodeStore for FailingStore {
+    fn node_count(&self, level: u32) -> u64 {
+        self.inner.node_count(level)
+    }
+    fn get(&self, node: annals_integrity::NodeId) -> Result<annals_integrity::Hash, IntegrityError> {
+        self.inner.get(node)
+    }
+    fn push(&mut self, node: annals_integrity::NodeId, hash: annals_integrity::Hash) -> Result<(), IntegrityError> {
+        self.pushes += 1;
+        if self.pushes == self.fail_at {
+            return Err(IntegrityError::Io { path: "level".into(), source: std::io::ErrorKind::StorageFull.into() });
+        }
+        self.inner.push(node, hash)
+    }
+    fn truncate(&mut self, size: TreeSize) -> Result<(), IntegrityError> {
+        self.inner.truncate(size)
+    }
+    fn sync(&mut self) -> Result<(), IntegrityError> {
+        self.inner.sync()
+    }
+}
+
+#[test]
+fn a_failed_append_poisons_the_tree_until_it_is_reopened_and_recovered() {
+    use annals_integrity::NodeStore;
+    let reference = reference(40);
+    // Leaves 0..=10 take 19 pushes (one per leaf, one per completed pair); leaf 11 then pushes
+    // itself (20) and its level-1 parent (21): failing 21 leaves the leaf without its parents.
+    let store = FailingStore { inner: MemoryNodeStore::new(), pushes: 0, fail_at: 21 };
+    let mut log = MerkleLog::with_store(store).unwrap();
+    let mut failed_at = None;
+    for i in 0..40 {
+        if let Err(e) = log.append_leaf(&leaf(i)) {
+            failed_at = Some(i);
+            assert!(e.is_transient(), "{e}");
+            break;
+        }
+    }
+    let failed_at = failed_at.expect("an append failed");
+    assert_eq!(failed_at, 11);
+    let err = log.append_leaf(&leaf(failed_at)).unwrap_err();
+    assert!(matches!(err, IntegrityError::Poisoned { .. }), "{err}");
+
+    let inner = log.into_store();
+    assert!(inner.inner.node_count(0) > failed_at, "the failed append left a partial leaf behind");
+    let mut log = MerkleLog::with_store(inner).unwrap();
+    assert_eq!(log.size(), TreeSize::new(failed_at), "recovery cuts the partial append");
+    for i in failed_at..40 {
+        log.append_leaf(&leaf(i)).unwrap();
+    }
+    assert_eq!(log.head(), reference.head());
+}

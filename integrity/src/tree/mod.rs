@@ -113,6 +113,11 @@ impl<S: NodeStore> MerkleLog<S> {
         Ok(log)
     }
 
+    /// The store, given back (to reopen it with `with_store`, say).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
     /// The number of leaves: the next leaf appended gets this index.
     pub fn size(&self) -> TreeSize {
         self.size
@@ -132,11 +137,7 @@ impl<S: NodeStore> MerkleLog<S> {
     /// already (off the append path, say).
     pub fn append_leaf_hash(&mut self, leaf: Hash) -> Result<LeafIndex, IntegrityError> {
         if self.poisoned {
-            return Err(IntegrityError::Corrupt {
-                path: "merkle tree".into(),
-                offset: self.size.get(),
-                detail: "an earlier append failed; reopen the tree to recover it".into(),
-            });
+            return Err(IntegrityError::Poisoned { at: LeafIndex::new(self.size.get()) });
         }
         let index = LeafIndex::new(self.size.get());
         let result = self.push_leaf(leaf);

@@ -81,7 +81,7 @@ impl<S: NodeStore> MerkleLog<S> {
     /// of two at least their length, so this reads one node per set bit of `hi − lo`.
     pub(crate) fn range_hash(&self, lo: u64, hi: u64) -> Result<Hash, IntegrityError> {
         let n = hi - lo;
-        if n.is_power_of_two() && lo % n == 0 {
+        if n.is_power_of_two() && lo.is_multiple_of(n) {
             return self.store.get(NodeId::new(n.trailing_zeros(), lo / n));
         }
         let k = split(n);
