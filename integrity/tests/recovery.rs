@@ -252,3 +252,22 @@ fn a_failed_append_poisons_the_tree_until_it_is_reopened_and_recovered() {
     }
     assert_eq!(log.head(), reference.head());
 }
+
+#[test]
+fn a_level_file_of_an_unknown_format_version_is_refused_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = MerkleLog::open(dir.path()).unwrap();
+    log.append_leaf(b"a").unwrap();
+    log.sync().unwrap();
+    drop(log);
+    let path = dir.path().join("level-00.nodes");
+    let mut header = [0u8; 32];
+    std::fs::File::open(&path).unwrap().read_exact_at(&mut header, 0).unwrap();
+    header[8] = 2; // format version 2
+    let crc = crc32c::crc32c(&header[..28]);
+    header[28..].copy_from_slice(&crc.to_le_bytes());
+    OpenOptions::new().write(true).open(&path).unwrap().write_all_at(&header, 0).unwrap();
+    let err = MerkleLog::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("format version 2"), "{err}");
+    assert!(path.exists());
+}

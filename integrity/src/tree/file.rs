@@ -139,7 +139,18 @@ fn open_level(dir: &Path, level: u32) -> Result<Option<Level>, IntegrityError> {
     };
     let len = file.metadata().map_err(IntegrityError::io(&path))?.len();
     let mut head = [0u8; HEADER_LEN as usize];
-    if len < HEADER_LEN || file.read_exact_at(&mut head, 0).is_err() || head != header(level) {
+    let whole_header = len >= HEADER_LEN && file.read_exact_at(&mut head, 0).is_ok();
+    let checksum_holds = whole_header && crc32c::crc32c(&head[..28]).to_le_bytes() == head[28..];
+    if checksum_holds && &head[..8] == MAGIC && head[8..10] != FORMAT_VERSION.to_le_bytes() {
+        // Written by another build: refused rather than misread, and not dropped either (a
+        // downgrade would otherwise rebuild a tree the newer build will want back).
+        return Err(IntegrityError::Corrupt {
+            path,
+            offset: 8,
+            detail: format!("format version {} is not known to this build", u16::from_le_bytes([head[8], head[9]])),
+        });
+    }
+    if !checksum_holds || head != header(level) {
         // Torn at creation, or not a file of this format: the level is rebuilt from the log.
         tracing::warn!(path = %path.display(), "tree level file has no valid header, dropping it");
         drop(file);

@@ -36,9 +36,10 @@
 //!
 //! ## Recovery, on every open
 //!
-//! 1. Per level file: a missing or torn header (not exactly ours) drops the file; otherwise the
-//!    level holds the records from the start up to the first one that is partial or fails its
-//!    checksum (`c_k` of them).
+//! 1. Per level file: a missing or torn header (not exactly ours) drops the file; a whole header
+//!    of a format version this build does not know refuses the open (never misread, never
+//!    dropped); otherwise the level holds the records from the start up to the first one that is
+//!    partial or fails its checksum (`c_k` of them).
 //! 2. The tree's size is the largest `n` every level agrees on: `n ≤ c_0` and `⌊n / 2^k⌋ ≤ c_k`
 //!    for every level. Every level is truncated to `⌊n / 2^k⌋` records — anything after a bad
 //!    record, a torn tail, or nodes of leaves past `n` is cut — and the frontier is read back.
