@@ -39,6 +39,11 @@ pub enum IntegrityError {
     #[error("tree size {from} is larger than tree size {to}")]
     SizesOutOfOrder { from: TreeSize, to: TreeSize },
 
+    /// The leaves given are not exactly leaves `first..=last` of the tree head (one is missing,
+    /// added, changed or out of place), or the range proof is not theirs.
+    #[error("leaves {first}..={last} do not match the tree head: {detail}")]
+    RangeMismatch { first: LeafIndex, last: LeafIndex, detail: String },
+
     /// The signature over a tree head does not verify with the given public key.
     #[error("the signature of the tree head of size {tree_size} does not verify with key {key_id}")]
     BadSignature { tree_size: TreeSize, key_id: String },

@@ -225,7 +225,7 @@ impl<S: NodeStore> MerkleLog<S> {
         acc.unwrap_or_else(Hash::empty)
     }
 
-    fn check_size(&self, size: TreeSize) -> Result<(), IntegrityError> {
+    pub(crate) fn check_size(&self, size: TreeSize) -> Result<(), IntegrityError> {
         if size > self.size {
             return Err(IntegrityError::SizeBeyondTree { requested: size, available: self.size });
         }

@@ -83,3 +83,24 @@ pub fn proof_or_empty(m: usize, d: &[Vec<u8>]) -> Vec<H> {
         proof(m, d)
     }
 }
+
+/// The hashes of the subtrees of D[n] disjoint from leaves [a, b) whose parent is not, left to
+/// right: the range proof, straight from the recursion.
+pub fn range_path(a: usize, b: usize, d: &[Vec<u8>]) -> Vec<H> {
+    fn go(lo: usize, d: &[Vec<u8>], a: usize, b: usize, out: &mut Vec<H>) {
+        let hi = lo + d.len();
+        if a <= lo && hi <= b {
+            return;
+        }
+        if hi <= a || b <= lo {
+            out.push(mth(d));
+            return;
+        }
+        let k = k_of(d.len());
+        go(lo, &d[..k], a, b, out);
+        go(lo + k, &d[k..], a, b, out);
+    }
+    let mut out = Vec::new();
+    go(0, d, a, b, &mut out);
+    out
+}
