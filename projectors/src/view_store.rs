@@ -106,7 +106,8 @@ pub struct ViewBatch {
 pub struct Query {
     pub tenant: String,
     pub filters: Vec<Filter>,
-    /// Full-text over the view's `Text` fields (all terms must match).
+    /// Full-text over the view's `Text` fields: every word must match. No word is too long to
+    /// be found, and text without any word (only punctuation) matches nothing.
     pub text: Option<String>,
     pub sort: Sort,
     pub limit: usize,

@@ -7,8 +7,10 @@
 //! directory see it within the reload policy's delay, well under a second).
 //!
 //! Files: [`schema`] maps a [`ViewSchema`] to tantivy; [`write`] commits batches; [`read`]
-//! answers `get` and `search`, building queries in [`query`] and counting facets in [`facets`].
+//! answers `get` and `search`, building queries in [`query`] and counting facets in [`facets`];
+//! [`analyzer`] splits Text fields into words.
 
+mod analyzer;
 mod facets;
 mod lookup;
 mod query;
@@ -77,11 +79,9 @@ impl TantivyViewStore {
             reason: format!("{}: {e}", dir.display()),
         })?;
         let index = Index::open_or_create(directory, tantivy_schema).map_err(backend(view, "open index"))?;
-        let analyzer = index.tokenizers().get("default").ok_or_else(|| ViewError::Backend {
-            view,
-            op: "open index",
-            reason: "tantivy's `default` tokenizer is not registered".to_owned(),
-        })?;
+        // Before the writer exists, so every segment it writes splits words this way.
+        let analyzer = analyzer::text_analyzer();
+        index.tokenizers().register("default", analyzer.clone());
         let inner = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES).map_err(backend(view, "open writer"))?;
         let checkpoint = write::load_checkpoint(view, &index)?;
         // Reloads in this process are explicit (after each commit); the policy is the fallback

@@ -8,7 +8,7 @@
 use std::ops::Bound;
 
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, ExistsQuery, InvertedIndexRangeQuery, Occur, Query as TQuery, RangeQuery,
+    BooleanQuery, EmptyQuery, ExistsQuery, InvertedIndexRangeQuery, Occur, Query as TQuery, RangeQuery,
     TermQuery, TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
@@ -145,8 +145,10 @@ pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// Every token of `text` must occur in at least one Text field. Text without any token (only
-/// punctuation, say) constrains nothing.
+/// Every word of `text` must occur in at least one Text field (a long word: each of its pieces,
+/// see `analyzer`). Text without any word (only punctuation, say) matches nothing, as
+/// Elasticsearch's `match` does by default: a search whose words all vanished must never match
+/// everything.
 fn text_clause(
     view: &'static str,
     fields: &Fields,
@@ -161,7 +163,7 @@ fn text_clause(
     tokens.sort();
     tokens.dedup();
     if tokens.is_empty() {
-        return Ok(Box::new(AllQuery));
+        return Ok(Box::new(EmptyQuery));
     }
     let per_token = tokens
         .iter()

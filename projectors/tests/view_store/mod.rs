@@ -49,6 +49,7 @@ macro_rules! view_store_suite {
             bool_filter,
             filters_combine_with_and,
             text_search_is_case_insensitive_and_needs_every_term,
+            long_words_are_found_and_never_match_everything,
             sorts_both_directions_with_time_ties_broken_by_id,
             cursors_visit_every_document_exactly_once,
             cursors_are_stable_under_concurrent_writes,

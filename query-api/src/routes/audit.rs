@@ -27,7 +27,8 @@ pub struct AuditSearch {
     target_id: Option<String>,
     /// `success` or `failure`.
     outcome: Option<String>,
-    /// Full text over action, actor name, target name and reason: every word must match.
+    /// Full text over action, actor name, target name and reason: every word must match (words
+    /// of any length; a `q` of only punctuation matches nothing).
     q: Option<String>,
     /// Recorded at or after this time (RFC 3339).
     from: Option<DateTime<Utc>>,

@@ -35,7 +35,8 @@ pub struct MessageSearch {
     tag: Option<String>,
     /// Messages with (true) or without (false) a delivery error.
     has_errors: Option<bool>,
-    /// Full text over subject, recipient and template: every word must match.
+    /// Full text over subject, recipient and template: every word must match (words of any
+    /// length; a `q` of only punctuation matches nothing).
     q: Option<String>,
     /// Created (first event recorded) at or after this time (RFC 3339).
     from: Option<DateTime<Utc>>,

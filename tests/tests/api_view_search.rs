@@ -1,4 +1,6 @@
-//! Cursor paging of the views over HTTP while the log moves (issue 13): a client pages through
+//! Searching the views over HTTP (issue 13). Long words: a word of any length is found, and a
+//! query word that matches nothing never makes the query match everything. Cursor paging while
+//! the log moves: a client pages through
 //! `GET /v1/messages` (both sorts) and `GET /v1/audit` while messages it has and has not reached
 //! yet get new events and new documents arrive; every document that existed when paging began
 //! must be on exactly one page. What "existed" means is taken from the log itself (a fold of
@@ -212,6 +214,29 @@ async fn cursors_name_an_exact_time_and_foreign_cursors_are_refused() {
         let (status, problem) = app.get(&format!("/v1/messages?cursor={bad}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {problem}");
         assert_eq!(problem["parameter"], json!("cursor"), "{bad}: {problem}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn long_words_are_found_and_words_that_match_nothing_never_match_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let code = format!("TRK{}", "7".repeat(57)); // one 60-byte word
+    let mut with_code = enqueued("w1");
+    with_code["subject"] = json!(format!("Your parcel {code} is on its way"));
+    append(&app, "message-w1", &[("message.enqueued", with_code)]).await;
+    let last = append(&app, "message-w2", &[("message.enqueued", enqueued("w2"))]).await;
+    let total = |page: &Value| page["total"].as_u64().unwrap();
+    let (status, page) = app.get(&format!("/v1/messages?q={}&min_position={last}", code.to_lowercase())).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(total(&page), 1, "{page}");
+    assert_eq!(page["items"][0]["message_id"], json!("w1"), "{page}");
+    let other = format!("TRK{}", "8".repeat(57));
+    for q in [other.as_str(), "%21%21%21", &format!("parcel+{}", "x".repeat(300))] {
+        let (status, page) = app.get(&format!("/v1/messages?q={q}")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(total(&page), 0, "q={q:.40} matches nothing, not everything: {page}");
     }
     app.stop().await;
 }
