@@ -37,6 +37,11 @@ pub struct ViewSchema {
     pub fields: Vec<FieldDef>,
     /// The time field results sort on by default (newest first).
     pub default_sort: &'static str,
+    /// Keyword fields of few values (statuses, channels) whose counts per tenant the backend
+    /// may keep as it commits, so that a search filtered by nothing but terms on them (the
+    /// page a log UI opens on) gets its total and facets without visiting its matches. Totals
+    /// and facets are exact either way; this only decides what is fast.
+    pub counted: Vec<&'static str>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,14 +8,17 @@
 //!
 //! Files: [`schema`] maps a [`ViewSchema`] to tantivy; [`write`] commits batches; [`read`]
 //! answers `get` and `search`, building queries in [`query`] and counting facets in [`facets`];
-//! [`analyzer`] splits Text fields into words.
+//! [`analyzer`] splits Text fields into words; [`counts`] keeps totals and facets at commit,
+//! and [`topk`] finds a page of many matches without visiting them all.
 
 mod analyzer;
+mod counts;
 mod facets;
 mod lookup;
 mod query;
 mod read;
 mod schema;
+mod topk;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -97,7 +100,7 @@ impl TantivyViewStore {
             fields,
             index,
             reader,
-            writer: Mutex::new(Writer { inner, checkpoint, broken: None, bulk: false }),
+            writer: Mutex::new(Writer { inner, checkpoint, broken: None, bulk: false, counts: Default::default() }),
             analyzer,
             known: KnownKeys::default(),
         })

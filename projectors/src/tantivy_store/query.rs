@@ -8,8 +8,8 @@
 use std::ops::Bound;
 
 use tantivy::query::{
-    BooleanQuery, EmptyQuery, ExistsQuery, InvertedIndexRangeQuery, Occur, Query as TQuery, RangeQuery,
-    TermQuery, TermSetQuery,
+    BooleanQuery, EmptyQuery, ExistsQuery, InvertedIndexRangeQuery, Occur, Query as TQuery, RangeQuery, TermQuery,
+    TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
