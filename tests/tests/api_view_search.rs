@@ -240,3 +240,80 @@ async fn long_words_are_found_and_words_that_match_nothing_never_match_everythin
     }
     app.stop().await;
 }
+
+/// The landing page's total and facets (kept as counts at commit) against the same search
+/// answered by counting every match (`q=` on a word every subject holds), and each facet count
+/// against the total of the search filtered by that value — with three partitioned workers,
+/// after updates, after a restart and after a rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facets_equal_filtered_counts_across_workers_restart_and_rebuild() {
+    let tmp = tempfile::tempdir().unwrap();
+    let edit = |s: &mut annals_query_api::Settings| {
+        s.projector_parallelism = 3;
+        s.projector_batch_size = 40;
+    };
+    let mut app = TestApp::spawn_with(tmp.path(), edit).await;
+    let mut last = 0;
+    let channels = ["email", "sms", "push"];
+    for i in 0..45u64 {
+        let id = format!("f{i:02}");
+        let mut enqueued = enqueued(&id);
+        enqueued["channel"] = json!(channels[(i * 7 % 3) as usize]);
+        let mut events = vec![("message.enqueued", enqueued)];
+        let sent = json!({ "message_id": id, "channel": channels[(i * 7 % 3) as usize], "provider": "ses" });
+        match i % 4 {
+            0 => {}
+            1 => events.push(("message.sent", sent)),
+            2 => events.push(("message.undeliverable", json!({ "message_id": id, "reason": "BOUNCED" }))),
+            _ => {
+                events.push(("message.sent", sent));
+                events.push(("message.delivered", json!({ "message_id": id })));
+            }
+        }
+        last = append(&app, &format!("message-{id}"), &events).await;
+    }
+    // Updates: some messages move on (their counted status changes).
+    for i in (0..45u64).step_by(5) {
+        let id = format!("f{i:02}");
+        last = append(&app, &format!("message-{id}"), &[("message.opened", json!({ "message_id": id }))]).await;
+    }
+    check_facets(&app, last, "three workers").await;
+    app = app.restart().await;
+    check_facets(&app, last, "after a restart").await;
+    let (status, accepted) = app.post("/v1/projections/messages/rebuild", &json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    for _ in 0..300 {
+        let (_, progress) = app.get("/v1/projections/messages").await;
+        if progress["generation"] == json!(2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    check_facets(&app, last, "after a rebuild").await;
+    let id = "f01";
+    last = append(&app, "message-f01", &[("message.clicked", json!({ "message_id": id }))]).await;
+    check_facets(&app, last, "an update after the rebuild").await;
+    app.stop().await;
+}
+
+async fn check_facets(app: &TestApp, last: u64, when: &str) {
+    let (status, landing) = app.get(&format!("/v1/messages?limit=5&min_position={last}")).await;
+    assert_eq!(status, StatusCode::OK, "{landing}");
+    let (_, counted) = app.get("/v1/messages?limit=5&q=message").await;
+    assert_eq!(landing["total"], counted["total"], "{when}: total");
+    assert_eq!(landing["facets"], counted["facets"], "{when}: facets");
+    assert_eq!(landing["items"], counted["items"], "{when}: first page");
+    for facet in ["status", "channel"] {
+        let values = landing["facets"][facet].as_object().unwrap();
+        assert!(!values.is_empty(), "{when}: {landing}");
+        let sum: u64 = values.values().map(|n| n.as_u64().unwrap()).sum();
+        assert_eq!(sum, landing["total"].as_u64().unwrap(), "{when}: one {facet} per message");
+        for (value, n) in values {
+            let (_, filtered) = app.get(&format!("/v1/messages?limit=1&{facet}={value}")).await;
+            assert_eq!(&filtered["total"], n, "{when}: {facet}={value} against the facet");
+            let (_, by_counting) = app.get(&format!("/v1/messages?limit=1&{facet}={value}&q=message")).await;
+            assert_eq!(filtered["total"], by_counting["total"], "{when}: {facet}={value} counted");
+            assert_eq!(filtered["facets"], by_counting["facets"], "{when}: {facet}={value} facets");
+        }
+    }
+}

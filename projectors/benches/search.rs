@@ -1,0 +1,203 @@
+//! The log UI's searches at scale (issue 13): the landing page (newest first, no filter, total
+//! and facets) must cost the same whatever the number of messages, next to filtered searches,
+//! and next to the same landing page counted match by match (the way every search was answered
+//! before counts were kept at commit), all in one run on one view.
+//!
+//! The view is built straight through `ViewStore::commit` in bulk-load mode (no log, no
+//! projector: only the index's shape matters here), with the `messages` mapping and documents
+//! shaped like the demo workload's; a tenth of them are then rewritten (a later status), as
+//! live traffic does, so the index holds deleted documents too.
+//!
+//! `cargo bench -p annals-projectors --bench search` prints a markdown table. Environment:
+//! `BENCH_DIR` (default /var/tmp/annals-search-bench), `BENCH_MESSAGES` (1,000,000),
+//! `BENCH_SEARCHES` (300 per query shape).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use annals_projectors::view_store::{FieldValue, Filter, Query, Sort, ViewBatch, ViewDoc, ViewStore};
+use annals_projectors::{MessagesProjection, Projection, TantivyViewStore};
+use annals_store::Position;
+use chrono::{DateTime, Duration, Utc};
+use hdrhistogram::Histogram;
+
+/// The allocator `annals serve` runs with (src/main.rs), so the figures are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const TENANT: &str = "demo";
+const BATCH: u64 = 20_000;
+
+fn main() -> anyhow::Result<()> {
+    let root = PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp/annals-search-bench".into()));
+    let messages = env_u64("BENCH_MESSAGES", 1_000_000);
+    let searches = env_u64("BENCH_SEARCHES", 300) as usize;
+    let _ = std::fs::remove_dir_all(&root);
+    let view = TantivyViewStore::open(&root, MessagesProjection.schema())?;
+    let started = Instant::now();
+    build(&view, messages)?;
+    let built = started.elapsed().as_secs_f64();
+    eprintln!("built {messages} messages in {built:.1} s");
+
+    println!("| search ({messages} messages, 50 per page, facets by status and channel) | p50 | p99 | matches |");
+    println!("|---|---|---|---|");
+    let mut landing_p99 = 0.0;
+    let mut old_p99 = 0.0;
+    for (name, query) in shapes() {
+        let (p50, p99, total) = time_searches(&view, &query, searches)?;
+        if name.starts_with("landing page: newest") {
+            landing_p99 = p99;
+        }
+        if name.starts_with("the same landing page counted") {
+            old_p99 = p99;
+        }
+        println!("| {name} | {p50:.2} ms | {p99:.2} ms | {total} |");
+    }
+    // The second page of the landing query, through its cursor.
+    let first = view.search(&landing())?;
+    let second = Query { after: first.next.clone(), ..landing() };
+    let (p50, p99, total) = time_searches(&view, &second, searches)?;
+    println!("| landing page, second page (cursor) | {p50:.2} ms | {p99:.2} ms | {total} |");
+    println!();
+    println!(
+        "landing p99 {landing_p99:.2} ms against {old_p99:.2} ms counted match by match: {:.1}× faster (built in {built:.0} s)",
+        old_p99 / landing_p99.max(0.001)
+    );
+    drop(view);
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+/// Commits `messages` documents in batches, then rewrites every tenth with a later status.
+fn build(view: &TantivyViewStore, messages: u64) -> anyhow::Result<()> {
+    let start = Utc::now() - Duration::hours(24);
+    let step = (24 * 3600 * 1_000_000 / messages.max(1)) as i64; // microseconds between messages
+    view.bulk_load(true)?;
+    let mut position = 0u64;
+    let commit = |docs: Vec<ViewDoc>, position: u64| -> anyhow::Result<()> {
+        let checkpoint = Some(annals_projectors::view_store::Checkpoint { position: Position(position) });
+        view.commit(&ViewBatch { upserts: docs, checkpoint })?;
+        Ok(())
+    };
+    let mut n = 0;
+    while n < messages {
+        let end = (n + BATCH).min(messages);
+        let docs = (n..end).map(|i| doc(i, start + Duration::microseconds(step * i as i64), false, position + i)).collect();
+        position += end - n;
+        commit(docs, position)?;
+        n = end;
+    }
+    let mut n = 0;
+    while n < messages {
+        let end = (n + BATCH * 10).min(messages);
+        let docs = (n..end)
+            .step_by(10)
+            .map(|i| doc(i, start + Duration::microseconds(step * i as i64), true, position + i))
+            .collect();
+        position += end - n;
+        commit(docs, position)?;
+        n = end;
+    }
+    view.bulk_load(false)?;
+    Ok(())
+}
+
+/// A message shaped like the demo workload's: status, channel, provider, recipient (one in 40
+/// messages' recipients repeats), template, tags, subject, first and last event times.
+fn doc(i: u64, created: DateTime<Utc>, later: bool, version: u64) -> ViewDoc {
+    let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7;
+    let status = match (h % 100, later) {
+        (_, true) => "CLICKED",
+        (0..=39, _) => "DELIVERED",
+        (40..=54, _) => "SENT",
+        (55..=69, _) => "OPENED",
+        (70..=74, _) => "CLICKED",
+        (75..=86, _) => "UNDELIVERABLE",
+        (87..=92, _) => "ROUTED",
+        (93..=96, _) => "THROTTLED",
+        _ => "CANCELED",
+    };
+    let channel = ["email", "sms", "push", "chat"][(h / 100 % 4) as usize];
+    let provider = ["ses", "sendgrid", "twilio", "fcm"][(h / 400 % 4) as usize];
+    let recipient = format!("user-{}", h / 1600 % (i / 40 + 1));
+    let subjects = ["Your invoice is ready", "Reset your password", "Your order has shipped", "Weekly digest"];
+    let subject = subjects[(h / 7 % 4) as usize];
+    let template = format!("tmpl_{}", h / 11 % 12);
+    let tag = ["orders", "marketing", "security"][(h / 13 % 3) as usize];
+    let last = created + Duration::seconds((h % 600) as i64 + if later { 3600 } else { 0 });
+    let mut fields: BTreeMap<&'static str, Vec<FieldValue>> = BTreeMap::new();
+    let mut put = |name, value: FieldValue| fields.entry(name).or_default().push(value);
+    put("status", FieldValue::Str(status.into()));
+    put("channel", FieldValue::Str(channel.into()));
+    put("provider", FieldValue::Str(provider.into()));
+    put("recipient", FieldValue::Str(recipient.clone()));
+    put("template", FieldValue::Str(template.clone()));
+    put("tag", FieldValue::Str(tag.into()));
+    put("has_errors", FieldValue::Bool(status == "UNDELIVERABLE"));
+    put("text", FieldValue::Str(subject.into()));
+    put("text", FieldValue::Str(recipient.clone()));
+    put("first_event_at", FieldValue::Time(created));
+    put("last_event_at", FieldValue::Time(last));
+    let id = format!("{TENANT}/message-{i}");
+    let source = serde_json::json!({
+        "message_id": i.to_string(), "stream": id, "status": status, "channel": channel, "provider": provider,
+        "recipient_id": recipient, "template_id": template, "tags": [tag], "subject": subject,
+        "first_event_at": created, "last_event_at": last,
+        "timeline": [{ "type": "message.enqueued", "recorded_at": created }, { "type": "message.sent", "recorded_at": last }],
+    });
+    ViewDoc {
+        id,
+        tenant: TENANT.into(),
+        version: Position(version),
+        fields,
+        source: serde_json::value::to_raw_value(&source).expect("a document serializes"),
+    }
+}
+
+/// The landing page as `GET /v1/messages` asks for it.
+fn landing() -> Query {
+    Query {
+        tenant: TENANT.to_owned(),
+        filters: vec![],
+        text: None,
+        sort: Sort { field: "first_event_at", descending: true },
+        limit: 50,
+        after: None,
+        facets: vec!["status", "channel"],
+    }
+}
+
+fn shapes() -> Vec<(&'static str, Query)> {
+    let term = |field, value: &str| Filter::Term { field, values: vec![value.to_owned()] };
+    let with = |filters: Vec<Filter>, text: Option<&str>| Query { filters, text: text.map(str::to_owned), ..landing() };
+    vec![
+        ("landing page: newest first, no filter", landing()),
+        ("landing page, oldest first", Query { sort: Sort { field: "first_event_at", descending: false }, ..landing() }),
+        (
+            "the same landing page counted match by match (facet on provider too: not counted)",
+            Query { facets: vec!["status", "channel", "provider"], ..landing() },
+        ),
+        ("status = UNDELIVERABLE", with(vec![term("status", "UNDELIVERABLE")], None)),
+        ("channel = sms and status = DELIVERED", with(vec![term("channel", "sms"), term("status", "DELIVERED")], None)),
+        ("recipient = one user", with(vec![term("recipient", "user-0")], None)),
+        ("provider = ses (not counted)", with(vec![term("provider", "ses")], None)),
+        ("full text `invoice`", with(vec![], Some("invoice"))),
+    ]
+}
+
+/// p50 and p99 in milliseconds, and the matches of the query.
+fn time_searches(view: &TantivyViewStore, query: &Query, runs: usize) -> anyhow::Result<(f64, f64, u64)> {
+    let mut histogram = Histogram::<u64>::new(3)?;
+    let mut total = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        total = view.search(query)?.total;
+        histogram.record(started.elapsed().as_micros() as u64)?;
+    }
+    Ok((histogram.value_at_quantile(0.5) as f64 / 1e3, histogram.value_at_quantile(0.99) as f64 / 1e3, total))
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
