@@ -20,7 +20,11 @@
 //!    [`ViewStore::get`] within one second of `commit` returning.
 //! 4. **Stable cursors.** Results are sorted by (sort field, id), both in the sort's direction,
 //!    and a page after a cursor holds only documents strictly after it in that order, so
-//!    concurrent writes never duplicate or skip a document that did not move.
+//!    concurrent writes never duplicate or skip a document that did not move. (A projection
+//!    makes that hold for updates too by sorting on a field its updates never change: messages
+//!    sort by `first_event_at`.)
+//! 6. **Exact totals and facets**: what counting the matching documents one by one gives,
+//!    whether a backend counts them or answers from counts it keeps (`ViewSchema::counted`).
 //! 5. **Every read filters by tenant**: `Query::tenant` is not optional.
 
 use std::collections::BTreeMap;

@@ -51,7 +51,9 @@ pub struct AuditSearch {
     operation_id = "search_audit",
     path = "/v1/audit",
     tag = "audit",
-    description = "Audit entries of the caller's tenant, newest first by default; filters combine; pages follow `next`.",
+    description = "Audit entries of the caller's tenant, newest first by default (by `recorded_at`, ties by id); \
+                   filters combine; pages follow `next` (a cursor on (recorded_at, id); entries never change, so \
+                   every entry that existed when paging began is on exactly one page).",
     params(AuditSearch),
     responses(
         (status = 200, description = "A page of audit entries", body = SearchPage),

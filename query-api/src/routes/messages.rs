@@ -65,7 +65,10 @@ pub struct MessageSearch {
                    the time the message's first event was recorded, which later events never change; ties by id). \
                    Filters combine; pages follow `next` (a cursor on (creation time, id)): every message that \
                    existed when paging began is on exactly one page, however messages are updated or added \
-                   meanwhile. `facets` counts statuses and channels over every message matching the filters.",
+                   meanwhile. `total` and `facets` (statuses and channels) count every message matching the \
+                   filters, exactly; without filters, or with only `status` and `channel`, they come from \
+                   counts kept as the view commits, so such a page costs the same whatever the number of \
+                   messages.",
     params(MessageSearch),
     responses(
         (status = 200, description = "A page of message documents", body = SearchPage),

@@ -21,9 +21,9 @@ pub struct SearchPage {
     /// The documents, in the requested order.
     #[schema(value_type = Vec<Object>)]
     pub items: Vec<serde_json::Value>,
-    /// Documents matching the filters, on every page.
+    /// Documents matching the filters, on every page (exact).
     pub total: u64,
-    /// Per faceted field, how many matching documents have each value.
+    /// Per faceted field, how many matching documents have each value (exact).
     pub facets: BTreeMap<String, BTreeMap<String, u64>>,
     /// The next page, when this one is full.
     pub next: Option<String>,
