@@ -49,7 +49,10 @@ fn main() -> anyhow::Result<()> {
             view.search(&query)?;
         }
     }
-    eprintln!("load average before the searches: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
+    eprintln!(
+        "load average before the searches: {}",
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
 
     println!("| search ({messages} messages, 50 per page, facets by status and channel) | p50 | p99 | matches |");
     println!("|---|---|---|---|");
@@ -71,7 +74,10 @@ fn main() -> anyhow::Result<()> {
     let (p50, p99, total) = time_searches(&view, &second, searches)?;
     println!("| landing page, second page (cursor) | {p50:.2} ms | {p99:.2} ms | {total} |");
     println!();
-    eprintln!("load average after the searches: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
+    eprintln!(
+        "load average after the searches: {}",
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
     println!(
         "landing p99 {landing_p99:.2} ms against {old_p99:.2} ms counted match by match: {:.1}× faster (built in {built:.0} s)",
         old_p99 / landing_p99.max(0.001)
@@ -95,7 +101,8 @@ fn build(view: &TantivyViewStore, messages: u64) -> anyhow::Result<()> {
     let mut n = 0;
     while n < messages {
         let end = (n + BATCH).min(messages);
-        let docs = (n..end).map(|i| doc(i, start + Duration::microseconds(step * i as i64), false, position + i)).collect();
+        let docs =
+            (n..end).map(|i| doc(i, start + Duration::microseconds(step * i as i64), false, position + i)).collect();
         position += end - n;
         commit(docs, position)?;
         n = end;
@@ -185,7 +192,10 @@ fn shapes() -> Vec<(&'static str, Query)> {
     let with = |filters: Vec<Filter>, text: Option<&str>| Query { filters, text: text.map(str::to_owned), ..landing() };
     vec![
         ("landing page: newest first, no filter", landing()),
-        ("landing page, oldest first", Query { sort: Sort { field: "first_event_at", descending: false }, ..landing() }),
+        (
+            "landing page, oldest first",
+            Query { sort: Sort { field: "first_event_at", descending: false }, ..landing() },
+        ),
         (
             "the same landing page counted match by match (facet on provider too: not counted)",
             Query { facets: vec!["status", "channel", "provider"], ..landing() },
