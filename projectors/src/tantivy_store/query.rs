@@ -9,7 +9,6 @@ use std::ops::Bound;
 
 use tantivy::query::{
     BooleanQuery, EmptyQuery, ExistsQuery, InvertedIndexRangeQuery, Occur, Query as TQuery, RangeQuery, TermQuery,
-    TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
@@ -83,7 +82,21 @@ fn filter_clause(view: &'static str, fields: &Fields, filter: &Filter) -> Result
             if values.is_empty() {
                 return Err(bad(view, format!("term filter on {field:?} has no values")));
             }
-            Box::new(TermSetQuery::new(values.iter().map(|v| Term::from_field_text(f, v))))
+            // Term queries, not a `TermSetQuery`: that one turns the postings of its terms into a
+            // bitset up front, a cost that grows with every document holding the value even when
+            // a page needs a few of them (`topk.rs`); a term query reads its postings lazily.
+            let mut terms: Vec<Term> = values.iter().map(|v| Term::from_field_text(f, v)).collect();
+            terms.sort();
+            terms.dedup();
+            if terms.len() == 1 {
+                Box::new(TermQuery::new(terms.remove(0), IndexRecordOption::Basic))
+            } else {
+                let any: Vec<(Occur, Box<dyn TQuery>)> = terms
+                    .into_iter()
+                    .map(|t| (Occur::Should, Box::new(TermQuery::new(t, IndexRecordOption::Basic)) as Box<dyn TQuery>))
+                    .collect();
+                Box::new(BooleanQuery::new(any))
+            }
         }
         Filter::Prefix { field, prefix } => {
             let f = field_of(view, fields, field, FieldKind::Keyword, "prefix filter")?;
