@@ -164,14 +164,14 @@ fn search_shapes() -> Vec<(&'static str, Query)> {
         tenant: TENANT.to_owned(),
         filters,
         text: text.map(str::to_owned),
-        sort: Sort { field: "last_event_at", descending: true },
+        sort: Sort { field: "first_event_at", descending: true },
         limit: 50,
         after: None,
         facets: vec!["status", "channel"],
     };
     let term = |field, value: &str| Filter::Term { field, values: vec![value.to_owned()] };
     let last_hour = Filter::TimeRange {
-        field: "last_event_at",
+        field: "first_event_at",
         from: Some(chrono::Utc::now() - chrono::Duration::hours(1)),
         to: None,
     };

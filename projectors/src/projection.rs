@@ -89,6 +89,8 @@ impl Projection for MessagesProjection {
             name: Self::NAME,
             fields: fields.into_iter().map(|(name, kind)| FieldDef { name, kind }).collect(),
             default_sort: "last_event_at",
+            // The facets of every `/v1/messages` page.
+            counted: vec!["status", "channel"],
         }
     }
 
@@ -173,6 +175,8 @@ impl Projection for AuditProjection {
             name: Self::NAME,
             fields: fields.into_iter().map(|(name, kind)| FieldDef { name, kind }).collect(),
             default_sort: "recorded_at",
+            // The facet of every `/v1/audit` page.
+            counted: vec!["outcome"],
         }
     }
 

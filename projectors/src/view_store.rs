@@ -20,7 +20,11 @@
 //!    [`ViewStore::get`] within one second of `commit` returning.
 //! 4. **Stable cursors.** Results are sorted by (sort field, id), both in the sort's direction,
 //!    and a page after a cursor holds only documents strictly after it in that order, so
-//!    concurrent writes never duplicate or skip a document that did not move.
+//!    concurrent writes never duplicate or skip a document that did not move. (A projection
+//!    makes that hold for updates too by sorting on a field its updates never change: messages
+//!    sort by `first_event_at`.)
+//! 6. **Exact totals and facets**: what counting the matching documents one by one gives,
+//!    whether a backend counts them or answers from counts it keeps (`ViewSchema::counted`).
 //! 5. **Every read filters by tenant**: `Query::tenant` is not optional.
 
 use std::collections::BTreeMap;
@@ -37,6 +41,11 @@ pub struct ViewSchema {
     pub fields: Vec<FieldDef>,
     /// The time field results sort on by default (newest first).
     pub default_sort: &'static str,
+    /// Keyword fields of few values (statuses, channels) whose counts per tenant the backend
+    /// may keep as it commits, so that a search filtered by nothing but terms on them (the
+    /// page a log UI opens on) gets its total and facets without visiting its matches. Totals
+    /// and facets are exact either way; this only decides what is fast.
+    pub counted: Vec<&'static str>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,7 +115,8 @@ pub struct ViewBatch {
 pub struct Query {
     pub tenant: String,
     pub filters: Vec<Filter>,
-    /// Full-text over the view's `Text` fields (all terms must match).
+    /// Full-text over the view's `Text` fields: every word must match. No word is too long to
+    /// be found, and text without any word (only punctuation) matches nothing.
     pub text: Option<String>,
     pub sort: Sort,
     pub limit: usize,

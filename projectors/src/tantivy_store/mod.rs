@@ -7,13 +7,18 @@
 //! directory see it within the reload policy's delay, well under a second).
 //!
 //! Files: [`schema`] maps a [`ViewSchema`] to tantivy; [`write`] commits batches; [`read`]
-//! answers `get` and `search`, building queries in [`query`] and counting facets in [`facets`].
+//! answers `get` and `search`, building queries in [`query`] and counting facets in [`facets`];
+//! [`analyzer`] splits Text fields into words; [`counts`] keeps totals and facets at commit,
+//! and [`topk`] finds a page of many matches without visiting them all.
 
+mod analyzer;
+mod counts;
 mod facets;
 mod lookup;
 mod query;
 mod read;
 mod schema;
+mod topk;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -77,11 +82,9 @@ impl TantivyViewStore {
             reason: format!("{}: {e}", dir.display()),
         })?;
         let index = Index::open_or_create(directory, tantivy_schema).map_err(backend(view, "open index"))?;
-        let analyzer = index.tokenizers().get("default").ok_or_else(|| ViewError::Backend {
-            view,
-            op: "open index",
-            reason: "tantivy's `default` tokenizer is not registered".to_owned(),
-        })?;
+        // Before the writer exists, so every segment it writes splits words this way.
+        let analyzer = analyzer::text_analyzer();
+        index.tokenizers().register("default", analyzer.clone());
         let inner = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES).map_err(backend(view, "open writer"))?;
         let checkpoint = write::load_checkpoint(view, &index)?;
         // Reloads in this process are explicit (after each commit); the policy is the fallback
@@ -97,7 +100,7 @@ impl TantivyViewStore {
             fields,
             index,
             reader,
-            writer: Mutex::new(Writer { inner, checkpoint, broken: None, bulk: false }),
+            writer: Mutex::new(Writer { inner, checkpoint, broken: None, bulk: false, counts: Default::default() }),
             analyzer,
             known: KnownKeys::default(),
         })

@@ -8,8 +8,7 @@
 use std::ops::Bound;
 
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, ExistsQuery, InvertedIndexRangeQuery, Occur, Query as TQuery, RangeQuery,
-    TermQuery, TermSetQuery,
+    BooleanQuery, EmptyQuery, ExistsQuery, InvertedIndexRangeQuery, Occur, Query as TQuery, RangeQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
@@ -83,7 +82,21 @@ fn filter_clause(view: &'static str, fields: &Fields, filter: &Filter) -> Result
             if values.is_empty() {
                 return Err(bad(view, format!("term filter on {field:?} has no values")));
             }
-            Box::new(TermSetQuery::new(values.iter().map(|v| Term::from_field_text(f, v))))
+            // Term queries, not a `TermSetQuery`: that one turns the postings of its terms into a
+            // bitset up front, a cost that grows with every document holding the value even when
+            // a page needs a few of them (`topk.rs`); a term query reads its postings lazily.
+            let mut terms: Vec<Term> = values.iter().map(|v| Term::from_field_text(f, v)).collect();
+            terms.sort();
+            terms.dedup();
+            if terms.len() == 1 {
+                Box::new(TermQuery::new(terms.remove(0), IndexRecordOption::Basic))
+            } else {
+                let any: Vec<(Occur, Box<dyn TQuery>)> = terms
+                    .into_iter()
+                    .map(|t| (Occur::Should, Box::new(TermQuery::new(t, IndexRecordOption::Basic)) as Box<dyn TQuery>))
+                    .collect();
+                Box::new(BooleanQuery::new(any))
+            }
         }
         Filter::Prefix { field, prefix } => {
             let f = field_of(view, fields, field, FieldKind::Keyword, "prefix filter")?;
@@ -145,8 +158,10 @@ pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// Every token of `text` must occur in at least one Text field. Text without any token (only
-/// punctuation, say) constrains nothing.
+/// Every word of `text` must occur in at least one Text field (a long word: each of its pieces,
+/// see `analyzer`). Text without any word (only punctuation, say) matches nothing, as
+/// Elasticsearch's `match` does by default: a search whose words all vanished must never match
+/// everything.
 fn text_clause(
     view: &'static str,
     fields: &Fields,
@@ -161,7 +176,7 @@ fn text_clause(
     tokens.sort();
     tokens.dedup();
     if tokens.is_empty() {
-        return Ok(Box::new(AllQuery));
+        return Ok(Box::new(EmptyQuery));
     }
     let per_token = tokens
         .iter()

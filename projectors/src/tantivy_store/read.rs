@@ -2,18 +2,16 @@
 //! against one searcher (one point-in-time view of the last reloaded commit), so a page, its
 //! total and its facets always agree with each other.
 
-use std::collections::BTreeMap;
-
-use tantivy::collector::sort_key::{SortByStaticFastValue, SortByString};
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::Count;
 use tantivy::schema::Value;
 use tantivy::tokenizer::TextAnalyzer;
-use tantivy::{DocAddress, Order, Searcher, TantivyDocument};
+use tantivy::{DocAddress, Searcher, TantivyDocument};
 
+use super::counts;
 use super::facets::FacetCollector;
 use super::lookup::{KnownKeys, Lookup};
-use super::query;
-use super::schema::{self, backend, corrupt, from_tantivy_time, Fields};
+use super::schema::{backend, corrupt, from_tantivy_time, Fields};
+use super::{query, topk};
 use crate::view_store::{Cursor, Query, SearchPage, StoredDoc};
 use crate::ViewError;
 use annals_store::Position;
@@ -53,28 +51,50 @@ pub(crate) fn search(
     q: &Query,
 ) -> Result<SearchPage, ViewError> {
     let built = query::build(view, fields, analyzer, q)?;
-    // Without facets, `Count` alone can count from posting lists instead of visiting documents.
-    let facet_collector = (!q.facets.is_empty()).then(|| FacetCollector { fields: q.facets.clone() });
-    let (total, facet_counts) =
-        searcher.search(&*built.matching, &(Count, facet_collector)).map_err(backend(view, "count"))?;
-    let facet_counts = facet_counts.transpose().map_err(|reason| corrupt(view, reason))?.unwrap_or_default();
-    let facets: BTreeMap<&'static str, BTreeMap<String, u64>> = q.facets.iter().copied().zip(facet_counts).collect();
+    // The counts kept at commit answer the total and facets of a search filtered only by
+    // counted terms (the landing page); any other search counts its matches.
+    let counted = match counts::answers(fields, q) {
+        true => counts::load(view, fields, searcher, &q.tenant)?.map(|c| counts::answer(fields, &c, q)),
+        false => None,
+    };
+    let from_counts = counted.is_some();
+    let (total, facets) = match counted {
+        Some(answer) => answer,
+        None => {
+            // Without facets, `Count` alone can count from posting lists instead of visiting
+            // documents.
+            let facet_collector = (!q.facets.is_empty()).then(|| FacetCollector { fields: q.facets.clone() });
+            let (total, facet_counts) =
+                searcher.search(&*built.matching, &(Count, facet_collector)).map_err(backend(view, "count"))?;
+            let facet_counts = facet_counts.transpose().map_err(|reason| corrupt(view, reason))?.unwrap_or_default();
+            (total as u64, q.facets.iter().copied().zip(facet_counts).collect())
+        }
+    };
 
     let mut docs = Vec::new();
     let mut next = None;
     // tantivy's top-k needs a positive limit; a zero limit asks for the total and facets only,
     // and with no match at all there is no page to fetch.
     if q.limit > 0 && total > 0 {
-        let order = if q.sort.descending { Order::Desc } else { Order::Asc };
-        let by = (
-            (SortByStaticFastValue::<tantivy::DateTime>::for_field(built.sort_field), order),
-            (SortByString::for_field(schema::ID), order),
-        );
-        let hits = searcher
-            // No page holds more than `total` documents; capping keeps a huge `limit` from sizing
-            // tantivy's top-k buffer.
-            .search(&*built.page, &TopDocs::with_limit(q.limit.min(total)).order_by(by))
-            .map_err(backend(view, "search"))?;
+        let sort_field = fields
+            .declared
+            .get(built.sort_field)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| corrupt(view, format!("sort field {:?} vanished from the schema", built.sort_field)))?;
+        let page = topk::Page {
+            view,
+            query: &*built.page,
+            sort_name: built.sort_field,
+            sort_field,
+            descending: q.sort.descending,
+            limit: q.limit,
+            after: q.after.as_ref(),
+            matches: from_counts.then_some(total),
+            // No page holds more than `total` documents; capping keeps a huge `limit` from
+            // sizing tantivy's top-k buffer.
+            total: usize::try_from(total).unwrap_or(usize::MAX),
+        };
+        let hits = topk::top(searcher, &page)?;
         let full = hits.len() == q.limit;
         let mut last = None;
         for ((time, id), addr) in hits {
@@ -89,7 +109,7 @@ pub(crate) fn search(
             };
         }
     }
-    Ok(SearchPage { docs, next, total: total as u64, facets })
+    Ok(SearchPage { docs, next, total, facets })
 }
 
 /// Reads the stored id, version and source of one document.

@@ -37,6 +37,10 @@ pub(crate) struct Fields {
     pub(crate) declared: BTreeMap<&'static str, (FieldKind, Field)>,
     /// Every `Text` field: where `Query::text` looks.
     pub(crate) text: Vec<Field>,
+    /// The counted Keyword fields (`ViewSchema::counted`), in the schema's order (`counts`).
+    pub(crate) counted: Vec<(&'static str, Field)>,
+    /// Every Time field, in the schema's order (`counts`: which ones a document has).
+    pub(crate) times: Vec<&'static str>,
 }
 
 /// Builds the tantivy schema of `view`. Declared names may not start with `_` (reserved for the
@@ -78,7 +82,25 @@ pub(crate) fn build(view: &ViewSchema) -> Result<(Schema, Fields), ViewError> {
     if !matches!(declared.get(view.default_sort), Some((FieldKind::Time, _))) {
         return Err(bad(view.name, format!("default_sort {:?} is not a Time field of the view", view.default_sort)));
     }
-    Ok((builder.build(), Fields { id, key, tenant, version, source, declared, text }))
+    let mut counted = Vec::new();
+    for name in &view.counted {
+        match declared.get(name) {
+            Some(&(FieldKind::Keyword, field)) if !counted.iter().any(|(n, _)| n == name) => {
+                counted.push((*name, field))
+            }
+            _ => {
+                return Err(bad(
+                    view.name,
+                    format!("counted field {name:?} is not a Keyword field of the view, or repeats"),
+                ))
+            }
+        }
+    }
+    let times: Vec<&'static str> = view.fields.iter().filter(|d| d.kind == FieldKind::Time).map(|d| d.name).collect();
+    if times.len() > 64 {
+        return Err(bad(view.name, "more than 64 Time fields".to_owned()));
+    }
+    Ok((builder.build(), Fields { id, key, tenant, version, source, declared, text, counted, times }))
 }
 
 /// The identity term text of a document: see [`KEY`].

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use tantivy::{Index, IndexWriter, Searcher, TantivyDocument, Term};
 
+use super::counts::{self, Combo, SegmentCombos, TenantCounts};
 use super::lookup::{KnownKeys, Lookup};
 use super::schema::{self, backend, corrupt, Fields};
 use crate::view_store::{Checkpoint, ViewBatch};
@@ -26,6 +27,8 @@ pub(crate) struct Writer {
     pub(crate) broken: Option<String>,
     /// Whether merges are off for a bulk load (`ViewStore::bulk_load`).
     pub(crate) bulk: bool,
+    /// The committed counts of the tenants written since the view was opened (`counts`).
+    pub(crate) counts: HashMap<String, TenantCounts>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -60,19 +63,20 @@ pub(crate) fn commit(
     // Convert everything first: an invalid document fails the batch before anything is written.
     // Within the batch the highest version of each key wins (the first of equal versions), the
     // same result as applying the upserts one by one under rule 2.
-    let mut latest: HashMap<(&str, &str), (u64, TantivyDocument)> = HashMap::with_capacity(batch.upserts.len());
+    let mut latest: HashMap<(&str, &str), (u64, TantivyDocument, Combo)> = HashMap::with_capacity(batch.upserts.len());
     let mut order = Vec::with_capacity(batch.upserts.len());
     for doc in &batch.upserts {
         let converted = schema::to_document(view, fields, doc)?;
+        let combo = counts::combo_of(fields, doc);
         match latest.entry((doc.tenant.as_str(), doc.id.as_str())) {
             Entry::Occupied(mut e) => {
                 if doc.version.0 > e.get().0 {
-                    e.insert((doc.version.0, converted));
+                    e.insert((doc.version.0, converted, combo));
                 }
             }
             Entry::Vacant(e) => {
                 order.push(*e.key());
-                e.insert((doc.version.0, converted));
+                e.insert((doc.version.0, converted, combo));
             }
         }
     }
@@ -83,20 +87,54 @@ pub(crate) fn commit(
     };
 
     let mut writes = 0usize;
+    // Per tenant written: the change of its counts, then its counts after this batch.
+    let mut deltas: HashMap<&str, Vec<(Combo, i64)>> = HashMap::new();
+    let mut counted: HashMap<String, TenantCounts> = HashMap::new();
     let staged = (|| -> Result<(), ViewError> {
         let lookup = Lookup::new(view, fields, searcher, known)?;
+        let mut combos: Vec<Option<SegmentCombos>> = (0..searcher.segment_readers().len()).map(|_| None).collect();
         for (tenant, id) in order {
-            let Some((version, doc)) = latest.remove(&(tenant, id)) else { continue };
+            let Some((version, doc, combo)) = latest.remove(&(tenant, id)) else { continue };
+            let delta = deltas.entry(tenant).or_default();
             match lookup.find(tenant, id)? {
                 Some(stored) if stored.version >= version => continue,
-                Some(_) => {
+                Some(stored) => {
                     writer.inner.delete_term(Term::from_field_text(fields.key, &schema::key(tenant, id)));
+                    let ord = stored.addr.segment_ord as usize;
+                    let segment = match &mut combos[ord] {
+                        Some(segment) => segment,
+                        slot => slot.insert(SegmentCombos::open(view, fields, searcher.segment_reader(ord as u32))?),
+                    };
+                    delta.push((segment.combo(view, stored.addr.doc_id)?, -1));
                 }
                 None => {}
             }
+            delta.push((combo, 1));
             known.insert(tenant, id);
             writer.inner.add_document(doc).map_err(backend(view, "add document"))?;
             writes += 1;
+        }
+        // Each tenant's counts document, replaced in the same commit as the documents.
+        for (tenant, delta) in &deltas {
+            if delta.is_empty() {
+                continue;
+            }
+            let mut tenant_counts = match writer.counts.get(*tenant) {
+                Some(c) => c.clone(),
+                None => match counts::load(view, fields, searcher, tenant)? {
+                    Some(c) => c,
+                    None => counts::scan(view, fields, searcher, tenant)?,
+                },
+            };
+            for (combo, n) in delta {
+                tenant_counts
+                    .add(combo.clone(), *n)
+                    .map_err(|e| corrupt(view, format!("counts of {tenant:?}: {e}")))?;
+            }
+            writer.inner.delete_term(Term::from_field_text(fields.key, &counts::key(tenant)));
+            let doc = counts::to_document(view, fields, tenant, &tenant_counts)?;
+            writer.inner.add_document(doc).map_err(backend(view, "add counts"))?;
+            counted.insert((*tenant).to_owned(), tenant_counts);
         }
         Ok(())
     })();
@@ -120,6 +158,7 @@ pub(crate) fn commit(
         return Err(e);
     }
     writer.checkpoint = checkpoint;
+    writer.counts.extend(counted);
     Ok(Outcome::Committed)
 }
 
@@ -146,6 +185,8 @@ fn encode_checkpoint(view: &'static str, checkpoint: Checkpoint) -> Result<Strin
 /// Drops what was staged. If even that fails, the writer is marked broken (see
 /// [`Writer::broken`]); the batch's own error is still what the caller sees.
 pub(crate) fn rollback(writer: &mut Writer) {
+    // Whether a failed commit reached the disk is unknown: counts are read again from the index.
+    writer.counts.clear();
     if let Err(e) = writer.inner.rollback() {
         writer.broken = Some(format!("a failed batch could not be rolled back ({e}); reopen the view"));
     }

@@ -31,6 +31,9 @@ pub fn schema() -> ViewSchema {
             f("has_errors", FieldKind::Bool),
         ],
         default_sort: "at",
+        // `tags` may hold several values; `action` is left uncounted, so both ways of answering
+        // totals and facets are exercised.
+        counted: vec!["status", "channel", "tags"],
     }
 }
 

@@ -11,6 +11,7 @@
 
 mod cursors;
 mod fixtures;
+mod model;
 mod reads;
 mod writes;
 
@@ -20,6 +21,7 @@ use annals_projectors::view_store::{ViewSchema, ViewStore};
 
 pub use cursors::*;
 pub use fixtures::*;
+pub use model::*;
 pub use reads::*;
 pub use writes::*;
 
@@ -49,10 +51,12 @@ macro_rules! view_store_suite {
             bool_filter,
             filters_combine_with_and,
             text_search_is_case_insensitive_and_needs_every_term,
+            long_words_are_found_and_never_match_everything,
             sorts_both_directions_with_time_ties_broken_by_id,
             cursors_visit_every_document_exactly_once,
             cursors_are_stable_under_concurrent_writes,
             facets_count_every_matching_document,
+            totals_facets_and_pages_match_a_model_on_random_data,
             bad_queries_are_rejected,
             reopen_keeps_checkpoint_and_documents,
             bulk_load_keeps_every_guarantee,

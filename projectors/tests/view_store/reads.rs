@@ -131,6 +131,48 @@ pub fn text_search_is_case_insensitive_and_needs_every_term(make: &Make<'_>) {
     assert_eq!(id_set(&*store, &text("(order)  ,")), set(&["m1", "m2", "m4"]));
 }
 
+/// A word is found whatever its length, and a search whose words cannot match (or that has no
+/// word at all) matches nothing, never everything (issue 13: words of 40 bytes or more were
+/// dropped from the query, which then matched every document).
+pub fn long_words_are_found_and_never_match_everything(make: &Make<'_>) {
+    let dir = tempdir();
+    let store = make(dir.path(), schema());
+    seed(&*store);
+    let forty = "a".repeat(40);
+    let long = format!("Trk{}", "0123456789".repeat(30)); // 303 bytes
+    let huge = "Zz".repeat(40_000); // 80 kB: past tantivy's own limit for one term
+    commit(
+        &*store,
+        batch(
+            [
+                Doc::new(T, "w1", 100, 100).text("subject", &format!("parcel {forty}")),
+                Doc::new(T, "w2", 101, 101).text("subject", &format!("tracking {long} issued")),
+                Doc::new(T, "w3", 102, 102).text("recipient", &huge),
+            ],
+            None,
+        ),
+    );
+    let text = |t: &str| Query { text: Some(t.to_owned()), ..query(T) };
+    assert_eq!(id_set(&*store, &text(&forty)), set(&["w1"]));
+    assert_eq!(id_set(&*store, &text(&long.to_uppercase())), set(&["w2"]), "case-insensitive, all pieces");
+    assert_eq!(id_set(&*store, &text(&format!("{long} tracking"))), set(&["w2"]));
+    assert_eq!(id_set(&*store, &text(&huge)), set(&["w3"]));
+    for nowhere in [
+        "b".repeat(40),
+        "b".repeat(41),
+        format!("Trk{}", "0123456789".repeat(29)), // a prefix of a stored long word is another word
+        format!("{long}x"),
+        "Zy".repeat(40_000),
+        format!("parcel {}", "c".repeat(300)),
+    ] {
+        let page = search(&*store, &text(&nowhere));
+        assert_eq!(page.total, 0, "{:.60}… matches nothing: {:?}", nowhere, page.docs);
+    }
+    for no_word in ["!!!", " ,;- ", "…"] {
+        assert_eq!(search(&*store, &text(no_word)).total, 0, "{no_word:?} has no word and matches nothing");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Facets
 

@@ -27,7 +27,8 @@ pub struct AuditSearch {
     target_id: Option<String>,
     /// `success` or `failure`.
     outcome: Option<String>,
-    /// Full text over action, actor name, target name and reason: every word must match.
+    /// Full text over action, actor name, target name and reason: every word must match (words
+    /// of any length; a `q` of only punctuation matches nothing).
     q: Option<String>,
     /// Recorded at or after this time (RFC 3339).
     from: Option<DateTime<Utc>>,
@@ -52,7 +53,9 @@ pub struct AuditSearch {
     operation_id = "search_audit",
     path = "/v1/audit",
     tag = "audit",
-    description = "Audit entries of the caller's tenant, newest first by default; filters combine; pages follow `next`.",
+    description = "Audit entries of the caller's tenant, newest first by default (by `recorded_at`, ties by id); \
+                   filters combine; pages follow `next` (a cursor on (recorded_at, id); entries never change, so \
+                   every entry that existed when paging began is on exactly one page).",
     params(AuditSearch),
     responses(
         (status = 200, description = "A page of audit entries", body = SearchPage),

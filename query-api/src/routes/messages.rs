@@ -35,13 +35,16 @@ pub struct MessageSearch {
     tag: Option<String>,
     /// Messages with (true) or without (false) a delivery error.
     has_errors: Option<bool>,
-    /// Full text over subject, recipient and template: every word must match.
+    /// Full text over subject, recipient and template: every word must match (words of any
+    /// length; a `q` of only punctuation matches nothing).
     q: Option<String>,
-    /// Last event at or after this time (RFC 3339).
+    /// Created (first event recorded) at or after this time (RFC 3339).
     from: Option<DateTime<Utc>>,
-    /// Last event before this time (RFC 3339).
+    /// Created (first event recorded) before this time (RFC 3339).
     to: Option<DateTime<Utc>>,
-    /// `newest` (default) or `oldest` first, by the time of the last event.
+    /// `newest` (default) or `oldest` first, by creation: the time the message's first event was
+    /// recorded (`first_event_at`), ties broken by id. A message keeps its place when later
+    /// events change it, so paging neither repeats nor skips one.
     sort: Option<String>,
     /// Messages per page (default 100, at most the server's `max_page`).
     #[serde(default, deserialize_with = "crate::wire::bounded")]
@@ -60,9 +63,14 @@ pub struct MessageSearch {
     operation_id = "search_messages",
     path = "/v1/messages",
     tag = "messages",
-    description = "Messages of the caller's tenant, newest first by default. Filters combine; pages follow \
-                   `next` (a cursor on (time, id), stable while messages are written). `facets` counts statuses \
-                   and channels over every message matching the filters.",
+    description = "Messages of the caller's tenant, newest first by default, ordered by creation (`first_event_at`, \
+                   the time the message's first event was recorded, which later events never change; ties by id). \
+                   Filters combine; pages follow `next` (a cursor on (creation time, id)): every message that \
+                   existed when paging began is on exactly one page, however messages are updated or added \
+                   meanwhile. `total` and `facets` (statuses and channels) count every message matching the \
+                   filters, exactly; without filters, or with only `status` and `channel`, they come from \
+                   counts kept as the view commits, so such a page costs the same whatever the number of \
+                   messages.",
     params(MessageSearch),
     responses(
         (status = 200, description = "A page of message documents", body = SearchPage),
@@ -125,7 +133,9 @@ pub async fn search(
     let query = search::view_query(
         &principal.tenant,
         state.settings.max_page,
-        "last_event_at",
+        // Creation, not last activity: a sort key that later events move would repeat and skip
+        // messages between pages (issue 13).
+        "first_event_at",
         filters,
         paging,
         vec!["status", "channel"],

@@ -21,9 +21,9 @@ pub struct SearchPage {
     /// The documents, in the requested order.
     #[schema(value_type = Vec<Object>)]
     pub items: Vec<serde_json::Value>,
-    /// Documents matching the filters, on every page.
+    /// Documents matching the filters, on every page (exact).
     pub total: u64,
-    /// Per faceted field, how many matching documents have each value.
+    /// Per faceted field, how many matching documents have each value (exact).
     pub facets: BTreeMap<String, BTreeMap<String, u64>>,
     /// The next page, when this one is full.
     pub next: Option<String>,
@@ -150,9 +150,15 @@ pub fn descending(sort: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
-/// A cursor as it travels in `cursor=`: microseconds since the epoch, `~`, the document id.
+/// A cursor as it travels in `cursor=`: `n`, the sort time in nanoseconds since the epoch, `~`,
+/// the document id. Nanoseconds because a cursor must name the exact time of its document (a
+/// truncated time would put the document itself after its own cursor); the `n` tells it from
+/// the microsecond cursors of earlier versions, which sorted messages by their last event and
+/// mean nothing in today's order (they are refused, not misread).
 pub fn format_cursor(cursor: &Cursor) -> String {
-    format!("{}~{}", cursor.time.timestamp_micros(), cursor.id)
+    // Every sort time came out of the view, which holds only i64 nanoseconds.
+    let nanos = cursor.time.timestamp_nanos_opt().unwrap_or(i64::MAX);
+    format!("n{nanos}~{}", cursor.id)
 }
 
 pub fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
@@ -160,8 +166,9 @@ pub fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
         parameter: "cursor",
         detail: format!("cursor {text:?} is not one this server gave (take it from a page's next link)"),
     };
-    let (micros, id) = text.split_once('~').ok_or_else(bad)?;
-    let time = micros.parse::<i64>().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(bad)?;
+    let (nanos, id) = text.strip_prefix('n').and_then(|t| t.split_once('~')).ok_or_else(bad)?;
+    // Any i64 is a time the view can hold (1677..2262), so no cursor is out of its range.
+    let time = nanos.parse::<i64>().map(DateTime::from_timestamp_nanos).map_err(|_| bad())?;
     if id.is_empty() {
         return Err(bad());
     }
