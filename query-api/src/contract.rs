@@ -72,11 +72,11 @@ fn status_list_pattern() -> String {
     format!("^(?:{entry},)*[{TRIMMED}]*(?:{status})[{TRIMMED}]*(?:,{entry})*$")
 }
 
-/// A cursor as `routes/search.rs` (`format_cursor`) writes it: microseconds since the epoch, `~`,
-/// the document id. `parse_cursor` refuses anything else, and the view a time it cannot hold
-/// (nanoseconds in an `i64`: at most 9,223,372,036,854,775 µs either side of 1970).
+/// A cursor as `routes/search.rs` (`format_cursor`) writes it: `n`, the sort time in nanoseconds
+/// since the epoch (any `i64`, which is every time a view can hold), `~`, the document id.
+/// `parse_cursor` refuses anything else.
 fn cursor_pattern() -> String {
-    format!("^[+-]?0*{}~[\\s\\S]+$", at_most("9223372036854775"))
+    format!("^n(?:\\+?0*{}|-0*{})~[\\s\\S]+$", at_most("9223372036854775807"), at_most("9223372036854775808"))
 }
 
 /// Years the views can search by (`from`, `to`): a view holds times as nanoseconds since 1970 in
@@ -219,12 +219,22 @@ mod tests {
             assert_eq!(matches(&types, list), server, "types={list:?}");
         }
         let cursor = cursor_pattern();
-        for text in ["0~a", "-5~x", "+1764000000000000~m-1", "9223372036854775~a", "-9223372036854775~a", "00012~a"] {
+        for text in [
+            "n0~a",
+            "n-5~x",
+            "n+1764000000000000000~m-1",
+            "n9223372036854775807~a",
+            "n-9223372036854775808~a",
+            "n00012~a",
+        ] {
             assert!(matches(&cursor, text), "cursor {text:?}");
             assert!(crate::routes::search::parse_cursor(text).is_ok(), "cursor {text:?}");
         }
-        for text in ["9223372036854776~a", "10000000000000000~a", "1~", "x~a", "1"] {
+        for text in
+            ["n9223372036854775808~a", "n-9223372036854775809~a", "n10000000000000000000~a", "n1~", "nx~a", "1~a", "n1"]
+        {
             assert!(!matches(&cursor, text), "cursor {text:?}");
+            assert!(crate::routes::search::parse_cursor(text).is_err(), "cursor {text:?}");
         }
         let tenant = "^[a-z0-9][a-z0-9_-]*$";
         for name in ["acme", "a", "0-x_y", "-a", "_a", "Acme", "", "a b", "ä"] {

@@ -351,7 +351,7 @@ async fn the_document_states_the_bounds_the_server_checks() {
 
     // A replay's body is `null` or an object, as documented; not the object's fields as an array.
     for (body, expected) in [("null", StatusCode::OK), ("{}", StatusCode::OK), ("[null]", StatusCode::BAD_REQUEST)] {
-        let (status, answer) = app.post_raw("/v1/projections/messages/parked/replay", body).await;
+        let (status, answer) = app.as_operator().post_raw("/v1/projections/messages/parked/replay", body).await;
         assert_eq!(status, expected, "{body}: {answer}");
     }
 
