@@ -37,6 +37,9 @@ pub enum ApiError {
     /// The body is not the JSON the endpoint takes (syntax, shape, or a field's value).
     #[error("{0}")]
     MalformedBody(String),
+    /// One field of the body is not valid; `pointer` (RFC 6901) names it, e.g. `/events/0/type`.
+    #[error("{pointer}: {detail}")]
+    InvalidField { pointer: String, detail: String },
     /// A path or query parameter is not valid.
     #[error("{detail}")]
     InvalidParameter { parameter: &'static str, detail: String },
@@ -93,6 +96,10 @@ impl ApiError {
         let mut extra = Map::new();
         let (status, kind, title) = match self {
             ApiError::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body"),
+            ApiError::InvalidField { pointer, .. } => {
+                extra.insert("pointer".into(), json!(pointer));
+                (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body")
+            }
             ApiError::InvalidParameter { parameter, .. } => {
                 extra.insert("parameter".into(), json!(parameter));
                 (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter")
@@ -171,11 +178,15 @@ impl ApiError {
                     extra.insert("event_id".into(), json!(event_id));
                     (StatusCode::CONFLICT, "idempotency-conflict", "Event ids already used elsewhere")
                 }
-                S::InvalidStreamName { .. } => {
+                S::InvalidStreamName { .. } | S::StreamNameCharacter { .. } => {
                     extra.insert("parameter".into(), json!("stream"));
                     (StatusCode::BAD_REQUEST, "invalid-stream-name", "Invalid stream name")
                 }
-                S::EmptyBatch | S::DuplicateIdInBatch { .. } | S::InvalidEventType { .. } | S::InvalidJson { .. } => {
+                S::EmptyBatch
+                | S::DuplicateIdInBatch { .. }
+                | S::InvalidEventType { .. }
+                | S::EventTypeCharacter { .. }
+                | S::InvalidJson { .. } => {
                     (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body")
                 }
                 S::EventTooLarge { .. } | S::BatchTooLarge { .. } => {
@@ -270,6 +281,7 @@ mod tests {
         let samples = [
             ApiError::InvalidParameter { parameter: "limit", detail: String::new() },
             ApiError::InvalidQuery { parameter: Some("limit".into()), detail: String::new() },
+            ApiError::InvalidField { pointer: "/events/0/type".into(), detail: String::new() },
             ApiError::StreamNotFound("s".into()),
             ApiError::SchemaViolation {
                 index: 0,

@@ -35,6 +35,16 @@ pub enum StoreError {
     #[error("invalid event type {event_type:?}: {reason}")]
     InvalidEventType { event_type: String, reason: &'static str },
 
+    /// A stream name holding a character that could spoof it where it is shown (a control or
+    /// format character, a noncharacter; `model::forbidden_character`). `index` counts
+    /// characters from 0.
+    #[error("invalid stream name {name:?}: character {index} is U+{:04X}, {class}, which stream names must not contain", u32::from(*character))]
+    StreamNameCharacter { name: String, index: usize, character: char, class: &'static str },
+
+    /// An event type holding such a character.
+    #[error("invalid event type {event_type:?}: character {index} is U+{:04X}, {class}, which event types must not contain", u32::from(*character))]
+    EventTypeCharacter { event_type: String, index: usize, character: char, class: &'static str },
+
     #[error("event {field} is not valid JSON: {reason}")]
     InvalidJson { field: &'static str, reason: String },
 

@@ -20,8 +20,11 @@ pub const MAX_STREAM_NAME_LEN: usize = 256;
 /// Longest event type name, in bytes of UTF-8.
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
 
-/// The name of a stream: 1 to 256 bytes of UTF-8 without control characters and without leading or
-/// trailing whitespace. Names starting with `$` are system streams (keys, projection control).
+/// The name of a stream: 1 to 256 bytes of UTF-8 without leading or trailing whitespace and
+/// without characters that can spoof a name where it is shown ([`forbidden_character`]: controls,
+/// Unicode format characters such as U+202E or a zero-width space, noncharacters). Names starting
+/// with `$` are system streams (keys, projection control). The part before the first `/` is the
+/// stream's namespace ([`StreamId::namespace`]), the scope of event ids.
 ///
 /// Cheap to clone (shared string).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -32,12 +35,13 @@ impl StreamId {
     /// Validates `name` against the stream-name rules.
     pub fn new(name: impl AsRef<str>) -> Result<Self, StoreError> {
         let name = name.as_ref();
+        if let Some((index, character, class)) = forbidden_character(name) {
+            return Err(StoreError::StreamNameCharacter { name: name.to_owned(), index, character, class });
+        }
         let reason = if name.is_empty() {
             Some("must not be empty")
         } else if name.len() > MAX_STREAM_NAME_LEN {
             Some("must be at most 256 bytes")
-        } else if name.chars().any(char::is_control) {
-            Some("must not contain control characters")
         } else if name.trim() != name {
             Some("must not start or end with whitespace")
         } else {
@@ -56,6 +60,13 @@ impl StreamId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The namespace the stream belongs to: its name up to the first `/` (the API's tenant), or
+    /// `""` for a name without `/` (system streams such as `$keys`). Event ids are unique within a
+    /// namespace, not across namespaces (see "Idempotent retries" on [`EventStore`](crate::EventStore)).
+    pub fn namespace(&self) -> &str {
+        namespace_of(&self.0)
     }
 
     /// System streams (`$…`) hold the store's own control data: API keys, projection requests.
@@ -352,13 +363,44 @@ impl ReadStreamOutcome {
     }
 }
 
+/// The namespace of a stream name: up to the first `/`, or `""` without one.
+pub(crate) fn namespace_of(stream: &str) -> &str {
+    stream.split_once('/').map_or("", |(namespace, _)| namespace)
+}
+
+/// The first character of `name` that must not be in a stream name or an event type, as (index
+/// in characters from 0, the character, its class): a control character (Unicode category Cc), a
+/// format character (Cf: bidirectional overrides such as U+202E, zero-width spaces and joiners,
+/// the byte-order mark U+FEFF, …) or a noncharacter (U+FDD0..U+FDEF and the last two code points
+/// of every plane, U+xFFFE and U+xFFFF). All of them are invisible or reorder text where a name
+/// is shown, so two names could look alike, or a name look like another, in a log UI.
+pub fn forbidden_character(name: &str) -> Option<(usize, char, &'static str)> {
+    use unicode_general_category::{get_general_category, GeneralCategory};
+    name.chars().enumerate().find_map(|(index, c)| {
+        let class = if c.is_control() {
+            "a control character"
+        } else if get_general_category(c) == GeneralCategory::Format {
+            "an invisible format character"
+        } else if ('\u{FDD0}'..='\u{FDEF}').contains(&c) || (c as u32) & 0xFFFE == 0xFFFE {
+            "a noncharacter"
+        } else {
+            return None;
+        };
+        Some((index, c, class))
+    })
+}
+
 fn validate_event_type(event_type: &str) -> Result<(), StoreError> {
+    if let Some((index, character, class)) = forbidden_character(event_type) {
+        let event_type = event_type.to_owned();
+        return Err(StoreError::EventTypeCharacter { event_type, index, character, class });
+    }
     let reason = if event_type.is_empty() {
         Some("must not be empty")
     } else if event_type.len() > MAX_EVENT_TYPE_LEN {
         Some("must be at most 128 bytes")
-    } else if event_type.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        Some("must not contain whitespace or control characters")
+    } else if event_type.chars().any(char::is_whitespace) {
+        Some("must not contain whitespace")
     } else {
         None
     };
@@ -394,5 +436,56 @@ mod tests {
         assert_eq!(&event.metadata[..], br#"{"traceparent":"x"}"#);
         let empty_type: Box<RawValue> = serde_json::from_str("{}").expect("json");
         assert!(EventData::from_raw_json(id, "", empty_type).is_err(), "the event type is still checked");
+    }
+
+    /// Each class of spoofing character is refused in stream names and event types, with the
+    /// character and its index named.
+    #[test]
+    fn names_refuse_characters_that_spoof() {
+        let cases = [
+            ('\u{202E}', "format"), // right-to-left override
+            ('\u{200B}', "format"), // zero-width space
+            ('\u{200D}', "format"), // zero-width joiner
+            ('\u{FEFF}', "format"), // byte-order mark
+            ('\u{FFFE}', "noncharacter"),
+            ('\u{10FFFF}', "noncharacter"),
+            ('\u{FDD0}', "noncharacter"),
+            ('\u{0007}', "control"),
+            ('\u{0085}', "control"),
+        ];
+        for (c, class) in cases {
+            let code = format!("U+{:04X}", u32::from(c));
+            let name = format!("ab{c}cd");
+            match StreamId::new(&name) {
+                Err(e @ StoreError::StreamNameCharacter { index: 2, character, .. }) if character == c => {
+                    let text = e.to_string();
+                    assert!(text.contains(&code) && text.contains(class), "{code}: {text}");
+                }
+                other => panic!("stream name with {code}: {other:?}"),
+            }
+            let id = Uuid::now_v7();
+            let raw: Box<RawValue> = serde_json::from_str("{}").expect("json");
+            match EventData::from_raw_json(id, format!("t.{c}"), raw) {
+                Err(e @ StoreError::EventTypeCharacter { index: 2, character, .. }) if character == c => {
+                    assert!(e.to_string().contains(&code), "{code}: {e}");
+                }
+                other => panic!("event type with {code}: {other:?}"),
+            }
+        }
+        // What looks alike but is not invisible stays allowed.
+        for ok in ["tenant/message-é", "流-1", "a b", "emoji-🙂", "ä\u{0308}"] {
+            StreamId::new(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        EventData::from_json_bytes("message.créé", "{}").expect("letters are fine in types");
+    }
+
+    #[test]
+    fn namespace_is_the_part_before_the_first_slash() {
+        let ns = |s: &str| StreamId::new(s).expect("valid").namespace().to_owned();
+        assert_eq!(ns("acme/message-1"), "acme");
+        assert_eq!(ns("acme/a/b"), "acme");
+        assert_eq!(ns("$keys"), "");
+        assert_eq!(ns("plain"), "");
+        assert_eq!(ns("/lead"), "");
     }
 }
