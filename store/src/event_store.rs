@@ -31,6 +31,13 @@ use crate::model::{
 ///   stored elsewhere, fails with `IdempotencyConflict` and writes nothing. A retry is
 ///   recognised by its ids alone, as KurrentDB recognises it: the content is not compared (a
 ///   retry's metadata may rightly differ, e.g. its trace), so a new event needs a new id.
+/// - **Event ids are scoped by namespace.** A stream's namespace is its name up to the first `/`
+///   ([`StreamId::namespace`]; names without `/`, such as the system streams `$keys`, share the
+///   empty namespace). The rules above hold within a namespace: an id stored in another stream
+///   of the same namespace is `IdempotencyConflict`. Across namespaces ids never meet: the same
+///   id in two namespaces is two events, an append never conflicts with, is answered as a retry
+///   of, or learns anything about another namespace's ids. (The HTTP API puts every tenant's
+///   streams under `{tenant}/`, so tenants neither see nor block each other's ids.)
 /// - **Typed failures.** A wrong expected revision is `WrongExpectedRevision { expected, actual }`;
 ///   limits (event size, batch size, names, empty batches) have their own variants.
 /// - **Subscriptions** deliver every matching event exactly once in position order: first from

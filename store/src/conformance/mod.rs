@@ -59,7 +59,8 @@ pub use concurrency::{
 pub use idempotency::{
     duplicate_id_in_batch_is_rejected, idempotent_retry_with_any, idempotent_retry_with_exact_after_later_appends,
     idempotent_retry_with_no_stream_after_later_appends, idempotent_retry_with_stream_exists,
-    ids_stored_in_another_stream_are_an_idempotency_conflict, large_batches_retry_and_conflict_like_small_ones,
+    ids_are_scoped_by_namespace, ids_stored_in_another_stream_are_an_idempotency_conflict,
+    large_batches_retry_and_conflict_like_small_ones,
     partial_overlap_is_an_idempotency_conflict,
 };
 pub use paced::paced_subscribers_receive_every_event_in_order;
@@ -134,6 +135,7 @@ macro_rules! event_store_test_suite {
                 idempotent_retry_with_exact_after_later_appends,
                 partial_overlap_is_an_idempotency_conflict,
                 ids_stored_in_another_stream_are_an_idempotency_conflict,
+                ids_are_scoped_by_namespace,
                 duplicate_id_in_batch_is_rejected,
                 large_batches_retry_and_conflict_like_small_ones,
                 empty_batch_is_rejected,

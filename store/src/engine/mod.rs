@@ -97,9 +97,16 @@
 //! - `streams`: stream name → stream number, last revision
 //! - `stream_chunks`: stream number, first revision → position, segment, offset, count, bytes of a
 //!   run of the stream's consecutive revisions that is contiguous in the log (up to 64 KiB)
-//! - `event_ids`: event id → stream number, revision, position (idempotency)
+//! - `event_ids`: namespace, 0, event id → stream number, revision, position (idempotency;
+//!   ids are unique per namespace, the stream name up to its first `/`)
+//! - `namespace_chunks`: namespace, 0, first position → segment, offset, count, bytes of a run of
+//!   one namespace's consecutive events in one group (up to 64 KiB): `$all` reads filtered to one
+//!   namespace (a tenant) read these runs instead of the whole log
+//!   (a namespace never holds a zero byte: names refuse control characters)
 //! - `groups`: first position of each group → segment, offset, event count (seeks into `$all`)
-//! - `meta`: the applied watermark (next position, segment, offset) and the next stream number
+//! - `meta`: the applied watermark (next position, segment, offset), the next stream number and
+//!   the index's layout (`index::LAYOUT`): an index of another layout, or without the marker
+//!   (written before it existed), is deleted and rebuilt from the log on open
 //!
 //! ## Read path (`reader.rs`)
 //!

@@ -333,7 +333,8 @@ impl EventStore for EmbeddedStore {
     ) -> Result<AppendResult, StoreError> {
         let bytes = self.check_batch(&events)?;
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest { stream: stream.clone(), expected, events, bytes, reply };
+        let namespace = Arc::from(stream.namespace());
+        let request = AppendRequest { stream: stream.clone(), namespace, expected, events, bytes, reply };
         let tx = self.writer.tx.lock().expect("writer lock").clone().ok_or(StoreError::Closed)?;
         tx.send(request).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?

@@ -29,6 +29,8 @@ use crate::model::{AppendResult, CurrentRevision, EventData, ExpectedRevision, P
 
 pub struct AppendRequest {
     pub stream: StreamId,
+    /// `stream.namespace()`, shared by the request's records and overlay entries.
+    pub namespace: Arc<str>,
     pub expected: ExpectedRevision,
     pub events: Vec<EventData>,
     pub bytes: usize,
@@ -70,9 +72,10 @@ pub struct Writer {
 struct Overlay {
     /// A stream's entry and the position of its last event.
     streams: HashMap<StreamId, (StreamEntry, Position)>,
-    ids: HashMap<Uuid, IdEntry>,
+    /// Ids are unique per namespace (`StreamId::namespace`), so they are keyed with it.
+    ids: HashMap<(Arc<str>, Uuid), IdEntry>,
     /// Per group in flight: its end position and the ids it added.
-    groups: VecDeque<(Position, Vec<Uuid>)>,
+    groups: VecDeque<(Position, Vec<(Arc<str>, Uuid)>)>,
 }
 
 impl Writer {
@@ -179,7 +182,7 @@ impl Writer {
                 job.watermark = Watermark { position: self.state.next_position, segment, offset: self.state.offset };
                 job.next_stream_number = self.state.next_stream_number;
                 job.streams = group_streams.iter().map(|s| (s.clone(), self.overlay.streams[s].0)).collect();
-                let ids = job.records.iter().map(|r| r.id).collect();
+                let ids = job.records.iter().map(|r| (Arc::clone(&r.namespace), r.id)).collect();
                 self.overlay.groups.push_back((self.state.next_position, ids));
                 self.prepare_next_segment();
             }
@@ -198,21 +201,33 @@ impl Writer {
     /// The stored ids among those of the group's small appends, found with one lookup: the ids
     /// concurrent clients generate (time-ordered v7) lie close together. Larger appends look up
     /// their own ids, which are close together in any case.
-    fn prefetch_ids(&self, requests: &[AppendRequest]) -> Result<HashMap<Uuid, IdEntry>, StoreError> {
-        let ids: Vec<Uuid> = requests
-            .iter()
-            .filter(|r| r.events.len() < OWN_LOOKUP)
-            .flat_map(|r| r.events.iter().map(EventData::id))
-            .filter(|id| !self.overlay.ids.contains_key(id))
-            .collect();
-        let found = self.shared.index()?.event_ids(&ids)?;
-        Ok(ids.into_iter().zip(found).filter_map(|(id, entry)| Some((id, entry?))).collect())
+    fn prefetch_ids(&self, requests: &[AppendRequest]) -> Result<HashMap<(Arc<str>, Uuid), IdEntry>, StoreError> {
+        let mut by_namespace: HashMap<Arc<str>, Vec<Uuid>> = HashMap::new();
+        for request in requests.iter().filter(|r| r.events.len() < OWN_LOOKUP) {
+            let ids = by_namespace.entry(Arc::clone(&request.namespace)).or_default();
+            for event in &request.events {
+                if !self.overlay.ids.contains_key(&(Arc::clone(&request.namespace), event.id())) {
+                    ids.push(event.id());
+                }
+            }
+        }
+        let index = self.shared.index()?;
+        let mut found = HashMap::new();
+        for (namespace, ids) in by_namespace {
+            let entries = index.event_ids(&namespace, &ids)?;
+            for (id, entry) in ids.into_iter().zip(entries) {
+                if let Some(entry) = entry {
+                    found.insert((Arc::clone(&namespace), id), entry);
+                }
+            }
+        }
+        Ok(found)
     }
 
     fn prepare(
         &mut self,
         request: &AppendRequest,
-        prefetched: &HashMap<Uuid, IdEntry>,
+        prefetched: &HashMap<(Arc<str>, Uuid), IdEntry>,
         records: &mut Vec<IndexedRecord>,
         group_streams: &mut HashSet<StreamId>,
         now: i64,
@@ -225,14 +240,16 @@ impl Writer {
         };
         let mut stored = Vec::new();
         let mut unknown = Vec::new();
+        let namespace = &request.namespace;
         for event in &request.events {
-            match self.overlay.ids.get(&event.id()).or_else(|| prefetched.get(&event.id())) {
+            let key = (Arc::clone(namespace), event.id());
+            match self.overlay.ids.get(&key).or_else(|| prefetched.get(&key)) {
                 Some(entry) => stored.push((event.id(), *entry)),
                 None => unknown.push(event.id()),
             }
         }
         if request.events.len() >= OWN_LOOKUP {
-            let in_index = index.event_ids(&unknown)?;
+            let in_index = index.event_ids(namespace, &unknown)?;
             stored.extend(unknown.iter().zip(in_index).filter_map(|(id, entry)| Some((*id, entry?))));
         }
         // Report stored ids in the batch's order, as a retry is checked against it.
@@ -290,8 +307,9 @@ impl Writer {
             );
             // Offsets are relative to the group until `write_group` knows where it goes.
             let len = (self.buf.len() - start) as u32;
-            records.push(IndexedRecord { id: event.id(), entry, offset: start as u64, len });
-            self.overlay.ids.insert(event.id(), entry);
+            let namespace = Arc::clone(&request.namespace);
+            records.push(IndexedRecord { namespace: Arc::clone(&namespace), id: event.id(), entry, offset: start as u64, len });
+            self.overlay.ids.insert((namespace, event.id()), entry);
         }
         let n = request.events.len() as u64;
         let last_revision = Revision(first_revision.0 + n - 1);
@@ -401,8 +419,8 @@ impl Writer {
                 break;
             }
             let (_, ids) = self.overlay.groups.pop_front().expect("checked");
-            for id in ids {
-                self.overlay.ids.remove(&id);
+            for key in ids {
+                self.overlay.ids.remove(&key);
             }
         }
         // Published stream entries stay as a cache (the writer is the only one that changes
