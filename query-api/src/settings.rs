@@ -22,6 +22,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Most events one read returns (a larger `limit` is capped to it).
     pub max_page: usize,
+    /// Most bytes of events (type, data and metadata) one page of `GET /v1/events` holds
+    /// (`ANNALS_MAX_PAGE_BYTES`, default 16 MiB); a page's first event is sent whatever its
+    /// size, and `next` continues after the last event sent.
+    pub max_page_bytes: usize,
     /// How often an idle live tail gets a heartbeat comment.
     pub sse_heartbeat: Duration,
     /// Refuse events of types that have no registered schema (otherwise stored as opaque JSON).
@@ -56,6 +60,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("data"),
             max_body_bytes: 16 * 1024 * 1024,
             max_page: 1000,
+            max_page_bytes: 16 * 1024 * 1024,
             sse_heartbeat: Duration::from_secs(15),
             admin_key: None,
             strict_schemas: false,
@@ -75,6 +80,7 @@ impl std::fmt::Debug for Settings {
             .field("data_dir", &self.data_dir)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_page", &self.max_page)
+            .field("max_page_bytes", &self.max_page_bytes)
             .field("sse_heartbeat", &self.sse_heartbeat)
             .field("strict_schemas", &self.strict_schemas)
             .field("projector_flush", &self.projector_flush)
@@ -112,10 +118,12 @@ pub struct SettingsLayer {
     pub projector_priority: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub shutdown_grace_secs: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub max_page_bytes: Option<String>,
 }
 
 /// The environment variable of each setting.
-const ENV: [(&str, &str); 11] = [
+const ENV: [(&str, &str); 12] = [
     ("listen", "ANNALS_LISTEN"),
     ("data_dir", "ANNALS_DATA_DIR"),
     ("max_body_bytes", "ANNALS_MAX_BODY_BYTES"),
@@ -127,6 +135,7 @@ const ENV: [(&str, &str); 11] = [
     ("projector_priority", "ANNALS_PROJECTOR_PRIORITY"),
     ("projector_batch_size", "ANNALS_PROJECTOR_BATCH_SIZE"),
     ("shutdown_grace_secs", "ANNALS_SHUTDOWN_GRACE_SECS"),
+    ("max_page_bytes", "ANNALS_MAX_PAGE_BYTES"),
 ];
 
 impl Settings {
@@ -158,6 +167,7 @@ impl Settings {
             projector_priority: var(ENV[8].1),
             projector_batch_size: var(ENV[9].1),
             shutdown_grace_secs: var(ENV[10].1),
+            max_page_bytes: var(ENV[11].1),
         };
         settings.apply(from_env, &|name| {
             ENV.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, v)| (*v).to_owned())
@@ -189,6 +199,9 @@ impl Settings {
         }
         if let Some(v) = layer.max_page {
             self.max_page = positive(&v).map_err(|reason| invalid("max_page", &v, reason))?;
+        }
+        if let Some(v) = layer.max_page_bytes {
+            self.max_page_bytes = positive(&v).map_err(|reason| invalid("max_page_bytes", &v, reason))?;
         }
         if let Some(v) = layer.sse_heartbeat_secs {
             let secs = positive(&v).map_err(|reason| invalid("sse_heartbeat_secs", &v, reason))?;

@@ -241,7 +241,8 @@ impl Event {
     }
 }
 
-/// A page of events, with the link to the next page when this one is full.
+/// A page of events, with the link to the next page unless this one reached the end (a page
+/// bounded in bytes or in events examined may hold fewer events than asked for).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page {
     pub events: Vec<Event>,

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::error::StoreError;
 use crate::model::{
-    AppendResult, Direction, EventData, EventFilter, ExpectedRevision, Position, ReadFrom, ReadStreamOutcome,
+    AllPage, AppendResult, Direction, EventData, EventFilter, ExpectedRevision, PageLimits, Position, ReadFrom, ReadStreamOutcome,
     RecordedEvent, Revision, StreamId, SubscribeFrom,
 };
 
@@ -64,6 +64,37 @@ pub trait EventStore: Send + Sync + 'static {
         max_count: usize,
     ) -> Result<ReadStreamOutcome, StoreError>;
 
+    /// `read_stream` bounded in bytes too: it stops before the event that would take the events
+    /// returned past `max_bytes` ([`RecordedEvent::size`]), but always returns at least one
+    /// event when the stream has one at `from`. A page shorter than `max_count` is therefore not
+    /// the stream's end: read on from the revision after (forwards) or before (backwards) the
+    /// last event returned until a page comes back empty. The default implementation reads
+    /// through `read_stream` and trims; backends override it to bound their memory too.
+    async fn read_stream_bounded(
+        &self,
+        stream: &StreamId,
+        from: ReadFrom<Revision>,
+        direction: Direction,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<ReadStreamOutcome, StoreError> {
+        Ok(match self.read_stream(stream, from, direction, max_count).await? {
+            ReadStreamOutcome::Events(mut events) => {
+                let mut bytes = 0usize;
+                let keep = events
+                    .iter()
+                    .position(|e| {
+                        bytes = bytes.saturating_add(e.size());
+                        bytes > max_bytes
+                    })
+                    .map_or(events.len(), |i| i.max(1));
+                events.truncate(keep);
+                ReadStreamOutcome::Events(events)
+            }
+            not_found => not_found,
+        })
+    }
+
     /// Reads up to `max_count` events of `$all` that match `filter`, starting at `from` (included).
     async fn read_all(
         &self,
@@ -72,6 +103,54 @@ pub trait EventStore: Send + Sync + 'static {
         max_count: usize,
         filter: &EventFilter,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads one page of `$all` that match `filter` from `from` (included), bounded in events,
+    /// in bytes and in events examined ([`PageLimits`]): whichever bound comes first ends the
+    /// page, which holds at least one event when one matches within the scan bound. The page
+    /// says where to read on (`next`) and whether it reached the end; reading on from `next`
+    /// never skips or repeats an event. A page may hold fewer than `max_count` events (even none)
+    /// and not be the end: only `reached_end` says that.
+    ///
+    /// Why not just `read_all`: `read_all` holds `max_count` events whatever their size (1,000
+    /// events of 1 MB are a GB), and with a rare filter it reads on until it finds them. The
+    /// default implementation reads through `read_all` and so bounds only what it returns;
+    /// backends override it to bound the work too.
+    async fn read_all_page(
+        &self,
+        from: ReadFrom<Position>,
+        direction: Direction,
+        limits: PageLimits,
+        filter: &EventFilter,
+    ) -> Result<AllPage, StoreError> {
+        let mut events = self.read_all(from, direction, limits.max_count, filter).await?;
+        let full = events.len() == limits.max_count;
+        let mut bytes = 0usize;
+        let keep = events
+            .iter()
+            .position(|e| {
+                bytes = bytes.saturating_add(e.size());
+                bytes > limits.max_bytes
+            })
+            .map_or(events.len(), |i| i.max(1));
+        let trimmed = keep < events.len();
+        events.truncate(keep);
+        let at_zero = direction == Direction::Backwards && events.last().is_some_and(|e| e.position.0 == 0);
+        let reached_end = (!full && !trimmed) || at_zero;
+        let next = match (direction, events.last()) {
+            (Direction::Forwards, Some(last)) if !reached_end => Some(last.position.next()),
+            (Direction::Backwards, Some(last)) if !reached_end => last.position.0.checked_sub(1).map(Position),
+            // At the end: on from the last event found, or from where the read began (not from
+            // the head asked now, which may have moved past events this read did not see).
+            (Direction::Forwards, Some(last)) => Some(last.position.next()),
+            (Direction::Forwards, None) => match from {
+                ReadFrom::Start => Some(Position(0)),
+                ReadFrom::At(p) => Some(p),
+                ReadFrom::End => self.head().await?.map(Position::next).or(Some(Position(0))),
+            },
+            (Direction::Backwards, _) => None,
+        };
+        Ok(AllPage { events, next, reached_end })
+    }
 
     /// Follows `$all` (events matching `filter`) from `from`: history first, then live.
     async fn subscribe_to_all(

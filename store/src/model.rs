@@ -274,6 +274,49 @@ pub struct RecordedEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+impl RecordedEvent {
+    /// The bytes this event holds (type + data + metadata): what byte bounds on reads count.
+    pub fn size(&self) -> usize {
+        self.event_type.len() + self.data.len() + self.metadata.len()
+    }
+}
+
+/// The bounds of one page of `$all` ([`EventStore::read_all_page`](crate::EventStore::read_all_page)):
+/// the page ends at whichever comes first. A page always holds at least one event if one matches
+/// within `max_scan`, whatever its size.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PageLimits {
+    /// Events returned, at most.
+    pub max_count: usize,
+    /// Bytes of events returned ([`RecordedEvent::size`]), at most — exceeded only by a page's
+    /// first event, which is returned whatever its size.
+    pub max_bytes: usize,
+    /// Events examined, matching the filter or not, at most (KurrentDB's "max search window"):
+    /// bounds the work of a read whose filter matches rarely. Events of other namespaces that a
+    /// namespace-filtered read skips through the index are not examined.
+    pub max_scan: usize,
+}
+
+impl PageLimits {
+    /// At most `max_count` events, no other bound.
+    pub fn count(max_count: usize) -> Self {
+        PageLimits { max_count, max_bytes: usize::MAX, max_scan: usize::MAX }
+    }
+}
+
+/// One page of `$all`, and where the next one starts.
+#[derive(Clone, PartialEq, Debug)]
+pub struct AllPage {
+    pub events: Vec<RecordedEvent>,
+    /// Where to read on: forwards, the position after the last event examined (at the end of the
+    /// log, the head's next position); backwards, the position before it (`None` past position
+    /// 0). Reading on from here never skips or repeats an event.
+    pub next: Option<Position>,
+    /// The read reached the end of the log (forwards: the head; backwards: position 0): only
+    /// events appended since can follow.
+    pub reached_end: bool,
+}
+
 /// Which way a read goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -326,6 +369,15 @@ impl EventFilter {
 
     pub fn is_all(&self) -> bool {
         self.event_type_prefixes.is_empty() && self.stream_prefixes.is_empty()
+    }
+
+    /// The namespace every event this filter matches is in, when its stream prefixes pin one:
+    /// each holds a `/` and all agree on the part before it (the API's tenant filter `acme/…`).
+    /// Reads with such a filter can skip other namespaces' events without looking at them.
+    pub fn namespace(&self) -> Option<&str> {
+        let mut namespaces = self.stream_prefixes.iter().map(|p| p.split_once('/').map(|(ns, _)| ns));
+        let first = namespaces.next()??;
+        namespaces.all(|ns| ns == Some(first)).then_some(first)
     }
 
     pub fn matches(&self, stream: &str, event_type: &str) -> bool {

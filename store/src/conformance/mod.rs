@@ -29,6 +29,7 @@
 mod append;
 mod concurrency;
 mod idempotency;
+mod pages;
 mod paced;
 mod read;
 mod subscribe;
@@ -62,6 +63,10 @@ pub use idempotency::{
     ids_are_scoped_by_namespace, ids_stored_in_another_stream_are_an_idempotency_conflict,
     large_batches_retry_and_conflict_like_small_ones,
     partial_overlap_is_an_idempotency_conflict,
+};
+pub use pages::{
+    read_all_pages_continue_to_every_event_exactly_once, read_stream_bounded_in_bytes_continues_exactly,
+    subscriptions_over_large_events_deliver_each_once,
 };
 pub use paced::paced_subscribers_receive_every_event_in_order;
 pub use read::{
@@ -143,6 +148,9 @@ macro_rules! event_store_test_suite {
                 read_stream_of_missing_stream_is_not_found,
                 read_all_forwards_and_backwards,
                 read_all_with_filters,
+                read_all_pages_continue_to_every_event_exactly_once,
+                read_stream_bounded_in_bytes_continues_exactly,
+                subscriptions_over_large_events_deliver_each_once,
                 recorded_at_never_decreases,
                 head_tracks_the_last_position,
                 subscribe_to_all_from_start_catches_up_then_goes_live,

@@ -144,6 +144,7 @@
 //! its preallocated zeros, both read in full) plus the unindexed tail, not to the size of the log — plus fjall's replay of its own journal, which the index caps
 //! at 64 MiB (a 10 M-event store opens in about 3.6 s; BENCHMARKS.md).
 
+mod all;
 mod config;
 mod format;
 mod index;

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
+use super::all;
 use super::config::EngineConfig;
 use super::index::Index;
 use super::reader;
@@ -21,7 +22,7 @@ use super::writer::{AppendRequest, Writer, WriterState};
 use crate::error::StoreError;
 use crate::event_store::{EventStore, Subscription};
 use crate::model::{
-    AppendResult, Direction, EventData, EventFilter, ExpectedRevision, Position, ReadFrom, ReadStreamOutcome,
+    AllPage, AppendResult, Direction, EventData, EventFilter, ExpectedRevision, PageLimits, Position, ReadFrom, ReadStreamOutcome,
     RecordedEvent, Revision, StreamId, SubscribeFrom,
 };
 
@@ -209,7 +210,7 @@ impl EmbeddedStore {
         info!(data_dir = %dir.display(), events = recovered.next_position.0, elapsed_ms = started.elapsed().as_millis() as u64, "store opened");
         // `recorded_at` never decreases along the log, whatever the clock does across restarts:
         // the writer starts from the last event's time (the scan may not have seen any event).
-        let last_event = reader::read_all(&shared, ReadFrom::End, Direction::Backwards, 1, &EventFilter::all())?.pop();
+        let last_event = all::read_all(&shared, ReadFrom::End, Direction::Backwards, 1, &EventFilter::all())?.pop();
         let last_micros = last_event.map_or(0, |e| e.recorded_at.timestamp_micros());
         // Recovery checked that only zeros follow the data of the last segment.
         let zeroed_until = segment.len()?;
@@ -349,7 +350,20 @@ impl EventStore for EmbeddedStore {
     ) -> Result<ReadStreamOutcome, StoreError> {
         let shared = Arc::clone(&self.shared);
         let stream = stream.clone();
-        self.blocking(move || reader::read_stream(&shared, &stream, from, direction, max_count)).await
+        self.blocking(move || Ok(reader::read_stream(&shared, &stream, from, direction, max_count, usize::MAX)?.0)).await
+    }
+
+    async fn read_stream_bounded(
+        &self,
+        stream: &StreamId,
+        from: ReadFrom<Revision>,
+        direction: Direction,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<ReadStreamOutcome, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let stream = stream.clone();
+        self.blocking(move || Ok(reader::read_stream(&shared, &stream, from, direction, max_count, max_bytes)?.0)).await
     }
 
     async fn read_all(
@@ -361,7 +375,19 @@ impl EventStore for EmbeddedStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let shared = Arc::clone(&self.shared);
         let filter = filter.clone();
-        self.blocking(move || reader::read_all(&shared, from, direction, max_count, &filter)).await
+        self.blocking(move || all::read_all(&shared, from, direction, max_count, &filter)).await
+    }
+
+    async fn read_all_page(
+        &self,
+        from: ReadFrom<Position>,
+        direction: Direction,
+        limits: PageLimits,
+        filter: &EventFilter,
+    ) -> Result<AllPage, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let filter = filter.clone();
+        self.blocking(move || all::read_all_page(&shared, from, direction, limits, &filter)).await
     }
 
     async fn subscribe_to_all(
