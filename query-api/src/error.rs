@@ -85,6 +85,10 @@ pub enum ApiError {
     /// A rebuild was asked for while one runs.
     #[error("projection {projection} is already being rebuilt (generation {generation}); wait for it to finish")]
     RebuildRunning { projection: String, generation: u64 },
+    /// The store takes no appends now (`/readyz`): its disk is full, or a failed commit needs a
+    /// restart.
+    #[error("the store takes no appends: {0}")]
+    NotReady(StoreError),
     /// A replay named positions that are not parked events waiting for one.
     #[error("projection {projection} has no parked event waiting at position(s) {positions:?}")]
     NotParked { projection: String, positions: Vec<u64> },
@@ -162,6 +166,7 @@ impl ApiError {
                 extra.insert("positions".into(), json!(positions));
                 (StatusCode::UNPROCESSABLE_ENTITY, "not-parked", "Not a parked event")
             }
+            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready"),
             ApiError::View(annals_projectors::ViewError::BadQuery { .. }) => {
                 (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter")
             }
@@ -193,6 +198,9 @@ impl ApiError {
                     (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large")
                 }
                 S::Closed => (StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "The store is closing"),
+                S::StorageFull { .. } => {
+                    (StatusCode::INSUFFICIENT_STORAGE, "insufficient-storage", "The store's disk is full")
+                }
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             },
         };
@@ -238,6 +246,12 @@ impl IntoResponse for ApiError {
         let mut response =
             (status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string())
                 .into_response();
+        if matches!(self, ApiError::Store(StoreError::StorageFull { .. }))
+            || matches!(&self, ApiError::NotReady(e) if e.is_transient())
+        {
+            // Space comes back when an operator frees it: retrying sooner only costs a request.
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
         if matches!(self, ApiError::NotYetApplied { .. }) {
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }

@@ -74,9 +74,21 @@ pub enum StoreError {
 
     #[error("the store is closed")]
     Closed,
+
+    /// The filesystem of the data directory is (nearly) full: the append was not written. Free
+    /// space (or grow the volume) and retry with the same ids; appends resume on their own.
+    #[error("storage full at {path}: {detail}")]
+    StorageFull { path: PathBuf, detail: String },
 }
 
 impl StoreError {
+    /// Whether retrying the same call later can succeed with nothing changed by the caller
+    /// (a full disk that gets space back), as opposed to a call that is wrong or a store that
+    /// needs an operator.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::StorageFull { .. })
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { op, path, source }

@@ -166,6 +166,14 @@ pub trait EventStore: Send + Sync + 'static {
         from: SubscribeFrom<Revision>,
     ) -> Result<Subscription, StoreError>;
 
+    /// `Ok` while the store takes appends; else why not: `Closed`, `StorageFull` while the
+    /// data directory's filesystem is short of space (transient: appends resume by themselves
+    /// once space is freed, and this checks afresh), or the error of a failed commit after which
+    /// only a reopen lets recovery decide what is on disk. What `/readyz` reports.
+    async fn writable(&self) -> Result<(), StoreError> {
+        self.head().await.map(|_| ())
+    }
+
     /// The position of the last committed event, or `None` for an empty store; `Closed` once
     /// the store takes no appends (closed, or its writer stopped).
     async fn head(&self) -> Result<Option<Position>, StoreError>;

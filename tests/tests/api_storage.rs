@@ -97,3 +97,95 @@ async fn a_rare_type_costs_a_scan_window_of_the_tenants_own_events_and_next_find
     assert!(all.len() <= 3, "12,002 events in windows of 10,000: {} pages", all.len());
     app.stop().await;
 }
+
+/// A tmpfs of `mib` MiB on a temporary directory, unmounted on drop; `None` (with a message)
+/// where mounting is impossible (not root).
+struct Mount {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Mount {
+    fn tmpfs(mib: u64) -> Option<Mount> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fs");
+        std::fs::create_dir(&path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}M"), "tmpfs"])
+            .arg(&path)
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(Mount { path, _dir: dir }),
+            other => {
+                eprintln!("SKIPPED: cannot mount a tmpfs ({other:?}); this test needs root");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_507_and_not_ready_until_space_is_freed_and_nothing_acknowledged_is_lost() {
+    use std::io::Write;
+    let Some(mount) = Mount::tmpfs(96) else { return };
+    let data = mount.path.join("data");
+    let app = TestApp::spawn_with(&data, |s| s.min_free_bytes = 8 << 20).await;
+    let writer = key(&app, "acme", "writer").await;
+    let append = |n: u64| {
+        let id = uuid::Uuid::now_v7().to_string();
+        (id.clone(), json!({ "events": [{ "id": id, "type": "note.taken", "data": { "n": n, "pad": "x".repeat(10_000) } }] }))
+    };
+    let mut acked = Vec::new();
+    for n in 0..10 {
+        let (id, body) = append(n);
+        let (status, answer) = writer.post("/v1/streams/notes/events", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        acked.push(id);
+    }
+    // Fill the filesystem.
+    let filler = mount.path.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    for chunk in [1 << 20, 4096] {
+        let bytes = vec![7u8; chunk];
+        while file.write_all(&bytes).is_ok() {}
+    }
+    drop(file);
+
+    let (refused_id, refused) = append(100);
+    let response = writer
+        .client
+        .post(format!("{}/v1/streams/notes/events", writer.base))
+        .bearer_auth(&writer.key)
+        .json(&refused)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().contains_key("retry-after"), "a 507 says when to retry");
+    let (status, problem) = support::decode(response).await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{problem}");
+    assert_eq!(problem["type"], json!("https://annals.dev/problems/insufficient-storage"), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("free"), "the detail names the cause: {problem}");
+    let ready = app.client.get(format!("{}/readyz", app.base)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "not ready while appends are refused");
+    assert!(ready.headers().contains_key("retry-after"));
+
+    std::fs::remove_file(&filler).unwrap();
+    let ready = app.client.get(format!("{}/readyz", app.base)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK, "ready again once space is freed, without a restart");
+    let (status, answer) = writer.post("/v1/streams/notes/events", &refused).await;
+    assert_eq!(status, StatusCode::CREATED, "the refused append, retried, is stored now: {answer}");
+    acked.push(refused_id);
+
+    app.stop().await;
+    let app = TestApp::spawn_with(&data, |s| s.min_free_bytes = 8 << 20).await;
+    let reader = key(&app, "acme", "reader").await;
+    let all = pages(&reader, "/v1/streams/notes/events?limit=1000").await;
+    assert_eq!(ids(&all), acked, "every acknowledged event once, in order, after a restart");
+    app.stop().await;
+}

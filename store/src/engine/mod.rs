@@ -73,9 +73,34 @@
 //! Checks of the next group need the effects of groups that are durable but not yet indexed, so
 //! the writer keeps an overlay of their streams and ids, pruned as the published head passes them.
 //! The writer still never starts writing a group before the previous one is synced (invariant 3).
-//! A failed write, sync or index commit poisons the store: later appends fail until a reopen lets
-//! recovery decide what is on disk. A segment rolls when the next group would take it past
+//! A failed sync or index commit, or a failed write other than for lack of space, poisons the
+//! store: later appends fail until a reopen lets recovery decide what is on disk ("Full disk"). A segment rolls when the next group would take it past
 //! `segment_size`.
+//!
+//! ## Full disk (`space.rs`)
+//!
+//! Running out of space must cost availability only, never data, and must heal by itself:
+//!
+//! - Before writing a group the writer asks the filesystem (`statvfs`) how much is free; below
+//!   `min_free_bytes` (default 128 MiB) plus the group's size it refuses the group's appends
+//!   with `StorageFull` (transient) and writes nothing. The reserve is for the writes that
+//!   cannot be retried in place: the index commit (fjall's journal; a failed commit poisons,
+//!   below) and a new segment's header. `/readyz` answers 503 while appends are refused, and
+//!   checks afresh on each call; the first group after space is freed goes through.
+//! - A `write` of a group that still meets ENOSPC or EDQUOT (another process took the space
+//!   meanwhile, or `statvfs` cannot tell) is `StorageFull` too, and safe to retry: nothing of
+//!   the group was answered, the segment is cut back to where the group began (so nothing torn
+//!   stays in the middle of the log), the group is taken back out of the writer's overlay, and
+//!   the next group is written at the same offset. A roll whose new segment cannot be created
+//!   is handled the same way (the empty file is removed). The zero-filling of the next segment
+//!   is skipped when the disk lacks room for it besides the reserve, and its file removed if it
+//!   fails, so preallocation never holds the space appends need.
+//! - A failed `fdatasync` (EIO, or ENOSPC reported by a delayed allocation) still poisons the
+//!   store, as does a failed index commit. After a failed `fsync` Linux may have marked the
+//!   unwritten pages clean and dropped the error: a second `fdatasync` can return success for
+//!   data that never reached the disk (the "fsyncgate" of PostgreSQL, 2018), so retrying would
+//!   risk acknowledging a lost group. Only a reopen, whose recovery reads back what is on disk,
+//!   can decide; `/readyz` answers 503 meanwhile.
 //!
 //! ## Preallocation (`segment.rs`)
 //!
@@ -152,6 +177,7 @@ mod indexer;
 mod reader;
 mod recovery;
 mod segment;
+mod space;
 mod store;
 mod subscribe;
 mod writer;

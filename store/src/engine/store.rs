@@ -17,6 +17,7 @@ use super::index::Index;
 use super::reader;
 use super::recovery::{self, RecoveryReport};
 use super::segment::{Segment, Segments, VerifyReport};
+use super::space::Space;
 use super::subscribe;
 use super::writer::{AppendRequest, Writer, WriterState};
 use crate::error::StoreError;
@@ -75,6 +76,8 @@ pub struct Shared {
     /// Set when a write, sync or index commit failed: what is on disk past the head is unknown,
     /// so no more appends are taken until a reopen lets recovery decide.
     poisoned: Mutex<Option<String>>,
+    /// Free space on the data directory's filesystem, and whether appends wait for it.
+    pub space: Space,
 }
 
 /// The open index, borrowed for one read or one group.
@@ -191,6 +194,7 @@ impl EmbeddedStore {
             std::fs::TryLockError::Error(source) => StoreError::Io { op: "lock", path: lock_path.clone(), source },
         })?;
         let started = std::time::Instant::now();
+        let min_free_bytes = config.min_free_bytes;
         let recovered = recovery::recover(&log_dir, &dir.join("index"), config.max_open_segments)?;
         let segment = Arc::clone(recovered.segments.last().expect("recovery leaves a segment"));
         let (head, _) = watch::channel(Head {
@@ -206,6 +210,7 @@ impl EmbeddedStore {
             head,
             lock: Mutex::new(Some(lock)),
             poisoned: Mutex::new(None),
+            space: Space::new(&dir, min_free_bytes),
         });
         info!(data_dir = %dir.display(), events = recovered.next_position.0, elapsed_ms = started.elapsed().as_millis() as u64, "store opened");
         // `recorded_at` never decreases along the log, whatever the clock does across restarts:
@@ -407,6 +412,15 @@ impl EventStore for EmbeddedStore {
         from: SubscribeFrom<Revision>,
     ) -> Result<Subscription, StoreError> {
         subscribe::to_stream(&self.shared, stream.clone(), from)
+    }
+
+    async fn writable(&self) -> Result<(), StoreError> {
+        self.head().await?;
+        if self.shared.poisoned().is_some() {
+            return Err(self.shared.poisoned_error());
+        }
+        let shared = Arc::clone(&self.shared);
+        self.blocking(move || shared.space.writable()).await
     }
 
     async fn head(&self) -> Result<Option<Position>, StoreError> {

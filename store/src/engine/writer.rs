@@ -58,6 +58,9 @@ const STREAM_CACHE: usize = 100_000;
 pub struct Writer {
     shared: Arc<Shared>,
     state: WriterState,
+    /// The overlay entries of the streams the group being prepared changed, as they were before
+    /// it: a group refused for lack of space is taken back out of the overlay.
+    undo_streams: HashMap<StreamId, Option<(StreamEntry, Position)>>,
     buf: Vec<u8>,
     overlay: Overlay,
     /// The zero-filling of the next segment, once the current one is half full.
@@ -83,6 +86,7 @@ impl Writer {
         Writer {
             shared,
             state,
+            undo_streams: HashMap::new(),
             buf: Vec::with_capacity(1 << 20),
             overlay: Overlay::default(),
             preparing: None,
@@ -154,6 +158,23 @@ impl Writer {
             job.replies = requests.into_iter().map(|r| (r.reply, Err(self.shared.poisoned_error()))).collect();
             return job;
         }
+        // Refused before anything is written while the filesystem is short of space: a group
+        // refused here changes nothing, on disk or in the overlay (module doc, "Full disk").
+        let needed: u64 = requests
+            .iter()
+            .map(|r| (r.bytes + r.events.len() * (format::RECORD_FIXED_LEN + r.stream.as_str().len())) as u64)
+            .sum();
+        let check = match self.shared.config.min_free_bytes {
+            0 => Ok(()),
+            _ => self.shared.space.check(needed + GROUP_HEADER_LEN as u64),
+        };
+        if let Err(detail) = check {
+            warn!(detail = %detail, "refusing appends: storage full");
+            job.replies = requests.into_iter().map(|r| (r.reply, Err(self.storage_full(&detail)))).collect();
+            return job;
+        }
+        self.undo_streams.clear();
+        let next_stream_number = self.state.next_stream_number;
         self.buf.clear();
         self.buf.resize(GROUP_HEADER_LEN, 0);
         let now = chrono::Utc::now().timestamp_micros().max(self.state.last_micros);
@@ -185,6 +206,29 @@ impl Writer {
                 let ids = job.records.iter().map(|r| (Arc::clone(&r.namespace), r.id)).collect();
                 self.overlay.groups.push_back((self.state.next_position, ids));
                 self.prepare_next_segment();
+            }
+            Err(StoreError::StorageFull { detail, .. }) => {
+                // Nothing of the group is on disk past the data (`Segment::write_and_sync` cut it
+                // off) and nothing was answered: take it out of the overlay, answer every append
+                // of the group "storage full" (a rejection computed against an append of the
+                // group would be against a state that never existed), and write the next group
+                // where this one would have gone.
+                warn!(detail = %detail, "group refused by the filesystem: storage full");
+                self.shared.space.refused(detail.clone());
+                for record in job.records.drain(..) {
+                    self.overlay.ids.remove(&(record.namespace, record.id));
+                }
+                for (stream, previous) in self.undo_streams.drain() {
+                    match previous {
+                        Some(entry) => self.overlay.streams.insert(stream, entry),
+                        None => self.overlay.streams.remove(&stream),
+                    };
+                }
+                self.state.next_stream_number = next_stream_number;
+                self.state.zeroed_until = self.state.offset;
+                for (_, result) in &mut job.replies {
+                    *result = Err(self.storage_full(&detail));
+                }
             }
             Err(e) => {
                 error!(error = %e, "group commit failed; the store accepts no more appends until reopened");
@@ -314,6 +358,8 @@ impl Writer {
         let n = request.events.len() as u64;
         let last_revision = Revision(first_revision.0 + n - 1);
         let last_position = Position(first_position.0 + n - 1);
+        let previous = self.overlay.streams.get(stream).copied();
+        self.undo_streams.entry(stream.clone()).or_insert(previous);
         self.overlay.streams.insert(stream.clone(), (StreamEntry { number, last_revision }, last_position));
         group_streams.insert(stream.clone());
         Ok(AppendResult {
@@ -358,10 +404,20 @@ impl Writer {
         Ok((segment.number, group_offset))
     }
 
-    /// Starts zero-filling the next segment once the current one is half full, if not started.
+    /// An append's answer while the filesystem is short of space.
+    fn storage_full(&self, detail: &str) -> StoreError {
+        StoreError::StorageFull { path: self.shared.log_dir.clone(), detail: detail.to_owned() }
+    }
+
+    /// Starts zero-filling the next segment once the current one is half full, if not started
+    /// and if the filesystem has room for it besides the reserve (else the next segment grows
+    /// as written: preallocation must not be what fills the disk).
     fn prepare_next_segment(&mut self) {
         let size = self.shared.config.segment_size;
         if self.preparing.is_some() || !self.shared.config.preallocate || self.state.offset < size / 2 {
+            return;
+        }
+        if self.shared.space.available().is_some_and(|free| free < size.saturating_add(self.shared.space.reserve())) {
             return;
         }
         let log_dir = self.shared.log_dir.clone();
