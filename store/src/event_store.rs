@@ -123,6 +123,7 @@ pub trait EventStore: Send + Sync + 'static {
         filter: &EventFilter,
     ) -> Result<AllPage, StoreError> {
         let mut events = self.read_all(from, direction, limits.max_count, filter).await?;
+        let examined = events.len();
         let full = events.len() == limits.max_count;
         let mut bytes = 0usize;
         let keep = events
@@ -149,7 +150,7 @@ pub trait EventStore: Send + Sync + 'static {
             },
             (Direction::Backwards, _) => None,
         };
-        Ok(AllPage { events, next, reached_end })
+        Ok(AllPage { events, next, reached_end, examined })
     }
 
     /// Follows `$all` (events matching `filter`) from `from`: history first, then live.

@@ -315,6 +315,9 @@ pub struct AllPage {
     /// The read reached the end of the log (forwards: the head; backwards: position 0): only
     /// events appended since can follow.
     pub reached_end: bool,
+    /// Events examined (the figure `max_scan` bounds): a caller that reads on can carry one
+    /// scan budget across several reads.
+    pub examined: usize,
 }
 
 /// Which way a read goes.

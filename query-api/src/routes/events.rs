@@ -1,6 +1,6 @@
 //! The global log, `$all`: paged reads with filters on event types and stream names.
 
-use annals_store::{Direction, EventFilter, PageLimits, Position, ReadFrom};
+use annals_store::{Direction, EventFilter, EventStore, PageLimits, Position, ReadFrom, RecordedEvent};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
@@ -61,11 +61,8 @@ pub async fn read_all(
     let (types, filter) = type_filter(params.types.as_deref())?;
     let filter = filter.stream_prefix(principal.tenant.prefix() + params.stream_prefix.as_deref().unwrap_or(""));
     let from = params.from_position.map_or(ReadFrom::Start, |p| ReadFrom::At(Position(p)));
-    let limits = PageLimits { max_count: limit, max_bytes: state.settings.max_page_bytes, max_scan: SCAN_WINDOW };
-    let page = state.store.read_all_page(from, Direction::Forwards, limits, &filter).await?;
-    // The store filters types by prefix; a page keeps only the exact types asked for. Dropped
-    // events were examined, so `next` (after the last event examined) still skips none.
-    let next = page.next.filter(|_| !page.reached_end).map(|next| {
+    let (page, next) = read_page(&*state.store, from, limit, state.settings.max_page_bytes, &filter, &types).await?;
+    let next = next.map(|next| {
         let mut link = format!("/v1/events?from_position={}&limit={limit}", next.0);
         if let Some(types) = &params.types {
             link.push_str(&format!("&types={}", encode(types)));
@@ -75,13 +72,52 @@ pub async fn read_all(
         }
         link
     });
-    let events = page
-        .events
-        .into_iter()
-        .filter(|e| types.is_empty() || types.contains(&e.event_type))
-        .map(|e| Event::new(e, &principal.tenant))
-        .collect();
+    let events = page.into_iter().map(|e| Event::new(e, &principal.tenant)).collect();
     Ok(Json(Page { events, next }))
+}
+
+/// A page of events from `from` that pass `filter` and have one of `types` exactly (any type if
+/// empty), and where the next page starts unless this one reached the end of the log. The store
+/// filters types by prefix, so its pages can hold longer types, dropped here; it reads on until
+/// the page has `limit` events or `max_bytes` of them (its first event whatever its size), the
+/// log ends, or `SCAN_WINDOW` of the tenant's events were examined. So the work of a request is
+/// bounded, and a page can be short, even empty, with a `next` that continues right after the
+/// last event examined: following `next` never skips or repeats an event.
+async fn read_page(
+    store: &dyn EventStore,
+    mut from: ReadFrom<Position>,
+    limit: usize,
+    max_bytes: usize,
+    filter: &EventFilter,
+    types: &[String],
+) -> Result<(Vec<RecordedEvent>, Option<Position>), ApiError> {
+    let mut page: Vec<RecordedEvent> = Vec::new();
+    let (mut bytes, mut budget) = (0usize, SCAN_WINDOW);
+    loop {
+        let max_count = limit - page.len();
+        let limits = PageLimits { max_count, max_bytes: max_bytes.saturating_sub(bytes).max(1), max_scan: budget };
+        let read = store.read_all_page(from, Direction::Forwards, limits, filter).await?;
+        budget = budget.saturating_sub(read.examined.max(1));
+        for event in read.events {
+            if !types.is_empty() && !types.contains(&event.event_type) {
+                continue;
+            }
+            if !page.is_empty() && bytes.saturating_add(event.size()) > max_bytes {
+                // It starts the next page.
+                return Ok((page, Some(event.position)));
+            }
+            bytes += event.size();
+            page.push(event);
+        }
+        if read.reached_end {
+            return Ok((page, None));
+        }
+        let Some(next) = read.next else { return Ok((page, None)) };
+        if page.len() == limit || budget == 0 || bytes >= max_bytes {
+            return Ok((page, Some(next)));
+        }
+        from = ReadFrom::At(next);
+    }
 }
 
 /// The exact types of a `types` parameter (comma-separated), and the store filter for them: the

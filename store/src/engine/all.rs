@@ -43,7 +43,7 @@ pub fn read_all_page(
             };
             if start >= head || limits.max_count == 0 {
                 let reached_end = limits.max_count > 0 || start >= head;
-                return Ok(AllPage { events: Vec::new(), next: Some(start), reached_end });
+                return Ok(AllPage { events: Vec::new(), next: Some(start), reached_end, examined: 0 });
             }
             match filter.namespace() {
                 Some(namespace) => {
@@ -75,7 +75,8 @@ pub fn read_all_page(
         }
         Direction::Backwards => {
             if head.0 == 0 || limits.max_count == 0 {
-                return Ok(AllPage { events: Vec::new(), next: None, reached_end: limits.max_count > 0 });
+                let reached_end = limits.max_count > 0;
+                return Ok(AllPage { events: Vec::new(), next: None, reached_end, examined: 0 });
             }
             let last = Position(head.0 - 1);
             let mut end = match from {
@@ -161,12 +162,13 @@ impl Collector<'_> {
 
     /// The page; `end_next` is where reading on starts when no bound stopped it (the end).
     fn finish(self, end_next: Option<Position>) -> AllPage {
-        match self.stop {
-            Some(Some(next)) => AllPage { events: self.events, next: Some(next), reached_end: false },
+        let (next, reached_end) = match self.stop {
+            Some(Some(next)) => (Some(next), false),
             // Stopped on position 0, backwards: nothing is left either.
-            Some(None) => AllPage { events: self.events, next: None, reached_end: true },
-            None => AllPage { events: self.events, next: end_next, reached_end: true },
-        }
+            Some(None) => (None, true),
+            None => (end_next, true),
+        };
+        AllPage { events: self.events, next, reached_end, examined: self.scanned }
     }
 }
 
