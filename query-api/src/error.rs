@@ -191,9 +191,7 @@ impl ApiError {
                 | S::DuplicateIdInBatch { .. }
                 | S::InvalidEventType { .. }
                 | S::EventTypeCharacter { .. }
-                | S::InvalidJson { .. } => {
-                    (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body")
-                }
+                | S::InvalidJson { .. } => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body"),
                 S::EventTooLarge { .. } | S::BatchTooLarge { .. } => {
                     (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large")
                 }

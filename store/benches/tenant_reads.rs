@@ -55,8 +55,11 @@ fn main() -> anyhow::Result<()> {
         }
         let build = started.elapsed();
         let head = store.head().await?.map_or(0, |p| p.0 + 1);
-        println!("log: {head} events ({small} of the small tenant), built in {:.1} s ({:.0} events/s)",
-            build.as_secs_f64(), head as f64 / build.as_secs_f64());
+        println!(
+            "log: {head} events ({small} of the small tenant), built in {:.1} s ({:.0} events/s)",
+            build.as_secs_f64(),
+            head as f64 / build.as_secs_f64()
+        );
         println!();
         println!("| read ({PAGE}-event pages, following `next` to the end) | events | median | p90 | per event |");
         println!("|---|---|---|---|---|");
@@ -65,10 +68,18 @@ fn main() -> anyhow::Result<()> {
         let cases: [(&str, EventFilter, ReadFrom<_>, usize); 4] = [
             ("small tenant, whole log (namespace index)", tenant, ReadFrom::Start, usize::MAX),
             ("small tenant, `types=invoice.paid` (namespace index)", paid, ReadFrom::Start, usize::MAX),
-            ("peer: unfiltered, the same number of events from the middle", EventFilter::all(),
-                ReadFrom::At(annals_store::Position(head / 2)), small),
-            ("before: small tenant by log walk (first page only)", EventFilter::all().stream_prefix("small"),
-                ReadFrom::Start, PAGE),
+            (
+                "peer: unfiltered, the same number of events from the middle",
+                EventFilter::all(),
+                ReadFrom::At(annals_store::Position(head / 2)),
+                small,
+            ),
+            (
+                "before: small tenant by log walk (first page only)",
+                EventFilter::all().stream_prefix("small"),
+                ReadFrom::Start,
+                PAGE,
+            ),
         ];
         for (what, filter, from, cap) in cases {
             let runs = if what.starts_with("before") { repeats.min(3) } else { repeats };
@@ -82,8 +93,12 @@ fn main() -> anyhow::Result<()> {
             times.sort();
             let median = times[times.len() / 2];
             let p90 = times[(times.len() * 9 / 10).min(times.len() - 1)];
-            println!("| {what} | {count} | {} | {} | {:.1} µs |", ms(median), ms(p90),
-                median.as_secs_f64() * 1e6 / count.max(1) as f64);
+            println!(
+                "| {what} | {count} | {} | {} | {:.1} µs |",
+                ms(median),
+                ms(p90),
+                median.as_secs_f64() * 1e6 / count.max(1) as f64
+            );
         }
         store.close().await?;
         anyhow::Ok(())
@@ -112,9 +127,12 @@ async fn page_through(
 }
 
 fn event(event_type: &str, n: usize) -> EventData {
-    EventData::json(event_type, &serde_json::json!({
-        "message_id": format!("m-{n}"), "channel": "email", "provider": "ses", "attempt": 1
-    }))
+    EventData::json(
+        event_type,
+        &serde_json::json!({
+            "message_id": format!("m-{n}"), "channel": "email", "provider": "ses", "attempt": 1
+        }),
+    )
     .expect("valid event")
 }
 

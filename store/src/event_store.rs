@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 
 use crate::error::StoreError;
 use crate::model::{
-    AllPage, AppendResult, Direction, EventData, EventFilter, ExpectedRevision, PageLimits, Position, ReadFrom, ReadStreamOutcome,
-    RecordedEvent, Revision, StreamId, SubscribeFrom,
+    AllPage, AppendResult, Direction, EventData, EventFilter, ExpectedRevision, PageLimits, Position, ReadFrom,
+    ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom,
 };
 
 /// An append-only, totally ordered log of events grouped in streams.

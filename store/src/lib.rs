@@ -16,6 +16,7 @@ mod model;
 pub use error::StoreError;
 pub use event_store::{Batch, EventStore, Pace, Subscription, SubscriptionMessage};
 pub use model::{
-    forbidden_character, AllPage, AppendResult, CurrentRevision, Direction, EventData, EventFilter, ExpectedRevision, Position, ReadFrom,
-    PageLimits, ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom, MAX_EVENT_TYPE_LEN, MAX_STREAM_NAME_LEN,
+    forbidden_character, AllPage, AppendResult, CurrentRevision, Direction, EventData, EventFilter, ExpectedRevision,
+    PageLimits, Position, ReadFrom, ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom,
+    MAX_EVENT_TYPE_LEN, MAX_STREAM_NAME_LEN,
 };

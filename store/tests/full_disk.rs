@@ -26,10 +26,8 @@ impl Mount {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("fs");
         std::fs::create_dir(&path).expect("mount point");
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}M"), "tmpfs"])
-            .arg(&path)
-            .status();
+        let status =
+            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={mib}M"), "tmpfs"]).arg(&path).status();
         match status {
             Ok(s) if s.success() => Some(Mount { path, _dir: dir }),
             other => {

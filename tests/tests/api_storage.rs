@@ -33,7 +33,10 @@ async fn pages(app: &TestApp, first: &str) -> Vec<Value> {
 }
 
 fn ids(pages: &[Value]) -> Vec<String> {
-    pages.iter().flat_map(|p| p["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned())).collect()
+    pages
+        .iter()
+        .flat_map(|p| p["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()))
+        .collect()
 }
 
 #[tokio::test]
@@ -91,8 +94,10 @@ async fn a_rare_type_costs_a_scan_window_of_the_tenants_own_events_and_next_find
     assert_eq!(first["events"].as_array().unwrap().len(), 1, "the window holds the first: {first}");
     assert!(first["next"].is_string(), "the window stopped the scan, so the page links on: {first}");
     let all = pages(&reader, "/v1/events?types=rare.found&limit=10").await;
-    let found: Vec<u64> =
-        all.iter().flat_map(|p| p["events"].as_array().unwrap().iter().map(|e| e["data"]["i"].as_u64().unwrap())).collect();
+    let found: Vec<u64> = all
+        .iter()
+        .flat_map(|p| p["events"].as_array().unwrap().iter().map(|e| e["data"]["i"].as_u64().unwrap()))
+        .collect();
     assert_eq!(found, [0, 0], "both of acme's rare events, once each, none of globex's: {all:?}");
     assert!(all.len() <= 3, "12,002 events in windows of 10,000: {} pages", all.len());
     app.stop().await;
@@ -139,7 +144,10 @@ async fn a_full_disk_is_507_and_not_ready_until_space_is_freed_and_nothing_ackno
     let writer = key(&app, "acme", "writer").await;
     let append = |n: u64| {
         let id = uuid::Uuid::now_v7().to_string();
-        (id.clone(), json!({ "events": [{ "id": id, "type": "note.taken", "data": { "n": n, "pad": "x".repeat(10_000) } }] }))
+        (
+            id.clone(),
+            json!({ "events": [{ "id": id, "type": "note.taken", "data": { "n": n, "pad": "x".repeat(10_000) } }] }),
+        )
     };
     let mut acked = Vec::new();
     for n in 0..10 {

@@ -29,8 +29,8 @@
 mod append;
 mod concurrency;
 mod idempotency;
-mod pages;
 mod paced;
+mod pages;
 mod read;
 mod subscribe;
 
@@ -61,14 +61,13 @@ pub use idempotency::{
     duplicate_id_in_batch_is_rejected, idempotent_retry_with_any, idempotent_retry_with_exact_after_later_appends,
     idempotent_retry_with_no_stream_after_later_appends, idempotent_retry_with_stream_exists,
     ids_are_scoped_by_namespace, ids_stored_in_another_stream_are_an_idempotency_conflict,
-    large_batches_retry_and_conflict_like_small_ones,
-    partial_overlap_is_an_idempotency_conflict,
+    large_batches_retry_and_conflict_like_small_ones, partial_overlap_is_an_idempotency_conflict,
 };
+pub use paced::paced_subscribers_receive_every_event_in_order;
 pub use pages::{
     read_all_pages_continue_to_every_event_exactly_once, read_stream_bounded_in_bytes_continues_exactly,
     subscriptions_over_large_events_deliver_each_once,
 };
-pub use paced::paced_subscribers_receive_every_event_in_order;
 pub use read::{
     head_tracks_the_last_position, read_all_forwards_and_backwards, read_all_with_filters,
     read_stream_forwards_backwards_and_from_revision, read_stream_of_missing_stream_is_not_found,

@@ -57,8 +57,9 @@ pub async fn read_all_pages_continue_to_every_event_exactly_once<S: EventStore>(
     let streams = [stream("pg-a/order-1"), stream("pg-b/order-1"), stream("pg-a/order-2"), stream("pg-plain")];
     for k in 0..24u64 {
         let target = &streams[(k * 7 % 5 % 4) as usize];
-        let batch: Vec<EventData> =
-            (0..(k % 3 + 1)).map(|i| sized(if k % 4 == 0 { "rare" } else { "common" }, k * 10 + i, (k as usize % 5) * 300)).collect();
+        let batch: Vec<EventData> = (0..(k % 3 + 1))
+            .map(|i| sized(if k % 4 == 0 { "rare" } else { "common" }, k * 10 + i, (k as usize % 5) * 300))
+            .collect();
         ledger.record(&append(store, target, ExpectedRevision::Any, &batch).await, &batch);
     }
     let filters = [

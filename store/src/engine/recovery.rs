@@ -181,13 +181,7 @@ fn scan_and_index(
                         Some(shared) => Arc::clone(shared),
                         None => Arc::clone(namespaces.entry(ns.to_owned()).or_insert_with(|| Arc::from(ns))),
                     };
-                    records.push(IndexedRecord {
-                        namespace,
-                        id: r.id,
-                        entry,
-                        offset: r.offset,
-                        len: r.len,
-                    });
+                    records.push(IndexedRecord { namespace, id: r.id, entry, offset: r.offset, len: r.len });
                 }
                 index.insert_group(&mut batch, segment.number, group.offset, &records);
                 report.reindexed_events += records.len() as u64;

@@ -23,8 +23,8 @@ use super::writer::{AppendRequest, Writer, WriterState};
 use crate::error::StoreError;
 use crate::event_store::{EventStore, Subscription};
 use crate::model::{
-    AllPage, AppendResult, Direction, EventData, EventFilter, ExpectedRevision, PageLimits, Position, ReadFrom, ReadStreamOutcome,
-    RecordedEvent, Revision, StreamId, SubscribeFrom,
+    AllPage, AppendResult, Direction, EventData, EventFilter, ExpectedRevision, PageLimits, Position, ReadFrom,
+    ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom,
 };
 
 /// How many appends may wait for the writer before callers wait to enqueue (back-pressure).
@@ -355,7 +355,8 @@ impl EventStore for EmbeddedStore {
     ) -> Result<ReadStreamOutcome, StoreError> {
         let shared = Arc::clone(&self.shared);
         let stream = stream.clone();
-        self.blocking(move || Ok(reader::read_stream(&shared, &stream, from, direction, max_count, usize::MAX)?.0)).await
+        self.blocking(move || Ok(reader::read_stream(&shared, &stream, from, direction, max_count, usize::MAX)?.0))
+            .await
     }
 
     async fn read_stream_bounded(

@@ -7,12 +7,13 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, watch};
 
-use super::{all, reader};
 use super::store::{Head, Shared};
+use super::{all, reader};
 use crate::error::StoreError;
 use crate::event_store::{Batch, Pace, Subscription, SubscriptionMessage};
 use crate::model::{
-    Direction, EventFilter, PageLimits, Position, ReadFrom, ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom,
+    Direction, EventFilter, PageLimits, Position, ReadFrom, ReadStreamOutcome, RecordedEvent, Revision, StreamId,
+    SubscribeFrom,
 };
 
 /// Events read per step; also what a subscriber buffers at most (times the channel depth).
@@ -156,4 +157,3 @@ async fn run(
         }
     }
 }
-

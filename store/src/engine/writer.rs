@@ -352,7 +352,13 @@ impl Writer {
             // Offsets are relative to the group until `write_group` knows where it goes.
             let len = (self.buf.len() - start) as u32;
             let namespace = Arc::clone(&request.namespace);
-            records.push(IndexedRecord { namespace: Arc::clone(&namespace), id: event.id(), entry, offset: start as u64, len });
+            records.push(IndexedRecord {
+                namespace: Arc::clone(&namespace),
+                id: event.id(),
+                entry,
+                offset: start as u64,
+                len,
+            });
             self.overlay.ids.insert((namespace, event.id()), entry);
         }
         let n = request.events.len() as u64;
