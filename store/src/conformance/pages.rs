@@ -139,11 +139,8 @@ pub async fn subscriptions_over_large_events_deliver_each_once<S: EventStore>(st
         .expect("subscribe to the stream");
     for sub in [&mut all, &mut one] {
         let mut got = Vec::new();
-        loop {
-            match within("next message", sub.next()).await.expect("a message") {
-                crate::SubscriptionMessage::Event(e) => got.push(e.id),
-                crate::SubscriptionMessage::CaughtUp => break,
-            }
+        while let crate::SubscriptionMessage::Event(e) = within("next message", sub.next()).await.expect("a message") {
+            got.push(e.id);
         }
         assert_eq!(got, batch.iter().map(EventData::id).collect::<Vec<_>>(), "history, each once, before CaughtUp");
     }

@@ -69,16 +69,18 @@ pub struct Writer {
     cancel: Arc<AtomicBool>,
 }
 
+/// An event id with its stream's namespace: ids are unique per namespace (`StreamId::namespace`).
+type IdKey = (Arc<str>, Uuid);
+
 /// Ids of groups written but not yet published, and the entries of recently written streams
 /// (all of those not yet published among them).
 #[derive(Default)]
 struct Overlay {
     /// A stream's entry and the position of its last event.
     streams: HashMap<StreamId, (StreamEntry, Position)>,
-    /// Ids are unique per namespace (`StreamId::namespace`), so they are keyed with it.
-    ids: HashMap<(Arc<str>, Uuid), IdEntry>,
+    ids: HashMap<IdKey, IdEntry>,
     /// Per group in flight: its end position and the ids it added.
-    groups: VecDeque<(Position, Vec<(Arc<str>, Uuid)>)>,
+    groups: VecDeque<(Position, Vec<IdKey>)>,
 }
 
 impl Writer {
@@ -245,7 +247,7 @@ impl Writer {
     /// The stored ids among those of the group's small appends, found with one lookup: the ids
     /// concurrent clients generate (time-ordered v7) lie close together. Larger appends look up
     /// their own ids, which are close together in any case.
-    fn prefetch_ids(&self, requests: &[AppendRequest]) -> Result<HashMap<(Arc<str>, Uuid), IdEntry>, StoreError> {
+    fn prefetch_ids(&self, requests: &[AppendRequest]) -> Result<HashMap<IdKey, IdEntry>, StoreError> {
         let mut by_namespace: HashMap<Arc<str>, Vec<Uuid>> = HashMap::new();
         for request in requests.iter().filter(|r| r.events.len() < OWN_LOOKUP) {
             let ids = by_namespace.entry(Arc::clone(&request.namespace)).or_default();
@@ -271,7 +273,7 @@ impl Writer {
     fn prepare(
         &mut self,
         request: &AppendRequest,
-        prefetched: &HashMap<(Arc<str>, Uuid), IdEntry>,
+        prefetched: &HashMap<IdKey, IdEntry>,
         records: &mut Vec<IndexedRecord>,
         group_streams: &mut HashSet<StreamId>,
         now: i64,
