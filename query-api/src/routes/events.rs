@@ -40,7 +40,7 @@ pub struct ReadAllParams {
     operation_id = "read_all",
     path = "/v1/events",
     tag = "events",
-    description = "The global log of the caller's tenant, in commit order. Positions are global (shared by all tenants), so they have gaps here. A page ends at `limit` events, at the server's byte bound (`ANNALS_MAX_PAGE_BYTES`, default 16 MiB; a page's first event is sent whatever its size), or after 10,000 of the tenant's events examined for a `types` filter, whichever comes first: a page may hold fewer than `limit` events, or none, and still have a `next` link. Following `next` until a page has none returns every matching event exactly once, in order.",
+    description = "The global log of the caller's tenant, in commit order. Positions are global (shared by all tenants), so they have gaps here. A page ends at `limit` events, at the server's byte bound (`ANNALS_MAX_PAGE_BYTES`, default 16 MiB; a page's first event is sent whatever its size), or after 10,000 of the tenant's events examined for a `types` or `stream_prefix` filter, whichever comes first: a page may hold fewer than `limit` events, or none, and still have a `next` link. Following `next` until a page has none returns every matching event exactly once, in order.",
     params(ReadAllParams),
     responses(
         (status = 200, description = "A page of events; `next` links to the following page unless this one reached the end of the log", body = Page),
