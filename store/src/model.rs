@@ -14,6 +14,9 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::error::StoreError;
+pub(crate) use crate::names::namespace_of;
+use crate::names::{forbidden_character, validate_event_type};
+pub use crate::page::{AllPage, PageLimits};
 
 /// Longest stream name, in bytes of UTF-8.
 pub const MAX_STREAM_NAME_LEN: usize = 256;
@@ -281,45 +284,6 @@ impl RecordedEvent {
     }
 }
 
-/// The bounds of one page of `$all` ([`EventStore::read_all_page`](crate::EventStore::read_all_page)):
-/// the page ends at whichever comes first. A page always holds at least one event if one matches
-/// within `max_scan`, whatever its size.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct PageLimits {
-    /// Events returned, at most.
-    pub max_count: usize,
-    /// Bytes of events returned ([`RecordedEvent::size`]), at most — exceeded only by a page's
-    /// first event, which is returned whatever its size.
-    pub max_bytes: usize,
-    /// Events examined, matching the filter or not, at most (KurrentDB's "max search window"):
-    /// bounds the work of a read whose filter matches rarely. Events of other namespaces that a
-    /// namespace-filtered read skips through the index are not examined.
-    pub max_scan: usize,
-}
-
-impl PageLimits {
-    /// At most `max_count` events, no other bound.
-    pub fn count(max_count: usize) -> Self {
-        PageLimits { max_count, max_bytes: usize::MAX, max_scan: usize::MAX }
-    }
-}
-
-/// One page of `$all`, and where the next one starts.
-#[derive(Clone, PartialEq, Debug)]
-pub struct AllPage {
-    pub events: Vec<RecordedEvent>,
-    /// Where to read on: forwards, the position after the last event examined (at the end of the
-    /// log, the head's next position); backwards, the position before it (`None` past position
-    /// 0). Reading on from here never skips or repeats an event.
-    pub next: Option<Position>,
-    /// The read reached the end of the log (forwards: the head; backwards: position 0): only
-    /// events appended since can follow.
-    pub reached_end: bool,
-    /// Events examined (the figure `max_scan` bounds): a caller that reads on can carry one
-    /// scan budget across several reads.
-    pub examined: usize,
-}
-
 /// Which way a read goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -418,53 +382,6 @@ impl ReadStreamOutcome {
     }
 }
 
-/// The namespace of a stream name: up to the first `/`, or `""` without one.
-pub(crate) fn namespace_of(stream: &str) -> &str {
-    stream.split_once('/').map_or("", |(namespace, _)| namespace)
-}
-
-/// The first character of `name` that must not be in a stream name or an event type, as (index
-/// in characters from 0, the character, its class): a control character (Unicode category Cc), a
-/// format character (Cf: bidirectional overrides such as U+202E, zero-width spaces and joiners,
-/// the byte-order mark U+FEFF, …) or a noncharacter (U+FDD0..U+FDEF and the last two code points
-/// of every plane, U+xFFFE and U+xFFFF). All of them are invisible or reorder text where a name
-/// is shown, so two names could look alike, or a name look like another, in a log UI.
-pub fn forbidden_character(name: &str) -> Option<(usize, char, &'static str)> {
-    use unicode_general_category::{get_general_category, GeneralCategory};
-    name.chars().enumerate().find_map(|(index, c)| {
-        let class = if c.is_control() {
-            "a control character"
-        } else if get_general_category(c) == GeneralCategory::Format {
-            "an invisible format character"
-        } else if ('\u{FDD0}'..='\u{FDEF}').contains(&c) || (c as u32) & 0xFFFE == 0xFFFE {
-            "a noncharacter"
-        } else {
-            return None;
-        };
-        Some((index, c, class))
-    })
-}
-
-fn validate_event_type(event_type: &str) -> Result<(), StoreError> {
-    if let Some((index, character, class)) = forbidden_character(event_type) {
-        let event_type = event_type.to_owned();
-        return Err(StoreError::EventTypeCharacter { event_type, index, character, class });
-    }
-    let reason = if event_type.is_empty() {
-        Some("must not be empty")
-    } else if event_type.len() > MAX_EVENT_TYPE_LEN {
-        Some("must be at most 128 bytes")
-    } else if event_type.chars().any(char::is_whitespace) {
-        Some("must not contain whitespace")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(StoreError::InvalidEventType { event_type: event_type.to_owned(), reason }),
-        None => Ok(()),
-    }
-}
-
 fn raw_bytes(raw: Box<RawValue>) -> Bytes {
     let text: Box<str> = raw.into();
     Bytes::from(String::from(text))
@@ -491,56 +408,5 @@ mod tests {
         assert_eq!(&event.metadata[..], br#"{"traceparent":"x"}"#);
         let empty_type: Box<RawValue> = serde_json::from_str("{}").expect("json");
         assert!(EventData::from_raw_json(id, "", empty_type).is_err(), "the event type is still checked");
-    }
-
-    /// Each class of spoofing character is refused in stream names and event types, with the
-    /// character and its index named.
-    #[test]
-    fn names_refuse_characters_that_spoof() {
-        let cases = [
-            ('\u{202E}', "format"), // right-to-left override
-            ('\u{200B}', "format"), // zero-width space
-            ('\u{200D}', "format"), // zero-width joiner
-            ('\u{FEFF}', "format"), // byte-order mark
-            ('\u{FFFE}', "noncharacter"),
-            ('\u{10FFFF}', "noncharacter"),
-            ('\u{FDD0}', "noncharacter"),
-            ('\u{0007}', "control"),
-            ('\u{0085}', "control"),
-        ];
-        for (c, class) in cases {
-            let code = format!("U+{:04X}", u32::from(c));
-            let name = format!("ab{c}cd");
-            match StreamId::new(&name) {
-                Err(e @ StoreError::StreamNameCharacter { index: 2, character, .. }) if character == c => {
-                    let text = e.to_string();
-                    assert!(text.contains(&code) && text.contains(class), "{code}: {text}");
-                }
-                other => panic!("stream name with {code}: {other:?}"),
-            }
-            let id = Uuid::now_v7();
-            let raw: Box<RawValue> = serde_json::from_str("{}").expect("json");
-            match EventData::from_raw_json(id, format!("t.{c}"), raw) {
-                Err(e @ StoreError::EventTypeCharacter { index: 2, character, .. }) if character == c => {
-                    assert!(e.to_string().contains(&code), "{code}: {e}");
-                }
-                other => panic!("event type with {code}: {other:?}"),
-            }
-        }
-        // What looks alike but is not invisible stays allowed.
-        for ok in ["tenant/message-é", "流-1", "a b", "emoji-🙂", "ä\u{0308}"] {
-            StreamId::new(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
-        }
-        EventData::from_json_bytes("message.créé", "{}").expect("letters are fine in types");
-    }
-
-    #[test]
-    fn namespace_is_the_part_before_the_first_slash() {
-        let ns = |s: &str| StreamId::new(s).expect("valid").namespace().to_owned();
-        assert_eq!(ns("acme/message-1"), "acme");
-        assert_eq!(ns("acme/a/b"), "acme");
-        assert_eq!(ns("$keys"), "");
-        assert_eq!(ns("plain"), "");
-        assert_eq!(ns("/lead"), "");
     }
 }
