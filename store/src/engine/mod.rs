@@ -136,7 +136,11 @@
 //! ## Read path (`reader.rs`)
 //!
 //! Stream reads find the chunks holding the revisions in `stream_chunks` and read each chunk with
-//! one positioned read (`pread`); `$all` reads seek with `groups` and then read segments sequentially. Readers
+//! one positioned read (`pread`); `$all` reads (`all.rs`) seek with `groups` and then read segments
+//! sequentially, or, when the filter pins one namespace (`EventFilter::namespace`, the API's
+//! tenant), read that namespace's `namespace_chunks` one `pread` each, so a tenant's read costs
+//! its own events, not the log's. Pages stop at a bound of events, bytes or events examined
+//! (`PageLimits`) and say where to read on. Readers
 //! share open segment files and never take the writer's lock: they run on the blocking pool while
 //! the writer syncs. At most `max_open_segments` segment files are open at once (`FileBudget` in
 //! `segment.rs`): a handle is opened on use and the oldest is closed past the limit, so a log of
