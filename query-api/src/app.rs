@@ -77,7 +77,8 @@ impl Application {
                 )));
             }
         }
-        let store = EmbeddedStore::open(EngineConfig::new(&settings.data_dir)).await?;
+        let config = EngineConfig::new(&settings.data_dir).min_free_bytes(settings.min_free_bytes);
+        let store = EmbeddedStore::open(config).await?;
         // Before the views open: their threads (and tantivy's) take it when they start.
         annals_projectors::background::set_priority(settings.projector_priority);
         let views = Views::open(&settings.data_dir)?;

@@ -37,6 +37,9 @@ pub enum ApiError {
     /// The body is not the JSON the endpoint takes (syntax, shape, or a field's value).
     #[error("{0}")]
     MalformedBody(String),
+    /// One field of the body is not valid; `pointer` (RFC 6901) names it, e.g. `/events/0/type`.
+    #[error("{pointer}: {detail}")]
+    InvalidField { pointer: String, detail: String },
     /// A path or query parameter is not valid.
     #[error("{detail}")]
     InvalidParameter { parameter: &'static str, detail: String },
@@ -82,6 +85,10 @@ pub enum ApiError {
     /// A rebuild was asked for while one runs.
     #[error("projection {projection} is already being rebuilt (generation {generation}); wait for it to finish")]
     RebuildRunning { projection: String, generation: u64 },
+    /// The store takes no appends now (`/readyz`): its disk is full, or a failed commit needs a
+    /// restart.
+    #[error("the store takes no appends: {0}")]
+    NotReady(StoreError),
     /// A replay named positions that are not parked events waiting for one.
     #[error("projection {projection} has no parked event waiting at position(s) {positions:?}")]
     NotParked { projection: String, positions: Vec<u64> },
@@ -93,6 +100,10 @@ impl ApiError {
         let mut extra = Map::new();
         let (status, kind, title) = match self {
             ApiError::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body"),
+            ApiError::InvalidField { pointer, .. } => {
+                extra.insert("pointer".into(), json!(pointer));
+                (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body")
+            }
             ApiError::InvalidParameter { parameter, .. } => {
                 extra.insert("parameter".into(), json!(parameter));
                 (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter")
@@ -155,6 +166,7 @@ impl ApiError {
                 extra.insert("positions".into(), json!(positions));
                 (StatusCode::UNPROCESSABLE_ENTITY, "not-parked", "Not a parked event")
             }
+            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready"),
             ApiError::View(annals_projectors::ViewError::BadQuery { .. }) => {
                 (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter")
             }
@@ -171,17 +183,22 @@ impl ApiError {
                     extra.insert("event_id".into(), json!(event_id));
                     (StatusCode::CONFLICT, "idempotency-conflict", "Event ids already used elsewhere")
                 }
-                S::InvalidStreamName { .. } => {
+                S::InvalidStreamName { .. } | S::StreamNameCharacter { .. } => {
                     extra.insert("parameter".into(), json!("stream"));
                     (StatusCode::BAD_REQUEST, "invalid-stream-name", "Invalid stream name")
                 }
-                S::EmptyBatch | S::DuplicateIdInBatch { .. } | S::InvalidEventType { .. } | S::InvalidJson { .. } => {
-                    (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body")
-                }
+                S::EmptyBatch
+                | S::DuplicateIdInBatch { .. }
+                | S::InvalidEventType { .. }
+                | S::EventTypeCharacter { .. }
+                | S::InvalidJson { .. } => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body"),
                 S::EventTooLarge { .. } | S::BatchTooLarge { .. } => {
                     (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large")
                 }
                 S::Closed => (StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "The store is closing"),
+                S::StorageFull { .. } => {
+                    (StatusCode::INSUFFICIENT_STORAGE, "insufficient-storage", "The store's disk is full")
+                }
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             },
         };
@@ -227,6 +244,12 @@ impl IntoResponse for ApiError {
         let mut response =
             (status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string())
                 .into_response();
+        if matches!(self, ApiError::Store(StoreError::StorageFull { .. }))
+            || matches!(&self, ApiError::NotReady(e) if e.is_transient())
+        {
+            // Space comes back when an operator frees it: retrying sooner only costs a request.
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
         if matches!(self, ApiError::NotYetApplied { .. }) {
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
@@ -270,6 +293,7 @@ mod tests {
         let samples = [
             ApiError::InvalidParameter { parameter: "limit", detail: String::new() },
             ApiError::InvalidQuery { parameter: Some("limit".into()), detail: String::new() },
+            ApiError::InvalidField { pointer: "/events/0/type".into(), detail: String::new() },
             ApiError::StreamNotFound("s".into()),
             ApiError::SchemaViolation {
                 index: 0,

@@ -22,6 +22,14 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Most events one read returns (a larger `limit` is capped to it).
     pub max_page: usize,
+    /// Most bytes of events (type, data and metadata) one page of `GET /v1/events` holds
+    /// (`ANNALS_MAX_PAGE_BYTES`, default 16 MiB); a page's first event is sent whatever its
+    /// size, and `next` continues after the last event sent.
+    pub max_page_bytes: usize,
+    /// Appends are refused with `507` while the data directory's filesystem has less than this
+    /// many bytes free (`ANNALS_MIN_FREE_BYTES`, default 128 MiB): the reserve keeps the store's
+    /// index writable, so appends resume by themselves once space is freed.
+    pub min_free_bytes: u64,
     /// How often an idle live tail gets a heartbeat comment.
     pub sse_heartbeat: Duration,
     /// Refuse events of types that have no registered schema (otherwise stored as opaque JSON).
@@ -62,6 +70,8 @@ impl Default for Settings {
             data_dir: PathBuf::from("data"),
             max_body_bytes: 16 * 1024 * 1024,
             max_page: 1000,
+            max_page_bytes: 16 * 1024 * 1024,
+            min_free_bytes: 128 * 1024 * 1024,
             sse_heartbeat: Duration::from_secs(15),
             admin_key: None,
             strict_schemas: false,
@@ -83,6 +93,8 @@ impl std::fmt::Debug for Settings {
             .field("data_dir", &self.data_dir)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_page", &self.max_page)
+            .field("max_page_bytes", &self.max_page_bytes)
+            .field("min_free_bytes", &self.min_free_bytes)
             .field("sse_heartbeat", &self.sse_heartbeat)
             .field("strict_schemas", &self.strict_schemas)
             .field("projector_flush", &self.projector_flush)
@@ -125,10 +137,14 @@ pub struct SettingsLayer {
     pub cors_origins: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub live_token_ttl_secs: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub max_page_bytes: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub min_free_bytes: Option<String>,
 }
 
 /// The environment variable of each setting.
-const ENV: [(&str, &str); 13] = [
+const ENV: [(&str, &str); 15] = [
     ("listen", "ANNALS_LISTEN"),
     ("data_dir", "ANNALS_DATA_DIR"),
     ("max_body_bytes", "ANNALS_MAX_BODY_BYTES"),
@@ -142,6 +158,8 @@ const ENV: [(&str, &str); 13] = [
     ("shutdown_grace_secs", "ANNALS_SHUTDOWN_GRACE_SECS"),
     ("cors_origins", "ANNALS_CORS_ORIGINS"),
     ("live_token_ttl_secs", "ANNALS_LIVE_TOKEN_TTL_SECS"),
+    ("max_page_bytes", "ANNALS_MAX_PAGE_BYTES"),
+    ("min_free_bytes", "ANNALS_MIN_FREE_BYTES"),
 ];
 
 impl Settings {
@@ -175,6 +193,8 @@ impl Settings {
             shutdown_grace_secs: var(ENV[10].1),
             cors_origins: var("ANNALS_CORS_ORIGINS"),
             live_token_ttl_secs: var("ANNALS_LIVE_TOKEN_TTL_SECS"),
+            max_page_bytes: var("ANNALS_MAX_PAGE_BYTES"),
+            min_free_bytes: var("ANNALS_MIN_FREE_BYTES"),
         };
         settings.apply(from_env, &|name| {
             ENV.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, v)| (*v).to_owned())
@@ -206,6 +226,13 @@ impl Settings {
         }
         if let Some(v) = layer.max_page {
             self.max_page = positive(&v).map_err(|reason| invalid("max_page", &v, reason))?;
+        }
+        if let Some(v) = layer.min_free_bytes {
+            self.min_free_bytes =
+                v.trim().parse().map_err(|e| invalid("min_free_bytes", &v, format!("not a number of bytes ({e})")))?;
+        }
+        if let Some(v) = layer.max_page_bytes {
+            self.max_page_bytes = positive(&v).map_err(|reason| invalid("max_page_bytes", &v, reason))?;
         }
         if let Some(v) = layer.sse_heartbeat_secs {
             let secs = positive(&v).map_err(|reason| invalid("sse_heartbeat_secs", &v, reason))?;

@@ -82,8 +82,9 @@ impl AppendBody {
                 }
                 let id = e.id.unwrap_or_else(Uuid::now_v7);
                 // The parser checked `data` and `metadata` to be JSON: they go to the store as sent.
+                // The only thing this can refuse is the event type.
                 let mut event = EventData::from_raw_json(id, e.event_type, e.data)
-                    .map_err(|err| ApiError::MalformedBody(format!("/events/{i}: {err}")))?;
+                    .map_err(|err| ApiError::InvalidField { pointer: field("type"), detail: err.to_string() })?;
                 if !metadata.is_empty() {
                     event = match (e.metadata, traceparent) {
                         // Unchanged metadata is stored byte for byte as sent.
@@ -292,7 +293,8 @@ impl Event {
     }
 }
 
-/// A page of events, with the link to the next page when this one is full.
+/// A page of events, with the link to the next page unless this one reached the end (a page
+/// bounded in bytes or in events examined may hold fewer events than asked for).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page {
     pub events: Vec<Event>,

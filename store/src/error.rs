@@ -35,6 +35,16 @@ pub enum StoreError {
     #[error("invalid event type {event_type:?}: {reason}")]
     InvalidEventType { event_type: String, reason: &'static str },
 
+    /// A stream name holding a character that could spoof it where it is shown (a control or
+    /// format character, a noncharacter; `model::forbidden_character`). `index` counts
+    /// characters from 0.
+    #[error("invalid stream name {name:?}: character {index} is U+{:04X}, {class}, which stream names must not contain", u32::from(*character))]
+    StreamNameCharacter { name: String, index: usize, character: char, class: &'static str },
+
+    /// An event type holding such a character.
+    #[error("invalid event type {event_type:?}: character {index} is U+{:04X}, {class}, which event types must not contain", u32::from(*character))]
+    EventTypeCharacter { event_type: String, index: usize, character: char, class: &'static str },
+
     #[error("event {field} is not valid JSON: {reason}")]
     InvalidJson { field: &'static str, reason: String },
 
@@ -64,9 +74,21 @@ pub enum StoreError {
 
     #[error("the store is closed")]
     Closed,
+
+    /// The filesystem of the data directory is (nearly) full: the append was not written. Free
+    /// space (or grow the volume) and retry with the same ids; appends resume on their own.
+    #[error("storage full at {path}: {detail}")]
+    StorageFull { path: PathBuf, detail: String },
 }
 
 impl StoreError {
+    /// Whether retrying the same call later can succeed with nothing changed by the caller
+    /// (a full disk that gets space back), as opposed to a call that is wrong or a store that
+    /// needs an operator.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::StorageFull { .. })
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { op, path, source }

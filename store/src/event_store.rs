@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 
 use crate::error::StoreError;
 use crate::model::{
-    AppendResult, Direction, EventData, EventFilter, ExpectedRevision, Position, ReadFrom, ReadStreamOutcome,
-    RecordedEvent, Revision, StreamId, SubscribeFrom,
+    AllPage, AppendResult, Direction, EventData, EventFilter, ExpectedRevision, PageLimits, Position, ReadFrom,
+    ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom,
 };
 
 /// An append-only, totally ordered log of events grouped in streams.
@@ -31,6 +31,13 @@ use crate::model::{
 ///   stored elsewhere, fails with `IdempotencyConflict` and writes nothing. A retry is
 ///   recognised by its ids alone, as KurrentDB recognises it: the content is not compared (a
 ///   retry's metadata may rightly differ, e.g. its trace), so a new event needs a new id.
+/// - **Event ids are scoped by namespace.** A stream's namespace is its name up to the first `/`
+///   ([`StreamId::namespace`]; names without `/`, such as the system streams `$keys`, share the
+///   empty namespace). The rules above hold within a namespace: an id stored in another stream
+///   of the same namespace is `IdempotencyConflict`. Across namespaces ids never meet: the same
+///   id in two namespaces is two events, an append never conflicts with, is answered as a retry
+///   of, or learns anything about another namespace's ids. (The HTTP API puts every tenant's
+///   streams under `{tenant}/`, so tenants neither see nor block each other's ids.)
 /// - **Typed failures.** A wrong expected revision is `WrongExpectedRevision { expected, actual }`;
 ///   limits (event size, batch size, names, empty batches) have their own variants.
 /// - **Subscriptions** deliver every matching event exactly once in position order: first from
@@ -57,6 +64,37 @@ pub trait EventStore: Send + Sync + 'static {
         max_count: usize,
     ) -> Result<ReadStreamOutcome, StoreError>;
 
+    /// `read_stream` bounded in bytes too: it stops before the event that would take the events
+    /// returned past `max_bytes` ([`RecordedEvent::size`]), but always returns at least one
+    /// event when the stream has one at `from`. A page shorter than `max_count` is therefore not
+    /// the stream's end: read on from the revision after (forwards) or before (backwards) the
+    /// last event returned until a page comes back empty. The default implementation reads
+    /// through `read_stream` and trims; backends override it to bound their memory too.
+    async fn read_stream_bounded(
+        &self,
+        stream: &StreamId,
+        from: ReadFrom<Revision>,
+        direction: Direction,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<ReadStreamOutcome, StoreError> {
+        Ok(match self.read_stream(stream, from, direction, max_count).await? {
+            ReadStreamOutcome::Events(mut events) => {
+                let mut bytes = 0usize;
+                let keep = events
+                    .iter()
+                    .position(|e| {
+                        bytes = bytes.saturating_add(e.size());
+                        bytes > max_bytes
+                    })
+                    .map_or(events.len(), |i| i.max(1));
+                events.truncate(keep);
+                ReadStreamOutcome::Events(events)
+            }
+            not_found => not_found,
+        })
+    }
+
     /// Reads up to `max_count` events of `$all` that match `filter`, starting at `from` (included).
     async fn read_all(
         &self,
@@ -65,6 +103,55 @@ pub trait EventStore: Send + Sync + 'static {
         max_count: usize,
         filter: &EventFilter,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads one page of `$all` that match `filter` from `from` (included), bounded in events,
+    /// in bytes and in events examined ([`PageLimits`]): whichever bound comes first ends the
+    /// page, which holds at least one event when one matches within the scan bound. The page
+    /// says where to read on (`next`) and whether it reached the end; reading on from `next`
+    /// never skips or repeats an event. A page may hold fewer than `max_count` events (even none)
+    /// and not be the end: only `reached_end` says that.
+    ///
+    /// Why not just `read_all`: `read_all` holds `max_count` events whatever their size (1,000
+    /// events of 1 MB are a GB), and with a rare filter it reads on until it finds them. The
+    /// default implementation reads through `read_all` and so bounds only what it returns;
+    /// backends override it to bound the work too.
+    async fn read_all_page(
+        &self,
+        from: ReadFrom<Position>,
+        direction: Direction,
+        limits: PageLimits,
+        filter: &EventFilter,
+    ) -> Result<AllPage, StoreError> {
+        let mut events = self.read_all(from, direction, limits.max_count, filter).await?;
+        let examined = events.len();
+        let full = events.len() == limits.max_count;
+        let mut bytes = 0usize;
+        let keep = events
+            .iter()
+            .position(|e| {
+                bytes = bytes.saturating_add(e.size());
+                bytes > limits.max_bytes
+            })
+            .map_or(events.len(), |i| i.max(1));
+        let trimmed = keep < events.len();
+        events.truncate(keep);
+        let at_zero = direction == Direction::Backwards && events.last().is_some_and(|e| e.position.0 == 0);
+        let reached_end = (!full && !trimmed) || at_zero;
+        let next = match (direction, events.last()) {
+            (Direction::Forwards, Some(last)) if !reached_end => Some(last.position.next()),
+            (Direction::Backwards, Some(last)) if !reached_end => last.position.0.checked_sub(1).map(Position),
+            // At the end: on from the last event found, or from where the read began (not from
+            // the head asked now, which may have moved past events this read did not see).
+            (Direction::Forwards, Some(last)) => Some(last.position.next()),
+            (Direction::Forwards, None) => match from {
+                ReadFrom::Start => Some(Position(0)),
+                ReadFrom::At(p) => Some(p),
+                ReadFrom::End => self.head().await?.map(Position::next).or(Some(Position(0))),
+            },
+            (Direction::Backwards, _) => None,
+        };
+        Ok(AllPage { events, next, reached_end, examined })
+    }
 
     /// Follows `$all` (events matching `filter`) from `from`: history first, then live.
     async fn subscribe_to_all(
@@ -79,6 +166,14 @@ pub trait EventStore: Send + Sync + 'static {
         stream: &StreamId,
         from: SubscribeFrom<Revision>,
     ) -> Result<Subscription, StoreError>;
+
+    /// `Ok` while the store takes appends; else why not: `Closed`, `StorageFull` while the
+    /// data directory's filesystem is short of space (transient: appends resume by themselves
+    /// once space is freed, and this checks afresh), or the error of a failed commit after which
+    /// only a reopen lets recovery decide what is on disk. What `/readyz` reports.
+    async fn writable(&self) -> Result<(), StoreError> {
+        self.head().await.map(|_| ())
+    }
 
     /// The position of the last committed event, or `None` for an empty store; `Closed` once
     /// the store takes no appends (closed, or its writer stopped).

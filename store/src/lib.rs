@@ -12,10 +12,14 @@ pub mod engine;
 mod error;
 mod event_store;
 mod model;
+mod names;
+mod page;
 
 pub use error::StoreError;
 pub use event_store::{Batch, EventStore, Pace, Subscription, SubscriptionMessage};
 pub use model::{
-    AppendResult, CurrentRevision, Direction, EventData, EventFilter, ExpectedRevision, Position, ReadFrom,
-    ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom, MAX_EVENT_TYPE_LEN, MAX_STREAM_NAME_LEN,
+    AllPage, AppendResult, CurrentRevision, Direction, EventData, EventFilter, ExpectedRevision, PageLimits, Position,
+    ReadFrom, ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom, MAX_EVENT_TYPE_LEN,
+    MAX_STREAM_NAME_LEN,
 };
+pub use names::forbidden_character;

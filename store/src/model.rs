@@ -14,14 +14,20 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::error::StoreError;
+pub(crate) use crate::names::namespace_of;
+use crate::names::{forbidden_character, validate_event_type};
+pub use crate::page::{AllPage, PageLimits};
 
 /// Longest stream name, in bytes of UTF-8.
 pub const MAX_STREAM_NAME_LEN: usize = 256;
 /// Longest event type name, in bytes of UTF-8.
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
 
-/// The name of a stream: 1 to 256 bytes of UTF-8 without control characters and without leading or
-/// trailing whitespace. Names starting with `$` are system streams (keys, projection control).
+/// The name of a stream: 1 to 256 bytes of UTF-8 without leading or trailing whitespace and
+/// without characters that can spoof a name where it is shown ([`forbidden_character`]: controls,
+/// Unicode format characters such as U+202E or a zero-width space, noncharacters). Names starting
+/// with `$` are system streams (keys, projection control). The part before the first `/` is the
+/// stream's namespace ([`StreamId::namespace`]), the scope of event ids.
 ///
 /// Cheap to clone (shared string).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -32,12 +38,13 @@ impl StreamId {
     /// Validates `name` against the stream-name rules.
     pub fn new(name: impl AsRef<str>) -> Result<Self, StoreError> {
         let name = name.as_ref();
+        if let Some((index, character, class)) = forbidden_character(name) {
+            return Err(StoreError::StreamNameCharacter { name: name.to_owned(), index, character, class });
+        }
         let reason = if name.is_empty() {
             Some("must not be empty")
         } else if name.len() > MAX_STREAM_NAME_LEN {
             Some("must be at most 256 bytes")
-        } else if name.chars().any(char::is_control) {
-            Some("must not contain control characters")
         } else if name.trim() != name {
             Some("must not start or end with whitespace")
         } else {
@@ -56,6 +63,13 @@ impl StreamId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The namespace the stream belongs to: its name up to the first `/` (the API's tenant), or
+    /// `""` for a name without `/` (system streams such as `$keys`). Event ids are unique within a
+    /// namespace, not across namespaces (see "Idempotent retries" on [`EventStore`](crate::EventStore)).
+    pub fn namespace(&self) -> &str {
+        namespace_of(&self.0)
     }
 
     /// System streams (`$…`) hold the store's own control data: API keys, projection requests.
@@ -263,6 +277,13 @@ pub struct RecordedEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+impl RecordedEvent {
+    /// The bytes this event holds (type + data + metadata): what byte bounds on reads count.
+    pub fn size(&self) -> usize {
+        self.event_type.len() + self.data.len() + self.metadata.len()
+    }
+}
+
 /// Which way a read goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -317,6 +338,15 @@ impl EventFilter {
         self.event_type_prefixes.is_empty() && self.stream_prefixes.is_empty()
     }
 
+    /// The namespace every event this filter matches is in, when its stream prefixes pin one:
+    /// each holds a `/` and all agree on the part before it (the API's tenant filter `acme/…`).
+    /// Reads with such a filter can skip other namespaces' events without looking at them.
+    pub fn namespace(&self) -> Option<&str> {
+        let mut namespaces = self.stream_prefixes.iter().map(|p| p.split_once('/').map(|(ns, _)| ns));
+        let first = namespaces.next()??;
+        namespaces.all(|ns| ns == Some(first)).then_some(first)
+    }
+
     pub fn matches(&self, stream: &str, event_type: &str) -> bool {
         let any =
             |prefixes: &[String], s: &str| prefixes.is_empty() || prefixes.iter().any(|p| s.starts_with(p.as_str()));
@@ -349,22 +379,6 @@ impl ReadStreamOutcome {
             ReadStreamOutcome::StreamNotFound => Vec::new(),
             ReadStreamOutcome::Events(events) => events,
         }
-    }
-}
-
-fn validate_event_type(event_type: &str) -> Result<(), StoreError> {
-    let reason = if event_type.is_empty() {
-        Some("must not be empty")
-    } else if event_type.len() > MAX_EVENT_TYPE_LEN {
-        Some("must be at most 128 bytes")
-    } else if event_type.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        Some("must not contain whitespace or control characters")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(StoreError::InvalidEventType { event_type: event_type.to_owned(), reason }),
-        None => Ok(()),
     }
 }
 

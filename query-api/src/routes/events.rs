@@ -1,6 +1,6 @@
 //! The global log, `$all`: paged reads with filters on event types and stream names.
 
-use annals_store::{Direction, EventFilter, EventStore, Position, ReadFrom, RecordedEvent};
+use annals_store::{Direction, EventFilter, EventStore, PageLimits, Position, ReadFrom, RecordedEvent};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
@@ -14,6 +14,11 @@ use crate::wire::{Event, Page};
 
 /// Events per page when the request does not say.
 const DEFAULT_LIMIT: usize = 100;
+/// Events of the caller's tenant one request examines at most (KurrentDB's max search window):
+/// a `types` filter that matches rarely answers a short page, or an empty one, with a `next` link
+/// instead of reading on through the tenant's whole log. Other tenants' events are never examined
+/// (the store reads the tenant's namespace through its index).
+pub const SCAN_WINDOW: usize = 10_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -37,10 +42,10 @@ pub struct ReadAllParams {
     operation_id = "read_all",
     path = "/v1/events",
     tag = "events",
-    description = "The global log of the caller's tenant, in commit order. Positions are global (shared by all tenants), so they have gaps here.",
+    description = "The global log of the caller's tenant, in commit order. Positions are global (shared by all tenants), so they have gaps here. A page ends at `limit` events, at the server's byte bound (`ANNALS_MAX_PAGE_BYTES`, default 16 MiB; a page's first event is sent whatever its size), or after 10,000 of the tenant's events examined for a `types` or `stream_prefix` filter, whichever comes first: a page may hold fewer than `limit` events, or none, and still have a `next` link. Following `next` until a page has none returns every matching event exactly once, in order.",
     params(ReadAllParams),
     responses(
-        (status = 200, description = "A page of events; `next` links to the following page when this one is full", body = Page),
+        (status = 200, description = "A page of events; `next` links to the following page unless this one reached the end of the log", body = Page),
         (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json")
@@ -58,10 +63,9 @@ pub async fn read_all(
     let (types, filter) = type_filter(params.types.as_deref())?;
     let filter = filter.stream_prefix(principal.tenant.prefix() + params.stream_prefix.as_deref().unwrap_or(""));
     let from = params.from_position.map_or(ReadFrom::Start, |p| ReadFrom::At(Position(p)));
-    let (page, full) = read_exact_types(&*state.store, from, limit, &filter, &types).await?;
-    let next = full.then(|| {
-        let last = page.last().expect("a full page is not empty").position.0;
-        let mut link = format!("/v1/events?from_position={}&limit={limit}", last + 1);
+    let (page, next) = read_page(&*state.store, from, limit, state.settings.max_page_bytes, &filter, &types).await?;
+    let next = next.map(|next| {
+        let mut link = format!("/v1/events?from_position={}&limit={limit}", next.0);
         if let Some(types) = &params.types {
             link.push_str(&format!("&types={}", encode(types)));
         }
@@ -74,33 +78,47 @@ pub async fn read_all(
     Ok(Json(Page { events, next }))
 }
 
-/// Up to `limit` events from `from` that pass `filter` and have one of `types` exactly (any type
-/// if empty), and whether the page is full. The store filters types by prefix, so its pages can
-/// hold events of longer types that are dropped here; it reads on until the page is full or the
-/// log ends, so a short page means the end (and a `next` link always leads to events).
-async fn read_exact_types(
+/// A page of events from `from` that pass `filter` and have one of `types` exactly (any type if
+/// empty), and where the next page starts unless this one reached the end of the log. The store
+/// filters types by prefix, so its pages can hold longer types, dropped here; it reads on until
+/// the page has `limit` events or `max_bytes` of them (its first event whatever its size), the
+/// log ends, or `SCAN_WINDOW` of the tenant's events were examined. So the work of a request is
+/// bounded, and a page can be short, even empty, with a `next` that continues right after the
+/// last event examined: following `next` never skips or repeats an event.
+async fn read_page(
     store: &dyn EventStore,
     mut from: ReadFrom<Position>,
     limit: usize,
+    max_bytes: usize,
     filter: &EventFilter,
     types: &[String],
-) -> Result<(Vec<RecordedEvent>, bool), ApiError> {
-    let mut page = Vec::with_capacity(limit);
+) -> Result<(Vec<RecordedEvent>, Option<Position>), ApiError> {
+    let mut page: Vec<RecordedEvent> = Vec::new();
+    let (mut bytes, mut budget) = (0usize, SCAN_WINDOW);
     loop {
-        let read = store.read_all(from, Direction::Forwards, limit, filter).await?;
-        let (read_len, last) = (read.len(), read.last().map(|e| e.position));
-        for event in read {
-            if types.is_empty() || types.contains(&event.event_type) {
-                page.push(event);
-                if page.len() == limit {
-                    return Ok((page, true));
-                }
+        let max_count = limit - page.len();
+        let limits = PageLimits { max_count, max_bytes: max_bytes.saturating_sub(bytes).max(1), max_scan: budget };
+        let read = store.read_all_page(from, Direction::Forwards, limits, filter).await?;
+        budget = budget.saturating_sub(read.examined.max(1));
+        for event in read.events {
+            if !types.is_empty() && !types.contains(&event.event_type) {
+                continue;
             }
+            if !page.is_empty() && bytes.saturating_add(event.size()) > max_bytes {
+                // It starts the next page.
+                return Ok((page, Some(event.position)));
+            }
+            bytes += event.size();
+            page.push(event);
         }
-        match last {
-            Some(last) if read_len == limit => from = ReadFrom::At(last.next()),
-            _ => return Ok((page, false)),
+        if read.reached_end {
+            return Ok((page, None));
         }
+        let Some(next) = read.next else { return Ok((page, None)) };
+        if page.len() == limit || budget == 0 || bytes >= max_bytes {
+            return Ok((page, Some(next)));
+        }
+        from = ReadFrom::At(next);
     }
 }
 

@@ -1,6 +1,6 @@
 //! Liveness, readiness, metrics and the OpenAPI document: the routes that need no key.
-//! `/healthz` answers while the process serves; `/readyz` only while the store answers too, so a
-//! load balancer stops sending appends to an instance whose store closed.
+//! `/healthz` answers while the process serves; `/readyz` only while the store takes appends, so
+//! a load balancer stops sending appends to an instance whose store closed or whose disk is full.
 
 use axum::extract::State;
 use axum::http::header;
@@ -8,6 +8,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use annals_store::StoreError;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -36,11 +38,16 @@ pub async fn healthz() -> Json<Health> {
     tag = "operations",
     responses(
         (status = 200, description = "The store answers", body = Ready),
-        (status = 503, description = "The store is closing", body = crate::openapi::Problem, content_type = "application/problem+json")
+        (status = 503, description = "The store takes no appends: it is closing, its disk is full (`not-ready`, with `Retry-After`; ready again by itself once space is freed), or a failed commit needs a restart", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     let head = state.store.head().await?;
+    // Ready means "send appends here": not while they would fail.
+    state.store.writable().await.map_err(|e| match e {
+        StoreError::Closed => ApiError::Store(e),
+        other => ApiError::NotReady(other),
+    })?;
     Ok(Json(Ready { status: "ready", head_position: head.map(|p| p.0) }))
 }
 

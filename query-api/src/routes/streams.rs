@@ -38,7 +38,8 @@ use crate::wire::{AppendBody, Appended, Event, Page, Schemas};
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Wrong expected revision (with expected and actual), or ids stored already but not as this append would store them (another stream, other revisions, part of the batch)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "An event or the body is larger than the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Event data violates its type's schema (with pointer and rule), or no schema for it in strict mode", body = crate::openapi::Problem, content_type = "application/problem+json")
+        (status = 422, description = "Event data violates its type's schema (with pointer and rule), or no schema for it in strict mode", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The store's disk is full (less than `ANNALS_MIN_FREE_BYTES` free): nothing was written; retry with the same ids after `Retry-After`", body = crate::openapi::Problem, content_type = "application/problem+json")
     ),
     security(("api_key" = []))
 )]

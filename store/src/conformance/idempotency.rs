@@ -3,6 +3,8 @@
 //! Why this exists: a client that lost the answer to an append retries it, and must get the
 //! original result with nothing written twice, whatever expected revision it sent and whatever
 //! was appended since; ids reused in another batch or stream must fail with a typed error.
+//! Ids are scoped by the stream's namespace (the name up to its first `/`, which the API uses as
+//! the tenant): one namespace never sees, blocks or answers for another's ids.
 
 use uuid::Uuid;
 
@@ -310,4 +312,47 @@ pub async fn large_batches_retry_and_conflict_like_small_ones<S: EventStore>(sto
     let result = try_append(store, &s, ExpectedRevision::Any, &bracket2).await;
     assert_idempotency_conflict(result, &[&s, &other], &[more[25].id()], "bracketing batch with a stored id");
     assert_log_is(store, &ledger, "after the bracketing batches").await;
+}
+
+/// The same ids in two namespaces (stream names up to their first `/`) are two sets of events:
+/// both appends succeed and are readable, a retry in each namespace answers that namespace's
+/// original result, and within a namespace another stream is still a conflict that names only
+/// that namespace's streams. Names without `/` (system streams) share the empty namespace.
+pub async fn ids_are_scoped_by_namespace<S: EventStore>(store: &S) {
+    let (a, b, b_other, plain) = (stream("ns-a/order-1"), stream("ns-b/order-1"), stream("ns-b/order-2"), stream("ns"));
+    let mut ledger = Ledger::default();
+    let shared = Uuid::new_v4();
+    // The nil id, which deterministic-id clients hit first, is just another id.
+    let in_a = vec![event("A", 0).with_id(shared), event("A", 1).with_id(Uuid::nil())];
+    let ra = append(store, &a, ExpectedRevision::NoStream, &in_a).await;
+    ledger.record(&ra, &in_a);
+    let in_b = vec![event("B", 0).with_id(shared), event("B", 1).with_id(Uuid::nil())];
+    let rb = match try_append(store, &b, ExpectedRevision::NoStream, &in_b).await {
+        Ok(r) => r,
+        Err(e) => panic!("ids stored in namespace ns-a must not matter in ns-b: {e:?}"),
+    };
+    assert_eq!(rb, expected_result(&b, 0, 2, 2), "the same ids in another namespace are new events");
+    ledger.record(&rb, &in_b);
+    let in_plain = vec![event("P", 0).with_id(shared)];
+    let rp = append(store, &plain, ExpectedRevision::Any, &in_plain).await;
+    assert_eq!(rp, expected_result(&plain, 0, 4, 1), "the empty namespace is a namespace too");
+    ledger.record(&rp, &in_plain);
+    assert_log_is(store, &ledger, "after the same ids in three namespaces").await;
+
+    assert_retry_returns_original(store, &a, ExpectedRevision::Any, &in_a, &ra, &ledger).await;
+    assert_retry_returns_original(store, &b, ExpectedRevision::NoStream, &in_b, &rb, &ledger).await;
+    assert_retry_returns_original(store, &plain, ExpectedRevision::Any, &in_plain, &rp, &ledger).await;
+    // A's batch sent to B's stream is not a retry there (the ids are B's own, at other content
+    // but the same revisions: a retry is recognised by ids, so this answers B's original).
+    let a_in_b = try_append(store, &b, ExpectedRevision::Any, &in_a).await.expect("B's own ids: B's retry");
+    assert_eq!(a_in_b, rb, "a retry answers from its own namespace only");
+
+    // Within namespace ns-b, another stream is a conflict, naming ns-b's streams only.
+    let result = try_append(store, &b_other, ExpectedRevision::Any, &in_b).await;
+    assert_idempotency_conflict(result, &[&b_other, &b], &ids(&in_b), "B's ids sent to another stream of ns-b");
+    assert_log_is(store, &ledger, "after a conflict within ns-b").await;
+    for (s, sent) in [(&a, &in_a), (&b, &in_b)] {
+        let read = read_stream(store, s, ReadFrom::Start, Direction::Forwards, 10).await.into_events();
+        assert_eq!(read.iter().map(|e| e.id).collect::<Vec<_>>(), ids(sent), "{s} holds its own events");
+    }
 }

@@ -30,6 +30,7 @@ mod append;
 mod concurrency;
 mod idempotency;
 mod paced;
+mod pages;
 mod read;
 mod subscribe;
 
@@ -59,10 +60,14 @@ pub use concurrency::{
 pub use idempotency::{
     duplicate_id_in_batch_is_rejected, idempotent_retry_with_any, idempotent_retry_with_exact_after_later_appends,
     idempotent_retry_with_no_stream_after_later_appends, idempotent_retry_with_stream_exists,
-    ids_stored_in_another_stream_are_an_idempotency_conflict, large_batches_retry_and_conflict_like_small_ones,
-    partial_overlap_is_an_idempotency_conflict,
+    ids_are_scoped_by_namespace, ids_stored_in_another_stream_are_an_idempotency_conflict,
+    large_batches_retry_and_conflict_like_small_ones, partial_overlap_is_an_idempotency_conflict,
 };
 pub use paced::paced_subscribers_receive_every_event_in_order;
+pub use pages::{
+    read_all_pages_continue_to_every_event_exactly_once, read_stream_bounded_in_bytes_continues_exactly,
+    subscriptions_over_large_events_deliver_each_once,
+};
 pub use read::{
     head_tracks_the_last_position, read_all_forwards_and_backwards, read_all_with_filters,
     read_stream_forwards_backwards_and_from_revision, read_stream_of_missing_stream_is_not_found,
@@ -134,6 +139,7 @@ macro_rules! event_store_test_suite {
                 idempotent_retry_with_exact_after_later_appends,
                 partial_overlap_is_an_idempotency_conflict,
                 ids_stored_in_another_stream_are_an_idempotency_conflict,
+                ids_are_scoped_by_namespace,
                 duplicate_id_in_batch_is_rejected,
                 large_batches_retry_and_conflict_like_small_ones,
                 empty_batch_is_rejected,
@@ -141,6 +147,9 @@ macro_rules! event_store_test_suite {
                 read_stream_of_missing_stream_is_not_found,
                 read_all_forwards_and_backwards,
                 read_all_with_filters,
+                read_all_pages_continue_to_every_event_exactly_once,
+                read_stream_bounded_in_bytes_continues_exactly,
+                subscriptions_over_large_events_deliver_each_once,
                 recorded_at_never_decreases,
                 head_tracks_the_last_position,
                 subscribe_to_all_from_start_catches_up_then_goes_live,

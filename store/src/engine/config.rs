@@ -25,6 +25,12 @@ pub struct EngineConfig {
     /// Segment files open at once, at most; others are opened when read and closed again (the
     /// log may have far more segments than the process may have file descriptors).
     pub max_open_segments: usize,
+    /// Appends are refused (`StorageFull`) while the data directory's filesystem has less than
+    /// this many bytes free, before anything is written: the reserve keeps the index (whose
+    /// failed commits cannot be retried in place) and the next segment's creation writable.
+    /// 0 turns the check off (for filesystems whose free space `statvfs` misreports): a write
+    /// that meets ENOSPC is still `StorageFull` and undone, but the index has no reserve.
+    pub min_free_bytes: u64,
 }
 
 impl EngineConfig {
@@ -38,11 +44,17 @@ impl EngineConfig {
             max_group_bytes: 8 * 1024 * 1024,
             preallocate: true,
             max_open_segments: 128,
+            min_free_bytes: 128 * 1024 * 1024,
         }
     }
 
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.segment_size = bytes;
+        self
+    }
+
+    pub fn min_free_bytes(mut self, bytes: u64) -> Self {
+        self.min_free_bytes = bytes;
         self
     }
 

@@ -6,10 +6,14 @@
 //! the log from the watermark. Keys are big-endian so that byte order is numeric order.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use uuid::Uuid;
 
+use super::keys::{
+    be_u64, decode_chunk, decode_id_entry, decode_namespace_chunk, id_key, namespace_chunk_key, stream_chunk_key,
+};
 use crate::error::StoreError;
 use crate::model::{Direction, Position, Revision};
 
@@ -58,8 +62,11 @@ pub struct IdEntry {
 pub const SEEK_INTERVAL: u64 = 64 * 1024;
 
 /// One record of a group, as `insert_group` indexes it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct IndexedRecord {
+    /// The namespace of the record's stream (`StreamId::namespace`): the scope of its id, and
+    /// the run it belongs to in `namespace_chunks`.
+    pub namespace: Arc<str>,
     pub id: Uuid,
     pub entry: IdEntry,
     /// Absolute offset of the record in its segment.
@@ -77,11 +84,32 @@ pub struct SeekPoint {
     pub records_left_in_group: u32,
 }
 
+/// A run of one namespace's consecutive records in one group (positions contiguous, bytes
+/// contiguous), up to `CHUNK_BYTES`: what a read of `$all` filtered to one namespace reads instead
+/// of the whole log.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct NamespaceChunk {
+    pub first_position: Position,
+    pub segment: u64,
+    pub offset: u64,
+    pub count: u32,
+    pub bytes: u32,
+}
+
+/// The layout of the index's keys and values. An index of another layout (or of none: before
+/// the marker existed, ids were global and `namespace_chunks` did not exist) is deleted and
+/// rebuilt from the log on open; the index is derived, so nothing is lost.
+/// 2: event ids keyed by (namespace, id); `namespace_chunks` added.
+pub const LAYOUT: u32 = 2;
+
 pub struct Index {
     db: Database,
     streams: Keyspace,
     stream_chunks: Keyspace,
+    /// (namespace, 0, id) → stream number, revision, position. Ids are unique per namespace.
     event_ids: Keyspace,
+    /// (namespace, 0, first position) → segment, offset, count, bytes.
+    namespace_chunks: Keyspace,
     seek: Keyspace,
     meta: Keyspace,
 }
@@ -94,6 +122,7 @@ impl std::fmt::Debug for Index {
 
 const WATERMARK: &[u8] = b"watermark";
 const NEXT_STREAM: &[u8] = b"next_stream_number";
+const LAYOUT_KEY: &[u8] = b"layout";
 
 impl Index {
     pub fn open(dir: &Path) -> Result<Index, StoreError> {
@@ -105,10 +134,24 @@ impl Index {
             streams: ks("streams")?,
             stream_chunks: ks("stream_chunks")?,
             event_ids: ks("event_ids")?,
+            namespace_chunks: ks("namespace_chunks")?,
             seek: ks("seek")?,
             meta: ks("meta")?,
             db,
         })
+    }
+
+    /// Whether this index has the layout this build reads: true for an empty index (which it
+    /// then marks), false for one written by a build of another layout, which must be rebuilt.
+    pub fn has_current_layout(&self) -> Result<bool, StoreError> {
+        match self.meta.get(LAYOUT_KEY)? {
+            Some(v) => Ok(v.len() == 4 && u32::from_be_bytes(v[..4].try_into().expect("4 bytes")) == LAYOUT),
+            None if self.watermark()?.is_none() => {
+                self.meta.insert(LAYOUT_KEY, LAYOUT.to_be_bytes())?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     pub fn watermark(&self) -> Result<Option<Watermark>, StoreError> {
@@ -130,34 +173,61 @@ impl Index {
             .map(|v| StreamEntry { number: be_u64(&v, 0), last_revision: Revision(be_u64(&v, 8)) }))
     }
 
-    pub fn event_id(&self, id: Uuid) -> Result<Option<IdEntry>, StoreError> {
-        Ok(self.event_ids.get(id.as_bytes())?.map(|v| decode_id_entry(&v)))
+    /// What `namespace` holds under `id` (ids of other namespaces are invisible here).
+    pub fn event_id(&self, namespace: &str, id: Uuid) -> Result<Option<IdEntry>, StoreError> {
+        Ok(self.event_ids.get(id_key(namespace, id))?.map(|v| decode_id_entry(&v)))
     }
 
     /// Looks up many ids at once. Time-ordered ids (UUIDv7, what annals generates) of one batch sit
     /// close together in key order, so one range scan over their span finds any stored ones for
     /// the cost of a single lookup. When the span holds many more stored ids than the batch has
     /// (scattered v4 ids), it falls back to a point lookup per id.
-    pub fn event_ids(&self, ids: &[Uuid]) -> Result<Vec<Option<IdEntry>>, StoreError> {
+    pub fn event_ids(&self, namespace: &str, ids: &[Uuid]) -> Result<Vec<Option<IdEntry>>, StoreError> {
         let (Some(min), Some(max)) = (ids.iter().min(), ids.iter().max()) else { return Ok(Vec::new()) };
         if ids.len() >= 8 {
             // Recent groups' ids share the span; past this many, point lookups are cheaper.
             let limit = ids.len() * 4 + 64;
             let mut found = std::collections::HashMap::new();
             let mut complete = true;
-            for guard in self.event_ids.range(*min.as_bytes()..=*max.as_bytes()) {
+            for guard in self.event_ids.range(id_key(namespace, *min)..=id_key(namespace, *max)) {
                 if found.len() == limit {
                     complete = false;
                     break;
                 }
                 let (k, v) = guard.into_inner()?;
-                found.insert(Uuid::from_slice(&k).map_err(|e| StoreError::Index(e.to_string()))?, decode_id_entry(&v));
+                let id = Uuid::from_slice(&k[k.len() - 16..]).map_err(|e| StoreError::Index(e.to_string()))?;
+                found.insert(id, decode_id_entry(&v));
             }
             if complete {
                 return Ok(ids.iter().map(|id| found.get(id).copied()).collect());
             }
         }
-        ids.iter().map(|id| self.event_id(*id)).collect()
+        ids.iter().map(|id| self.event_id(namespace, *id)).collect()
+    }
+
+    /// The chunks of `namespace` from the one holding `from` on (forwards), or from the one
+    /// holding `from` back to the first (backwards).
+    pub fn namespace_chunks(
+        &self,
+        namespace: &str,
+        from: Position,
+        direction: Direction,
+    ) -> Result<Box<dyn Iterator<Item = Result<NamespaceChunk, StoreError>> + '_>, StoreError> {
+        let key = |p: u64| namespace_chunk_key(namespace, Position(p));
+        let decode = |guard: fjall::Guard| -> Result<NamespaceChunk, StoreError> {
+            let (k, v) = guard.into_inner()?;
+            Ok(decode_namespace_chunk(&k, &v))
+        };
+        Ok(match direction {
+            Direction::Forwards => {
+                let holding = self.namespace_chunks.range(key(0)..=key(from.0)).next_back().map(decode).transpose()?;
+                let first = holding.filter(|c| c.first_position.0 + u64::from(c.count) > from.0);
+                let after = from.0.saturating_add(1);
+                let rest = self.namespace_chunks.range(key(after)..=key(u64::MAX)).map(decode);
+                Box::new(first.map(Ok).into_iter().chain(rest))
+            }
+            Direction::Backwards => Box::new(self.namespace_chunks.range(key(0)..=key(from.0)).rev().map(decode)),
+        })
     }
 
     /// The chunks of stream `number` that hold revision `from` and the revisions after it
@@ -238,6 +308,7 @@ impl Index {
         );
         let mut last_seek = group_offset;
         let mut chunk: Option<Chunk> = None;
+        let mut ns_chunk: Option<(&str, NamespaceChunk)> = None;
         for (i, record) in records.iter().enumerate() {
             if record.offset - last_seek >= SEEK_INTERVAL {
                 last_seek = record.offset;
@@ -251,6 +322,30 @@ impl Index {
                 self.insert_seek_point(b, point);
             }
             let e = record.entry;
+            let ns = &*record.namespace;
+            match ns_chunk.as_mut() {
+                Some((n, c))
+                    if *n == ns
+                        && c.offset + u64::from(c.bytes) == record.offset
+                        && c.bytes + record.len <= CHUNK_BYTES =>
+                {
+                    c.count += 1;
+                    c.bytes += record.len;
+                }
+                _ => {
+                    if let Some((n, done)) = ns_chunk.take() {
+                        self.insert_namespace_chunk(b, n, &done);
+                    }
+                    let c = NamespaceChunk {
+                        first_position: e.position,
+                        segment,
+                        offset: record.offset,
+                        count: 1,
+                        bytes: record.len,
+                    };
+                    ns_chunk = Some((ns, c));
+                }
+            }
             let extends = chunk.as_ref().is_some_and(|c| {
                 c.stream_number == e.stream_number
                     && c.first_revision.0 + u64::from(c.count) == e.revision.0
@@ -281,12 +376,24 @@ impl Index {
             v[0..8].copy_from_slice(&e.stream_number.to_be_bytes());
             v[8..16].copy_from_slice(&e.revision.0.to_be_bytes());
             v[16..24].copy_from_slice(&e.position.0.to_be_bytes());
-            b.batch.insert(&self.event_ids, *record.id.as_bytes(), v);
+            b.batch.insert(&self.event_ids, id_key(ns, record.id), v);
             b.events += 1;
         }
         if let Some(done) = chunk {
             self.insert_chunk(b, &done);
         }
+        if let Some((n, done)) = ns_chunk {
+            self.insert_namespace_chunk(b, n, &done);
+        }
+    }
+
+    fn insert_namespace_chunk(&self, b: &mut IndexBatch, namespace: &str, c: &NamespaceChunk) {
+        let mut v = [0u8; 24];
+        v[0..8].copy_from_slice(&c.segment.to_be_bytes());
+        v[8..16].copy_from_slice(&c.offset.to_be_bytes());
+        v[16..20].copy_from_slice(&c.count.to_be_bytes());
+        v[20..24].copy_from_slice(&c.bytes.to_be_bytes());
+        b.batch.insert(&self.namespace_chunks, namespace_chunk_key(namespace, c.first_position), v);
     }
 
     fn insert_chunk(&self, b: &mut IndexBatch, c: &Chunk) {
@@ -330,31 +437,4 @@ impl IndexBatch {
     pub fn events(&self) -> usize {
         self.events
     }
-}
-
-fn decode_id_entry(v: &[u8]) -> IdEntry {
-    IdEntry { stream_number: be_u64(v, 0), revision: Revision(be_u64(v, 8)), position: Position(be_u64(v, 16)) }
-}
-
-fn decode_chunk(k: &[u8], v: &[u8]) -> Chunk {
-    Chunk {
-        stream_number: be_u64(k, 0),
-        first_revision: Revision(be_u64(k, 8)),
-        first_position: Position(be_u64(v, 0)),
-        segment: be_u64(v, 8),
-        offset: be_u64(v, 16),
-        count: u32::from_be_bytes(v[24..28].try_into().expect("4 bytes")),
-        bytes: u32::from_be_bytes(v[28..32].try_into().expect("4 bytes")),
-    }
-}
-
-fn stream_chunk_key(number: u64, revision: Revision) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[0..8].copy_from_slice(&number.to_be_bytes());
-    k[8..16].copy_from_slice(&revision.0.to_be_bytes());
-    k
-}
-
-fn be_u64(b: &[u8], at: usize) -> u64 {
-    u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }

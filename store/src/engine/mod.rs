@@ -73,9 +73,34 @@
 //! Checks of the next group need the effects of groups that are durable but not yet indexed, so
 //! the writer keeps an overlay of their streams and ids, pruned as the published head passes them.
 //! The writer still never starts writing a group before the previous one is synced (invariant 3).
-//! A failed write, sync or index commit poisons the store: later appends fail until a reopen lets
-//! recovery decide what is on disk. A segment rolls when the next group would take it past
+//! A failed sync or index commit, or a failed write other than for lack of space, poisons the
+//! store: later appends fail until a reopen lets recovery decide what is on disk ("Full disk"). A segment rolls when the next group would take it past
 //! `segment_size`.
+//!
+//! ## Full disk (`space.rs`)
+//!
+//! Running out of space must cost availability only, never data, and must heal by itself:
+//!
+//! - Before writing a group the writer asks the filesystem (`statvfs`) how much is free; below
+//!   `min_free_bytes` (default 128 MiB) plus the group's size it refuses the group's appends
+//!   with `StorageFull` (transient) and writes nothing. The reserve is for the writes that
+//!   cannot be retried in place: the index commit (fjall's journal; a failed commit poisons,
+//!   below) and a new segment's header. `/readyz` answers 503 while appends are refused, and
+//!   checks afresh on each call; the first group after space is freed goes through.
+//! - A `write` of a group that still meets ENOSPC or EDQUOT (another process took the space
+//!   meanwhile, or `statvfs` cannot tell) is `StorageFull` too, and safe to retry: nothing of
+//!   the group was answered, the segment is cut back to where the group began (so nothing torn
+//!   stays in the middle of the log), the group is taken back out of the writer's overlay, and
+//!   the next group is written at the same offset. A roll whose new segment cannot be created
+//!   is handled the same way (the empty file is removed). The zero-filling of the next segment
+//!   is skipped when the disk lacks room for it besides the reserve, and its file removed if it
+//!   fails, so preallocation never holds the space appends need.
+//! - A failed `fdatasync` (EIO, or ENOSPC reported by a delayed allocation) still poisons the
+//!   store, as does a failed index commit. After a failed `fsync` Linux may have marked the
+//!   unwritten pages clean and dropped the error: a second `fdatasync` can return success for
+//!   data that never reached the disk (the "fsyncgate" of PostgreSQL, 2018), so retrying would
+//!   risk acknowledging a lost group. Only a reopen, whose recovery reads back what is on disk,
+//!   can decide; `/readyz` answers 503 meanwhile.
 //!
 //! ## Preallocation (`segment.rs`)
 //!
@@ -97,14 +122,25 @@
 //! - `streams`: stream name → stream number, last revision
 //! - `stream_chunks`: stream number, first revision → position, segment, offset, count, bytes of a
 //!   run of the stream's consecutive revisions that is contiguous in the log (up to 64 KiB)
-//! - `event_ids`: event id → stream number, revision, position (idempotency)
+//! - `event_ids`: namespace, 0, event id → stream number, revision, position (idempotency;
+//!   ids are unique per namespace, the stream name up to its first `/`)
+//! - `namespace_chunks`: namespace, 0, first position → segment, offset, count, bytes of a run of
+//!   one namespace's consecutive events in one group (up to 64 KiB): `$all` reads filtered to one
+//!   namespace (a tenant) read these runs instead of the whole log
+//!   (a namespace never holds a zero byte: names refuse control characters)
 //! - `groups`: first position of each group → segment, offset, event count (seeks into `$all`)
-//! - `meta`: the applied watermark (next position, segment, offset) and the next stream number
+//! - `meta`: the applied watermark (next position, segment, offset), the next stream number and
+//!   the index's layout (`index::LAYOUT`): an index of another layout, or without the marker
+//!   (written before it existed), is deleted and rebuilt from the log on open
 //!
 //! ## Read path (`reader.rs`)
 //!
 //! Stream reads find the chunks holding the revisions in `stream_chunks` and read each chunk with
-//! one positioned read (`pread`); `$all` reads seek with `groups` and then read segments sequentially. Readers
+//! one positioned read (`pread`); `$all` reads (`all.rs`) seek with `groups` and then read segments
+//! sequentially, or, when the filter pins one namespace (`EventFilter::namespace`, the API's
+//! tenant), read that namespace's `namespace_chunks` one `pread` each, so a tenant's read costs
+//! its own events, not the log's. Pages stop at a bound of events, bytes or events examined
+//! (`PageLimits`) and say where to read on. Readers
 //! share open segment files and never take the writer's lock: they run on the blocking pool while
 //! the writer syncs. At most `max_open_segments` segment files are open at once (`FileBudget` in
 //! `segment.rs`): a handle is opened on use and the oldest is closed past the limit, so a log of
@@ -137,13 +173,17 @@
 //! its preallocated zeros, both read in full) plus the unindexed tail, not to the size of the log — plus fjall's replay of its own journal, which the index caps
 //! at 64 MiB (a 10 M-event store opens in about 3.6 s; BENCHMARKS.md).
 
+mod all;
 mod config;
 mod format;
 mod index;
 mod indexer;
+mod keys;
 mod reader;
 mod recovery;
+mod retry;
 mod segment;
+mod space;
 mod store;
 mod subscribe;
 mod writer;

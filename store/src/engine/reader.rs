@@ -1,5 +1,5 @@
-//! Reads: `read_stream` through the stream index and positioned reads of single records, `read_all`
-//! through a [`LogCursor`] that walks groups and segments in order. Readers see only what the
+//! Reads: `read_stream` through the stream index and positioned reads of single records, and the
+//! [`LogCursor`] that walks groups and segments in order (`all.rs` reads `$all` with it). Readers see only what the
 //! published head covers (invariant 4 of the module doc) and verify every record they decode.
 
 use std::sync::Arc;
@@ -11,28 +11,31 @@ use super::index::{Chunk, SeekPoint};
 use super::segment::Segment;
 use super::store::Shared;
 use crate::error::StoreError;
-use crate::model::{Direction, EventFilter, Position, ReadFrom, ReadStreamOutcome, RecordedEvent, Revision, StreamId};
+use crate::model::{Direction, Position, ReadFrom, ReadStreamOutcome, RecordedEvent, Revision, StreamId};
 
 /// How much of a segment one read fetches when walking the log.
 const CHUNK: usize = 1024 * 1024;
 
+/// Up to `max_count` events of `stream`, and at most `max_bytes` of them (`RecordedEvent::size`)
+/// past the first; and whether the byte bound ended the read.
 pub fn read_stream(
     shared: &Shared,
     stream: &StreamId,
     from: ReadFrom<Revision>,
     direction: Direction,
     max_count: usize,
-) -> Result<ReadStreamOutcome, StoreError> {
+    max_bytes: usize,
+) -> Result<(ReadStreamOutcome, bool), StoreError> {
     let index = shared.index()?;
     let head = shared.head().position;
     let Some(entry) = index.stream(stream.as_str())? else {
-        return Ok(ReadStreamOutcome::StreamNotFound);
+        return Ok((ReadStreamOutcome::StreamNotFound, false));
     };
     // The writer indexes a group just before it publishes the head: events at or past the head
     // are not acknowledged yet and must look absent, down to the stream itself. A chunk lies
     // within one group, so it is published whole or not at all.
     if index.first_chunk(entry.number)?.is_none_or(|c| c.first_position >= head) {
-        return Ok(ReadStreamOutcome::StreamNotFound);
+        return Ok((ReadStreamOutcome::StreamNotFound, false));
     }
     let from = match (from, direction) {
         (ReadFrom::Start, _) => Revision(0),
@@ -41,8 +44,9 @@ pub fn read_stream(
         (ReadFrom::At(r), _) => r,
     };
     let mut events = Vec::new();
+    let mut bytes = 0usize;
     if max_count == 0 {
-        return Ok(ReadStreamOutcome::Events(events));
+        return Ok((ReadStreamOutcome::Events(events), false));
     }
     for chunk in index.chunks(entry.number, from, direction)? {
         let chunk = chunk?;
@@ -53,19 +57,26 @@ pub fn read_stream(
             }
         }
         let records = read_chunk(shared, &chunk, stream)?;
-        match direction {
-            Direction::Forwards => {
-                events.extend(records.into_iter().filter(|e| e.revision >= from).take(max_count - events.len()))
+        let wanted = |e: &RecordedEvent| match direction {
+            Direction::Forwards => e.revision >= from,
+            Direction::Backwards => e.revision <= from,
+        };
+        let ordered: Box<dyn Iterator<Item = RecordedEvent>> = match direction {
+            Direction::Forwards => Box::new(records.into_iter()),
+            Direction::Backwards => Box::new(records.into_iter().rev()),
+        };
+        for event in ordered.filter(wanted) {
+            bytes = bytes.saturating_add(event.size());
+            if !events.is_empty() && bytes > max_bytes {
+                return Ok((ReadStreamOutcome::Events(events), true));
             }
-            Direction::Backwards => {
-                events.extend(records.into_iter().rev().filter(|e| e.revision <= from).take(max_count - events.len()))
+            events.push(event);
+            if events.len() == max_count {
+                return Ok((ReadStreamOutcome::Events(events), false));
             }
-        }
-        if events.len() == max_count {
-            break;
         }
     }
-    Ok(ReadStreamOutcome::Events(events))
+    Ok((ReadStreamOutcome::Events(events), false))
 }
 
 /// Reads and checks every record of a chunk, in revision order.
@@ -98,70 +109,6 @@ fn read_chunk(shared: &Shared, chunk: &Chunk, stream: &StreamId) -> Result<Vec<R
     Ok(events)
 }
 
-pub fn read_all(
-    shared: &Shared,
-    from: ReadFrom<Position>,
-    direction: Direction,
-    max_count: usize,
-    filter: &EventFilter,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let index = shared.index()?;
-    let head = shared.head().position;
-    if head.0 == 0 || max_count == 0 {
-        return Ok(Vec::new());
-    }
-    let last = Position(head.0 - 1);
-    match direction {
-        Direction::Forwards => {
-            let start = match from {
-                ReadFrom::Start => Position(0),
-                ReadFrom::End => return Ok(Vec::new()),
-                ReadFrom::At(p) => p,
-            };
-            let mut out = Vec::new();
-            if start > last {
-                return Ok(out);
-            }
-            let point = index.seek_point(start)?.ok_or_else(|| missing_seek_point(start))?;
-            let mut cursor = LogCursor::at(shared, point, head)?;
-            cursor.start = start;
-            while let Some(event) = cursor.next()? {
-                if filter.matches(event.stream.as_str(), &event.event_type) {
-                    out.push(event);
-                    if out.len() == max_count {
-                        break;
-                    }
-                }
-            }
-            Ok(out)
-        }
-        Direction::Backwards => {
-            let mut end = match from {
-                ReadFrom::Start => Position(0),
-                ReadFrom::End => last,
-                ReadFrom::At(p) => p.min(last),
-            };
-            let mut out = Vec::new();
-            // Walk back one seek point at a time, reading each span forwards.
-            loop {
-                let point = index.seek_point(end)?.ok_or_else(|| missing_seek_point(end))?;
-                let mut span = Vec::new();
-                let mut cursor = LogCursor::at(shared, point, end.next())?;
-                while let Some(event) = cursor.next()? {
-                    if filter.matches(event.stream.as_str(), &event.event_type) {
-                        span.push(event);
-                    }
-                }
-                out.extend(span.into_iter().rev().take(max_count - out.len()));
-                if out.len() == max_count || point.position.0 == 0 {
-                    return Ok(out);
-                }
-                end = Position(point.position.0 - 1);
-            }
-        }
-    }
-}
-
 /// Walks the log forwards from a seek point, record by record, up to (excluding) `end`.
 pub struct LogCursor<'a> {
     shared: &'a Shared,
@@ -170,7 +117,7 @@ pub struct LogCursor<'a> {
     records_left: u32,
     position: Position,
     /// The first position from which events are returned (earlier ones are skipped).
-    start: Position,
+    pub start: Position,
     end: Position,
     chunk: Bytes,
     chunk_start: u64,
@@ -270,8 +217,4 @@ impl<'a> LogCursor<'a> {
     fn corrupt(&self, offset: u64, reason: String) -> StoreError {
         StoreError::Corrupt { file: self.segment.path.clone(), offset, reason }
     }
-}
-
-fn missing_seek_point(position: Position) -> StoreError {
-    StoreError::Index(format!("no seek point at or before position {position}"))
 }

@@ -22,7 +22,8 @@ pub struct RecoveryReport {
     pub removed_segment: Option<PathBuf>,
     /// Events indexed from the log because the index was behind it.
     pub reindexed_events: u64,
-    /// The index was ahead of the log (after a truncation) and was rebuilt from position 0.
+    /// The index was ahead of the log (after a truncation), or of an older layout
+    /// (`index::LAYOUT`), and was rebuilt from position 0.
     pub index_rebuilt: bool,
 }
 
@@ -59,6 +60,15 @@ pub fn recover(log_dir: &Path, index_dir: &Path, max_open_segments: usize) -> Re
         segments.push(Arc::new(Segment::create(log_dir, 0, Position(0), &budget)?));
     }
     let mut index = Index::open(index_dir)?;
+    if !index.has_current_layout()? {
+        warn!(index = %index_dir.display(), layout = super::index::LAYOUT,
+            "the index was written in an older layout; rebuilding it from the log");
+        drop(index);
+        std::fs::remove_dir_all(index_dir).map_err(StoreError::io("remove index", index_dir))?;
+        index = Index::open(index_dir)?;
+        index.has_current_layout()?;
+        report.index_rebuilt = true;
+    }
     loop {
         match scan_and_index(&segments, &index, &mut report)? {
             Some(recovered) => {
@@ -80,6 +90,7 @@ pub fn recover(log_dir: &Path, index_dir: &Path, max_open_segments: usize) -> Re
                 drop(index);
                 std::fs::remove_dir_all(index_dir).map_err(StoreError::io("remove index", index_dir))?;
                 index = Index::open(index_dir)?;
+                index.has_current_layout()?;
                 report.index_rebuilt = true;
                 report.reindexed_events = 0;
             }
@@ -127,6 +138,7 @@ fn scan_and_index(
     let mut scanner = Scanner { segments, seg, offset, position };
     let mut next_stream_number = index.next_stream_number()?;
     let mut streams: HashMap<String, StreamEntry> = HashMap::new();
+    let mut namespaces: HashMap<String, Arc<str>> = HashMap::new();
     let mut batch = index.batch();
     let at_or_past_watermark =
         |s: &Scanner<'_>| watermark.is_none_or(|w| (s.segments[s.seg].number, s.offset) >= (w.segment, w.offset));
@@ -164,7 +176,12 @@ fn scan_and_index(
                     };
                     streams.insert(r.stream.clone(), StreamEntry { number, last_revision: r.revision });
                     let entry = IdEntry { stream_number: number, revision: r.revision, position: r.position };
-                    records.push(IndexedRecord { id: r.id, entry, offset: r.offset, len: r.len });
+                    let ns = crate::model::namespace_of(&r.stream);
+                    let namespace = match namespaces.get(ns) {
+                        Some(shared) => Arc::clone(shared),
+                        None => Arc::clone(namespaces.entry(ns.to_owned()).or_insert_with(|| Arc::from(ns))),
+                    };
+                    records.push(IndexedRecord { namespace, id: r.id, entry, offset: r.offset, len: r.len });
                 }
                 index.insert_group(&mut batch, segment.number, group.offset, &records);
                 report.reindexed_events += records.len() as u64;

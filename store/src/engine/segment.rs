@@ -100,7 +100,15 @@ impl Segment {
             .open(&path)
             .map_err(StoreError::io("create segment", &path))?;
         let header = SegmentHeader { number, first_position };
-        file.write_all_at(&header.encode(), 0).map_err(StoreError::io("write segment header", &path))?;
+        if let Err(e) = file.write_all_at(&header.encode(), 0) {
+            // Nothing is in it: without its name, the next roll can create it again.
+            drop(file);
+            std::fs::remove_file(&path).map_err(StoreError::io("remove a segment that found no space", &path))?;
+            return Err(match super::space::is_out_of_space(&e) {
+                true => StoreError::StorageFull { path: path.clone(), detail: format!("creating a segment: {e}") },
+                false => StoreError::Io { op: "write segment header", path, source: e },
+            });
+        }
         file.sync_all().map_err(StoreError::io("sync segment", &path))?;
         sync_dir(log_dir)?;
         Ok(Segment::with_file(number, first_position, path, file, budget))
@@ -205,9 +213,22 @@ impl Segment {
 
     /// Writes `bytes` at `offset` and `fdatasync`s, through one handle: the sync must be on the
     /// file description that wrote, or a write-back error could go unreported.
+    ///
+    /// A `write` refused for lack of space (ENOSPC, EDQUOT) is `StorageFull` and leaves the file as
+    /// it was before, as far as data goes: it is cut back to `offset`, so nothing of the group
+    /// (possibly half written) stays past the data, and a later group can be written at `offset`
+    /// again. Preallocated zeros past `offset` go with it. A failed `fdatasync` is an `Io` error:
+    /// see "Full disk" in the module doc for why that one is not retried.
     pub fn write_and_sync(&self, bytes: &[u8], offset: u64) -> Result<(), StoreError> {
         let file = self.file()?;
-        file.write_all_at(bytes, offset).map_err(StoreError::io("write segment", &self.path))?;
+        if let Err(e) = file.write_all_at(bytes, offset) {
+            if !super::space::is_out_of_space(&e) {
+                return Err(StoreError::Io { op: "write segment", path: self.path.clone(), source: e });
+            }
+            file.set_len(offset).map_err(StoreError::io("cut a write that found no space", &self.path))?;
+            let detail = format!("writing {} bytes at offset {offset} of {}: {e}", bytes.len(), self.path.display());
+            return Err(StoreError::StorageFull { path: self.path.clone(), detail });
+        }
         file.sync_data().map_err(StoreError::io("fdatasync segment", &self.path))
     }
 
@@ -295,8 +316,19 @@ pub struct Prepared {
 /// ingest), directly about 0.05 s. The writer then pads its writes to whole pages with zeros
 /// (`Writer::write_group`), so the pages it writes into need not be read from disk first.
 pub fn prepare(log_dir: &Path, size: u64, cancel: &AtomicBool) -> Result<Option<Prepared>, StoreError> {
-    const SYNC_EVERY: u64 = 64 << 20;
     let path = log_dir.join(PREPARED_NAME);
+    let prepared = prepare_file(&path, size, cancel);
+    if prepared.is_err() {
+        // A half-filled file would hold on to space that appends need (a full disk is the
+        // usual cause); the roll makes a segment that grows as written instead.
+        let _ = std::fs::remove_file(&path);
+    }
+    prepared
+}
+
+fn prepare_file(path: &Path, size: u64, cancel: &AtomicBool) -> Result<Option<Prepared>, StoreError> {
+    const SYNC_EVERY: u64 = 64 << 20;
+    let path = path.to_owned();
     let file = OpenOptions::new()
         .read(true)
         .write(true)

@@ -11,18 +11,20 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
+use super::all;
 use super::config::EngineConfig;
 use super::index::Index;
 use super::reader;
 use super::recovery::{self, RecoveryReport};
 use super::segment::{Segment, Segments, VerifyReport};
+use super::space::Space;
 use super::subscribe;
 use super::writer::{AppendRequest, Writer, WriterState};
 use crate::error::StoreError;
 use crate::event_store::{EventStore, Subscription};
 use crate::model::{
-    AppendResult, Direction, EventData, EventFilter, ExpectedRevision, Position, ReadFrom, ReadStreamOutcome,
-    RecordedEvent, Revision, StreamId, SubscribeFrom,
+    AllPage, AppendResult, Direction, EventData, EventFilter, ExpectedRevision, PageLimits, Position, ReadFrom,
+    ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom,
 };
 
 /// How many appends may wait for the writer before callers wait to enqueue (back-pressure).
@@ -74,6 +76,8 @@ pub struct Shared {
     /// Set when a write, sync or index commit failed: what is on disk past the head is unknown,
     /// so no more appends are taken until a reopen lets recovery decide.
     poisoned: Mutex<Option<String>>,
+    /// Free space on the data directory's filesystem, and whether appends wait for it.
+    pub space: Space,
 }
 
 /// The open index, borrowed for one read or one group.
@@ -190,6 +194,7 @@ impl EmbeddedStore {
             std::fs::TryLockError::Error(source) => StoreError::Io { op: "lock", path: lock_path.clone(), source },
         })?;
         let started = std::time::Instant::now();
+        let min_free_bytes = config.min_free_bytes;
         let recovered = recovery::recover(&log_dir, &dir.join("index"), config.max_open_segments)?;
         let segment = Arc::clone(recovered.segments.last().expect("recovery leaves a segment"));
         let (head, _) = watch::channel(Head {
@@ -205,11 +210,12 @@ impl EmbeddedStore {
             head,
             lock: Mutex::new(Some(lock)),
             poisoned: Mutex::new(None),
+            space: Space::new(&dir, min_free_bytes),
         });
         info!(data_dir = %dir.display(), events = recovered.next_position.0, elapsed_ms = started.elapsed().as_millis() as u64, "store opened");
         // `recorded_at` never decreases along the log, whatever the clock does across restarts:
         // the writer starts from the last event's time (the scan may not have seen any event).
-        let last_event = reader::read_all(&shared, ReadFrom::End, Direction::Backwards, 1, &EventFilter::all())?.pop();
+        let last_event = all::read_all(&shared, ReadFrom::End, Direction::Backwards, 1, &EventFilter::all())?.pop();
         let last_micros = last_event.map_or(0, |e| e.recorded_at.timestamp_micros());
         // Recovery checked that only zeros follow the data of the last segment.
         let zeroed_until = segment.len()?;
@@ -333,7 +339,8 @@ impl EventStore for EmbeddedStore {
     ) -> Result<AppendResult, StoreError> {
         let bytes = self.check_batch(&events)?;
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest { stream: stream.clone(), expected, events, bytes, reply };
+        let namespace = Arc::from(stream.namespace());
+        let request = AppendRequest { stream: stream.clone(), namespace, expected, events, bytes, reply };
         let tx = self.writer.tx.lock().expect("writer lock").clone().ok_or(StoreError::Closed)?;
         tx.send(request).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -348,7 +355,21 @@ impl EventStore for EmbeddedStore {
     ) -> Result<ReadStreamOutcome, StoreError> {
         let shared = Arc::clone(&self.shared);
         let stream = stream.clone();
-        self.blocking(move || reader::read_stream(&shared, &stream, from, direction, max_count)).await
+        self.blocking(move || Ok(reader::read_stream(&shared, &stream, from, direction, max_count, usize::MAX)?.0))
+            .await
+    }
+
+    async fn read_stream_bounded(
+        &self,
+        stream: &StreamId,
+        from: ReadFrom<Revision>,
+        direction: Direction,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<ReadStreamOutcome, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let stream = stream.clone();
+        self.blocking(move || Ok(reader::read_stream(&shared, &stream, from, direction, max_count, max_bytes)?.0)).await
     }
 
     async fn read_all(
@@ -360,7 +381,19 @@ impl EventStore for EmbeddedStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let shared = Arc::clone(&self.shared);
         let filter = filter.clone();
-        self.blocking(move || reader::read_all(&shared, from, direction, max_count, &filter)).await
+        self.blocking(move || all::read_all(&shared, from, direction, max_count, &filter)).await
+    }
+
+    async fn read_all_page(
+        &self,
+        from: ReadFrom<Position>,
+        direction: Direction,
+        limits: PageLimits,
+        filter: &EventFilter,
+    ) -> Result<AllPage, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let filter = filter.clone();
+        self.blocking(move || all::read_all_page(&shared, from, direction, limits, &filter)).await
     }
 
     async fn subscribe_to_all(
@@ -380,6 +413,15 @@ impl EventStore for EmbeddedStore {
         from: SubscribeFrom<Revision>,
     ) -> Result<Subscription, StoreError> {
         subscribe::to_stream(&self.shared, stream.clone(), from)
+    }
+
+    async fn writable(&self) -> Result<(), StoreError> {
+        self.head().await?;
+        if self.shared.poisoned().is_some() {
+            return Err(self.shared.poisoned_error());
+        }
+        let shared = Arc::clone(&self.shared);
+        self.blocking(move || shared.space.writable()).await
     }
 
     async fn head(&self) -> Result<Option<Position>, StoreError> {

@@ -7,16 +7,23 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, watch};
 
-use super::reader;
 use super::store::{Head, Shared};
+use super::{all, reader};
 use crate::error::StoreError;
 use crate::event_store::{Batch, Pace, Subscription, SubscriptionMessage};
 use crate::model::{
-    Direction, EventFilter, Position, ReadFrom, ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom,
+    Direction, EventFilter, PageLimits, Position, ReadFrom, ReadStreamOutcome, RecordedEvent, Revision, StreamId,
+    SubscribeFrom,
 };
 
 /// Events read per step; also what a subscriber buffers at most (times the channel depth).
 const BATCH: usize = 1024;
+/// Bytes of events per step, at most (a batch's first event is sent whatever its size): with
+/// 1 MB events, 1,024-event batches held a GB per subscriber.
+const BATCH_BYTES: usize = 1024 * 1024;
+/// Events of `$all` examined per step, at most: a subscription whose filter matches rarely still
+/// gives the blocking pool back between steps.
+const SCAN: usize = 65_536;
 const CHANNEL_DEPTH: usize = 2;
 
 pub fn to_all(shared: &Arc<Shared>, from: SubscribeFrom<Position>, filter: EventFilter) -> Subscription {
@@ -49,33 +56,34 @@ enum Cursor {
 }
 
 impl Cursor {
-    /// Reads the next batch. `head` is the published head observed before the read; the reader
-    /// sees at least that much.
-    fn read(&mut self, shared: &Shared, head: Position) -> Result<Vec<RecordedEvent>, StoreError> {
+    /// Reads the next batch, and whether there is more to read at once (a bound, not the head,
+    /// ended it). `head` is the published head observed before the read; the reader sees at
+    /// least that much.
+    fn read(&mut self, shared: &Shared, head: Position) -> Result<(Vec<RecordedEvent>, bool), StoreError> {
         match self {
             Cursor::All { next, filter } => {
                 if *next >= head {
-                    return Ok(Vec::new());
+                    return Ok((Vec::new(), false));
                 }
-                let events = reader::read_all(shared, ReadFrom::At(*next), Direction::Forwards, BATCH, filter)?;
-                *next = match events.last() {
-                    Some(last) if events.len() == BATCH => last.position.next(),
-                    // A short batch means the reader scanned to its head, which is at least `head`.
-                    Some(last) => last.position.next().max(head),
-                    None => head,
-                };
-                Ok(events)
+                let limits = PageLimits { max_count: BATCH, max_bytes: BATCH_BYTES, max_scan: SCAN };
+                let page = all::read_all_page(shared, ReadFrom::At(*next), Direction::Forwards, limits, filter)?;
+                // At the end, `next` is the reader's head, which is at least `head`.
+                *next = page.next.unwrap_or(head).max(*next);
+                Ok((page.events, !page.reached_end))
             }
             Cursor::Stream { stream, next } => {
-                let outcome = reader::read_stream(shared, stream, ReadFrom::At(*next), Direction::Forwards, BATCH)?;
+                let from = ReadFrom::At(*next);
+                let (outcome, by_bytes) =
+                    reader::read_stream(shared, stream, from, Direction::Forwards, BATCH, BATCH_BYTES)?;
                 let events = match outcome {
                     ReadStreamOutcome::StreamNotFound => Vec::new(),
                     ReadStreamOutcome::Events(events) => events,
                 };
+                let more = by_bytes || events.len() == BATCH;
                 if let Some(last) = events.last() {
                     *next = last.revision.next();
                 }
-                Ok(events)
+                Ok((events, more))
             }
         }
     }
@@ -107,10 +115,10 @@ async fn run(
             (cursor, events)
         })
         .await;
-        let events = match step {
-            Ok((returned, Ok(events))) => {
+        let (events, full) = match step {
+            Ok((returned, Ok(read))) => {
                 cursor = returned;
-                events
+                read
             }
             Ok((_, Err(e))) => {
                 let _ = tx.send(Err(e)).await;
@@ -127,7 +135,6 @@ async fn run(
                 return;
             }
         };
-        let full = events.len() == BATCH;
         let mut batch: Batch = events.into_iter().map(SubscriptionMessage::Event).collect();
         if !full && !caught_up {
             caught_up = true;

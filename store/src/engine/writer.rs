@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::format::{self, GroupHeader, RecordFields, GROUP_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::index::{IdEntry, IndexedRecord, StreamEntry, Watermark};
 use super::indexer::{self, IndexJob};
+use super::retry::retry_result;
 use super::segment::{self, Prepared, Segment};
 use super::store::Shared;
 use crate::error::StoreError;
@@ -29,6 +30,8 @@ use crate::model::{AppendResult, CurrentRevision, EventData, ExpectedRevision, P
 
 pub struct AppendRequest {
     pub stream: StreamId,
+    /// `stream.namespace()`, shared by the request's records and overlay entries.
+    pub namespace: Arc<str>,
     pub expected: ExpectedRevision,
     pub events: Vec<EventData>,
     pub bytes: usize,
@@ -56,6 +59,9 @@ const STREAM_CACHE: usize = 100_000;
 pub struct Writer {
     shared: Arc<Shared>,
     state: WriterState,
+    /// The overlay entries of the streams the group being prepared changed, as they were before
+    /// it: a group refused for lack of space is taken back out of the overlay.
+    undo_streams: HashMap<StreamId, Option<(StreamEntry, Position)>>,
     buf: Vec<u8>,
     overlay: Overlay,
     /// The zero-filling of the next segment, once the current one is half full.
@@ -64,15 +70,18 @@ pub struct Writer {
     cancel: Arc<AtomicBool>,
 }
 
+/// An event id with its stream's namespace: ids are unique per namespace (`StreamId::namespace`).
+type IdKey = (Arc<str>, Uuid);
+
 /// Ids of groups written but not yet published, and the entries of recently written streams
 /// (all of those not yet published among them).
 #[derive(Default)]
 struct Overlay {
     /// A stream's entry and the position of its last event.
     streams: HashMap<StreamId, (StreamEntry, Position)>,
-    ids: HashMap<Uuid, IdEntry>,
+    ids: HashMap<IdKey, IdEntry>,
     /// Per group in flight: its end position and the ids it added.
-    groups: VecDeque<(Position, Vec<Uuid>)>,
+    groups: VecDeque<(Position, Vec<IdKey>)>,
 }
 
 impl Writer {
@@ -80,6 +89,7 @@ impl Writer {
         Writer {
             shared,
             state,
+            undo_streams: HashMap::new(),
             buf: Vec::with_capacity(1 << 20),
             overlay: Overlay::default(),
             preparing: None,
@@ -151,6 +161,23 @@ impl Writer {
             job.replies = requests.into_iter().map(|r| (r.reply, Err(self.shared.poisoned_error()))).collect();
             return job;
         }
+        // Refused before anything is written while the filesystem is short of space: a group
+        // refused here changes nothing, on disk or in the overlay (module doc, "Full disk").
+        let needed: u64 = requests
+            .iter()
+            .map(|r| (r.bytes + r.events.len() * (format::RECORD_FIXED_LEN + r.stream.as_str().len())) as u64)
+            .sum();
+        let check = match self.shared.config.min_free_bytes {
+            0 => Ok(()),
+            _ => self.shared.space.check(needed + GROUP_HEADER_LEN as u64),
+        };
+        if let Err(detail) = check {
+            warn!(detail = %detail, "refusing appends: storage full");
+            job.replies = requests.into_iter().map(|r| (r.reply, Err(self.storage_full(&detail)))).collect();
+            return job;
+        }
+        self.undo_streams.clear();
+        let next_stream_number = self.state.next_stream_number;
         self.buf.clear();
         self.buf.resize(GROUP_HEADER_LEN, 0);
         let now = chrono::Utc::now().timestamp_micros().max(self.state.last_micros);
@@ -179,9 +206,32 @@ impl Writer {
                 job.watermark = Watermark { position: self.state.next_position, segment, offset: self.state.offset };
                 job.next_stream_number = self.state.next_stream_number;
                 job.streams = group_streams.iter().map(|s| (s.clone(), self.overlay.streams[s].0)).collect();
-                let ids = job.records.iter().map(|r| r.id).collect();
+                let ids = job.records.iter().map(|r| (Arc::clone(&r.namespace), r.id)).collect();
                 self.overlay.groups.push_back((self.state.next_position, ids));
                 self.prepare_next_segment();
+            }
+            Err(StoreError::StorageFull { detail, .. }) => {
+                // Nothing of the group is on disk past the data (`Segment::write_and_sync` cut it
+                // off) and nothing was answered: take it out of the overlay, answer every append
+                // of the group "storage full" (a rejection computed against an append of the
+                // group would be against a state that never existed), and write the next group
+                // where this one would have gone.
+                warn!(detail = %detail, "group refused by the filesystem: storage full");
+                self.shared.space.refused(detail.clone());
+                for record in job.records.drain(..) {
+                    self.overlay.ids.remove(&(record.namespace, record.id));
+                }
+                for (stream, previous) in self.undo_streams.drain() {
+                    match previous {
+                        Some(entry) => self.overlay.streams.insert(stream, entry),
+                        None => self.overlay.streams.remove(&stream),
+                    };
+                }
+                self.state.next_stream_number = next_stream_number;
+                self.state.zeroed_until = self.state.offset;
+                for (_, result) in &mut job.replies {
+                    *result = Err(self.storage_full(&detail));
+                }
             }
             Err(e) => {
                 error!(error = %e, "group commit failed; the store accepts no more appends until reopened");
@@ -198,21 +248,33 @@ impl Writer {
     /// The stored ids among those of the group's small appends, found with one lookup: the ids
     /// concurrent clients generate (time-ordered v7) lie close together. Larger appends look up
     /// their own ids, which are close together in any case.
-    fn prefetch_ids(&self, requests: &[AppendRequest]) -> Result<HashMap<Uuid, IdEntry>, StoreError> {
-        let ids: Vec<Uuid> = requests
-            .iter()
-            .filter(|r| r.events.len() < OWN_LOOKUP)
-            .flat_map(|r| r.events.iter().map(EventData::id))
-            .filter(|id| !self.overlay.ids.contains_key(id))
-            .collect();
-        let found = self.shared.index()?.event_ids(&ids)?;
-        Ok(ids.into_iter().zip(found).filter_map(|(id, entry)| Some((id, entry?))).collect())
+    fn prefetch_ids(&self, requests: &[AppendRequest]) -> Result<HashMap<IdKey, IdEntry>, StoreError> {
+        let mut by_namespace: HashMap<Arc<str>, Vec<Uuid>> = HashMap::new();
+        for request in requests.iter().filter(|r| r.events.len() < OWN_LOOKUP) {
+            let ids = by_namespace.entry(Arc::clone(&request.namespace)).or_default();
+            for event in &request.events {
+                if !self.overlay.ids.contains_key(&(Arc::clone(&request.namespace), event.id())) {
+                    ids.push(event.id());
+                }
+            }
+        }
+        let index = self.shared.index()?;
+        let mut found = HashMap::new();
+        for (namespace, ids) in by_namespace {
+            let entries = index.event_ids(&namespace, &ids)?;
+            for (id, entry) in ids.into_iter().zip(entries) {
+                if let Some(entry) = entry {
+                    found.insert((Arc::clone(&namespace), id), entry);
+                }
+            }
+        }
+        Ok(found)
     }
 
     fn prepare(
         &mut self,
         request: &AppendRequest,
-        prefetched: &HashMap<Uuid, IdEntry>,
+        prefetched: &HashMap<IdKey, IdEntry>,
         records: &mut Vec<IndexedRecord>,
         group_streams: &mut HashSet<StreamId>,
         now: i64,
@@ -225,14 +287,16 @@ impl Writer {
         };
         let mut stored = Vec::new();
         let mut unknown = Vec::new();
+        let namespace = &request.namespace;
         for event in &request.events {
-            match self.overlay.ids.get(&event.id()).or_else(|| prefetched.get(&event.id())) {
+            let key = (Arc::clone(namespace), event.id());
+            match self.overlay.ids.get(&key).or_else(|| prefetched.get(&key)) {
                 Some(entry) => stored.push((event.id(), *entry)),
                 None => unknown.push(event.id()),
             }
         }
         if request.events.len() >= OWN_LOOKUP {
-            let in_index = index.event_ids(&unknown)?;
+            let in_index = index.event_ids(namespace, &unknown)?;
             stored.extend(unknown.iter().zip(in_index).filter_map(|(id, entry)| Some((*id, entry?))));
         }
         // Report stored ids in the batch's order, as a retry is checked against it.
@@ -290,12 +354,21 @@ impl Writer {
             );
             // Offsets are relative to the group until `write_group` knows where it goes.
             let len = (self.buf.len() - start) as u32;
-            records.push(IndexedRecord { id: event.id(), entry, offset: start as u64, len });
-            self.overlay.ids.insert(event.id(), entry);
+            let namespace = Arc::clone(&request.namespace);
+            records.push(IndexedRecord {
+                namespace: Arc::clone(&namespace),
+                id: event.id(),
+                entry,
+                offset: start as u64,
+                len,
+            });
+            self.overlay.ids.insert((namespace, event.id()), entry);
         }
         let n = request.events.len() as u64;
         let last_revision = Revision(first_revision.0 + n - 1);
         let last_position = Position(first_position.0 + n - 1);
+        let previous = self.overlay.streams.get(stream).copied();
+        self.undo_streams.entry(stream.clone()).or_insert(previous);
         self.overlay.streams.insert(stream.clone(), (StreamEntry { number, last_revision }, last_position));
         group_streams.insert(stream.clone());
         Ok(AppendResult {
@@ -340,10 +413,20 @@ impl Writer {
         Ok((segment.number, group_offset))
     }
 
-    /// Starts zero-filling the next segment once the current one is half full, if not started.
+    /// An append's answer while the filesystem is short of space.
+    fn storage_full(&self, detail: &str) -> StoreError {
+        StoreError::StorageFull { path: self.shared.log_dir.clone(), detail: detail.to_owned() }
+    }
+
+    /// Starts zero-filling the next segment once the current one is half full, if not started
+    /// and if the filesystem has room for it besides the reserve (else the next segment grows
+    /// as written: preallocation must not be what fills the disk).
     fn prepare_next_segment(&mut self) {
         let size = self.shared.config.segment_size;
         if self.preparing.is_some() || !self.shared.config.preallocate || self.state.offset < size / 2 {
+            return;
+        }
+        if self.shared.space.available().is_some_and(|free| free < size.saturating_add(self.shared.space.reserve())) {
             return;
         }
         let log_dir = self.shared.log_dir.clone();
@@ -401,8 +484,8 @@ impl Writer {
                 break;
             }
             let (_, ids) = self.overlay.groups.pop_front().expect("checked");
-            for id in ids {
-                self.overlay.ids.remove(&id);
+            for key in ids {
+                self.overlay.ids.remove(&key);
             }
         }
         // Published stream entries stay as a cache (the writer is the only one that changes
@@ -411,61 +494,4 @@ impl Writer {
             self.overlay.streams.retain(|_, (_, last)| *last >= head);
         }
     }
-}
-
-/// The answer to an append some of whose ids are stored: the original result if it is an exact
-/// retry, otherwise `IdempotencyConflict` saying precisely why not.
-fn retry_result(
-    request: &AppendRequest,
-    stream_number: Option<u64>,
-    stored: &[(Uuid, IdEntry)],
-) -> Result<AppendResult, StoreError> {
-    let stream = &request.stream;
-    let conflict =
-        |event_id: Uuid, reason: String| StoreError::IdempotencyConflict { stream: stream.clone(), event_id, reason };
-    let n = request.events.len();
-    let (first_id, first) = stored[0];
-    if stored.len() < n {
-        let missing =
-            request.events.iter().find(|e| !stored.iter().any(|(id, _)| *id == e.id())).expect("one is missing");
-        return Err(conflict(
-            first_id,
-            format!(
-                "{} of the {n} events are stored already and {} (at least) is not, so the batch is neither new nor a retry",
-                stored.len(),
-                missing.id()
-            ),
-        ));
-    }
-    for (i, (id, entry)) in stored.iter().enumerate() {
-        if Some(entry.stream_number) != stream_number {
-            return Err(conflict(*id, "it is stored in another stream".into()));
-        }
-        if entry.revision.0 != first.revision.0 + i as u64 {
-            return Err(conflict(
-                *id,
-                format!("it is stored at revision {}, not in the order of this batch", entry.revision),
-            ));
-        }
-    }
-    let consistent = match request.expected {
-        ExpectedRevision::Any | ExpectedRevision::StreamExists => true,
-        ExpectedRevision::NoStream => first.revision.0 == 0,
-        // `checked_add`: the client names `r`, and `u64::MAX` must be a conflict, not a panic.
-        ExpectedRevision::Exact(r) => r.0.checked_add(1) == Some(first.revision.0),
-    };
-    if !consistent {
-        return Err(conflict(
-            first_id,
-            format!("it is stored at revision {}, which does not follow expected {}", first.revision, request.expected),
-        ));
-    }
-    let last = stored[n - 1].1;
-    Ok(AppendResult {
-        stream: stream.clone(),
-        first_revision: first.revision,
-        last_revision: last.revision,
-        first_position: first.position,
-        last_position: last.position,
-    })
 }
