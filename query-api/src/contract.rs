@@ -19,32 +19,66 @@ use crate::wire::MAX_INTEGER;
 
 /// `char::is_control`: the Unicode category Cc. Stream names and key names refuse them.
 const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
+/// What `annals_store::forbidden_character` refuses in stream names and event types (controls,
+/// format characters such as U+202E and U+200B, noncharacters), as a character class built from
+/// that function itself, so the document cannot drift from it. The Basic Multilingual Plane only:
+/// an ECMA-262 pattern without the `u` flag has no escape for a character above U+FFFF, so the
+/// few such format characters (U+E0001, the tag characters, …) and noncharacters are refused by
+/// the server without being stated in the pattern (`STREAM_DESCRIPTION` says so).
+fn name_forbidden() -> String {
+    let forbidden =
+        |c: u32| char::from_u32(c).is_some_and(|c| annals_store::forbidden_character(&c.to_string()).is_some());
+    let escape = |c: u32| if c <= 0xff { format!("\\x{c:02x}") } else { format!("\\u{c:04x}") };
+    let mut class = String::new();
+    let mut c = 0u32;
+    while c <= 0xffff {
+        if !forbidden(c) {
+            c += 1;
+            continue;
+        }
+        let start = c;
+        while c < 0xffff && forbidden(c + 1) {
+            c += 1;
+        }
+        class.push_str(&escape(start));
+        if c > start {
+            class.push('-');
+            class.push_str(&escape(c));
+        }
+        c += 1;
+    }
+    class
+}
+
 /// `char::is_whitespace` (what `str::trim` removes) apart from the control characters in it.
 const SPACE: &str = r" \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 /// Every character `str::trim` removes.
 const TRIMMED: &str = r"\t\n\x0b\x0c\r\x85 \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 
 /// A stream name as `annals_store::StreamId::new` and `routes/streams.rs` (`client_stream`) take
-/// it: not empty, no control characters, no whitespace at either end, not starting with `$`.
+/// it: not empty, none of the characters `forbidden_character` refuses, no whitespace at either end, not starting with `$`.
 /// (Its length limit is in bytes, with the tenant's name: see [`STREAM_DESCRIPTION`].)
 pub fn stream_name_pattern() -> String {
-    format!("^[^${CONTROL}{SPACE}](?:[^{CONTROL}]*[^{CONTROL}{SPACE}])?$")
+    let forbidden = name_forbidden();
+    format!("^[^${forbidden}{SPACE}](?:[^{forbidden}]*[^{forbidden}{SPACE}])?$")
 }
 
-const STREAM_DESCRIPTION: &str = "The stream's name within the caller's tenant: no control characters, no \
+const STREAM_DESCRIPTION: &str = "The stream's name within the caller's tenant: no control, format (such as U+202E or \
+    U+200B) or noncharacters (above U+FFFF too, which the pattern cannot state), no \
     whitespace at either end, not starting with `$` (reserved for the system), and at most 256 bytes of UTF-8 \
     together with the tenant's name and a `/` (a length JSON Schema cannot state in characters)";
 
 /// A message id, whose stream `message-{id}` must be a stream name (`routes/messages.rs`,
 /// `message_stream`).
 fn message_id_pattern() -> String {
-    format!("^[^{CONTROL}]*[^{CONTROL}{SPACE}]$")
+    let forbidden = name_forbidden();
+    format!("^[^{forbidden}]*[^{forbidden}{SPACE}]$")
 }
 
-/// An event type as `annals_store` validates it: 1 to 128 bytes, no whitespace or control
-/// characters.
+/// An event type as `annals_store` validates it: 1 to 128 bytes, no whitespace and none of the
+/// characters `forbidden_character` refuses.
 fn event_type_pattern() -> String {
-    format!("^[^{CONTROL}{SPACE}]+$")
+    format!("^[^{}{SPACE}]+$", name_forbidden())
 }
 
 /// A comma-separated list with at least one entry that is not blank (`routes/events.rs`,
@@ -205,6 +239,20 @@ mod tests {
         for name in ["a", "message-42", "a b", "ü/x", "$", "$keys", " a", "a ", "a\u{85}", "a\u{3000}", "", "a\tb"] {
             let server = annals_store::StreamId::new(name).is_ok_and(|s| !s.is_system());
             assert_eq!(matches(&stream, name), server, "stream name {name:?}");
+        }
+        // Characters that spoof names (issue 13, item 16) are refused by the store and the
+        // patterns alike; ordinary letters of any script are taken by both.
+        let event_type = event_type_pattern();
+        for c in [
+            '\u{202E}', '\u{200B}', '\u{200D}', '\u{FEFF}', '\u{FFFE}', '\u{FDD0}', '\u{00AD}', 'é', 'ж', '中',
+            '\u{FFFD}',
+        ] {
+            let name = format!("a{c}b");
+            let server = annals_store::StreamId::new(&name).is_ok();
+            assert_eq!(matches(&stream, &name), server, "stream name {name:?}");
+            assert_eq!(matches(&message_id_pattern(), &name), server, "message id {name:?}");
+            let typed = annals_store::EventData::json(name.clone(), &json!({})).is_ok();
+            assert_eq!(matches(&event_type, &name), typed, "event type {name:?}");
         }
         let status = status_list_pattern();
         for list in ["SENT", "sent", " Sent ,", ",,delivered", "SENT,DELIVERED", "", ",", " , ", "SENDING", "SENT,X"] {
