@@ -50,9 +50,22 @@ async fn spans_are_exported_over_otlp_and_join_the_callers_trace() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The bootstrap key is an operator's, which reads and appends no data: it makes a tenant's key.
+    let created: Value = client
+        .post(format!("{base}/v1/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({ "tenant": "acme", "role": "admin", "name": "otlp-test" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().expect("a key").to_owned();
+
     let response = client
         .post(format!("{base}/v1/streams/message-1/events"))
-        .bearer_auth(ADMIN_KEY)
+        .bearer_auth(&key)
         .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
         .json(&json!({ "events": [{ "type": "message.opened", "data": { "message_id": "1" } }] }))
         .send()
@@ -63,7 +76,7 @@ async fn spans_are_exported_over_otlp_and_join_the_callers_trace() {
     // The event carries the append's own span: same trace, another parent.
     let page: Value = client
         .get(format!("{base}/v1/streams/message-1/events"))
-        .bearer_auth(ADMIN_KEY)
+        .bearer_auth(&key)
         .send()
         .await
         .unwrap()

@@ -362,8 +362,10 @@ async fn the_document_states_the_bounds_the_server_checks() {
         jsonschema::validator_for(&serde_json::json!({ "type": "string", "pattern": tenant["pattern"] })).unwrap();
     for (name, valid) in [("acme", true), ("a-1_b", true), ("", false), ("Acme", false), ("-a", false)] {
         assert_eq!(pattern.is_valid(&serde_json::json!(name)), valid, "{name:?}");
-        let (status, body) =
-            app.post("/v1/keys", &serde_json::json!({ "tenant": name, "role": "reader", "name": "n" })).await;
+        let (status, body) = app
+            .as_operator()
+            .post("/v1/keys", &serde_json::json!({ "tenant": name, "role": "reader", "name": "n" }))
+            .await;
         assert_eq!(status.is_success(), valid, "tenant {name:?}: {body}");
     }
     app.stop().await;

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use support::TestApp;
 
 async fn key(app: &TestApp, tenant: &str, role: &str) -> TestApp {
-    let (status, body) = app.post("/v1/keys", &json!({ "tenant": tenant, "role": role, "name": tenant })).await;
+    let (status, body) =
+        app.as_operator().post("/v1/keys", &json!({ "tenant": tenant, "role": role, "name": tenant })).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let mut view = app.clone_view();
     view.key = body["key"].as_str().expect("a key").to_owned();

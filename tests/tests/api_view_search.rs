@@ -280,10 +280,10 @@ async fn facets_equal_filtered_counts_across_workers_restart_and_rebuild() {
     check_facets(&app, last, "three workers").await;
     app = app.restart().await;
     check_facets(&app, last, "after a restart").await;
-    let (status, accepted) = app.post("/v1/projections/messages/rebuild", &json!({})).await;
+    let (status, accepted) = app.as_operator().post("/v1/projections/messages/rebuild", &json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     for _ in 0..300 {
-        let (_, progress) = app.get("/v1/projections/messages").await;
+        let (_, progress) = app.as_operator().get("/v1/projections/messages").await;
         if progress["generation"] == json!(2) {
             break;
         }
