@@ -37,6 +37,10 @@ pub enum ApiError {
     /// The body is not the JSON the endpoint takes (syntax, shape, or a field's value).
     #[error("{0}")]
     MalformedBody(String),
+    /// The body is JSON, but `pointer` holds what no reader holds the same way (a duplicate key,
+    /// a lone surrogate, nesting past the limit, a number beyond f64): `structure::check`.
+    #[error("{detail}")]
+    UnreadableJson { pointer: String, detail: String },
     /// A path or query parameter is not valid.
     #[error("{detail}")]
     InvalidParameter { parameter: &'static str, detail: String },
@@ -93,6 +97,10 @@ impl ApiError {
         let mut extra = Map::new();
         let (status, kind, title) = match self {
             ApiError::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body"),
+            ApiError::UnreadableJson { pointer, .. } => {
+                extra.insert("pointer".into(), json!(pointer));
+                (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body")
+            }
             ApiError::InvalidParameter { parameter, .. } => {
                 extra.insert("parameter".into(), json!(parameter));
                 (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter")
@@ -271,6 +279,7 @@ mod tests {
             ApiError::InvalidParameter { parameter: "limit", detail: String::new() },
             ApiError::InvalidQuery { parameter: Some("limit".into()), detail: String::new() },
             ApiError::StreamNotFound("s".into()),
+            ApiError::UnreadableJson { pointer: "/events/0/data/a".into(), detail: String::new() },
             ApiError::SchemaViolation {
                 index: 0,
                 event_type: "t".into(),
