@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use annals_store::{EventFilter, RecordedEvent};
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -202,8 +203,9 @@ impl Projection for AuditProjection {
         for t in text.into_iter().flatten() {
             fields.put("text", FieldValue::Str(t.clone()));
         }
-        fields.put("occurred_at", FieldValue::Time(doc.occurred_at));
-        fields.put("recorded_at", FieldValue::Time(doc.recorded_at));
+        // The producer's clock may say any RFC 3339 time (0000–9999); the index holds 1677–2262.
+        fields.put("occurred_at", FieldValue::Time(indexable(doc.occurred_at)));
+        fields.put("recorded_at", FieldValue::Time(indexable(doc.recorded_at)));
         ViewDoc {
             id: doc.event_id.to_string(),
             tenant: doc.tenant.clone(),
@@ -212,6 +214,15 @@ impl Projection for AuditProjection {
             source: serde_json::value::to_raw_value(doc).expect("an audit document serializes"),
         }
     }
+}
+
+/// `t` within what a view indexes as a time (nanoseconds since the epoch in an `i64`,
+/// 1677-09-21 to 2262-04-11): a time beyond sorts and filters as the nearest end of that range,
+/// while the document's source keeps it as recorded. An audit event's `occurred_at` is the
+/// producer's clock, and its schema takes any RFC 3339 time: the view must apply what the
+/// append accepted (issue 13) rather than fail to index it.
+pub fn indexable(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.clamp(DateTime::from_timestamp_nanos(i64::MIN), DateTime::from_timestamp_nanos(i64::MAX))
 }
 
 #[derive(Default)]
