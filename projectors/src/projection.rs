@@ -216,13 +216,21 @@ impl Projection for AuditProjection {
     }
 }
 
-/// `t` within what a view indexes as a time (nanoseconds since the epoch in an `i64`,
-/// 1677-09-21 to 2262-04-11): a time beyond sorts and filters as the nearest end of that range,
-/// while the document's source keeps it as recorded. An audit event's `occurred_at` is the
-/// producer's clock, and its schema takes any RFC 3339 time: the view must apply what the
-/// append accepted (issue 13) rather than fail to index it.
+/// The times a view indexes, in whole seconds: 1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z
+/// (nanoseconds since the epoch in an `i64`, what tantivy's date fields hold). Queries are held
+/// to it (`from`, `to`, cursors: a `400` naming the parameter), documents are clamped into it.
+pub fn indexed_times() -> std::ops::RangeInclusive<DateTime<Utc>> {
+    let second = |nanos: i64| DateTime::from_timestamp(nanos / 1_000_000_000, 0).expect("within chrono's range");
+    second(i64::MIN)..=second(i64::MAX)
+}
+
+/// `t` within [`indexed_times`]: a time beyond sorts and filters as the nearest end of that
+/// range, while the document's source keeps it as recorded. An audit event's `occurred_at` is
+/// the producer's clock, and its schema takes any RFC 3339 time (0000-9999): the view must
+/// apply what the append accepted (issue 13) rather than fail to index it.
 pub fn indexable(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.clamp(DateTime::from_timestamp_nanos(i64::MIN), DateTime::from_timestamp_nanos(i64::MAX))
+    let range = indexed_times();
+    t.clamp(*range.start(), *range.end())
 }
 
 #[derive(Default)]

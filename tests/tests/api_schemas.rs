@@ -129,6 +129,14 @@ async fn what_the_append_accepts_the_view_applies() {
     let (status, doc) = app.get(&format!("/v1/messages/max?min_position={}", appended["last_position"])).await;
     assert_eq!(status, StatusCode::OK, "{doc}");
     assert_eq!(doc["template_version"], json!(4294967295u64), "{doc}");
+    // An audit time the schema takes but the index cannot hold (it holds 1677-2262) is shown.
+    let mut audit = support::event("audit.recorded", 1);
+    audit["data"]["occurred_at"] = json!("9999-12-31T23:59:59Z");
+    let (status, appended) = app.post("/v1/streams/audit-template-t-1/events", &json!({ "events": [audit] })).await;
+    assert_eq!(status, StatusCode::CREATED, "{appended}");
+    let (status, page) = app.get(&format!("/v1/audit?min_position={}", appended["last_position"])).await;
+    assert_eq!((status, &page["total"]), (StatusCode::OK, &json!(1)), "{page}");
+    assert_eq!(page["items"][0]["occurred_at"], json!("9999-12-31T23:59:59Z"), "the source keeps the time as sent");
     let (status, parked) = app.get("/v1/projections/messages/parked").await;
     assert_eq!(status, StatusCode::OK, "{parked}");
     assert_eq!(parked["items"].as_array().map(Vec::len), Some(0), "nothing acknowledged is parked: {parked}");
