@@ -9,8 +9,9 @@
 //! [`check`] finds all four in one streaming pass over the bytes, without building a value, and
 //! names the JSON pointer of the first one it meets.
 //!
-//! A grammar error is reported as [`Flaw::Syntax`] with no further promise: callers let their
-//! parser word it. The pass keeps no value, only a stack of the enclosing containers (the keys
+//! It is not a grammar check: a grammar error it meets is reported as [`Flaw::Syntax`] with no
+//! further promise, and some (an unescaped control character in a string) it does not look for.
+//! Callers parse the text too and let their parser word those. The pass keeps no value, only a stack of the enclosing containers (the keys
 //! seen in each open object, the index in each open array), so its memory follows the depth and
 //! the widest object, not the size of the text.
 
@@ -65,21 +66,31 @@ pub fn check(text: &[u8], max_depth: usize) -> Result<(), StructureError> {
     if std::str::from_utf8(text).is_err() {
         return Err(StructureError { pointer: String::new(), flaw: Flaw::Syntax });
     }
-    Scanner { text, at: 0, stack: Vec::new(), max_depth }.document()
+    Scanner { text, at: 0, stack: Vec::with_capacity(8), keys: Vec::with_capacity(32), max_depth }.document()
 }
 
 /// Objects with more keys than this keep them in a hash set (a linear search is faster below).
 const LINEAR_KEYS: usize = 16;
 
 enum Frame<'a> {
-    Object { keys: Vec<Cow<'a, [u8]>>, set: Option<HashSet<Cow<'a, [u8]>>>, current: Cow<'a, [u8]> },
-    Array { index: usize },
+    /// An open object: its keys are `Scanner::keys[first_key..]` up to the next open object's,
+    /// the last of them the member being read; a wide one also keeps them in a set.
+    Object {
+        first_key: usize,
+        set: Option<HashSet<Cow<'a, [u8]>>>,
+    },
+    Array {
+        index: usize,
+    },
 }
 
 struct Scanner<'a> {
     text: &'a [u8],
     at: usize,
     stack: Vec<Frame<'a>>,
+    /// The keys of every open object, outermost first: one buffer for the whole text, so that
+    /// an object costs no allocation of its own.
+    keys: Vec<Cow<'a, [u8]>>,
     max_depth: usize,
 }
 
@@ -103,11 +114,11 @@ impl<'a> Scanner<'a> {
             match self.peek() {
                 Some(b'{') => {
                     self.at += 1;
-                    self.open(Frame::Object { keys: Vec::new(), set: None, current: Cow::Borrowed(&[]) })?;
+                    self.open(Frame::Object { first_key: self.keys.len(), set: None })?;
                     self.skip_ws();
                     if self.peek() == Some(b'}') {
                         self.at += 1;
-                        self.stack.pop();
+                        self.close();
                     } else {
                         self.key()?;
                         continue;
@@ -153,11 +164,17 @@ impl<'a> Scanner<'a> {
                     }
                     (Some(b'}'), true) | (Some(b']'), false) => {
                         self.at += 1;
-                        self.stack.pop();
+                        self.close();
                     }
                     _ => return Err(self.fail(Flaw::Syntax)),
                 }
             }
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(Frame::Object { first_key, .. }) = self.stack.pop() {
+            self.keys.truncate(first_key);
         }
     }
 
@@ -176,21 +193,23 @@ impl<'a> Scanner<'a> {
         }
         // A flaw inside a key is the object's: the key has no pointer of its own yet.
         let key = self.string().map_err(|e| StructureError { pointer: self.pointer(self.stack.len() - 1), ..e })?;
-        let Some(Frame::Object { keys, set, current }) = self.stack.last_mut() else {
+        let Some(Frame::Object { first_key, set }) = self.stack.last_mut() else {
             return Err(self.fail(Flaw::Syntax));
         };
+        let siblings = &self.keys[*first_key..];
         let duplicate = match set {
             Some(set) => !set.insert(key.clone()),
-            None if keys.contains(&key) => true,
             None => {
-                keys.push(key.clone());
-                if keys.len() > LINEAR_KEYS {
-                    *set = Some(keys.drain(..).collect());
+                let duplicate = siblings.contains(&key);
+                if !duplicate && siblings.len() >= LINEAR_KEYS {
+                    let mut all: HashSet<Cow<'a, [u8]>> = siblings.iter().cloned().collect();
+                    all.insert(key.clone());
+                    *set = Some(all);
                 }
-                false
+                duplicate
             }
         };
-        *current = key;
+        self.keys.push(key);
         if duplicate {
             return Err(self.fail(Flaw::DuplicateKey));
         }
@@ -207,17 +226,15 @@ impl<'a> Scanner<'a> {
         let text = self.text;
         self.at += 1;
         let start = self.at;
-        // The common case: no escape before the closing quote.
-        while let Some(&b) = text.get(self.at) {
-            match b {
-                b'"' => {
-                    self.at += 1;
-                    return Ok(Cow::Borrowed(&text[start..self.at - 1]));
-                }
-                b'\\' => break,
-                0..=0x1f => return Err(self.fail(Flaw::Syntax)),
-                _ => self.at += 1,
+        // The common case: no escape before the closing quote. (Control characters, which
+        // JSON refuses unescaped, change no structure: the caller's parser refuses them.)
+        match memchr::memchr2(b'"', b'\\', &text[self.at..]) {
+            Some(offset) if text[self.at + offset] == b'"' => {
+                self.at += offset + 1;
+                return Ok(Cow::Borrowed(&text[start..self.at - 1]));
             }
+            Some(offset) => self.at += offset,
+            None => return Err(self.fail(Flaw::Syntax)),
         }
         let mut owned = text[start..self.at].to_vec();
         loop {
@@ -249,7 +266,6 @@ impl<'a> Scanner<'a> {
                     let mut buf = [0; 4];
                     owned.extend_from_slice(escaped.encode_utf8(&mut buf).as_bytes());
                 }
-                Some(0..=0x1f) => return Err(self.fail(Flaw::Syntax)),
                 Some(&b) => {
                     owned.push(b);
                     self.at += 1;
@@ -366,14 +382,25 @@ impl<'a> Scanner<'a> {
 
     /// The pointer of the value inside the outermost `depth` open containers.
     fn pointer(&self, depth: usize) -> String {
+        // Each open object's member is the last of its keys, which end where the next open
+        // object's begin.
+        let mut ends = vec![self.keys.len(); self.stack.len()];
+        let mut end = self.keys.len();
+        for (i, frame) in self.stack.iter().enumerate().rev() {
+            ends[i] = end;
+            if let Frame::Object { first_key, .. } = frame {
+                end = *first_key;
+            }
+        }
         let mut pointer = String::new();
-        for frame in &self.stack[..depth] {
+        for (frame, end) in self.stack[..depth].iter().zip(ends) {
             pointer.push('/');
             match frame {
-                Frame::Object { current, .. } => {
-                    let key = String::from_utf8_lossy(current);
+                Frame::Object { first_key, .. } if end > *first_key => {
+                    let key = String::from_utf8_lossy(&self.keys[end - 1]);
                     pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
                 }
+                Frame::Object { .. } => {}
                 Frame::Array { index } => pointer.push_str(&index.to_string()),
             }
         }
