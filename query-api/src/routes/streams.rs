@@ -100,6 +100,14 @@ fn structure(body: &[u8]) -> Result<(), ApiError> {
     match check(body, ENVELOPE_DEPTH + MAX_DEPTH) {
         Ok(()) => Ok(()),
         Err(e) if e.flaw == Flaw::Syntax => Ok(()),
+        // The limit as a client counts it: levels inside its data or metadata.
+        Err(e) if matches!(e.flaw, Flaw::TooDeep { .. }) => Err(ApiError::UnreadableJson {
+            detail: format!(
+                "{:?} nests containers deeper than {MAX_DEPTH} levels inside an event's data or metadata",
+                e.pointer
+            ),
+            pointer: e.pointer,
+        }),
         Err(e) => Err(ApiError::UnreadableJson { detail: e.to_string(), pointer: e.pointer }),
     }
 }
