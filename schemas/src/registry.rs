@@ -64,7 +64,11 @@ fn reads<T: DeserializeOwned>(data: &Value) -> Result<(), Violation> {
             }
             Err(Violation::Invalid {
                 pointer,
-                rule: format!("{} (whole numbers are written without a fraction, within their format)", error.inner()),
+                rule: format!(
+                    "{}: the schema's text lets this through, the type it is generated from (which readers decode \
+                     with) does not; whole numbers are written without a fraction, within their format",
+                    error.inner()
+                ),
             })
         }
     }

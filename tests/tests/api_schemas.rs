@@ -113,6 +113,7 @@ async fn what_the_append_accepts_the_view_applies() {
         let (status, problem) = app.post_raw(&format!("/v1/streams/message-{id}/events"), enqueued(&id, version)).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "template.version {version}: {problem}");
         assert_eq!(problem["pointer"], json!("/events/0/data/template/version"), "{problem}");
+        assert!(problem["rule"].as_str().unwrap().contains("expected u32"), "the rule says why: {problem}");
     }
     let duplicate = r#"{"events":[{"type":"message.sent","data":{"message_id":"d","channel":"fax","channel":"email","provider":"ses"}}]}"#;
     let (status, problem) = app.post_raw("/v1/streams/message-d/events", duplicate).await;
