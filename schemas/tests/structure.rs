@@ -127,4 +127,17 @@ proptest! {
         }
         let _ = check(&text[..at], MAX_DEPTH);
     }
+
+    /// Token soup (the bytes JSON is made of, in any order) never panics the check, and what
+    /// it passes serde_json reads.
+    #[test]
+    fn token_soup_never_panics(tokens in prop::collection::vec(prop::sample::select(vec![
+        "{", "}", "[", "]", ",", ":", "\"a\"", "\"\\ud800\"", "\"\\udc00\\ud800\"", "\"\\u12\"", "\"\\",
+        "1", "-", "0", "1e999", "1.", ".5", "true", "nul", " ", "\"", "\\u0041",
+    ]), 0..40)) {
+        let text = tokens.concat();
+        if check(text.as_bytes(), 4).is_ok() {
+            prop_assert!(serde_json::from_str::<Value>(&text).is_ok(), "{}", text);
+        }
+    }
 }
