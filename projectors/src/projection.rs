@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use annals_store::{EventFilter, RecordedEvent};
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -206,8 +207,9 @@ impl Projection for AuditProjection {
         for t in text.into_iter().flatten() {
             fields.put("text", FieldValue::Str(t.clone()));
         }
-        fields.put("occurred_at", FieldValue::Time(doc.occurred_at));
-        fields.put("recorded_at", FieldValue::Time(doc.recorded_at));
+        // The producer's clock may say any RFC 3339 time (0000–9999); the index holds 1677–2262.
+        fields.put("occurred_at", FieldValue::Time(indexable(doc.occurred_at)));
+        fields.put("recorded_at", FieldValue::Time(indexable(doc.recorded_at)));
         ViewDoc {
             id: doc.event_id.to_string(),
             tenant: doc.tenant.clone(),
@@ -216,6 +218,23 @@ impl Projection for AuditProjection {
             source: serde_json::value::to_raw_value(doc).expect("an audit document serializes"),
         }
     }
+}
+
+/// The times a view indexes, in whole seconds: 1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z
+/// (nanoseconds since the epoch in an `i64`, what tantivy's date fields hold). Queries are held
+/// to it (`from`, `to`, cursors: a `400` naming the parameter), documents are clamped into it.
+pub fn indexed_times() -> std::ops::RangeInclusive<DateTime<Utc>> {
+    let second = |nanos: i64| DateTime::from_timestamp(nanos / 1_000_000_000, 0).expect("within chrono's range");
+    second(i64::MIN)..=second(i64::MAX)
+}
+
+/// `t` within [`indexed_times`]: a time beyond sorts and filters as the nearest end of that
+/// range, while the document's source keeps it as recorded. An audit event's `occurred_at` is
+/// the producer's clock, and its schema takes any RFC 3339 time (0000-9999): the view must
+/// apply what the append accepted (issue 13) rather than fail to index it.
+pub fn indexable(t: DateTime<Utc>) -> DateTime<Utc> {
+    let range = indexed_times();
+    t.clamp(*range.start(), *range.end())
 }
 
 #[derive(Default)]

@@ -40,6 +40,10 @@ pub enum ApiError {
     /// One field of the body is not valid; `pointer` (RFC 6901) names it, e.g. `/events/0/type`.
     #[error("{pointer}: {detail}")]
     InvalidField { pointer: String, detail: String },
+    /// The body is JSON, but `pointer` holds what no reader holds the same way (a duplicate key,
+    /// a lone surrogate, nesting past the limit, a number beyond f64): `structure::check`.
+    #[error("{detail}")]
+    UnreadableJson { pointer: String, detail: String },
     /// A path or query parameter is not valid.
     #[error("{detail}")]
     InvalidParameter { parameter: &'static str, detail: String },
@@ -100,7 +104,7 @@ impl ApiError {
         let mut extra = Map::new();
         let (status, kind, title) = match self {
             ApiError::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body"),
-            ApiError::InvalidField { pointer, .. } => {
+            ApiError::InvalidField { pointer, .. } | ApiError::UnreadableJson { pointer, .. } => {
                 extra.insert("pointer".into(), json!(pointer));
                 (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body")
             }
@@ -295,6 +299,7 @@ mod tests {
             ApiError::InvalidQuery { parameter: Some("limit".into()), detail: String::new() },
             ApiError::InvalidField { pointer: "/events/0/type".into(), detail: String::new() },
             ApiError::StreamNotFound("s".into()),
+            ApiError::UnreadableJson { pointer: "/events/0/data/a".into(), detail: String::new() },
             ApiError::SchemaViolation {
                 index: 0,
                 event_type: "t".into(),

@@ -165,6 +165,11 @@ pub async fn progress(view: &HostedView, store: &dyn EventStore) -> Result<Progr
 /// of an event it does not read (another view's) may never be reached by the checkpoint
 /// itself: the view has it when no event the projection reads lies between the checkpoint
 /// and `position`.
+///
+/// A position the log has not reached is not applied, however idle the view: with nothing to
+/// apply, "no unapplied event up to `position`" would hold for any position past the head
+/// (issue 13: `min_position=99999999` answered at once). So the head must have reached it
+/// first; it is read before the scan, so the scan sees every event up to it.
 pub async fn wait_for(
     view: &HostedView,
     store: &dyn EventStore,
@@ -177,8 +182,8 @@ pub async fn wait_for(
         if checkpoint.is_some_and(|c| c >= position) {
             return Ok(true);
         }
-        let next = view.oldest_unapplied(store, checkpoint).await?;
-        if next.is_none_or(|e| e.position > position) {
+        let reached = store.head().await?.is_some_and(|head| head >= position);
+        if reached && view.oldest_unapplied(store, checkpoint).await?.is_none_or(|e| e.position > position) {
             return Ok(true);
         }
         if tokio::time::Instant::now() >= deadline {

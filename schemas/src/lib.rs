@@ -10,13 +10,17 @@
 //! is a new version of it. Golden example payloads (`schemas/examples/`) are tested against every
 //! version.
 //!
-//! The [`Registry`] validates event data against the committed schemas with compiled validators.
-//! Pure: no I/O at run time (the schemas are compiled in), no async.
+//! The [`Registry`] validates event data against the committed schemas with compiled validators,
+//! and checks that the version's Rust type reads it (stricter than the text where JSON Schema
+//! cannot say what the type means, see `registry.rs`). [`structure`] is the check every appended
+//! body passes, registered type or not. Pure: no I/O at run time (the schemas are compiled in),
+//! no async.
 
 pub mod audit;
 pub mod demo;
 pub mod message;
 mod registry;
+pub mod structure;
 
 pub use registry::{Registry, SchemaInfo, Violation};
 

@@ -30,19 +30,23 @@ pub struct AuditSearch {
     /// Full text over action, actor name, target name and reason: every word must match (words
     /// of any length; a `q` of only punctuation matches nothing).
     q: Option<String>,
-    /// Recorded at or after this time (RFC 3339).
+    /// Recorded at or after this time (RFC 3339), from 1677-09-21T00:12:44Z to
+    /// 2262-04-11T23:47:16Z (the times the view indexes; others are a 400 naming the parameter).
     from: Option<DateTime<Utc>>,
-    /// Recorded before this time (RFC 3339).
+    /// Recorded before this time (RFC 3339), from 1677-09-21T00:12:44Z to
+    /// 2262-04-11T23:47:16Z (the times the view indexes; others are a 400 naming the parameter).
     to: Option<DateTime<Utc>>,
     /// `newest` (default) or `oldest` first.
     sort: Option<String>,
     /// Entries per page (default 100, at most the server's `max_page`).
     #[serde(default, deserialize_with = "crate::wire::bounded")]
     limit: Option<usize>,
-    /// From the previous page's `next` link.
+    /// From the previous page's `next` link (a cursor naming a time outside the view's range,
+    /// 1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z, is a 400).
     cursor: Option<String>,
     /// Read-your-writes: wait (up to 5 s, else `503` with `Retry-After`) until the view has
-    /// applied this position, e.g. the `last_position` of the caller's append.
+    /// applied this position, e.g. the `last_position` of the caller's append (a position the log
+    /// has not reached is not applied: it is waited for the same way).
     #[serde(default, deserialize_with = "crate::wire::bounded")]
     min_position: Option<u64>,
 }

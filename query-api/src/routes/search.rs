@@ -71,6 +71,11 @@ pub fn view_query(
     paging: Paging<'_>,
     facets: Vec<&'static str>,
 ) -> Result<ViewQuery, ApiError> {
+    within_index("from", paging.from)?;
+    within_index("to", paging.to)?;
+    // A cursor's time is nanoseconds in an `i64`, which is every time the view holds, so a
+    // cursor out of the view's range cannot be written (`parse_cursor` refuses it, naming `cursor`).
+    let after = paging.cursor.map(parse_cursor).transpose()?;
     if paging.from.is_some() || paging.to.is_some() {
         filters.push(Filter::TimeRange { field: time_field, from: paging.from, to: paging.to });
     }
@@ -80,9 +85,29 @@ pub fn view_query(
         text: paging.q.filter(|q| !q.trim().is_empty()).map(str::to_owned),
         sort: Sort { field: time_field, descending: descending(paging.sort)? },
         limit: super::events::limit(paging.limit, max_page)?,
-        after: paging.cursor.map(parse_cursor).transpose()?,
+        after,
         facets,
     })
+}
+
+/// The first and last time `from`, `to` and cursors may name: the view indexes times in this
+/// range (`annals_projectors::projection::indexed_times`), and the OpenAPI texts of the search
+/// parameters say so.
+pub const EARLIEST_TIME: &str = "1677-09-21T00:12:44Z";
+pub const LATEST_TIME: &str = "2262-04-11T23:47:16Z";
+
+/// A `400` naming `parameter` when `time` is outside what the view indexes.
+fn within_index(parameter: &'static str, time: Option<DateTime<Utc>>) -> Result<(), ApiError> {
+    match time {
+        Some(t) if !annals_projectors::projection::indexed_times().contains(&t) => Err(ApiError::InvalidParameter {
+            parameter,
+            detail: format!(
+                "{parameter} names {}, outside the times the view holds ({EARLIEST_TIME} to {LATEST_TIME})",
+                t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// How long a query with `min_position` waits for the view before answering `503`.
@@ -173,4 +198,17 @@ pub fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
         return Err(bad());
     }
     Ok(Cursor { time, id: id.to_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The range the OpenAPI texts state is the one the view indexes.
+    #[test]
+    fn the_stated_time_range_is_the_indexed_one() {
+        let range = annals_projectors::projection::indexed_times();
+        let text = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        assert_eq!((text(range.start()).as_str(), text(range.end()).as_str()), (EARLIEST_TIME, LATEST_TIME));
+    }
 }

@@ -33,12 +33,12 @@ use crate::wire::{AppendBody, Appended, Event, Page, Schemas};
     request_body(content = AppendBody, content_type = "application/json"),
     responses(
         (status = 201, description = "Appended, or an exact retry of an earlier append", body = Appended),
-        (status = 400, description = "Malformed JSON, an invalid field, an empty batch or an invalid stream name", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, an invalid field, an empty batch or an invalid stream name; or JSON that readers would not all read alike — a duplicate key, a lone surrogate escape, a number beyond a 64-bit float, containers nested more than 127 levels in data or metadata — with the `pointer` of the first", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Wrong expected revision (with expected and actual), or ids stored already but not as this append would store them (another stream, other revisions, part of the batch)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "An event or the body is larger than the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Event data violates its type's schema (with pointer and rule), or no schema for it in strict mode", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Event data violates its type's schema, or the type's definition cannot read it (a whole number written as 1.0, a uint32 beyond 4294967295), with pointer and rule; or no schema for it in strict mode", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 507, description = "The store's disk is full (less than `ANNALS_MIN_FREE_BYTES` free): nothing was written; retry with the same ids after `Retry-After`", body = crate::openapi::Problem, content_type = "application/problem+json")
     ),
     security(("api_key" = []))
@@ -73,6 +73,7 @@ async fn append_inner(
     principal.require(Action::Append)?;
     let stream = client_stream(&principal.tenant, stream)?;
     let body = body.map_err(|r| ApiError::body_rejected(r, state.settings.max_body_bytes))?;
+    structure(&body)?;
     let body: AppendBody = crate::wire::body_object(&body)?;
     let expected = body.expected()?;
     // The W3C trace context of the request travels with the events, so that whoever consumes
@@ -86,6 +87,30 @@ async fn append_inner(
     state.metrics.appended_events.inc_by(count);
     state.metrics.appended_bytes.inc_by(bytes);
     Ok((StatusCode::CREATED, Json(Appended::new(result, &principal.tenant))))
+}
+
+/// Containers around an event's `data` and `metadata` in an append body (`{"events": [{"data"`).
+const ENVELOPE_DEPTH: usize = 3;
+
+/// The structural check of the whole body, for every event whatever its type: one pass over the
+/// bytes (the body is parsed once, with `RawValue`, which proves only the grammar), so that what
+/// is stored is what every reader reads the same way. A grammar error is left to the parser,
+/// which words it.
+fn structure(body: &[u8]) -> Result<(), ApiError> {
+    use annals_schemas::structure::{check, Flaw, MAX_DEPTH};
+    match check(body, ENVELOPE_DEPTH + MAX_DEPTH) {
+        Ok(()) => Ok(()),
+        Err(e) if e.flaw == Flaw::Syntax => Ok(()),
+        // The limit as a client counts it: levels inside its data or metadata.
+        Err(e) if matches!(e.flaw, Flaw::TooDeep { .. }) => Err(ApiError::UnreadableJson {
+            detail: format!(
+                "{:?} nests containers deeper than {MAX_DEPTH} levels inside an event's data or metadata",
+                e.pointer
+            ),
+            pointer: e.pointer,
+        }),
+        Err(e) => Err(ApiError::UnreadableJson { detail: e.to_string(), pointer: e.pointer }),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
