@@ -10,10 +10,12 @@
 
 mod app;
 mod auth;
+mod edge;
 mod error;
 mod metrics;
 mod openapi;
 mod routes;
+mod server;
 mod settings;
 mod trace;
 mod views;

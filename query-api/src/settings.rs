@@ -47,6 +47,23 @@ pub struct Settings {
     /// 20): a stalled upload must not keep the store from closing cleanly before a supervisor's
     /// kill (Kubernetes waits 30 s). Appends cut off are safe to retry with the same ids.
     pub shutdown_grace: Duration,
+    /// How long a client has to send a whole request head, from when its connection opens or
+    /// its next request's first byte arrives (`ANNALS_HEADER_TIMEOUT_SECS`, default 10).
+    pub header_timeout: Duration,
+    /// How long a request's body has, in all, to arrive (`ANNALS_BODY_TIMEOUT_SECS`, default 60).
+    pub body_timeout: Duration,
+    /// How long a kept-alive connection with nothing in flight stays open
+    /// (`ANNALS_IDLE_TIMEOUT_SECS`, default 60). Live tails are in flight: never idle.
+    pub idle_timeout: Duration,
+    /// Connections served at once (`ANNALS_MAX_CONNECTIONS`, default 1,024); more wait in the
+    /// kernel's backlog. `annals serve` lowers it to fit the descriptor limit.
+    pub max_connections: usize,
+    /// Live tails reading history at once (`ANNALS_MAX_CATCHUP_TAILS`, default 64); one more
+    /// is a `503` with `Retry-After`. A tail stops counting once it has caught up.
+    pub max_catchup_tails: usize,
+    /// The bytes of event data and metadata a page of events holds at most
+    /// (`ANNALS_MAX_PAGE_BYTES`, default 16 MiB); a page always holds one event, however large.
+    pub max_page_bytes: usize,
 }
 
 impl Default for Settings {
@@ -64,6 +81,12 @@ impl Default for Settings {
             projector_parallelism: 1,
             projector_priority: annals_projectors::background::Priority::Low,
             shutdown_grace: Duration::from_secs(20),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            max_catchup_tails: 64,
+            max_page_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -82,6 +105,12 @@ impl std::fmt::Debug for Settings {
             .field("projector_parallelism", &self.projector_parallelism)
             .field("projector_priority", &self.projector_priority)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_catchup_tails", &self.max_catchup_tails)
+            .field("max_page_bytes", &self.max_page_bytes)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -112,10 +141,22 @@ pub struct SettingsLayer {
     pub projector_priority: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub shutdown_grace_secs: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub header_timeout_secs: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub body_timeout_secs: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub idle_timeout_secs: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub max_connections: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub max_catchup_tails: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub max_page_bytes: Option<String>,
 }
 
 /// The environment variable of each setting.
-const ENV: [(&str, &str); 11] = [
+const ENV: [(&str, &str); 17] = [
     ("listen", "ANNALS_LISTEN"),
     ("data_dir", "ANNALS_DATA_DIR"),
     ("max_body_bytes", "ANNALS_MAX_BODY_BYTES"),
@@ -127,6 +168,12 @@ const ENV: [(&str, &str); 11] = [
     ("projector_priority", "ANNALS_PROJECTOR_PRIORITY"),
     ("projector_batch_size", "ANNALS_PROJECTOR_BATCH_SIZE"),
     ("shutdown_grace_secs", "ANNALS_SHUTDOWN_GRACE_SECS"),
+    ("header_timeout_secs", "ANNALS_HEADER_TIMEOUT_SECS"),
+    ("body_timeout_secs", "ANNALS_BODY_TIMEOUT_SECS"),
+    ("idle_timeout_secs", "ANNALS_IDLE_TIMEOUT_SECS"),
+    ("max_connections", "ANNALS_MAX_CONNECTIONS"),
+    ("max_catchup_tails", "ANNALS_MAX_CATCHUP_TAILS"),
+    ("max_page_bytes", "ANNALS_MAX_PAGE_BYTES"),
 ];
 
 impl Settings {
@@ -158,6 +205,12 @@ impl Settings {
             projector_priority: var(ENV[8].1),
             projector_batch_size: var(ENV[9].1),
             shutdown_grace_secs: var(ENV[10].1),
+            header_timeout_secs: var(ENV[11].1),
+            body_timeout_secs: var(ENV[12].1),
+            idle_timeout_secs: var(ENV[13].1),
+            max_connections: var(ENV[14].1),
+            max_catchup_tails: var(ENV[15].1),
+            max_page_bytes: var(ENV[16].1),
         };
         settings.apply(from_env, &|name| {
             ENV.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, v)| (*v).to_owned())
@@ -197,6 +250,28 @@ impl Settings {
         if let Some(v) = layer.shutdown_grace_secs {
             let secs = positive(&v).map_err(|reason| invalid("shutdown_grace_secs", &v, reason))?;
             self.shutdown_grace = Duration::from_secs(secs as u64);
+        }
+        let seconds = |name: &str, v: &str| -> Result<Duration, Error> {
+            let secs = positive(v).map_err(|reason| invalid(name, v, reason))?;
+            Ok(Duration::from_secs(secs as u64))
+        };
+        if let Some(v) = layer.header_timeout_secs {
+            self.header_timeout = seconds("header_timeout_secs", &v)?;
+        }
+        if let Some(v) = layer.body_timeout_secs {
+            self.body_timeout = seconds("body_timeout_secs", &v)?;
+        }
+        if let Some(v) = layer.idle_timeout_secs {
+            self.idle_timeout = seconds("idle_timeout_secs", &v)?;
+        }
+        if let Some(v) = layer.max_connections {
+            self.max_connections = positive(&v).map_err(|reason| invalid("max_connections", &v, reason))?;
+        }
+        if let Some(v) = layer.max_catchup_tails {
+            self.max_catchup_tails = positive(&v).map_err(|reason| invalid("max_catchup_tails", &v, reason))?;
+        }
+        if let Some(v) = layer.max_page_bytes {
+            self.max_page_bytes = positive(&v).map_err(|reason| invalid("max_page_bytes", &v, reason))?;
         }
         if let Some(v) = layer.projector_flush_ms {
             let ms = positive(&v).map_err(|reason| invalid("projector_flush_ms", &v, reason))?;
@@ -320,6 +395,28 @@ mod tests {
             let err = Settings::load(None, env, SettingsLayer::default()).unwrap_err().to_string();
             assert!(err.contains(name) && err.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn connection_limits_are_read_from_the_environment_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("annals.toml");
+        std::fs::write(&file, "header_timeout_secs = 3\nmax_connections = 100\nmax_page_bytes = 4096\n").unwrap();
+        let env = [
+            ("ANNALS_BODY_TIMEOUT_SECS".to_owned(), "7".to_owned()),
+            ("ANNALS_IDLE_TIMEOUT_SECS".to_owned(), "9".to_owned()),
+            ("ANNALS_MAX_CATCHUP_TAILS".to_owned(), "5".to_owned()),
+        ];
+        let s = Settings::load(Some(&file), env, SettingsLayer::default()).unwrap();
+        assert_eq!((s.header_timeout, s.body_timeout, s.idle_timeout), (secs(3), secs(7), secs(9)));
+        assert_eq!((s.max_connections, s.max_catchup_tails, s.max_page_bytes), (100, 5, 4096));
+        let env = [("ANNALS_MAX_CONNECTIONS".to_owned(), "0".to_owned())];
+        let err = Settings::load(None, env, SettingsLayer::default()).unwrap_err().to_string();
+        assert!(err.contains("ANNALS_MAX_CONNECTIONS") && err.contains("at least 1"), "{err}");
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
     }
 
     #[test]

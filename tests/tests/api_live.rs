@@ -84,11 +84,18 @@ async fn an_idle_live_tail_gets_heartbeats() {
         "two heartbeats at a 1 s interval took {:?}",
         started.elapsed()
     );
-    // The largest id a client can send: nothing comes after it (not the whole log again).
-    let mut beyond = SseReader::open(&app, "/v1/events/live", Some(u64::MAX)).await;
-    assert_eq!(beyond.frame().await.event.as_deref(), Some("caught-up"));
-    append_n(&app, "message-1", "message.sent", 1).await;
-    let next = beyond.frame().await;
-    assert!(next.comment && next.id.is_none(), "only heartbeats after the last possible position: {next:?}");
+    // The largest id a client can send is past the head: no event has it, so the tail is a
+    // `400` naming the header (it used to wait in silence forever; issue 13).
+    let response = app
+        .client
+        .get(format!("{}/v1/events/live", app.base))
+        .bearer_auth(&app.key)
+        .header("last-event-id", u64::MAX.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = decode(response).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(problem["parameter"], json!("Last-Event-ID"), "{problem}");
     app.stop().await;
 }

@@ -8,6 +8,7 @@ mod health;
 mod keys;
 mod live;
 mod messages;
+mod page;
 mod parked;
 mod path;
 mod projections;
@@ -54,9 +55,12 @@ pub fn router(state: AppState) -> Router {
     crate::openapi::complete(&mut api);
     let _ = state.openapi.set(api.to_json().expect("the OpenAPI document serializes"));
     router
+        // Bodies must be JSON (`415` otherwise) and arrive in time: on routes, not the fallbacks.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::edge::json_bodies))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(crate::edge::head_limits))
         // One span per request, with method, path and status; handlers' logs nest in it.
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(crate::trace::request_span))
         .with_state(state)

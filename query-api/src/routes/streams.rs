@@ -1,6 +1,6 @@
 //! One stream: append to it, read its history.
 
-use annals_store::{Direction, ReadFrom, ReadStreamOutcome, Revision, StreamId};
+use annals_store::{Direction, ReadFrom, Revision, StreamId};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::auth::{Action, Principal, Tenant};
 use crate::error::ApiError;
 use crate::metrics::AppendOutcome;
-use crate::wire::{AppendBody, Appended, Event, Page, Schemas};
+use crate::wire::{AppendBody, Appended, Page, Schemas};
 
 /// `POST /v1/streams/{stream}/events`: appends atomically; `201` with the revisions and positions.
 #[utoipa::path(
@@ -107,7 +107,7 @@ pub struct ReadParams {
     tag = "streams",
     params(("stream" = String, Path, description = "The stream's name within the caller's tenant"), ReadParams),
     responses(
-        (status = 200, description = "A page of events; `next` links to the following page when this one is full", body = Page),
+        (status = 200, description = "A page of events: up to `limit`, and past the first, up to the server's `max_page_bytes` of data and metadata; `next` links to the following page when this one is full", body = Page),
         (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
@@ -120,7 +120,7 @@ pub async fn read(
     principal: Principal,
     PathParam(name): PathParam,
     params: Result<Query<ReadParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Page>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     principal.require(Action::Read)?;
     let stream = client_stream(&principal.tenant, &name)?;
     let Query(params) = params.map_err(super::events::query_error)?;
@@ -131,12 +131,11 @@ pub async fn read(
         (None, Direction::Forwards) => ReadFrom::Start,
         (None, Direction::Backwards) => ReadFrom::End,
     };
-    let events = match state.store.read_stream(&stream, from, direction, limit).await? {
-        ReadStreamOutcome::StreamNotFound => return Err(ApiError::StreamNotFound(name)),
-        ReadStreamOutcome::Events(events) => events,
-    };
+    let max_bytes = state.settings.max_page_bytes;
+    let read = super::page::read_stream_bounded(state.store.as_ref(), &stream, from, direction, limit, max_bytes);
+    let Some((events, full)) = read.await? else { return Err(ApiError::StreamNotFound(name)) };
     let next_revision = match (events.last(), direction) {
-        (Some(_), _) if events.len() < limit => None,
+        (Some(_), _) if !full => None,
         (Some(last), Direction::Forwards) => Some(last.revision.0 + 1),
         (Some(last), Direction::Backwards) => last.revision.0.checked_sub(1),
         (None, _) => None,
@@ -149,8 +148,7 @@ pub async fn read(
     let segment = super::events::encode(&name);
     let next = next_revision
         .map(|r| format!("/v1/streams/{segment}/events?from_revision={r}&direction={direction_name}&limit={limit}"));
-    let events = events.into_iter().map(|e| Event::new(e, &principal.tenant)).collect();
-    Ok(Json(Page { events, next }))
+    Ok(super::page::page_response(events, &principal.tenant, next))
 }
 
 /// The store's name of a client's stream: valid, not a system name (`$…`, which only the server
