@@ -78,10 +78,11 @@ fn raise_descriptor_limit() -> Option<u64> {
         }
     }
     let now = getrlimit(Resource::Nofile);
+    let show = |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
     tracing::info!(
-        soft = now.current.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
-        hard = now.maximum.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
-        soft_at_start = before.current.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+        soft = %show(now.current),
+        hard = %show(now.maximum),
+        soft_at_start = %show(before.current),
         "descriptor limit"
     );
     now.current
