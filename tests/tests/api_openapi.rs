@@ -127,6 +127,7 @@ async fn every_operation_documents_its_key_and_its_problems() {
             }
             if op.get("requestBody").is_some() {
                 assert!(responses.contains_key("400"), "{method} {path}: takes a body but documents no 400");
+                assert!(responses.contains_key("415"), "{method} {path}: takes a JSON body but documents no 415");
             }
             if !op["parameters"].as_array().is_none_or(|p| p.is_empty()) && path.starts_with("/v1/") {
                 assert!(

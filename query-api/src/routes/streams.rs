@@ -38,6 +38,8 @@ use crate::wire::{AppendBody, Appended, Page, Schemas};
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Wrong expected revision (with expected and actual), or ids stored already but not as this append would store them (another stream, other revisions, part of the batch)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "An event or the body is larger than the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the body timeout", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body whose content type is not application/json (or a +json type)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Event data violates its type's schema (with pointer and rule), or no schema for it in strict mode", body = crate::openapi::Problem, content_type = "application/problem+json")
     ),
     security(("api_key" = []))
