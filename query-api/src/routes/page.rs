@@ -38,7 +38,7 @@ pub async fn read_stream_bounded(
     let mut from = from;
     loop {
         let room = max_bytes.saturating_sub(bytes);
-        let want = if largest == 0 { FIRST_READ } else { (room / largest).max(1) }.min(limit - events.len());
+        let want = room.checked_div(largest).map_or(FIRST_READ, |n| n.max(1)).min(limit - events.len());
         let read = match store.read_stream(stream, from, direction, want).await? {
             ReadStreamOutcome::StreamNotFound if events.is_empty() => return Ok(None),
             ReadStreamOutcome::StreamNotFound => return Ok(Some((events, false))),
