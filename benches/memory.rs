@@ -6,7 +6,9 @@
 //! sampled from `/proc/PID/status` every 20 ms; figures are the peak above the idle server's.
 //!
 //! `cargo bench --bench memory` (`ANNALS_BENCH_EVENTS`, default 256 events of 1 MiB;
-//! `ANNALS_BENCH_CLIENTS`, default 4). Bounded: a few minutes, a few GB of RAM at most.
+//! `ANNALS_BENCH_CLIENTS`, default 4; `ANNALS_BENCH_BIN`, another `annals` binary to measure,
+//! e.g. `target/release/annals` under `cargo test --bench memory`). Bounded: a few minutes, a
+//! few GB of RAM at most.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,7 +33,9 @@ struct Server {
 impl Server {
     fn start(data_dir: &std::path::Path, env: &[(&str, String)]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(env!("CARGO_BIN_EXE_annals"))
+        // A release build of the server can be given while the client side runs unoptimized.
+        let bin = std::env::var("ANNALS_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_annals").to_owned());
+        let child = Command::new(bin)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data_dir)
             .env("ANNALS_ADMIN_KEY", KEY)
@@ -130,7 +134,7 @@ fn main() {
     // Load once, with a server of default settings.
     let loader = Server::start(tmp.path(), &[]);
     runtime.block_on(async {
-        let payload = "x".repeat(EVENT_BYTES - 16);
+        let payload = "x".repeat(EVENT_BYTES - 256);
         for batch in 0..events.div_ceil(8) {
             let n = 8.min(events - batch * 8);
             let one = format!(r#"{{"type":"blob.stored","data":{{"x":"{payload}"}}}}"#);
@@ -145,9 +149,9 @@ fn main() {
     });
     loader.stop();
     println!(
-        "| load | bounds | clients answered | idle RSS MiB | peak RSS MiB | peak − idle MiB | (peak − idle) / data |"
+        "| load | bounds | clients answered | idle RSS MiB | peak RSS MiB | peak − idle MiB | (peak − idle) / data | RSS 2 s after MiB |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (label, env) in [
         (
             "off (page 2 GiB, 10,000 tails)",
@@ -184,16 +188,19 @@ fn main() {
                 out
             }));
             let ok = results.iter().filter(|(_, s)| s.contains(" 200 ")).count();
+            std::thread::sleep(Duration::from_secs(2));
+            let after = server.rss_kib();
             let mib = |kib: u64| kib as f64 / 1024.0;
             let delta = mib(peak.saturating_sub(idle));
             println!(
-                "| {clients} × {} | {label} | {ok} of {clients} 200 ({:.1} s) | {:.0} | {:.0} | {:.0} | {:.2} |",
+                "| {clients} × {} | {label} | {ok} of {clients} 200 ({:.1} s) | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} |",
                 if load == "page" { "GET stream ?limit=1000" } else { "live tail from 0" },
                 started.elapsed().as_secs_f64(),
                 mib(idle),
                 mib(peak),
                 delta,
-                delta / data_mib as f64
+                delta / data_mib as f64,
+                mib(after)
             );
             server.stop();
         }
