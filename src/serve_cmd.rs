@@ -29,7 +29,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // giving up on a slow start) must still mean a clean shutdown, not the default instant death.
     let signals = Signals::install()?;
     let flags = SettingsLayer { listen: args.listen, data_dir: args.data_dir, ..SettingsLayer::default() };
-    let settings = Settings::load(args.config.as_deref(), std::env::vars(), flags)?;
+    let mut settings = Settings::load(args.config.as_deref(), std::env::vars(), flags)?;
+    if let Some(soft) = raise_descriptor_limit() {
+        // Every connection is a descriptor; the store, the views and the logs need some too.
+        let fits = soft.saturating_sub(RESERVED_DESCRIPTORS).max(16);
+        if settings.max_connections as u64 > fits {
+            tracing::warn!(
+                max_connections = settings.max_connections,
+                lowered_to = fits,
+                descriptor_limit = soft,
+                "ANNALS_MAX_CONNECTIONS does not fit the descriptor limit; lowered"
+            );
+            settings.max_connections = fits as usize;
+        }
+    }
     let app = Application::build(settings).await.context("cannot start")?;
     if let Some(key) = app.bootstrap_key() {
         // Shown once: only its hash is stored. Lost it? Create another operator key with this
@@ -46,6 +59,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     app.run_until_stopped(shutdown).await?;
     Ok(())
+}
+
+/// Descriptors kept for the store's segments, the views' index files and the logs when
+/// `max_connections` is fitted under the descriptor limit.
+const RESERVED_DESCRIPTORS: u64 = 128;
+
+/// Raises the soft limit on open descriptors to the hard limit (many distributions start
+/// services at 1,024, which a thousand idle connections exhaust) and logs both; returns the soft
+/// limit in force (`None`: unlimited).
+fn raise_descriptor_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let before = getrlimit(Resource::Nofile);
+    if before.current != before.maximum {
+        let raised = Rlimit { current: before.maximum, maximum: before.maximum };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, soft = ?before.current, hard = ?before.maximum, "cannot raise the descriptor limit");
+        }
+    }
+    let now = getrlimit(Resource::Nofile);
+    let show = |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    tracing::info!(
+        soft = %show(now.current),
+        hard = %show(now.maximum),
+        soft_at_start = %show(before.current),
+        "descriptor limit"
+    );
+    now.current
 }
 
 /// SIGINT and SIGTERM, both meaning "shut down cleanly".

@@ -1,7 +1,7 @@
 //! The application as a value: `Application::build(settings)` opens the store and binds the
 //! listener (port 0 picks a free one, which is how tests run many servers side by side), and
-//! `run_until_stopped` serves until the cancellation token fires, then lets requests in flight
-//! finish, lets the projectors commit their batch, and closes the store so that every
+//! `run_until_stopped` serves (`server.rs`) until the cancellation token fires, then lets requests
+//! in flight finish, lets the projectors commit their batch, and closes the store so that every
 //! acknowledged append is on disk and the data directory is released.
 
 use std::net::SocketAddr;
@@ -47,6 +47,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// The read views (`messages`, `audit`) and their projections' progress.
     pub views: Views,
+    /// One permit per live tail reading history (`max_catchup_tails`).
+    pub catchup_tails: Arc<tokio::sync::Semaphore>,
 }
 
 /// A built, not yet serving, application.
@@ -146,19 +148,20 @@ impl Application {
             openapi: Arc::default(),
             shutdown: shutdown.clone(),
             views,
+            catchup_tails: Arc::new(tokio::sync::Semaphore::new(self.settings.max_catchup_tails)),
         }));
         let router = routes::router(state);
         info!(addr = %self.addr, data_dir = %self.settings.data_dir.display(), "serving");
-        let server = axum::serve(self.listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let grace = self.settings.shutdown_grace;
-        tokio::select! {
-            served = server => served.map_err(Error::Serve)?,
-            // Requests still in flight this long after the signal are cut off (dropping the
-            // server drops their connections): the store closes cleanly rather than being killed.
-            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-                warn!(grace_secs = grace.as_secs(), "requests still in flight after the shutdown grace; stopping without them");
-            }
-        }
+        let limits = crate::server::Limits {
+            header_timeout: self.settings.header_timeout,
+            idle_timeout: self.settings.idle_timeout,
+            max_connections: self.settings.max_connections,
+            shutdown_grace: self.settings.shutdown_grace,
+        };
+        // Returns after the shutdown signal, once requests in flight are done or the grace is
+        // over (those still running then are cut off: the store closes cleanly rather than
+        // being killed).
+        crate::server::serve(self.listener, router, limits, shutdown.clone()).await;
         // Projectors commit the batch in hand when the token fires; the store outlives them.
         info!("stopped serving; waiting for the projectors to commit");
         for task in projectors {

@@ -93,6 +93,25 @@ pub enum ApiError {
     /// restart.
     #[error("the store takes no appends: {0}")]
     NotReady(StoreError),
+    /// A request hyper could not parse (request line, header syntax): answered before routing.
+    #[error("{0}")]
+    MalformedRequest(String),
+    #[error("{0}")]
+    UriTooLong(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// A body that did not arrive within the body timeout.
+    #[error("the request body did not arrive within {0} seconds")]
+    BodyTimeout(u64),
+    /// A body sent with a content type other than JSON (`None`: no `content-type` at all).
+    #[error("this route takes application/json (or a +json type), not {}", content_type.as_deref().unwrap_or("a body without a content-type"))]
+    UnsupportedMediaType { content_type: Option<String> },
+    /// As many live tails are reading history as the server allows at once.
+    #[error("{limit} live tails are catching up already; retry shortly")]
+    TooManyCatchUpTails { limit: usize },
+    /// A resume point past the log's head: no event was ever sent with it.
+    #[error("{parameter} {position} is past the last position in the log ({head}): no event has it yet")]
+    PositionPastHead { parameter: &'static str, position: u64, head: String },
     /// A replay named positions that are not parked events waiting for one.
     #[error("projection {projection} has no parked event waiting at position(s) {positions:?}")]
     NotParked { projection: String, positions: Vec<u64> },
@@ -171,6 +190,24 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "not-parked", "Not a parked event")
             }
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready"),
+            ApiError::MalformedRequest(_) => (StatusCode::BAD_REQUEST, "malformed-request", "Malformed request"),
+            ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri-too-long", "URI too long"),
+            ApiError::HeadersTooLarge(_) => {
+                (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers-too-large", "Request headers too large")
+            }
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body-timeout", "Request body too slow"),
+            ApiError::UnsupportedMediaType { content_type } => {
+                extra.insert("content_type".into(), json!(content_type));
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
+            }
+            ApiError::TooManyCatchUpTails { limit } => {
+                extra.insert("limit".into(), json!(limit));
+                (StatusCode::SERVICE_UNAVAILABLE, "too-many-catch-up-tails", "Too many live tails catching up")
+            }
+            ApiError::PositionPastHead { parameter, .. } => {
+                extra.insert("parameter".into(), json!(parameter));
+                (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter")
+            }
             ApiError::View(annals_projectors::ViewError::BadQuery { .. }) => {
                 (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter")
             }
@@ -218,7 +255,18 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::PayloadTooLarge(format!("the request body is larger than the limit of {limit} bytes"))
             }
-            _ => ApiError::MalformedBody(rejection.body_text()),
+            _ => {
+                // A body cut off by the body timeout (`edge::TimedBody`) is the client's slowness,
+                // not malformed JSON.
+                let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+                while let Some(error) = source {
+                    if let Some(timed_out) = error.downcast_ref::<crate::edge::BodyTimedOut>() {
+                        return ApiError::BodyTimeout(timed_out.0);
+                    }
+                    source = error.source();
+                }
+                ApiError::MalformedBody(rejection.body_text())
+            }
         }
     }
 
@@ -227,8 +275,10 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and the problem document, for the few answers written outside axum (the
+    /// server loop's answers to requests hyper cannot parse) as for every handler's.
+    pub fn document(&self) -> (StatusCode, Value) {
         let (status, kind, title, extra) = self.problem();
         // Internal details (paths, I/O errors) are logged, not sent.
         let hidden = status == StatusCode::INTERNAL_SERVER_ERROR
@@ -245,16 +295,22 @@ impl IntoResponse for ApiError {
         body.insert("status".into(), json!(status.as_u16()));
         body.insert("detail".into(), json!(detail));
         body.extend(extra);
+        (status, Value::Object(body))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.document();
         let mut response =
-            (status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string())
-                .into_response();
+            (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response();
         if matches!(self, ApiError::Store(StoreError::StorageFull { .. }))
             || matches!(&self, ApiError::NotReady(e) if e.is_transient())
         {
             // Space comes back when an operator frees it: retrying sooner only costs a request.
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
         }
-        if matches!(self, ApiError::NotYetApplied { .. }) {
+        if matches!(self, ApiError::NotYetApplied { .. } | ApiError::TooManyCatchUpTails { .. }) {
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         if status == StatusCode::UNAUTHORIZED {

@@ -61,6 +61,20 @@ pub struct Settings {
     /// How long a live-tail token opens tails (`ANNALS_LIVE_TOKEN_TTL_SECS`, 1 to 3600, default
     /// 300).
     pub live_token_ttl: Duration,
+    /// How long a client has to send a whole request head, from when its connection opens or
+    /// its next request's first byte arrives (`ANNALS_HEADER_TIMEOUT_SECS`, default 10).
+    pub header_timeout: Duration,
+    /// How long a request's body has, in all, to arrive (`ANNALS_BODY_TIMEOUT_SECS`, default 60).
+    pub body_timeout: Duration,
+    /// How long a kept-alive connection with nothing in flight stays open
+    /// (`ANNALS_IDLE_TIMEOUT_SECS`, default 60). Live tails are in flight: never idle.
+    pub idle_timeout: Duration,
+    /// Connections served at once (`ANNALS_MAX_CONNECTIONS`, default 1,024); more wait in the
+    /// kernel's backlog. `annals serve` lowers it to fit the descriptor limit.
+    pub max_connections: usize,
+    /// Live tails reading history at once (`ANNALS_MAX_CATCHUP_TAILS`, default 64); one more
+    /// is a `503` with `Retry-After`. A tail stops counting once it has caught up.
+    pub max_catchup_tails: usize,
 }
 
 impl Default for Settings {
@@ -82,6 +96,11 @@ impl Default for Settings {
             shutdown_grace: Duration::from_secs(20),
             cors_origins: Vec::new(),
             live_token_ttl: Duration::from_secs(300),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            max_catchup_tails: 64,
         }
     }
 }
@@ -104,6 +123,11 @@ impl std::fmt::Debug for Settings {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("cors_origins", &self.cors_origins)
             .field("live_token_ttl", &self.live_token_ttl)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_catchup_tails", &self.max_catchup_tails)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -141,10 +165,20 @@ pub struct SettingsLayer {
     pub max_page_bytes: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub min_free_bytes: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub header_timeout_secs: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub body_timeout_secs: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub idle_timeout_secs: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub max_connections: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub max_catchup_tails: Option<String>,
 }
 
 /// The environment variable of each setting.
-const ENV: [(&str, &str); 15] = [
+const ENV: [(&str, &str); 20] = [
     ("listen", "ANNALS_LISTEN"),
     ("data_dir", "ANNALS_DATA_DIR"),
     ("max_body_bytes", "ANNALS_MAX_BODY_BYTES"),
@@ -160,6 +194,11 @@ const ENV: [(&str, &str); 15] = [
     ("live_token_ttl_secs", "ANNALS_LIVE_TOKEN_TTL_SECS"),
     ("max_page_bytes", "ANNALS_MAX_PAGE_BYTES"),
     ("min_free_bytes", "ANNALS_MIN_FREE_BYTES"),
+    ("header_timeout_secs", "ANNALS_HEADER_TIMEOUT_SECS"),
+    ("body_timeout_secs", "ANNALS_BODY_TIMEOUT_SECS"),
+    ("idle_timeout_secs", "ANNALS_IDLE_TIMEOUT_SECS"),
+    ("max_connections", "ANNALS_MAX_CONNECTIONS"),
+    ("max_catchup_tails", "ANNALS_MAX_CATCHUP_TAILS"),
 ];
 
 impl Settings {
@@ -195,6 +234,11 @@ impl Settings {
             live_token_ttl_secs: var("ANNALS_LIVE_TOKEN_TTL_SECS"),
             max_page_bytes: var("ANNALS_MAX_PAGE_BYTES"),
             min_free_bytes: var("ANNALS_MIN_FREE_BYTES"),
+            header_timeout_secs: var("ANNALS_HEADER_TIMEOUT_SECS"),
+            body_timeout_secs: var("ANNALS_BODY_TIMEOUT_SECS"),
+            idle_timeout_secs: var("ANNALS_IDLE_TIMEOUT_SECS"),
+            max_connections: var("ANNALS_MAX_CONNECTIONS"),
+            max_catchup_tails: var("ANNALS_MAX_CATCHUP_TAILS"),
         };
         settings.apply(from_env, &|name| {
             ENV.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, v)| (*v).to_owned())
@@ -241,6 +285,25 @@ impl Settings {
         if let Some(v) = layer.shutdown_grace_secs {
             let secs = positive(&v).map_err(|reason| invalid("shutdown_grace_secs", &v, reason))?;
             self.shutdown_grace = Duration::from_secs(secs as u64);
+        }
+        let seconds = |name: &str, v: &str| -> Result<Duration, Error> {
+            let secs = positive(v).map_err(|reason| invalid(name, v, reason))?;
+            Ok(Duration::from_secs(secs as u64))
+        };
+        if let Some(v) = layer.header_timeout_secs {
+            self.header_timeout = seconds("header_timeout_secs", &v)?;
+        }
+        if let Some(v) = layer.body_timeout_secs {
+            self.body_timeout = seconds("body_timeout_secs", &v)?;
+        }
+        if let Some(v) = layer.idle_timeout_secs {
+            self.idle_timeout = seconds("idle_timeout_secs", &v)?;
+        }
+        if let Some(v) = layer.max_connections {
+            self.max_connections = positive(&v).map_err(|reason| invalid("max_connections", &v, reason))?;
+        }
+        if let Some(v) = layer.max_catchup_tails {
+            self.max_catchup_tails = positive(&v).map_err(|reason| invalid("max_catchup_tails", &v, reason))?;
         }
         if let Some(v) = layer.projector_flush_ms {
             let ms = positive(&v).map_err(|reason| invalid("projector_flush_ms", &v, reason))?;
@@ -418,6 +481,28 @@ mod tests {
         std::fs::write(&file, "cors_origins = \"https://a.example\"\nlive_token_ttl_secs = 30\n").unwrap();
         let s = Settings::load(Some(&file), [], SettingsLayer::default()).unwrap();
         assert_eq!((s.cors_origins, s.live_token_ttl), (vec!["https://a.example".to_owned()], Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn connection_limits_are_read_from_the_environment_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("annals.toml");
+        std::fs::write(&file, "header_timeout_secs = 3\nmax_connections = 100\nmax_page_bytes = 4096\n").unwrap();
+        let env = [
+            ("ANNALS_BODY_TIMEOUT_SECS".to_owned(), "7".to_owned()),
+            ("ANNALS_IDLE_TIMEOUT_SECS".to_owned(), "9".to_owned()),
+            ("ANNALS_MAX_CATCHUP_TAILS".to_owned(), "5".to_owned()),
+        ];
+        let s = Settings::load(Some(&file), env, SettingsLayer::default()).unwrap();
+        assert_eq!((s.header_timeout, s.body_timeout, s.idle_timeout), (secs(3), secs(7), secs(9)));
+        assert_eq!((s.max_connections, s.max_catchup_tails, s.max_page_bytes), (100, 5, 4096));
+        let env = [("ANNALS_MAX_CONNECTIONS".to_owned(), "0".to_owned())];
+        let err = Settings::load(None, env, SettingsLayer::default()).unwrap_err().to_string();
+        assert!(err.contains("ANNALS_MAX_CONNECTIONS") && err.contains("at least 1"), "{err}");
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
     }
 
     #[test]

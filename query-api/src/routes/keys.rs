@@ -50,7 +50,9 @@ pub struct KeyList {
         (status = 400, description = "Malformed body, an invalid tenant or role", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this: a tenant admin names another tenant (whether or not it exists) or the operator role", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than the limit", body = crate::openapi::Problem, content_type = "application/problem+json")
+        (status = 413, description = "The body is larger than the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the body timeout", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body whose content type is not application/json (or a +json type)", body = crate::openapi::Problem, content_type = "application/problem+json")
     ),
     security(("api_key" = []))
 )]

@@ -54,9 +54,10 @@ pub struct LiveParams {
     ),
     responses(
         (status = 200, description = "An event stream: `data` is an event as reads return it", content_type = "text/event-stream", body = String),
-        (status = 400, description = "An invalid parameter or Last-Event-ID", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "An invalid parameter or Last-Event-ID, or a resume point past the log's last position (no event has it)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json")
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "As many tails are reading history as the server allows (`ANNALS_MAX_CATCHUP_TAILS`); retry after `Retry-After` seconds", body = crate::openapi::Problem, content_type = "application/problem+json")
     ),
     security(("api_key" = []))
 )]
@@ -85,6 +86,21 @@ pub async fn live(
             })?,
         ),
     };
+    // Positions are dense from 0 and the head is the last one published, so a resume point
+    // past it was never sent to anyone: a client mistake (or another log's position), which
+    // would otherwise wait in silence for an event that may never come.
+    let head = state.store.head().await?;
+    let next = head.map_or(0, |h| h.0.saturating_add(1));
+    let past_head = |parameter: &'static str, position: u64| ApiError::PositionPastHead {
+        parameter,
+        position,
+        head: head.map_or_else(|| "the log is empty".to_owned(), |h| h.0.to_string()),
+    };
+    match (last_event_id, params.from_position) {
+        (Some(last), _) if last >= next => return Err(past_head("Last-Event-ID", last)),
+        (None, Some(first)) if first > next => return Err(past_head("from_position", first)),
+        _ => {}
+    }
     // `Last-Event-ID` wins: it is what the browser sends when it reconnects on its own.
     let from = match (last_event_id, params.from_position) {
         (Some(last), _) => SubscribeFrom::After(Position(last)),
@@ -100,10 +116,20 @@ pub async fn live(
     // Revocation should stop a tail about as soon as it stops requests: a lookup a second is
     // nothing next to what an open tail costs.
     let recheck = state.settings.sse_heartbeat.min(Duration::from_secs(1));
+    // A tail reading history holds a slot until it has caught up: catching up reads (and
+    // buffers) history at full speed, being live costs next to nothing.
+    let catching_up = match from {
+        SubscribeFrom::End => None,
+        _ => Some(
+            Arc::clone(&state.catchup_tails)
+                .try_acquire_owned()
+                .map_err(|_| ApiError::TooManyCatchUpTails { limit: state.settings.max_catchup_tails })?,
+        ),
+    };
     let subscription = state.store.subscribe_to_all(from, filter).await?;
     let shutdown = state.shutdown.clone();
     let guard = LiveGuard::new(Arc::clone(&state.metrics));
-    let events = stream::unfold((subscription, guard), move |(mut subscription, guard)| {
+    let events = stream::unfold((subscription, (guard, catching_up)), move |(mut subscription, mut guard)| {
         let types = types.clone();
         let tenant = tenant.clone();
         let key_id = key_id.clone();
@@ -137,6 +163,7 @@ pub async fn live(
                         return Some((Ok(SseEvent::default().id(id).data(body)), (subscription, guard)));
                     }
                     Ok(SubscriptionMessage::CaughtUp) => {
+                        guard.1 = None;
                         return Some((Ok(SseEvent::default().event("caught-up").data("{}")), (subscription, guard)));
                     }
                     Err(e) => {

@@ -17,7 +17,7 @@ use super::search::{self, Paging, SearchPage};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::wire::{Event, Page};
+use crate::wire::Page;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -225,7 +225,7 @@ pub struct HistoryParams {
     tag = "messages",
     params(("id" = String, Path, description = "The message id"), HistoryParams),
     responses(
-        (status = 200, description = "The message's events, in order, a page at a time; `next` links to the following page when this one is full", body = Page),
+        (status = 200, description = "The message's events, in order, a page at a time (up to `limit`, and past the first, up to the server's `max_page_bytes` of data and metadata); `next` links to the following page when this one is full", body = Page),
         (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
@@ -238,22 +238,21 @@ pub async fn history(
     principal: Principal,
     PathParam(id): PathParam,
     params: Result<Query<HistoryParams>, QueryRejection>,
-) -> Result<Json<Page>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     principal.require(Action::Read)?;
     let Query(p) = params.map_err(query_error)?;
     let limit = limit(p.limit, state.settings.max_page)?;
     let stream = message_stream(&principal, &id)?;
     let from = p.from_revision.map_or(ReadFrom::Start, |r| ReadFrom::At(Revision(r)));
-    let page = match state.store.read_stream(&stream, from, Direction::Forwards, limit).await? {
-        ReadStreamOutcome::StreamNotFound => return Err(ApiError::DocumentNotFound { kind: "message", id }),
-        ReadStreamOutcome::Events(page) => page,
-    };
-    let next = (page.len() == limit).then(|| {
+    let max_bytes = state.settings.max_page_bytes;
+    let read =
+        super::page::read_stream_bounded(state.store.as_ref(), &stream, from, Direction::Forwards, limit, max_bytes);
+    let Some((page, full)) = read.await? else { return Err(ApiError::DocumentNotFound { kind: "message", id }) };
+    let next = full.then(|| {
         let after = page.last().expect("a full page is not empty").revision.next();
         format!("/v1/messages/{}/history?from_revision={}&limit={limit}", encode(&id), after.0)
     });
-    let events = page.into_iter().map(|e| Event::new(e, &principal.tenant)).collect();
-    Ok(Json(Page { events, next }))
+    Ok(super::page::page_response(page, &principal.tenant, next))
 }
 
 /// The stream of message `id` in the caller's tenant; an id that makes no valid stream name is a

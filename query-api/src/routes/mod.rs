@@ -10,6 +10,7 @@ mod keys;
 mod live;
 mod live_tokens;
 mod messages;
+mod page;
 mod parked;
 mod path;
 mod projections;
@@ -56,9 +57,12 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let _ = state.openapi.set(crate::openapi::document(api));
     let router = router
+        // Bodies must be JSON (`415` otherwise) and arrive in time: on routes, not the fallbacks.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::edge::json_bodies))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(crate::edge::head_limits))
         // One span per request, with method, path and status; handlers' logs nest in it.
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(crate::trace::request_span))
         .with_state(state);

@@ -219,6 +219,8 @@ pub struct ReplayAccepted {
         (status = 200, description = "Nothing is parked: nothing to replay", body = ReplayAccepted),
         (status = 400, description = "A malformed body", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the body timeout", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body whose content type is not application/json (or a +json type)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such projection", body = crate::openapi::Problem, content_type = "application/problem+json"),

@@ -1,6 +1,6 @@
 //! One stream: append to it, read its history.
 
-use annals_store::{Direction, ReadFrom, ReadStreamOutcome, Revision, StreamId};
+use annals_store::{Direction, ReadFrom, Revision, StreamId};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::auth::{Action, Principal, Tenant};
 use crate::error::ApiError;
 use crate::metrics::AppendOutcome;
-use crate::wire::{AppendBody, Appended, Event, Page, Schemas};
+use crate::wire::{AppendBody, Appended, Page, Schemas};
 
 /// `POST /v1/streams/{stream}/events`: appends atomically; `201` with the revisions and positions.
 #[utoipa::path(
@@ -38,6 +38,8 @@ use crate::wire::{AppendBody, Appended, Event, Page, Schemas};
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Wrong expected revision (with expected and actual), or ids stored already but not as this append would store them (another stream, other revisions, part of the batch)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "An event or the body is larger than the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the body timeout", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body whose content type is not application/json (or a +json type)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Event data violates its type's schema, or the type's definition cannot read it (a whole number written as 1.0, a uint32 beyond 4294967295), with pointer and rule; or no schema for it in strict mode", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 507, description = "The store's disk is full (less than `ANNALS_MIN_FREE_BYTES` free): nothing was written; retry with the same ids after `Retry-After`", body = crate::openapi::Problem, content_type = "application/problem+json")
     ),
@@ -135,7 +137,7 @@ pub struct ReadParams {
     tag = "streams",
     params(("stream" = String, Path, description = "The stream's name within the caller's tenant"), ReadParams),
     responses(
-        (status = 200, description = "A page of events; `next` links to the following page when this one is full", body = Page),
+        (status = 200, description = "A page of events: up to `limit`, and past the first, up to the server's `max_page_bytes` of data and metadata; `next` links to the following page when this one is full", body = Page),
         (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
@@ -148,7 +150,7 @@ pub async fn read(
     principal: Principal,
     PathParam(name): PathParam,
     params: Result<Query<ReadParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Page>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     principal.require(Action::Read)?;
     let stream = client_stream(&principal.tenant, &name)?;
     let Query(params) = params.map_err(super::events::query_error)?;
@@ -159,12 +161,11 @@ pub async fn read(
         (None, Direction::Forwards) => ReadFrom::Start,
         (None, Direction::Backwards) => ReadFrom::End,
     };
-    let events = match state.store.read_stream(&stream, from, direction, limit).await? {
-        ReadStreamOutcome::StreamNotFound => return Err(ApiError::StreamNotFound(name)),
-        ReadStreamOutcome::Events(events) => events,
-    };
+    let max_bytes = state.settings.max_page_bytes;
+    let read = super::page::read_stream_bounded(state.store.as_ref(), &stream, from, direction, limit, max_bytes);
+    let Some((events, full)) = read.await? else { return Err(ApiError::StreamNotFound(name)) };
     let next_revision = match (events.last(), direction) {
-        (Some(_), _) if events.len() < limit => None,
+        (Some(_), _) if !full => None,
         (Some(last), Direction::Forwards) => Some(last.revision.0 + 1),
         (Some(last), Direction::Backwards) => last.revision.0.checked_sub(1),
         (None, _) => None,
@@ -177,8 +178,7 @@ pub async fn read(
     let segment = super::events::encode(&name);
     let next = next_revision
         .map(|r| format!("/v1/streams/{segment}/events?from_revision={r}&direction={direction_name}&limit={limit}"));
-    let events = events.into_iter().map(|e| Event::new(e, &principal.tenant)).collect();
-    Ok(Json(Page { events, next }))
+    Ok(super::page::page_response(events, &principal.tenant, next))
 }
 
 /// The store's name of a client's stream: valid, not a system name (`$…`, which only the server
