@@ -56,11 +56,18 @@ fn sigterm(child: &Child) {
 }
 
 /// One request on a new connection; the status and body, or an error if none came in `limit`.
-async fn request(addr: &str, method: &str, path: &str, body: &str, limit: Duration) -> Result<(u16, String), String> {
+async fn request(
+    addr: &str,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    limit: Duration,
+) -> Result<(u16, String), String> {
     let exchange = async {
         let mut socket = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
         socket.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
@@ -73,6 +80,17 @@ async fn request(addr: &str, method: &str, path: &str, body: &str, limit: Durati
     tokio::time::timeout(limit, exchange).await.map_err(|_| format!("no answer within {limit:?}"))?
 }
 
+/// A tenant's admin key, made with the bootstrap key (an operator's, which reads and appends no
+/// data).
+async fn tenant_key(addr: &str) -> String {
+    let body = r#"{"tenant":"acme","role":"admin","name":"limits-test"}"#;
+    let (status, text) = request(addr, ADMIN_KEY, "POST", "/v1/keys", body, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(status, 201, "{text}");
+    let json = text.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or_default();
+    let created: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"));
+    created["key"].as_str().expect("a key").to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_clients_beyond_the_cap_under_a_low_descriptor_limit_leave_the_server_responsive() {
     let tmp = tempfile::tempdir().unwrap();
@@ -80,6 +98,7 @@ async fn slowloris_clients_beyond_the_cap_under_a_low_descriptor_limit_leave_the
     // 256 descriptors: the server fits its connection cap under it (1,024 by default).
     let env = [("ANNALS_HEADER_TIMEOUT_SECS", "1"), ("ANNALS_LOG", "info")];
     let (mut child, addr) = serve(&tmp.path().join("data"), "256:256", &env, &log);
+    let key = tenant_key(&addr).await;
     let stop = Arc::new(AtomicBool::new(false));
     let mut attackers = Vec::new();
     // 300 connections, more than the descriptors the server has: half send nothing, half send a
@@ -110,9 +129,9 @@ async fn slowloris_clients_beyond_the_cap_under_a_low_descriptor_limit_leave_the
     let body = r#"{"events":[{"type":"thing.done","data":{"n":1}}]}"#;
     for round in 0..3 {
         let started = Instant::now();
-        let health = request(&addr, "GET", "/healthz", "", Duration::from_secs(10)).await;
+        let health = request(&addr, &key, "GET", "/healthz", "", Duration::from_secs(10)).await;
         assert_eq!(health.as_ref().map(|(s, _)| *s), Ok(200), "round {round}: /healthz under attack: {health:?}");
-        let append = request(&addr, "POST", "/v1/streams/thing-1/events", body, Duration::from_secs(10)).await;
+        let append = request(&addr, &key, "POST", "/v1/streams/thing-1/events", body, Duration::from_secs(10)).await;
         assert_eq!(append.as_ref().map(|(s, _)| *s), Ok(201), "round {round}: an append under attack: {append:?}");
         eprintln!("round {round}: /healthz and an append answered in {:?}", started.elapsed());
     }
@@ -136,9 +155,10 @@ async fn sigterm_does_not_wait_for_a_live_tail_whose_client_stopped_reading() {
     let data = "x".repeat(4000);
     let events: Vec<String> = (0..250).map(|_| format!(r#"{{"type":"thing.done","data":{{"x":"{data}"}}}}"#)).collect();
     let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+    let key = tenant_key(&addr).await;
     for _ in 0..12 {
         let (status, text) =
-            request(&addr, "POST", "/v1/streams/thing-1/events", &body, Duration::from_secs(30)).await.unwrap();
+            request(&addr, &key, "POST", "/v1/streams/thing-1/events", &body, Duration::from_secs(30)).await.unwrap();
         assert_eq!(status, 201, "{text}");
     }
     // A client with a small receive buffer that never reads.
@@ -146,7 +166,7 @@ async fn sigterm_does_not_wait_for_a_live_tail_whose_client_stopped_reading() {
     socket.set_recv_buffer_size(4096).unwrap();
     let mut tail = socket.connect(addr.parse().unwrap()).await.unwrap();
     let head =
-        format!("GET /v1/events/live?from_position=0 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN_KEY}\r\n\r\n");
+        format!("GET /v1/events/live?from_position=0 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\r\n");
     tail.write_all(head.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let signalled = Instant::now();

@@ -123,13 +123,14 @@ async fn routes_with_a_body_take_json_only() {
     for content_type in ["application/json; charset=utf-8", "Application/JSON", "application/vnd.annals+json"] {
         let (status, body) = post_as(&app, "/v1/streams/thing-1/events", Some(content_type), append).await;
         assert_eq!(status, StatusCode::CREATED, "{content_type}: {body}");
-        let (status, body) = post_as(&app, "/v1/keys", Some(content_type), key).await;
+        let (status, body) = post_as(&app.as_operator(), "/v1/keys", Some(content_type), key).await;
         assert_eq!(status, StatusCode::CREATED, "{content_type}: {body}");
     }
     // No body at all needs no content type where the body is optional or absent.
-    let (status, body) = post_as(&app, "/v1/projections/messages/parked/replay", None, "").await;
+    let operator = app.as_operator();
+    let (status, body) = post_as(&operator, "/v1/projections/messages/parked/replay", None, "").await;
     assert!(status.is_success(), "{status} {body}");
-    let (status, body) = post_as(&app, "/v1/projections/messages/rebuild", None, "").await;
+    let (status, body) = post_as(&operator, "/v1/projections/messages/rebuild", None, "").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     app.stop().await;
 }

@@ -138,7 +138,7 @@ async fn what_the_append_accepts_the_view_applies() {
     let (status, page) = app.get(&format!("/v1/audit?min_position={}", appended["last_position"])).await;
     assert_eq!((status, &page["total"]), (StatusCode::OK, &json!(1)), "{page}");
     assert_eq!(page["items"][0]["occurred_at"], json!("9999-12-31T23:59:59Z"), "the source keeps the time as sent");
-    let (status, parked) = app.get("/v1/projections/messages/parked").await;
+    let (status, parked) = app.as_operator().get("/v1/projections/messages/parked").await;
     assert_eq!(status, StatusCode::OK, "{parked}");
     assert_eq!(parked["items"].as_array().map(Vec::len), Some(0), "nothing acknowledged is parked: {parked}");
     app.stop().await;
