@@ -63,7 +63,13 @@ async fn append_or_full(store: &EmbeddedStore, s: &StreamId, e: &EventData) -> R
     store.append_to_stream(s, ExpectedRevision::Any, vec![e.clone()]).await.map(|_| ())
 }
 
+/// The tests of this file run one at a time. Each spawns `mount` and `umount`: a child holds a
+/// copy of every descriptor of the process from its fork to its exec, the other test's `LOCK`
+/// included, and a reopen that falls in that window finds the directory still locked.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn run(reserve_mib: u64) {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some(mount) = Mount::tmpfs(24) else { return };
     let dir = mount.path.join("data");
     let config = || EngineConfig::new(&dir).min_free_bytes(reserve_mib << 20);
