@@ -63,8 +63,8 @@ async fn a_position_past_the_head_is_a_503_after_the_wait() {
     };
     let answers = futures::future::join_all([
         get("/v1/messages?min_position=99999999".into()),
-        get(format!("/v1/audit?min_position={}", u64::MAX)),
-        get(format!("/v1/messages/m-1?min_position={}", u64::MAX)),
+        get(format!("/v1/audit?min_position={}", i64::MAX)),
+        get(format!("/v1/messages/m-1?min_position={}", i64::MAX)),
     ])
     .await;
     for (path, status, problem, retry_after, elapsed) in answers {
@@ -73,6 +73,9 @@ async fn a_position_past_the_head_is_a_503_after_the_wait() {
         assert!(retry_after.is_some(), "{path}: a 503 says when to retry");
         assert!(elapsed >= Duration::from_millis(4_500), "{path}: answered after {elapsed:?}, before the wait");
     }
+    // Past the document's int64 is no position at all: a 400 at once, naming the parameter.
+    let (status, problem) = app.get(&format!("/v1/messages?min_position={}", u64::MAX)).await;
+    assert_eq!((status, &problem["parameter"]), (StatusCode::BAD_REQUEST, &json!("min_position")), "{problem}");
     app.stop().await;
 }
 
@@ -81,15 +84,15 @@ async fn a_position_past_the_head_is_a_503_after_the_wait() {
 async fn out_of_range_times_and_cursors_name_their_parameter() {
     let tmp = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(tmp.path()).await;
-    let year_2300 = 10_413_792_000_000_000i64; // 2300-01-01T00:00:00Z in microseconds
+    let year_2300 = 10_413_792_000_000_000_000i128; // 2300-01-01T00:00:00Z in nanoseconds
     for route in ["/v1/messages", "/v1/audit"] {
         for (query, parameter) in [
             ("from=0001-01-01T00:00:00Z", "from"),
             ("to=9999-12-31T23:59:59Z", "to"),
             ("from=1677-09-21T00:12:43Z", "from"),
             ("to=2262-04-11T23:47:17Z", "to"),
-            (&format!("cursor={year_2300}~x") as &str, "cursor"),
-            (&format!("cursor={}~x", -year_2300), "cursor"),
+            (&format!("cursor=n{year_2300}~x") as &str, "cursor"),
+            (&format!("cursor=n{}~x", -year_2300), "cursor"),
         ] {
             let (status, problem) = app.get(&format!("{route}?{query}")).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{route}?{query}: {problem}");

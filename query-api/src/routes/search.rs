@@ -192,8 +192,20 @@ pub fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
         detail: format!("cursor {text:?} is not one this server gave (take it from a page's next link)"),
     };
     let (nanos, id) = text.strip_prefix('n').and_then(|t| t.split_once('~')).ok_or_else(bad)?;
-    // Any i64 is a time the view can hold (1677..2262), so no cursor is out of its range.
-    let time = nanos.parse::<i64>().map(DateTime::from_timestamp_nanos).map_err(|_| bad())?;
+    // Any i64 is a time the view can hold (1677..2262); a number beyond it names a time the view
+    // cannot hold, which the detail says (no page's `next` ever carries one).
+    let time = match nanos.parse::<i64>() {
+        Ok(nanos) => DateTime::from_timestamp_nanos(nanos),
+        Err(_) if nanos.parse::<i128>().is_ok() => {
+            return Err(ApiError::InvalidParameter {
+                parameter: "cursor",
+                detail: format!(
+                    "cursor {text:?} names a time outside the times the view holds ({EARLIEST_TIME} to {LATEST_TIME})"
+                ),
+            })
+        }
+        Err(_) => return Err(bad()),
+    };
     if id.is_empty() {
         return Err(bad());
     }
