@@ -47,6 +47,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// The read views (`messages`, `audit`) and their projections' progress.
     pub views: Views,
+    /// The integrity tree over the log, its keys and signed heads (`crate::integrity`).
+    pub integrity: Arc<crate::integrity::Integrity>,
 }
 
 /// A built, not yet serving, application.
@@ -136,6 +138,8 @@ impl Application {
             ..annals_projectors::ProjectorConfig::default()
         };
         let (views, projectors) = self.views.start(&store, config, &shutdown);
+        let integrity = crate::integrity::Integrity::open(&self.settings.data_dir).map_err(|e| Error::Integrity(e.to_string()))?;
+        let integrity_task = crate::integrity::follow(Arc::clone(&integrity), Arc::clone(&store), shutdown.clone());
         let state = AppState(Arc::new(Shared {
             store,
             settings: Arc::clone(&self.settings),
@@ -145,6 +149,7 @@ impl Application {
             openapi: Arc::default(),
             shutdown: shutdown.clone(),
             views,
+            integrity,
         }));
         let router = routes::router(state);
         info!(addr = %self.addr, data_dir = %self.settings.data_dir.display(), "serving");
@@ -164,6 +169,9 @@ impl Application {
             if let Err(e) = task.await {
                 warn!(error = %e, "a projector task failed");
             }
+        }
+        if let Err(e) = integrity_task.await {
+            warn!(error = %e, "the integrity task failed");
         }
         info!("closing the store");
         self.store.close().await?;

@@ -13,6 +13,7 @@ mod auth;
 mod contract;
 mod documents;
 mod error;
+pub mod integrity;
 mod metrics;
 mod openapi;
 mod routes;

@@ -6,6 +6,7 @@ mod audit;
 mod cors;
 pub(crate) mod events;
 mod health;
+mod integrity;
 mod keys;
 mod live;
 mod live_tokens;
@@ -49,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(keys::revoke))
         .routes(routes!(schemas::list))
         .routes(routes!(schemas::get))
+        .routes(routes!(integrity::public_key))
+        .routes(routes!(integrity::head))
+        .routes(routes!(integrity::inclusion))
+        .routes(routes!(integrity::consistency))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

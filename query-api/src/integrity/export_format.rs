@@ -1,0 +1,73 @@
+//! The lines of an export (NDJSON), shared by the export route that writes them and by
+//! `annals verify` that checks them offline.
+//!
+//! An export covers the log positions `from_position..tree_size` of one signed head, one line per
+//! position, in position order, then one trailer line:
+//!
+//! - `record`: an event of the caller's tenant of the exported type — its canonical event bytes
+//!   (base64, `leaf::event_bytes`) and, for people, the decoded fields;
+//! - `other`: an event of the caller's tenant of another type — its event bytes only, so that the
+//!   verifier can see it is indeed of another type (a record cannot be hidden as one);
+//! - `foreign`: an event of another tenant — its leaf only (`tag ‖ digest`, hex): another tag
+//!   than the tenant's, and a digest of bytes the reader never sees;
+//! - `trailer`: the tenant, its tag, the signed head, the range proof of the positions to the
+//!   head, and (when asked with `since_tree_size`) a consistency proof from an earlier head.
+//!
+//! A resumed export (`after_position=P`) is the same lines after position P, then the same trailer:
+//! the unbroken export's bytes from that point.
+
+use annals_integrity::{ConsistencyProof, RangeProof, SignedTreeHead};
+use serde::{Deserialize, Serialize};
+
+/// The `format` of the trailer.
+pub const EXPORT_FORMAT: &str = "annals-export/1";
+
+/// One line of an NDJSON export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExportLine {
+    Record(Record),
+    Other { position: u64, event_bytes: String },
+    Foreign { position: u64, leaf: String },
+    Trailer(Box<Trailer>),
+}
+
+/// An exported event: leaf index, exact bytes, and the decoded fields (checked against the bytes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// The leaf index: the event's log position.
+    pub position: u64,
+    /// Base64 of the canonical event bytes.
+    pub event_bytes: String,
+    /// The stream's name as the tenant knows it (without the tenant's prefix).
+    pub stream: String,
+    pub revision: u64,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    /// The event's data (JSON).
+    pub data: serde_json::Value,
+}
+
+/// What ends an export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trailer {
+    pub format: String,
+    pub tenant: String,
+    /// The tenant's tag (hex): the first half of every leaf of the tenant.
+    pub tag: String,
+    /// The event type exported as `record` lines.
+    pub event_type: String,
+    /// The first position covered.
+    pub from_position: u64,
+    /// `record` lines in the whole export (not only after a resume cursor).
+    pub records: u64,
+    /// The head the export was cut against: it covers positions `from_position..head.tree_size`.
+    pub head: SignedTreeHead,
+    /// The range proof of those positions to the head; none when the range is empty.
+    pub range_proof: Option<RangeProof>,
+    /// From `since_tree_size`: the proof that the head extends that earlier one.
+    pub consistency_proof: Option<ConsistencyProof>,
+}
