@@ -7,6 +7,7 @@ mod projections_cmd;
 mod serve_cmd;
 mod store_cmd;
 mod telemetry;
+mod verify_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,8 @@ enum Command {
     Demo(demo_cmd::DemoArgs),
     /// List projections, or rebuild one, through a running server.
     Projections(projections_cmd::ProjectionsArgs),
+    /// Verify an export offline against the log's public key.
+    Verify(verify_cmd::VerifyArgs),
 }
 
 #[tokio::main]
@@ -53,6 +56,7 @@ async fn main() -> std::process::ExitCode {
         Command::Store(args) => store_cmd::run(args).await,
         Command::Demo(args) => demo_cmd::run(args).await,
         Command::Projections(args) => projections_cmd::run(args).await,
+        Command::Verify(args) => verify_cmd::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

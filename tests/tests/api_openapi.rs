@@ -22,6 +22,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/messages/{id}"),
     ("get", "/v1/messages/{id}/history"),
     ("get", "/v1/audit"),
+    ("get", "/v1/audit/export"),
     ("get", "/v1/audit/{event_id}"),
     ("get", "/v1/projections"),
     ("get", "/v1/projections/{name}"),

@@ -62,12 +62,16 @@ pub struct Trailer {
     pub event_type: String,
     /// The first position covered.
     pub from_position: u64,
-    /// `record` lines in the whole export (not only after a resume cursor).
-    pub records: u64,
     /// The head the export was cut against: it covers positions `from_position..head.tree_size`.
     pub head: SignedTreeHead,
     /// The range proof of those positions to the head; none when the range is empty.
     pub range_proof: Option<RangeProof>,
     /// From `since_tree_size`: the proof that the head extends that earlier one.
     pub consistency_proof: Option<ConsistencyProof>,
+}
+
+/// An event's data as a record shows it: its JSON, or (never for the embedded store, which
+/// stores JSON) the bytes as a lossy string.
+pub fn data_value(data: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(data).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(data).into()))
 }

@@ -5,6 +5,7 @@
 mod audit;
 mod cors;
 pub(crate) mod events;
+mod export;
 mod health;
 mod integrity;
 mod keys;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(messages::get))
         .routes(routes!(messages::history))
         .routes(routes!(audit::search))
+        .routes(routes!(export::audit))
         .routes(routes!(audit::get))
         .routes(routes!(projections::list))
         .routes(routes!(projections::get))

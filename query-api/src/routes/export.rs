@@ -1,0 +1,250 @@
+//! `GET /v1/audit/export`: the caller's tenant's audit trail out of the log itself (not the search
+//! view), in log-position order, as NDJSON that `annals verify` checks offline against the log's
+//! public key (line formats: `crate::integrity::export_format`).
+//!
+//! Streamed in constant memory: the body reads the log a page at a time and writes each page's
+//! lines as one chunk, never collecting; gzip (one sync flush per chunk) when the client accepts
+//! it. Cut at one signed head (`tree_size`, echoed in the `Annals-Export-Tree-Size` header before
+//! the first byte), so that `after_position` resumes a broken download with the very bytes the
+//! unbroken export has from that point.
+
+use std::io::Write as _;
+
+use annals_integrity::{LeafIndex, SignedTreeHead, TreeSize};
+use annals_store::{Direction, EventFilter, EventStore, Position, ReadFrom, RecordedEvent};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::events::query_error;
+use super::integrity::{hex, tree_error};
+use crate::app::AppState;
+use crate::auth::{Action, Principal, Tenant};
+use crate::error::ApiError;
+use crate::integrity::export_format::{ExportLine, Record, Trailer, EXPORT_FORMAT};
+use crate::integrity::Integrity;
+
+/// Events read from the log per chunk of the body.
+const PAGE: usize = 512;
+/// The event type an audit export holds as records.
+const AUDIT_TYPE: &str = "audit.recorded";
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// `ndjson` (the default and, for now, the only format).
+    format: Option<String>,
+    /// The first log position the export covers (default 0).
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
+    from_position: Option<u64>,
+    /// Resume: only the lines after this position (the last one received), then the trailer.
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
+    after_position: Option<u64>,
+    /// The size of a signed head to cut the export at (default: the tree now). A resume passes
+    /// the `Annals-Export-Tree-Size` of the broken download.
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
+    tree_size: Option<u64>,
+    /// Also carry the consistency proof from this earlier tree size to the export's head.
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
+    since_tree_size: Option<u64>,
+}
+
+/// `GET /v1/audit/export`.
+#[utoipa::path(
+    get,
+    operation_id = "export_audit",
+    path = "/v1/audit/export",
+    tag = "audit",
+    description = "The caller's tenant's audit trail, streamed from the log as NDJSON in position order: one line per log position of the range `from_position..tree_size` (`record`: an audit event with its exact event bytes; `other`: another event of the tenant, bytes only; `foreign`: another tenant's event, its leaf hash material only), then a `trailer` with the signed tree head, the tenant's tag, the range proof and optionally a consistency proof. `annals verify` checks it offline. Resume with `after_position` and `tree_size` (from the `Annals-Export-Tree-Size` header). Gzip when accepted. Filters of the search route are not supported yet.",
+    params(ExportParams),
+    responses(
+        (status = 200, description = "The export (application/x-ndjson)", body = String, content_type = "application/x-ndjson",
+            headers(("Annals-Export-Tree-Size" = u64, description = "The size of the signed head the export is cut at"))),
+        (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The tree cannot answer, or stopping", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
+pub async fn audit(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    params: Result<Query<ExportParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    principal.require(Action::Read)?;
+    let Query(p) = params.map_err(query_error)?;
+    if let Some(format) = p.format.as_deref().filter(|f| *f != "ndjson") {
+        return Err(ApiError::InvalidParameter {
+            parameter: "format",
+            detail: format!("format {format:?} is not supported: ndjson is (csv is not built yet)"),
+        });
+    }
+    let integrity = &state.integrity;
+    let head = match p.tree_size {
+        Some(n) => integrity.head_of_size(TreeSize::new(n)).ok_or_else(|| ApiError::InvalidParameter {
+            parameter: "tree_size",
+            detail: format!("no head was signed for tree size {n}; resume with the Annals-Export-Tree-Size of the export"),
+        })?,
+        None => integrity.current_head().map_err(|e| ApiError::Integrity(e.to_string()))?,
+    };
+    let size = head.tree_size.get();
+    let from = p.from_position.unwrap_or(0);
+    let consistency_proof = match p.since_tree_size {
+        Some(since) if since > size => {
+            return Err(ApiError::InvalidParameter {
+                parameter: "since_tree_size",
+                detail: format!("since_tree_size {since} is larger than the export's tree size {size}"),
+            })
+        }
+        Some(since) => Some(
+            integrity.consistency_proof(TreeSize::new(since), head.tree_size).map_err(|e| tree_error(e, "since_tree_size"))?,
+        ),
+        None => None,
+    };
+    let range_proof = if from < size {
+        Some(
+            integrity
+                .range_proof(LeafIndex::new(from), LeafIndex::new(size - 1), head.tree_size)
+                .map_err(|e| tree_error(e, "from_position"))?,
+        )
+    } else {
+        None
+    };
+    let tenant = principal.tenant.clone();
+    let trailer = Trailer {
+        format: EXPORT_FORMAT.into(),
+        tenant: tenant.as_str().into(),
+        tag: hex(&integrity.tag(tenant.as_str())),
+        event_type: AUDIT_TYPE.into(),
+        from_position: from,
+        head,
+        range_proof,
+        consistency_proof,
+    };
+    let start = p.after_position.map_or(from, |after| after.saturating_add(1).max(from));
+    let gzip = accepts_gzip(&headers);
+    let body = body(state.clone(), tenant, head, start, trailer, gzip);
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    h.insert("annals-export-tree-size", HeaderValue::from(size));
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(response)
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(',').any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|q| matches!(q.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            name.eq_ignore_ascii_case("gzip") && !refused
+        })
+    })
+}
+
+/// Where the body stands: the next position to read, and what is left to write.
+struct Cursor {
+    state: AppState,
+    tenant: Tenant,
+    next: u64,
+    end: u64,
+    trailer: Option<Trailer>,
+    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+}
+
+fn body(state: AppState, tenant: Tenant, head: SignedTreeHead, start: u64, trailer: Trailer, gzip: bool) -> Body {
+    let gzip = gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let cursor = Cursor { state, tenant, next: start, end: head.tree_size.get(), trailer: Some(trailer), gzip };
+    Body::from_stream(futures::stream::unfold(cursor, |mut c| async move {
+        let chunk = match next_chunk(&mut c).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "audit export cut short");
+                return Some((Err(e), Cursor { trailer: None, next: c.end, ..c }));
+            }
+        };
+        Some((Ok::<Bytes, std::io::Error>(chunk), c))
+    }))
+}
+
+/// The next chunk of the body: a page of lines, or the trailer; `None` once all is written.
+async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
+    let mut out = Vec::with_capacity(64 * 1024);
+    if c.next < c.end {
+        let want = usize::try_from(c.end - c.next).unwrap_or(usize::MAX).min(PAGE);
+        let store: &dyn EventStore = c.state.store.as_ref();
+        let events = store
+            .read_all(ReadFrom::At(Position(c.next)), Direction::Forwards, want, &EventFilter::all())
+            .await
+            .map_err(std::io::Error::other)?;
+        for event in events.iter().take_while(|e| e.position.0 < c.end) {
+            if event.position.0 != c.next {
+                return Err(std::io::Error::other(format!(
+                    "the log has position {} where {} was expected",
+                    event.position.0, c.next
+                )));
+            }
+            write_line(&mut out, &line(&c.state.integrity, &c.tenant, event));
+            c.next += 1;
+        }
+        if events.is_empty() {
+            return Err(std::io::Error::other(format!("the log ends before position {}", c.next)));
+        }
+    } else if let Some(trailer) = c.trailer.take() {
+        write_line(&mut out, &ExportLine::Trailer(Box::new(trailer)));
+    } else {
+        return Ok(match c.gzip.take() {
+            Some(encoder) => Some(Bytes::from(encoder.finish()?)),
+            None => None,
+        });
+    }
+    Ok(Some(match &mut c.gzip {
+        Some(encoder) => {
+            encoder.write_all(&out)?;
+            encoder.flush()?;
+            Bytes::from(std::mem::take(encoder.get_mut()))
+        }
+        None => Bytes::from(out),
+    }))
+}
+
+fn write_line(out: &mut Vec<u8>, line: &ExportLine) {
+    serde_json::to_writer(&mut *out, line).expect("an export line serializes");
+    out.push(b'\n');
+}
+
+/// The line of one log position for `tenant`.
+fn line(integrity: &Integrity, tenant: &Tenant, event: &RecordedEvent) -> ExportLine {
+    let (bytes, leaf) = integrity.leaf_of(event);
+    let position = event.position.0;
+    if !event.stream.as_str().starts_with(&tenant.prefix()) {
+        return ExportLine::Foreign { position, leaf: hex(&leaf) };
+    }
+    let event_bytes = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    if event.event_type != AUDIT_TYPE {
+        return ExportLine::Other { position, event_bytes };
+    }
+    ExportLine::Record(Record {
+        position,
+        event_bytes,
+        stream: tenant.client_name(event.stream.as_str()).to_owned(),
+        revision: event.revision.0,
+        event_id: event.id,
+        event_type: event.event_type.clone(),
+        recorded_at: event.recorded_at,
+        data: crate::integrity::export_format::data_value(&event.data),
+    })
+}
