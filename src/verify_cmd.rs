@@ -35,7 +35,11 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let previous = match &args.previous_head {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Some(parse_head(&text).map_err(anyhow::Error::msg).with_context(|| format!("{} is not a head", path.display()))?)
+            Some(
+                parse_head(&text)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("{} is not a head", path.display()))?,
+            )
         }
         None => None,
     };

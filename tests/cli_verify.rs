@@ -94,7 +94,8 @@ fn assert_fails(dir: &Path, key: &Path, name: &str, lines: &[String], expect: &s
 fn exports_verify_offline_and_every_tampering_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Serve::start(&tmp.path().join("data"), &[]);
-    let api = Api { base: server.base.clone(), client: reqwest::Client::new(), rt: tokio::runtime::Runtime::new().unwrap() };
+    let api =
+        Api { base: server.base.clone(), client: reqwest::Client::new(), rt: tokio::runtime::Runtime::new().unwrap() };
     let acme = api.key("acme");
     let globex = api.key("globex");
     api.append(&acme, "audit-a", "audit.recorded", audit("acme.secret.updated", "t-acme-1"));
@@ -118,7 +119,11 @@ fn exports_verify_offline_and_every_tampering_is_named() {
     std::fs::write(&export, &text).unwrap();
     let out = verify(&export, &key_path, Some(&previous_path));
     assert!(out.status.success(), "the untouched export: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("3 records of tenant acme"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 records of tenant acme"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let parsed: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();

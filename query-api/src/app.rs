@@ -138,7 +138,8 @@ impl Application {
             ..annals_projectors::ProjectorConfig::default()
         };
         let (views, projectors) = self.views.start(&store, config, &shutdown);
-        let integrity = crate::integrity::Integrity::open(&self.settings.data_dir).map_err(|e| Error::Integrity(e.to_string()))?;
+        let integrity =
+            crate::integrity::Integrity::open(&self.settings.data_dir).map_err(|e| Error::Integrity(e.to_string()))?;
         let integrity_task = crate::integrity::follow(Arc::clone(&integrity), Arc::clone(&store), shutdown.clone());
         let state = AppState(Arc::new(Shared {
             store,

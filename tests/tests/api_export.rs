@@ -32,7 +32,9 @@ async fn exports_page_through_the_log_resume_byte_for_byte_and_gzip() {
     // More events than one page of the export (512), two tenants interleaved, other types too.
     let mut last = 0;
     for batch in 0..12u64 {
-        let events: Vec<Value> = (0..50).map(|i| event(if i % 5 == 0 { "order.placed" } else { "audit.recorded" }, batch * 50 + i)).collect();
+        let events: Vec<Value> = (0..50)
+            .map(|i| event(if i % 5 == 0 { "order.placed" } else { "audit.recorded" }, batch * 50 + i))
+            .collect();
         let (status, body) = app.post("/v1/streams/audit-1/events", &json!({ "events": events })).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let (status, body) =
@@ -71,7 +73,8 @@ async fn exports_page_through_the_log_resume_byte_for_byte_and_gzip() {
     assert!(rest.len() > 1000);
     assert_eq!(&full[cut..], &rest[..], "a resumed export is the rest of the unbroken one, byte for byte");
     // New events since do not change a resumed export cut at the same head.
-    let (status, _) = app.post("/v1/streams/audit-1/events", &json!({ "events": [event("audit.recorded", 9999)] })).await;
+    let (status, _) =
+        app.post("/v1/streams/audit-1/events", &json!({ "events": [event("audit.recorded", 9999)] })).await;
     assert_eq!(status, StatusCode::CREATED);
     let (_, _, again) = export(&app, &format!("?after_position=550&tree_size={size}"), false).await;
     assert_eq!(rest, again);

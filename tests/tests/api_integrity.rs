@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use support::{event, TestApp};
 
 async fn append(app: &TestApp, stream: &str, kind: &str, n: u64) -> u64 {
-    let (status, body) = app.post(&format!("/v1/streams/{stream}/events"), &json!({ "events": [event(kind, n)] })).await;
+    let (status, body) =
+        app.post(&format!("/v1/streams/{stream}/events"), &json!({ "events": [event(kind, n)] })).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body["last_position"].as_u64().unwrap()
 }

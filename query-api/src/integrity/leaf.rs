@@ -34,7 +34,8 @@ pub const LEAF_LEN: usize = 64;
 /// The canonical bytes of `event` (module doc).
 pub fn event_bytes(event: &RecordedEvent) -> Vec<u8> {
     let stream = event.stream.as_str().as_bytes();
-    let mut out = Vec::with_capacity(64 + stream.len() + event.event_type.len() + event.metadata.len() + event.data.len());
+    let mut out =
+        Vec::with_capacity(64 + stream.len() + event.event_type.len() + event.metadata.len() + event.data.len());
     out.push(EVENT_BYTES_VERSION);
     out.extend_from_slice(&event.position.0.to_be_bytes());
     put_len_prefixed(&mut out, stream);

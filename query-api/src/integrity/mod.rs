@@ -168,11 +168,17 @@ enum FollowError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tree(#[from] IntegrityError),
-    #[error("the log's position {position} is not the tree's next leaf {expected}: sparse positions need an ordinal map")]
+    #[error(
+        "the log's position {position} is not the tree's next leaf {expected}: sparse positions need an ordinal map"
+    )]
     Sparse { position: u64, expected: u64 },
 }
 
-async fn run(integrity: &Arc<Integrity>, store: &dyn EventStore, shutdown: &CancellationToken) -> Result<(), FollowError> {
+async fn run(
+    integrity: &Arc<Integrity>,
+    store: &dyn EventStore,
+    shutdown: &CancellationToken,
+) -> Result<(), FollowError> {
     let size = integrity.size().get();
     // The tree saw events the log no longer has (a log cut back after a crash): cut it too.
     let log_len = store.head().await?.map_or(0, |p| p.0 + 1);

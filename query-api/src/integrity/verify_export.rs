@@ -64,7 +64,8 @@ pub fn verify_export(
         _ => return fail(trailer_line, None, "the last line is not a trailer: the export is cut short"),
     };
     check_trailer(&trailer, trailer_line, key, previous)?;
-    let tag = parse_hex::<32>(&trailer.tag).ok_or_else(|| bad(trailer_line, None, "the trailer's tag is not 32 hex bytes"))?;
+    let tag = parse_hex::<32>(&trailer.tag)
+        .ok_or_else(|| bad(trailer_line, None, "the trailer's tag is not 32 hex bytes"))?;
     let size = trailer.head.tree_size.get();
 
     // Pass 2: one line per position, each leaf rebuilt and fed to the range verifier.
@@ -84,14 +85,19 @@ pub fn verify_export(
             break;
         }
         let text = text.or_else(|e| fail(n, None, format!("cannot read: {e}")))?;
-        let line: ExportLine = serde_json::from_str(&text).or_else(|e| fail(n, None, format!("not an export line: {e}")))?;
+        let line: ExportLine =
+            serde_json::from_str(&text).or_else(|e| fail(n, None, format!("not an export line: {e}")))?;
         let position = match &line {
             ExportLine::Record(r) => r.position,
             ExportLine::Other { position, .. } | ExportLine::Foreign { position, .. } => *position,
             ExportLine::Trailer(_) => return fail(n, None, "a trailer before the last line"),
         };
         if position != next {
-            return fail(n, Some(position), format!("expected position {next}: a line is missing, repeated or out of order"));
+            return fail(
+                n,
+                Some(position),
+                format!("expected position {next}: a line is missing, repeated or out of order"),
+            );
         }
         if position >= size {
             return fail(n, Some(position), format!("position {position} is beyond the head's tree size {size}"));
@@ -100,7 +106,11 @@ pub fn verify_export(
             ExportLine::Record(record) => {
                 let (bytes, event) = own_event(&record.event_bytes, &trailer, n, position)?;
                 if event.event_type != trailer.event_type {
-                    return fail(n, Some(position), format!("a record of type {} in an export of {}", event.event_type, trailer.event_type));
+                    return fail(
+                        n,
+                        Some(position),
+                        format!("a record of type {} in an export of {}", event.event_type, trailer.event_type),
+                    );
                 }
                 let stream = event.stream.strip_prefix(&format!("{}/", trailer.tenant)).unwrap_or(&event.stream);
                 let fields_match = record.stream == stream
@@ -118,13 +128,18 @@ pub fn verify_export(
             ExportLine::Other { event_bytes, .. } => {
                 let (bytes, event) = own_event(&event_bytes, &trailer, n, position)?;
                 if event.event_type == trailer.event_type {
-                    return fail(n, Some(position), format!("an event of type {} is not given as a record", event.event_type));
+                    return fail(
+                        n,
+                        Some(position),
+                        format!("an event of type {} is not given as a record", event.event_type),
+                    );
                 }
                 found.other += 1;
                 leaf::leaf(&tag, &bytes)
             }
             ExportLine::Foreign { leaf, .. } => {
-                let leaf = parse_hex::<64>(&leaf).ok_or_else(|| bad(n, Some(position), "a foreign leaf is not 64 hex bytes"))?;
+                let leaf = parse_hex::<64>(&leaf)
+                    .ok_or_else(|| bad(n, Some(position), "a foreign leaf is not 64 hex bytes"))?;
                 if leaf[..32] == tag {
                     return fail(n, Some(position), "an event of the tenant is given as another tenant's");
                 }
@@ -137,7 +152,11 @@ pub fn verify_export(
         next += 1;
     }
     if next != size.max(trailer.from_position) {
-        return fail(trailer_line, None, format!("the export ends before position {next}; its head covers up to {size}"));
+        return fail(
+            trailer_line,
+            None,
+            format!("the export ends before position {next}; its head covers up to {size}"),
+        );
     }
     if let Some(proof) = &trailer.range_proof {
         if proof.first.get() != trailer.from_position || proof.last.get() + 1 != size {
@@ -218,4 +237,3 @@ fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 pub fn parse_head(text: &str) -> Result<SignedTreeHead, String> {
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
-

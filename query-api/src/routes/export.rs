@@ -91,7 +91,9 @@ pub async fn audit(
     let head = match p.tree_size {
         Some(n) => integrity.head_of_size(TreeSize::new(n)).ok_or_else(|| ApiError::InvalidParameter {
             parameter: "tree_size",
-            detail: format!("no head was signed for tree size {n}; resume with the Annals-Export-Tree-Size of the export"),
+            detail: format!(
+                "no head was signed for tree size {n}; resume with the Annals-Export-Tree-Size of the export"
+            ),
         })?,
         None => integrity.current_head().map_err(|e| ApiError::Integrity(e.to_string()))?,
     };
@@ -105,7 +107,9 @@ pub async fn audit(
             })
         }
         Some(since) => Some(
-            integrity.consistency_proof(TreeSize::new(since), head.tree_size).map_err(|e| tree_error(e, "since_tree_size"))?,
+            integrity
+                .consistency_proof(TreeSize::new(since), head.tree_size)
+                .map_err(|e| tree_error(e, "since_tree_size"))?,
         ),
         None => None,
     };

@@ -201,7 +201,8 @@ pub async fn inclusion(
         .ok_or_else(|| ApiError::InvalidParameter { parameter: "position", detail: "position is required".into() })?;
     let size = size_param(&state, p.tree_size, "tree_size")?;
     let not_found = || ApiError::DocumentNotFound { kind: "position", id: position.to_string() };
-    let events = state.store.read_all(ReadFrom::At(Position(position)), Direction::Forwards, 1, &EventFilter::all()).await?;
+    let events =
+        state.store.read_all(ReadFrom::At(Position(position)), Direction::Forwards, 1, &EventFilter::all()).await?;
     let event = events
         .into_iter()
         .next()
@@ -213,7 +214,8 @@ pub async fn inclusion(
             detail: format!("position {position} is not in the tree of size {size}"),
         });
     }
-    let proof = state.integrity.inclusion_proof(LeafIndex::new(position), size).map_err(|e| tree_error(e, "tree_size"))?;
+    let proof =
+        state.integrity.inclusion_proof(LeafIndex::new(position), size).map_err(|e| tree_error(e, "tree_size"))?;
     let (bytes, _) = state.integrity.leaf_of(&event);
     Ok(Json(InclusionBody {
         leaf_index: position,
