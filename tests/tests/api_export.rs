@@ -66,6 +66,16 @@ async fn exports_page_through_the_log_resume_byte_for_byte_and_gzip() {
     assert!(foreign >= 12, "{foreign}");
     assert!(!text.contains("audit-9"), "no other tenant's stream name shows");
 
+    // The export is itself in the audit trail: who, which parameters, how many records, the head.
+    let (status, page) = app.get("/v1/streams/audit-audit_log-exports/events").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let entry = &page["events"][0];
+    assert_eq!(entry["type"], json!("audit.recorded"), "{page}");
+    assert_eq!(entry["data"]["action"], json!("audit.log.exported"), "{page}");
+    assert_eq!(entry["data"]["actor"]["type"], json!("api_key"), "{page}");
+    assert_eq!(entry["data"]["changes"]["after"]["records"], json!(480), "{page}");
+    assert_eq!(entry["data"]["changes"]["after"]["tree_size"], json!(size), "{page}");
+
     // Broken after position 550 (in the second page of the log): resuming gives exactly the rest.
     let cut = text.lines().take(551).map(|l| l.len() + 1).sum::<usize>();
     let (status, _, rest) = export(&app, &format!("?after_position=550&tree_size={size}"), false).await;

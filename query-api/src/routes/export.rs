@@ -11,7 +11,9 @@
 use std::io::Write as _;
 
 use annals_integrity::{LeafIndex, SignedTreeHead, TreeSize};
-use annals_store::{Direction, EventFilter, EventStore, Position, ReadFrom, RecordedEvent};
+use annals_store::{
+    Direction, EventData, EventFilter, EventStore, ExpectedRevision, Position, ReadFrom, RecordedEvent,
+};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -61,7 +63,7 @@ pub struct ExportParams {
     operation_id = "export_audit",
     path = "/v1/audit/export",
     tag = "audit",
-    description = "The caller's tenant's audit trail, streamed from the log as NDJSON in position order: one line per log position of the range `from_position..tree_size` (`record`: an audit event with its exact event bytes; `other`: another event of the tenant, bytes only; `foreign`: another tenant's event, its leaf hash material only), then a `trailer` with the signed tree head, the tenant's tag, the range proof and optionally a consistency proof. `annals verify` checks it offline. Resume with `after_position` and `tree_size` (from the `Annals-Export-Tree-Size` header). Gzip when accepted. Filters of the search route are not supported yet.",
+    description = "The caller's tenant's audit trail, streamed from the log as NDJSON in position order: one line per log position of the range `from_position..tree_size` (`record`: an audit event with its exact event bytes; `other`: another event of the tenant, bytes only; `foreign`: another tenant's event, its leaf hash material only), then a `trailer` with the signed tree head, the tenant's tag, the range proof and optionally a consistency proof. `annals verify` checks it offline. Resume with `after_position` and `tree_size` (from the `Annals-Export-Tree-Size` header). Gzip when accepted. Each finished export is recorded in the audit trail (action `audit.log.exported`, stream `audit-audit_log-exports`). Filters of the search route are not supported yet.",
     params(ExportParams),
     responses(
         (status = 200, description = "The export (application/x-ndjson)", body = String, content_type = "application/x-ndjson",
@@ -135,7 +137,18 @@ pub async fn audit(
     };
     let start = p.after_position.map_or(from, |after| after.saturating_add(1).max(from));
     let gzip = accepts_gzip(&headers);
-    let body = body(state.clone(), tenant, head, start, trailer, gzip);
+    let exported = Exported {
+        key_id: principal.key_id.clone(),
+        parameters: serde_json::json!({
+            "format": "ndjson",
+            "event_type": AUDIT_TYPE,
+            "from_position": from,
+            "after_position": p.after_position,
+            "since_tree_size": p.since_tree_size,
+        }),
+        records: 0,
+    };
+    let body = body(state.clone(), tenant, head, start, trailer, gzip, exported);
     let mut response = body.into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
@@ -164,13 +177,32 @@ struct Cursor {
     tenant: Tenant,
     next: u64,
     end: u64,
+    head: SignedTreeHead,
     trailer: Option<Trailer>,
     gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    exported: Exported,
 }
 
-fn body(state: AppState, tenant: Tenant, head: SignedTreeHead, start: u64, trailer: Trailer, gzip: bool) -> Body {
+/// What the `audit.log.exported` entry of a finished export says: who, which parameters, how many
+/// records this response carried.
+struct Exported {
+    key_id: String,
+    parameters: serde_json::Value,
+    records: u64,
+}
+
+fn body(
+    state: AppState,
+    tenant: Tenant,
+    head: SignedTreeHead,
+    start: u64,
+    trailer: Trailer,
+    gzip: bool,
+    exported: Exported,
+) -> Body {
     let gzip = gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-    let cursor = Cursor { state, tenant, next: start, end: head.tree_size.get(), trailer: Some(trailer), gzip };
+    let end = head.tree_size.get();
+    let cursor = Cursor { state, tenant, next: start, end, head, trailer: Some(trailer), gzip, exported };
     Body::from_stream(futures::stream::unfold(cursor, |mut c| async move {
         let chunk = match next_chunk(&mut c).await {
             Ok(Some(chunk)) => chunk,
@@ -201,7 +233,9 @@ async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
                     event.position.0, c.next
                 )));
             }
-            write_line(&mut out, &line(&c.state.integrity, &c.tenant, event));
+            let line = line(&c.state.integrity, &c.tenant, event);
+            c.exported.records += u64::from(matches!(line, ExportLine::Record(_)));
+            write_line(&mut out, &line);
             c.next += 1;
         }
         if events.is_empty() {
@@ -209,6 +243,7 @@ async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
         }
     } else if let Some(trailer) = c.trailer.take() {
         write_line(&mut out, &ExportLine::Trailer(Box::new(trailer)));
+        record_export(c).await;
     } else {
         return Ok(match c.gzip.take() {
             Some(encoder) => Some(Bytes::from(encoder.finish()?)),
@@ -251,4 +286,33 @@ fn line(integrity: &Integrity, tenant: &Tenant, event: &RecordedEvent) -> Export
         recorded_at: event.recorded_at,
         data: crate::integrity::export_format::data_value(&event.data),
     })
+}
+
+/// Appends the `audit.log.exported` entry of a finished export to the tenant's audit trail (as an
+/// `audit.recorded` event, so that the audit view and later exports show it). Its position is past
+/// the export's head, so it changes nothing of this export nor of a resume of it. A failure is
+/// logged, not the client's: the export itself is complete.
+async fn record_export(c: &Cursor) {
+    let data = serde_json::json!({
+        "actor": { "id": c.exported.key_id, "type": "api_key" },
+        "action": "audit.log.exported",
+        "crud": "read",
+        "target": { "type": "audit_log", "id": c.tenant.as_str() },
+        "outcome": "success",
+        "changes": { "after": {
+            "parameters": c.exported.parameters,
+            "records": c.exported.records,
+            "tree_size": c.head.tree_size,
+            "root_hash": c.head.root_hash,
+        } },
+        "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
+    let appended = async {
+        let stream = c.tenant.stream("audit-audit_log-exports").map_err(|e| e.to_string())?;
+        let event = EventData::json(AUDIT_TYPE, &data).map_err(|e| e.to_string())?;
+        c.state.store.append_to_stream(&stream, ExpectedRevision::Any, vec![event]).await.map_err(|e| e.to_string())
+    };
+    if let Err(error) = appended.await {
+        tracing::warn!(%error, tenant = %c.tenant, "cannot record the audit export");
+    }
 }
