@@ -118,3 +118,44 @@ async fn exports_page_through_the_log_resume_byte_for_byte_and_gzip() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn csv_exports_have_stable_columns_quote_and_neutralise_formulas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let mut last = 0;
+    for stream in ["=SUM(A1)", "say,\"hi\"", "plain"] {
+        let path = format!("/v1/streams/{}/events", support_encode(stream));
+        let (status, body) = app.post(&path, &json!({ "events": [event("audit.recorded", 1)] })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        last = body["last_position"].as_u64().unwrap();
+    }
+    let size = loop {
+        let (_, head) = app.get("/v1/integrity/head?fresh=true").await;
+        if head["tree_size"].as_u64().unwrap() > last {
+            break head["tree_size"].as_u64().unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    let (status, headers, body) = export(&app, &format!("?format=csv&tree_size={size}"), false).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let text = String::from_utf8(body.clone()).unwrap();
+    let rows: Vec<&str> = text.split_terminator("\r\n").collect();
+    assert_eq!(rows[0], "position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf");
+    assert_eq!(rows.len() as u64, 1 + size + 1, "a header, one row per position, the trailer");
+    assert!(text.contains(",record,'=SUM(A1),0,"), "a formula is neutralised: {text}");
+    assert!(text.contains(",record,\"say,\"\"hi\"\"\",0,"), "quotes and commas are quoted: {text}");
+    assert!(rows.last().unwrap().starts_with(",trailer,,"), "{}", rows.last().unwrap());
+    // A resumed CSV export continues the rows, without a second header.
+    let (_, _, rest) = export(&app, &format!("?format=csv&tree_size={size}&after_position=1"), false).await;
+    let cut = rows[..3].iter().map(|r| r.len() + 2).sum::<usize>();
+    assert_eq!(&body[cut..], &rest[..]);
+    app.stop().await;
+}
+
+fn support_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}

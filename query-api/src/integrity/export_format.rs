@@ -75,3 +75,92 @@ pub struct Trailer {
 pub fn data_value(data: &[u8]) -> serde_json::Value {
     serde_json::from_slice(data).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(data).into()))
 }
+
+/// The columns of `format=csv`, in order (stable: new columns only ever go at the end). One row per
+/// line of the NDJSON export, the same fields: `data` is the event's JSON, and the trailer's row
+/// has `kind` = `trailer` and the trailer's JSON in `data`.
+pub const CSV_COLUMNS: [&str; 10] =
+    ["position", "kind", "stream", "revision", "event_id", "event_type", "recorded_at", "data", "event_bytes", "leaf"];
+
+/// The header row of `format=csv`.
+pub fn csv_header() -> String {
+    csv_row_of(CSV_COLUMNS.iter().map(|c| (*c).to_owned()))
+}
+
+/// The CSV row of an export line (RFC 4180: CRLF, quoted when needed; formula cells neutralised).
+pub fn csv_row(line: &ExportLine) -> String {
+    let mut cells: [String; 10] = Default::default();
+    match line {
+        ExportLine::Record(r) => {
+            cells[0] = r.position.to_string();
+            cells[1] = "record".into();
+            cells[2] = r.stream.clone();
+            cells[3] = r.revision.to_string();
+            cells[4] = r.event_id.to_string();
+            cells[5] = r.event_type.clone();
+            cells[6] = r.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+            cells[7] = r.data.to_string();
+            cells[8] = r.event_bytes.clone();
+        }
+        ExportLine::Other { position, event_bytes } => {
+            cells[0] = position.to_string();
+            cells[1] = "other".into();
+            cells[8] = event_bytes.clone();
+        }
+        ExportLine::Foreign { position, leaf } => {
+            cells[0] = position.to_string();
+            cells[1] = "foreign".into();
+            cells[9] = leaf.clone();
+        }
+        ExportLine::Trailer(t) => {
+            cells[1] = "trailer".into();
+            cells[7] = serde_json::to_string(t).expect("a trailer serializes");
+        }
+    }
+    csv_row_of(cells.into_iter())
+}
+
+fn csv_row_of(cells: impl Iterator<Item = String>) -> String {
+    let mut row = String::new();
+    for (i, cell) in cells.enumerate() {
+        if i > 0 {
+            row.push(',');
+        }
+        row.push_str(&csv_cell(&cell));
+    }
+    row.push_str("\r\n");
+    row
+}
+
+/// One cell: a leading `'` when it starts with `=`, `+`, `-`, `@`, tab or CR (a spreadsheet would
+/// take it for a formula), then quoted with `"` doubled when it holds a comma, quote, CR or LF.
+pub fn csv_cell(value: &str) -> String {
+    let neutral =
+        if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_owned() };
+    if neutral.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", neutral.replace('"', "\"\""))
+    } else {
+        neutral
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_neutralised() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("two\nlines"), "\"two\nlines\"");
+        for formula in ["=SUM(A1)", "+1", "-2", "@cmd", "\tx", "\rx"] {
+            assert!(csv_cell(formula).trim_start_matches('"').starts_with('\''), "{formula:?}");
+        }
+        assert_eq!(csv_cell("=HYPERLINK(\"x\",\"y\")"), "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\"");
+        assert_eq!(
+            csv_header(),
+            "position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf\r\n"
+        );
+    }
+}

@@ -28,7 +28,7 @@ use super::integrity::{hex, tree_error};
 use crate::app::AppState;
 use crate::auth::{Action, Principal, Tenant};
 use crate::error::ApiError;
-use crate::integrity::export_format::{ExportLine, Record, Trailer, EXPORT_FORMAT};
+use crate::integrity::export_format::{self, ExportLine, Record, Trailer, EXPORT_FORMAT};
 use crate::integrity::Integrity;
 
 /// Events read from the log per chunk of the body.
@@ -40,7 +40,8 @@ const AUDIT_TYPE: &str = "audit.recorded";
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
-    /// `ndjson` (the default and, for now, the only format).
+    /// `ndjson` (the default: what `annals verify` checks) or `csv` (the same lines as rows, with
+    /// a header row; columns `position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf`).
     format: Option<String>,
     /// The first log position the export covers (default 0).
     #[serde(default, deserialize_with = "crate::wire::bounded")]
@@ -63,10 +64,12 @@ pub struct ExportParams {
     operation_id = "export_audit",
     path = "/v1/audit/export",
     tag = "audit",
-    description = "The caller's tenant's audit trail, streamed from the log as NDJSON in position order: one line per log position of the range `from_position..tree_size` (`record`: an audit event with its exact event bytes; `other`: another event of the tenant, bytes only; `foreign`: another tenant's event, its leaf hash material only), then a `trailer` with the signed tree head, the tenant's tag, the range proof and optionally a consistency proof. `annals verify` checks it offline. Resume with `after_position` and `tree_size` (from the `Annals-Export-Tree-Size` header). Gzip when accepted. Each finished export is recorded in the audit trail (action `audit.log.exported`, stream `audit-audit_log-exports`). Filters of the search route are not supported yet.",
+    description = "The caller's tenant's audit trail, streamed from the log as NDJSON (or, with `format=csv`, the same lines as CSV rows under a header row: RFC 4180 quoting, cells starting with `=`, `+`, `-`, `@`, tab or CR prefixed with `'`) in position order: one line per log position of the range `from_position..tree_size` (`record`: an audit event with its exact event bytes; `other`: another event of the tenant, bytes only; `foreign`: another tenant's event, its leaf hash material only), then a `trailer` with the signed tree head, the tenant's tag, the range proof and optionally a consistency proof. `annals verify` checks it offline. Resume with `after_position` and `tree_size` (from the `Annals-Export-Tree-Size` header). Gzip when accepted. Each finished export is recorded in the audit trail (action `audit.log.exported`, stream `audit-audit_log-exports`). Filters of the search route are not supported yet.",
     params(ExportParams),
     responses(
-        (status = 200, description = "The export (application/x-ndjson)", body = String, content_type = "application/x-ndjson",
+        (status = 200, description = "The export", content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv; charset=utf-8; header=present")),
             headers(("Annals-Export-Tree-Size" = u64, description = "The size of the signed head the export is cut at"))),
         (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
@@ -83,12 +86,16 @@ pub async fn audit(
 ) -> Result<Response, ApiError> {
     principal.require(Action::Read)?;
     let Query(p) = params.map_err(query_error)?;
-    if let Some(format) = p.format.as_deref().filter(|f| *f != "ndjson") {
-        return Err(ApiError::InvalidParameter {
-            parameter: "format",
-            detail: format!("format {format:?} is not supported: ndjson is (csv is not built yet)"),
-        });
-    }
+    let csv = match p.format.as_deref() {
+        None | Some("ndjson") => false,
+        Some("csv") => true,
+        Some(format) => {
+            return Err(ApiError::InvalidParameter {
+                parameter: "format",
+                detail: format!("format {format:?} is not one of ndjson, csv"),
+            })
+        }
+    };
     let integrity = &state.integrity;
     let head = match p.tree_size {
         Some(n) => integrity.head_of_size(TreeSize::new(n)).ok_or_else(|| ApiError::InvalidParameter {
@@ -140,7 +147,7 @@ pub async fn audit(
     let exported = Exported {
         key_id: principal.key_id.clone(),
         parameters: serde_json::json!({
-            "format": "ndjson",
+            "format": if csv { "csv" } else { "ndjson" },
             "event_type": AUDIT_TYPE,
             "from_position": from,
             "after_position": p.after_position,
@@ -148,10 +155,13 @@ pub async fn audit(
         }),
         records: 0,
     };
-    let body = body(state.clone(), tenant, head, start, trailer, gzip, exported);
+    // The header row starts the unbroken export only: a resume continues it.
+    let header = (csv && p.after_position.is_none()).then(export_format::csv_header);
+    let body = body(state.clone(), tenant, head, start, trailer, Encoding { gzip, csv, header }, exported);
     let mut response = body.into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    let content_type = if csv { "text/csv; charset=utf-8; header=present" } else { "application/x-ndjson" };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert("annals-export-tree-size", HeaderValue::from(size));
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     if gzip {
@@ -180,7 +190,16 @@ struct Cursor {
     head: SignedTreeHead,
     trailer: Option<Trailer>,
     gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    csv: bool,
+    header: Option<String>,
     exported: Exported,
+}
+
+/// How the body is written: gzip or not, CSV (and its header row, unless resuming) or NDJSON.
+struct Encoding {
+    gzip: bool,
+    csv: bool,
+    header: Option<String>,
 }
 
 /// What the `audit.log.exported` entry of a finished export says: who, which parameters, how many
@@ -197,12 +216,13 @@ fn body(
     head: SignedTreeHead,
     start: u64,
     trailer: Trailer,
-    gzip: bool,
+    encoding: Encoding,
     exported: Exported,
 ) -> Body {
+    let Encoding { gzip, csv, header } = encoding;
     let gzip = gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
     let end = head.tree_size.get();
-    let cursor = Cursor { state, tenant, next: start, end, head, trailer: Some(trailer), gzip, exported };
+    let cursor = Cursor { state, tenant, next: start, end, head, trailer: Some(trailer), gzip, csv, header, exported };
     Body::from_stream(futures::stream::unfold(cursor, |mut c| async move {
         let chunk = match next_chunk(&mut c).await {
             Ok(Some(chunk)) => chunk,
@@ -219,6 +239,9 @@ fn body(
 /// The next chunk of the body: a page of lines, or the trailer; `None` once all is written.
 async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
     let mut out = Vec::with_capacity(64 * 1024);
+    if let Some(header) = c.header.take() {
+        out.extend_from_slice(header.as_bytes());
+    }
     if c.next < c.end {
         let want = usize::try_from(c.end - c.next).unwrap_or(usize::MAX).min(PAGE);
         let store: &dyn EventStore = c.state.store.as_ref();
@@ -235,14 +258,14 @@ async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
             }
             let line = line(&c.state.integrity, &c.tenant, event);
             c.exported.records += u64::from(matches!(line, ExportLine::Record(_)));
-            write_line(&mut out, &line);
+            write_line(&mut out, &line, c.csv);
             c.next += 1;
         }
         if events.is_empty() {
             return Err(std::io::Error::other(format!("the log ends before position {}", c.next)));
         }
     } else if let Some(trailer) = c.trailer.take() {
-        write_line(&mut out, &ExportLine::Trailer(Box::new(trailer)));
+        write_line(&mut out, &ExportLine::Trailer(Box::new(trailer)), c.csv);
         record_export(c).await;
     } else {
         return Ok(match c.gzip.take() {
@@ -260,9 +283,13 @@ async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
     }))
 }
 
-fn write_line(out: &mut Vec<u8>, line: &ExportLine) {
-    serde_json::to_writer(&mut *out, line).expect("an export line serializes");
-    out.push(b'\n');
+fn write_line(out: &mut Vec<u8>, line: &ExportLine, csv: bool) {
+    if csv {
+        out.extend_from_slice(export_format::csv_row(line).as_bytes());
+    } else {
+        serde_json::to_writer(&mut *out, line).expect("an export line serializes");
+        out.push(b'\n');
+    }
 }
 
 /// The line of one log position for `tenant`.
