@@ -190,3 +190,51 @@ fn exports_verify_offline_and_every_tampering_is_named() {
     assert!(out.status.success(), "globex's export: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 records of tenant globex"));
 }
+
+fn export_cli(base: &str, key: &str, output: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_annals"))
+        .args(["export", "audit", "--output"])
+        .arg(output)
+        .env("ANNALS_URL", base)
+        .env("ANNALS_KEY", key)
+        .output()
+        .expect("run annals export")
+}
+
+#[test]
+fn the_cli_downloads_an_export_and_resumes_a_broken_one_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Serve::start(&tmp.path().join("data"), &[]);
+    let api =
+        Api { base: server.base.clone(), client: reqwest::Client::new(), rt: tokio::runtime::Runtime::new().unwrap() };
+    let acme = api.key("acme");
+    let mut last = 0;
+    for i in 0..30 {
+        last = api.append(&acme, "audit-a", "audit.recorded", audit("acme.secret.updated", &format!("t-{i}")));
+    }
+    api.head_covering(&acme, last);
+    let key_path = tmp.path().join("public.key");
+    let key: Value = serde_json::from_str(&api.get("/v1/integrity/public-key", &acme)).unwrap();
+    std::fs::write(&key_path, key["public_key"].as_str().unwrap()).unwrap();
+
+    let output = tmp.path().join("audit.ndjson");
+    let out = export_cli(&server.base, &acme, &output);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let full = std::fs::read(&output).unwrap();
+    let out = verify(&output, &key_path, None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!tmp.path().join("audit.ndjson.export.json").exists(), "the state file goes once complete");
+    // A complete file is not overwritten.
+    assert!(!export_cli(&server.base, &acme, &output).status.success());
+
+    // A download broken in the middle of a line, at the head it started against, is resumed to
+    // the very same bytes, although the log has grown since.
+    api.append(&acme, "audit-a", "audit.recorded", audit("acme.secret.updated", "later"));
+    let text = String::from_utf8(full.clone()).unwrap();
+    let tree_size = serde_json::from_str::<Value>(text.lines().last().unwrap()).unwrap()["head"]["tree_size"].clone();
+    std::fs::write(&output, &full[..full.len() / 2]).unwrap();
+    std::fs::write(tmp.path().join("audit.ndjson.export.json"), json!({ "tree_size": tree_size }).to_string()).unwrap();
+    let out = export_cli(&server.base, &acme, &output);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(&output).unwrap() == full, "the resumed file is the unbroken export");
+}
