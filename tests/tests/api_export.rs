@@ -110,7 +110,7 @@ async fn exports_page_through_the_log_resume_byte_for_byte_and_gzip() {
         ("?format=xml", "format"),
         ("?tree_size=999999", "tree_size"),
         (&format!("?since_tree_size={}", size + 1000) as &str, "since_tree_size"),
-        ("?action=x", "action"),
+        ("?status=sent", "status"),
     ] {
         let (status, problem) = app.get(&format!("/v1/audit/export{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {problem}");
@@ -158,4 +158,58 @@ fn support_encode(s: &str) -> String {
     s.bytes()
         .map(|b| if b.is_ascii_alphanumeric() || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
+}
+
+#[tokio::test]
+async fn filters_choose_the_records_and_the_verifier_applies_them_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let events: Vec<Value> = (0..6).map(|n| event("audit.recorded", n)).chain([event("message.sent", 1)]).collect();
+    let (status, body) = app.post("/v1/streams/audit-1/events", &json!({ "events": events })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) =
+        app.post("/v1/streams/message-1/events", &json!({ "events": [event("message.enqueued", 1)] })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let last = body["last_position"].as_u64().unwrap();
+    let size = loop {
+        let (_, head) = app.get("/v1/integrity/head?fresh=true").await;
+        if head["tree_size"].as_u64().unwrap() > last {
+            break head["tree_size"].as_u64().unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    let (_, key) = app.get("/v1/integrity/public-key").await;
+    let key = TreePublicKey::parse(key["public_key"].as_str().unwrap()).unwrap();
+
+    let (status, _, body) = export(&app, &format!("?tree_size={size}&target_id=t-3&action=template.*"), false).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body).unwrap();
+    let path = tmp.path().join("filtered.ndjson");
+    std::fs::write(&path, &text).unwrap();
+    let verified = verify_export(&path, &key, None).expect("a filtered export verifies");
+    assert_eq!((verified.records, verified.other), (1, 7), "t-3 only; the tenant's other events as bytes");
+    // A selected record passed off as an `other` line is caught.
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let i = lines.iter().position(|l| l.contains("\"kind\":\"record\"")).unwrap();
+    let record: Value = serde_json::from_str(&lines[i]).unwrap();
+    let mut tampered = lines.clone();
+    tampered[i] =
+        json!({ "kind": "other", "position": record["position"], "event_bytes": record["event_bytes"] }).to_string();
+    std::fs::write(&path, tampered.join("\n") + "\n").unwrap();
+    let failure = verify_export(&path, &key, None).unwrap_err();
+    assert_eq!((failure.line, failure.position), (i as u64 + 1, record["position"].as_u64()), "{failure}");
+
+    // The message log: every message.* event of the tenant.
+    let response = app
+        .client
+        .get(format!("{}/v1/messages/export?tree_size={size}", app.base))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    std::fs::write(&path, response.bytes().await.unwrap()).unwrap();
+    let verified = verify_export(&path, &key, None).expect("a message export verifies");
+    assert_eq!(verified.records, 2);
+    app.stop().await;
 }

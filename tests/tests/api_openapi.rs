@@ -19,6 +19,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/keys"),
     ("delete", "/v1/keys/{id}"),
     ("get", "/v1/messages"),
+    ("get", "/v1/messages/export"),
     ("get", "/v1/messages/{id}"),
     ("get", "/v1/messages/{id}/history"),
     ("get", "/v1/audit"),

@@ -50,6 +50,58 @@ pub struct Record {
     pub data: serde_json::Value,
 }
 
+/// Which events of the tenant an export gives as records: its event types (exact, or a prefix
+/// ending in `*`) and, for the audit trail, the search route's filters over the event's data
+/// (`actor` = `actor.id`, `action` with a trailing `*` for a prefix, `target_type`, `target_id`,
+/// `outcome`) and its `recorded_at` (`from` included, `to` excluded).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    pub event_types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn matches(pattern: &str, value: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => value.starts_with(prefix),
+        None => value == pattern,
+    }
+}
+
+impl Selection {
+    /// Whether an event of the tenant is a record of the export.
+    pub fn selects(
+        &self,
+        event_type: &str,
+        data: &serde_json::Value,
+        recorded_at: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        let field = |pointer: &str| data.pointer(pointer).and_then(serde_json::Value::as_str);
+        let equals = |want: &Option<String>, pointer: &str| want.as_deref().is_none_or(|w| field(pointer) == Some(w));
+        self.event_types.iter().any(|t| matches(t, event_type))
+            && equals(&self.actor, "/actor/id")
+            && self.action.as_deref().is_none_or(|a| field("/action").is_some_and(|v| matches(a, v)))
+            && equals(&self.target_type, "/target/type")
+            && equals(&self.target_id, "/target/id")
+            && equals(&self.outcome, "/outcome")
+            && self.from.is_none_or(|from| recorded_at >= from)
+            && self.to.is_none_or(|to| recorded_at < to)
+    }
+}
+
 /// What ends an export.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,8 +110,9 @@ pub struct Trailer {
     pub tenant: String,
     /// The tenant's tag (hex): the first half of every leaf of the tenant.
     pub tag: String,
-    /// The event type exported as `record` lines.
-    pub event_type: String,
+    /// Which of the tenant's events are `record` lines (the others are `other` lines): the
+    /// verifier applies it again to every line's event bytes.
+    pub selection: Selection,
     /// The first position covered.
     pub from_position: u64,
     /// The head the export was cut against: it covers positions `from_position..head.tree_size`.

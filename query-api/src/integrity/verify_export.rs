@@ -105,12 +105,8 @@ pub fn verify_export(
         let leaf = match line {
             ExportLine::Record(record) => {
                 let (bytes, event) = own_event(&record.event_bytes, &trailer, n, position)?;
-                if event.event_type != trailer.event_type {
-                    return fail(
-                        n,
-                        Some(position),
-                        format!("a record of type {} in an export of {}", event.event_type, trailer.event_type),
-                    );
+                if !trailer.selection.selects(&event.event_type, &data_value(&event.data), event.recorded_at) {
+                    return fail(n, Some(position), "a record that the export's selection does not select");
                 }
                 let stream = event.stream.strip_prefix(&format!("{}/", trailer.tenant)).unwrap_or(&event.stream);
                 let fields_match = record.stream == stream
@@ -127,12 +123,8 @@ pub fn verify_export(
             }
             ExportLine::Other { event_bytes, .. } => {
                 let (bytes, event) = own_event(&event_bytes, &trailer, n, position)?;
-                if event.event_type == trailer.event_type {
-                    return fail(
-                        n,
-                        Some(position),
-                        format!("an event of type {} is not given as a record", event.event_type),
-                    );
+                if trailer.selection.selects(&event.event_type, &data_value(&event.data), event.recorded_at) {
+                    return fail(n, Some(position), "an event the export's selection selects is not given as a record");
                 }
                 found.other += 1;
                 leaf::leaf(&tag, &bytes)

@@ -28,7 +28,7 @@ use super::integrity::{hex, tree_error};
 use crate::app::AppState;
 use crate::auth::{Action, Principal, Tenant};
 use crate::error::ApiError;
-use crate::integrity::export_format::{self, ExportLine, Record, Trailer, EXPORT_FORMAT};
+use crate::integrity::export_format::{self, data_value, ExportLine, Record, Selection, Trailer, EXPORT_FORMAT};
 use crate::integrity::Integrity;
 
 /// Events read from the log per chunk of the body.
@@ -56,6 +56,47 @@ pub struct ExportParams {
     /// Also carry the consistency proof from this earlier tree size to the export's head.
     #[serde(default, deserialize_with = "crate::wire::bounded")]
     since_tree_size: Option<u64>,
+    /// The actor's id.
+    actor: Option<String>,
+    /// An action (`template.updated`), or every action under a prefix (`template.*`).
+    action: Option<String>,
+    target_type: Option<String>,
+    target_id: Option<String>,
+    /// `success` or `failure`.
+    outcome: Option<String>,
+    /// Recorded at or after this time (RFC 3339; the event's `recorded_at`).
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Recorded before this time (RFC 3339).
+    to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MessagesExportParams {
+    /// `ndjson` (the default: what `annals verify` checks) or `csv`.
+    format: Option<String>,
+    /// The first log position the export covers (default 0).
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
+    from_position: Option<u64>,
+    /// Resume: only the lines after this position (the last one received), then the trailer.
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
+    after_position: Option<u64>,
+    /// The size of a signed head to cut the export at (default: the tree now).
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
+    tree_size: Option<u64>,
+    /// Also carry the consistency proof from this earlier tree size to the export's head.
+    #[serde(default, deserialize_with = "crate::wire::bounded")]
+    since_tree_size: Option<u64>,
+}
+
+/// What both exports take besides their selection.
+struct Common {
+    format: Option<String>,
+    from_position: Option<u64>,
+    after_position: Option<u64>,
+    tree_size: Option<u64>,
+    since_tree_size: Option<u64>,
 }
 
 /// `GET /v1/audit/export`.
@@ -64,7 +105,7 @@ pub struct ExportParams {
     operation_id = "export_audit",
     path = "/v1/audit/export",
     tag = "audit",
-    description = "The caller's tenant's audit trail, streamed from the log as NDJSON (or, with `format=csv`, the same lines as CSV rows under a header row: RFC 4180 quoting, cells starting with `=`, `+`, `-`, `@`, tab or CR prefixed with `'`) in position order: one line per log position of the range `from_position..tree_size` (`record`: an audit event with its exact event bytes; `other`: another event of the tenant, bytes only; `foreign`: another tenant's event, its leaf hash material only), then a `trailer` with the signed tree head, the tenant's tag, the range proof and optionally a consistency proof. `annals verify` checks it offline. Resume with `after_position` and `tree_size` (from the `Annals-Export-Tree-Size` header). Gzip when accepted. Each finished export is recorded in the audit trail (action `audit.log.exported`, stream `audit-audit_log-exports`). Filters of the search route are not supported yet.",
+    description = "The caller's tenant's audit trail, streamed from the log as NDJSON (or, with `format=csv`, the same lines as CSV rows under a header row: RFC 4180 quoting, cells starting with `=`, `+`, `-`, `@`, tab or CR prefixed with `'`) in position order: one line per log position of the range `from_position..tree_size` (`record`: an audit event with its exact event bytes; `other`: another event of the tenant, bytes only; `foreign`: another tenant's event, its leaf hash material only), then a `trailer` with the signed tree head, the tenant's tag, the range proof and optionally a consistency proof. `annals verify` checks it offline. Resume with `after_position` and `tree_size` (from the `Annals-Export-Tree-Size` header). Gzip when accepted. Each finished export is recorded in the audit trail (action `audit.log.exported`, stream `audit-audit_log-exports`). Filters (`actor`, `action` with `*`, `target_type`, `target_id`, `outcome`, `from`, `to` over `recorded_at`) choose which of the tenant's events are `record` lines; the trailer states them and the verifier applies them again to every line of the tenant.",
     params(ExportParams),
     responses(
         (status = 200, description = "The export", content(
@@ -86,6 +127,72 @@ pub async fn audit(
 ) -> Result<Response, ApiError> {
     principal.require(Action::Read)?;
     let Query(p) = params.map_err(query_error)?;
+    let selection = Selection {
+        event_types: vec![AUDIT_TYPE.into()],
+        actor: p.actor,
+        action: p.action,
+        target_type: p.target_type,
+        target_id: p.target_id,
+        outcome: p.outcome,
+        from: p.from,
+        to: p.to,
+    };
+    let common = Common {
+        format: p.format,
+        from_position: p.from_position,
+        after_position: p.after_position,
+        tree_size: p.tree_size,
+        since_tree_size: p.since_tree_size,
+    };
+    export(state, principal, &headers, common, selection).await
+}
+
+/// `GET /v1/messages/export`.
+#[utoipa::path(
+    get,
+    operation_id = "export_messages",
+    path = "/v1/messages/export",
+    tag = "messages",
+    description = "The caller's tenant's message log (every `message.*` event), streamed from the log like `GET /v1/audit/export` (same lines, trailer, resume, gzip, `format=csv`); the message search's filters (status, channel, recipient) are over the view's state, not over single events, and are not offered here.",
+    params(MessagesExportParams),
+    responses(
+        (status = 200, description = "The export", content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv; charset=utf-8; header=present")),
+            headers(("Annals-Export-Tree-Size" = u64, description = "The size of the signed head the export is cut at"))),
+        (status = 400, description = "An invalid parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, an unknown key or a revoked key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role may not do this", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The tree cannot answer, or stopping", body = crate::openapi::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
+pub async fn messages(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    params: Result<Query<MessagesExportParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    principal.require(Action::Read)?;
+    let Query(p) = params.map_err(query_error)?;
+    let selection = Selection { event_types: vec!["message.*".into()], ..Selection::default() };
+    let common = Common {
+        format: p.format,
+        from_position: p.from_position,
+        after_position: p.after_position,
+        tree_size: p.tree_size,
+        since_tree_size: p.since_tree_size,
+    };
+    export(state, principal, &headers, common, selection).await
+}
+
+async fn export(
+    state: AppState,
+    principal: Principal,
+    headers: &HeaderMap,
+    p: Common,
+    selection: Selection,
+) -> Result<Response, ApiError> {
     let csv = match p.format.as_deref() {
         None | Some("ndjson") => false,
         Some("csv") => true,
@@ -136,19 +243,19 @@ pub async fn audit(
         format: EXPORT_FORMAT.into(),
         tenant: tenant.as_str().into(),
         tag: hex(&integrity.tag(tenant.as_str())),
-        event_type: AUDIT_TYPE.into(),
+        selection: selection.clone(),
         from_position: from,
         head,
         range_proof,
         consistency_proof,
     };
     let start = p.after_position.map_or(from, |after| after.saturating_add(1).max(from));
-    let gzip = accepts_gzip(&headers);
+    let gzip = accepts_gzip(headers);
     let exported = Exported {
         key_id: principal.key_id.clone(),
         parameters: serde_json::json!({
             "format": if csv { "csv" } else { "ndjson" },
-            "event_type": AUDIT_TYPE,
+            "selection": selection,
             "from_position": from,
             "after_position": p.after_position,
             "since_tree_size": p.since_tree_size,
@@ -157,7 +264,7 @@ pub async fn audit(
     };
     // The header row starts the unbroken export only: a resume continues it.
     let header = (csv && p.after_position.is_none()).then(export_format::csv_header);
-    let body = body(state.clone(), tenant, head, start, trailer, Encoding { gzip, csv, header }, exported);
+    let body = body(state, tenant, head, start, trailer, Encoding { gzip, csv, header }, exported);
     let mut response = body.into_response();
     let h = response.headers_mut();
     let content_type = if csv { "text/csv; charset=utf-8; header=present" } else { "application/x-ndjson" };
@@ -190,6 +297,7 @@ struct Cursor {
     head: SignedTreeHead,
     trailer: Option<Trailer>,
     gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    selection: Selection,
     csv: bool,
     header: Option<String>,
     exported: Exported,
@@ -222,7 +330,20 @@ fn body(
     let Encoding { gzip, csv, header } = encoding;
     let gzip = gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
     let end = head.tree_size.get();
-    let cursor = Cursor { state, tenant, next: start, end, head, trailer: Some(trailer), gzip, csv, header, exported };
+    let selection = trailer.selection.clone();
+    let cursor = Cursor {
+        state,
+        tenant,
+        next: start,
+        end,
+        head,
+        trailer: Some(trailer),
+        gzip,
+        selection,
+        csv,
+        header,
+        exported,
+    };
     Body::from_stream(futures::stream::unfold(cursor, |mut c| async move {
         let chunk = match next_chunk(&mut c).await {
             Ok(Some(chunk)) => chunk,
@@ -256,7 +377,7 @@ async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
                     event.position.0, c.next
                 )));
             }
-            let line = line(&c.state.integrity, &c.tenant, event);
+            let line = line(&c.state.integrity, &c.tenant, &c.selection, event);
             c.exported.records += u64::from(matches!(line, ExportLine::Record(_)));
             write_line(&mut out, &line, c.csv);
             c.next += 1;
@@ -293,14 +414,15 @@ fn write_line(out: &mut Vec<u8>, line: &ExportLine, csv: bool) {
 }
 
 /// The line of one log position for `tenant`.
-fn line(integrity: &Integrity, tenant: &Tenant, event: &RecordedEvent) -> ExportLine {
+fn line(integrity: &Integrity, tenant: &Tenant, selection: &Selection, event: &RecordedEvent) -> ExportLine {
     let (bytes, leaf) = integrity.leaf_of(event);
     let position = event.position.0;
     if !event.stream.as_str().starts_with(&tenant.prefix()) {
         return ExportLine::Foreign { position, leaf: hex(&leaf) };
     }
     let event_bytes = base64::engine::general_purpose::STANDARD.encode(&bytes);
-    if event.event_type != AUDIT_TYPE {
+    let data = data_value(&event.data);
+    if !selection.selects(&event.event_type, &data, event.recorded_at) {
         return ExportLine::Other { position, event_bytes };
     }
     ExportLine::Record(Record {
@@ -311,7 +433,7 @@ fn line(integrity: &Integrity, tenant: &Tenant, event: &RecordedEvent) -> Export
         event_id: event.id,
         event_type: event.event_type.clone(),
         recorded_at: event.recorded_at,
-        data: crate::integrity::export_format::data_value(&event.data),
+        data,
     })
 }
 

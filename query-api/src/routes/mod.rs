@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(live::live))
         .routes(routes!(live_tokens::mint))
         .routes(routes!(messages::search))
+        .routes(routes!(export::messages))
         .routes(routes!(messages::get))
         .routes(routes!(messages::history))
         .routes(routes!(audit::search))
