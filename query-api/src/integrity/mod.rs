@@ -198,7 +198,10 @@ async fn run(
             _ = tick.tick() => {
                 let grew = integrity.latest_head().is_none_or(|h| h.tree_size < integrity.size());
                 if grew {
-                    integrity.sign_now()?;
+                    // A head not signed now is signed at the next tick or on demand.
+                    if let Err(e) = integrity.sign_now() {
+                        warn!(error = %e, "cannot sign a tree head");
+                    }
                     let i = Arc::clone(integrity);
                     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || i.sync()).await {
                         warn!(error = %e, "cannot sync the integrity tree");
@@ -259,5 +262,6 @@ fn append_head(path: &Path, head: &SignedTreeHead) -> Result<(), IntegrityError>
     // The newline first: a line torn by a crash ends before this one starts (and is skipped).
     let mut line = vec![b'\n'];
     line.extend(serde_json::to_vec(head).expect("a head serializes"));
-    file.write_all(&line).map_err(io)
+    // Durable before anyone is given the head: an export cut at it is resumed by its size.
+    file.write_all(&line).and_then(|()| file.sync_data()).map_err(io)
 }
