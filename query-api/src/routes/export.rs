@@ -8,33 +8,24 @@
 //! the first byte), so that `after_position` resumes a broken download with the very bytes the
 //! unbroken export has from that point.
 
-use std::io::Write as _;
-
-use annals_integrity::{LeafIndex, SignedTreeHead, TreeSize};
-use annals_store::{
-    Direction, EventData, EventFilter, EventStore, ExpectedRevision, Position, ReadFrom, RecordedEvent,
-};
-use axum::body::{Body, Bytes};
+use annals_integrity::{LeafIndex, TreeSize};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::events::query_error;
+use super::export_body;
 use super::integrity::{hex, tree_error};
 use crate::app::AppState;
-use crate::auth::{Action, Principal, Tenant};
+use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::integrity::export_format::{self, data_value, ExportLine, Record, Selection, Trailer, EXPORT_FORMAT};
-use crate::integrity::Integrity;
+use crate::integrity::export_format::{self, Selection, Trailer, EXPORT_FORMAT};
 
-/// Events read from the log per chunk of the body.
-const PAGE: usize = 512;
 /// The event type an audit export holds as records.
-const AUDIT_TYPE: &str = "audit.recorded";
+pub(super) const AUDIT_TYPE: &str = "audit.recorded";
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -251,7 +242,7 @@ async fn export(
     };
     let start = p.after_position.map_or(from, |after| after.saturating_add(1).max(from));
     let gzip = accepts_gzip(headers);
-    let exported = Exported {
+    let exported = export_body::Exported {
         key_id: principal.key_id.clone(),
         parameters: serde_json::json!({
             "format": if csv { "csv" } else { "ndjson" },
@@ -264,7 +255,8 @@ async fn export(
     };
     // The header row starts the unbroken export only: a resume continues it.
     let header = (csv && p.after_position.is_none()).then(export_format::csv_header);
-    let body = body(state, tenant, head, start, trailer, Encoding { gzip, csv, header }, exported);
+    let body =
+        export_body::body(state, tenant, head, start, trailer, export_body::Encoding { gzip, csv, header }, exported);
     let mut response = body.into_response();
     let h = response.headers_mut();
     let content_type = if csv { "text/csv; charset=utf-8; header=present" } else { "application/x-ndjson" };
@@ -286,182 +278,4 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
             name.eq_ignore_ascii_case("gzip") && !refused
         })
     })
-}
-
-/// Where the body stands: the next position to read, and what is left to write.
-struct Cursor {
-    state: AppState,
-    tenant: Tenant,
-    next: u64,
-    end: u64,
-    head: SignedTreeHead,
-    trailer: Option<Trailer>,
-    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
-    selection: Selection,
-    csv: bool,
-    header: Option<String>,
-    exported: Exported,
-}
-
-/// How the body is written: gzip or not, CSV (and its header row, unless resuming) or NDJSON.
-struct Encoding {
-    gzip: bool,
-    csv: bool,
-    header: Option<String>,
-}
-
-/// What the `audit.log.exported` entry of a finished export says: who, which parameters, how many
-/// records this response carried.
-struct Exported {
-    key_id: String,
-    parameters: serde_json::Value,
-    records: u64,
-}
-
-fn body(
-    state: AppState,
-    tenant: Tenant,
-    head: SignedTreeHead,
-    start: u64,
-    trailer: Trailer,
-    encoding: Encoding,
-    exported: Exported,
-) -> Body {
-    let Encoding { gzip, csv, header } = encoding;
-    let gzip = gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-    let end = head.tree_size.get();
-    let selection = trailer.selection.clone();
-    let cursor = Cursor {
-        state,
-        tenant,
-        next: start,
-        end,
-        head,
-        trailer: Some(trailer),
-        gzip,
-        selection,
-        csv,
-        header,
-        exported,
-    };
-    Body::from_stream(futures::stream::unfold(cursor, |mut c| async move {
-        let chunk = match next_chunk(&mut c).await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!(error = %e, "audit export cut short");
-                return Some((Err(e), Cursor { trailer: None, next: c.end, ..c }));
-            }
-        };
-        Some((Ok::<Bytes, std::io::Error>(chunk), c))
-    }))
-}
-
-/// The next chunk of the body: a page of lines, or the trailer; `None` once all is written.
-async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
-    let mut out = Vec::with_capacity(64 * 1024);
-    if let Some(header) = c.header.take() {
-        out.extend_from_slice(header.as_bytes());
-    }
-    if c.next < c.end {
-        let want = usize::try_from(c.end - c.next).unwrap_or(usize::MAX).min(PAGE);
-        let store: &dyn EventStore = c.state.store.as_ref();
-        let events = store
-            .read_all(ReadFrom::At(Position(c.next)), Direction::Forwards, want, &EventFilter::all())
-            .await
-            .map_err(std::io::Error::other)?;
-        for event in events.iter().take_while(|e| e.position.0 < c.end) {
-            if event.position.0 != c.next {
-                return Err(std::io::Error::other(format!(
-                    "the log has position {} where {} was expected",
-                    event.position.0, c.next
-                )));
-            }
-            let line = line(&c.state.integrity, &c.tenant, &c.selection, event);
-            c.exported.records += u64::from(matches!(line, ExportLine::Record(_)));
-            write_line(&mut out, &line, c.csv);
-            c.next += 1;
-        }
-        if events.is_empty() {
-            return Err(std::io::Error::other(format!("the log ends before position {}", c.next)));
-        }
-    } else if let Some(trailer) = c.trailer.take() {
-        write_line(&mut out, &ExportLine::Trailer(Box::new(trailer)), c.csv);
-        record_export(c).await;
-    } else {
-        return Ok(match c.gzip.take() {
-            Some(encoder) => Some(Bytes::from(encoder.finish()?)),
-            None => None,
-        });
-    }
-    Ok(Some(match &mut c.gzip {
-        Some(encoder) => {
-            encoder.write_all(&out)?;
-            encoder.flush()?;
-            Bytes::from(std::mem::take(encoder.get_mut()))
-        }
-        None => Bytes::from(out),
-    }))
-}
-
-fn write_line(out: &mut Vec<u8>, line: &ExportLine, csv: bool) {
-    if csv {
-        out.extend_from_slice(export_format::csv_row(line).as_bytes());
-    } else {
-        serde_json::to_writer(&mut *out, line).expect("an export line serializes");
-        out.push(b'\n');
-    }
-}
-
-/// The line of one log position for `tenant`.
-fn line(integrity: &Integrity, tenant: &Tenant, selection: &Selection, event: &RecordedEvent) -> ExportLine {
-    let (bytes, leaf) = integrity.leaf_of(event);
-    let position = event.position.0;
-    if !event.stream.as_str().starts_with(&tenant.prefix()) {
-        return ExportLine::Foreign { position, leaf: hex(&leaf) };
-    }
-    let event_bytes = base64::engine::general_purpose::STANDARD.encode(&bytes);
-    let data = data_value(&event.data);
-    if !selection.selects(&event.event_type, &data, event.recorded_at) {
-        return ExportLine::Other { position, event_bytes };
-    }
-    ExportLine::Record(Record {
-        position,
-        event_bytes,
-        stream: tenant.client_name(event.stream.as_str()).to_owned(),
-        revision: event.revision.0,
-        event_id: event.id,
-        event_type: event.event_type.clone(),
-        recorded_at: event.recorded_at,
-        data,
-    })
-}
-
-/// Appends the `audit.log.exported` entry of a finished export to the tenant's audit trail (as an
-/// `audit.recorded` event, so that the audit view and later exports show it). Its position is past
-/// the export's head, so it changes nothing of this export nor of a resume of it. A failure is
-/// logged, not the client's: the export itself is complete.
-async fn record_export(c: &Cursor) {
-    let data = serde_json::json!({
-        "actor": { "id": c.exported.key_id, "type": "api_key" },
-        "action": "audit.log.exported",
-        "crud": "read",
-        "target": { "type": "audit_log", "id": c.tenant.as_str() },
-        "outcome": "success",
-        "changes": { "after": {
-            "parameters": c.exported.parameters,
-            "records": c.exported.records,
-            "tree_size": c.head.tree_size,
-            "root_hash": c.head.root_hash,
-        } },
-        "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    });
-    let appended = async {
-        let stream = c.tenant.stream("audit-audit_log-exports").map_err(|e| e.to_string())?;
-        let event = EventData::json(AUDIT_TYPE, &data).map_err(|e| e.to_string())?;
-        c.state.store.append_to_stream(&stream, ExpectedRevision::Any, vec![event]).await.map_err(|e| e.to_string())
-    };
-    if let Err(error) = appended.await {
-        tracing::warn!(%error, tenant = %c.tenant, "cannot record the audit export");
-    }
 }

@@ -6,6 +6,7 @@ mod audit;
 mod cors;
 pub(crate) mod events;
 mod export;
+mod export_body;
 mod health;
 mod integrity;
 mod keys;
