@@ -238,3 +238,41 @@ fn the_cli_downloads_an_export_and_resumes_a_broken_one_byte_for_byte() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read(&output).unwrap() == full, "the resumed file is the unbroken export");
 }
+
+#[test]
+fn after_kill_9_the_tree_is_re_fed_from_the_log_and_extends_the_heads_signed_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Serve::start(&data, &[]);
+    let api =
+        Api { base: server.base.clone(), client: reqwest::Client::new(), rt: tokio::runtime::Runtime::new().unwrap() };
+    let acme = api.key("acme");
+    let mut last = 0;
+    for i in 0..20 {
+        last = api.append(&acme, "audit-a", "audit.recorded", audit("acme.secret.updated", &format!("t-{i}")));
+    }
+    let before = api.head_covering(&acme, last);
+    let key: Value = serde_json::from_str(&api.get("/v1/integrity/public-key", &acme)).unwrap();
+    // SIGKILL: no shutdown sync of the tree (it syncs every 10 s), so it is re-fed from the log.
+    drop(server);
+
+    let server = Serve::start(&data, &[]);
+    let api = Api { base: server.base.clone(), ..api };
+    let last = api.append(&acme, "audit-a", "audit.recorded", audit("acme.secret.updated", "after"));
+    api.head_covering(&acme, last);
+    let key_after: Value = serde_json::from_str(&api.get("/v1/integrity/public-key", &acme)).unwrap();
+    assert_eq!(key, key_after, "the signing key survives");
+    let key_path = tmp.path().join("public.key");
+    std::fs::write(&key_path, key["public_key"].as_str().unwrap()).unwrap();
+    let previous = tmp.path().join("before.json");
+    std::fs::write(&previous, &before).unwrap();
+    let size = serde_json::from_str::<Value>(&before).unwrap()["tree_size"].as_u64().unwrap();
+    let export = tmp.path().join("after.ndjson");
+    std::fs::write(&export, api.get(&format!("/v1/audit/export?since_tree_size={size}"), &acme)).unwrap();
+    let out = verify(&export, &key_path, Some(&previous));
+    assert!(
+        out.status.success(),
+        "the new head extends the one signed before the kill: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
