@@ -111,6 +111,7 @@ async fn exports_page_through_the_log_resume_byte_for_byte_and_gzip() {
         ("?tree_size=999999", "tree_size"),
         (&format!("?since_tree_size={}", size + 1000) as &str, "since_tree_size"),
         ("?status=sent", "status"),
+        ("?outcome=maybe", "outcome"),
     ] {
         let (status, problem) = app.get(&format!("/v1/audit/export{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {problem}");

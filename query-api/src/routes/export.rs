@@ -31,6 +31,7 @@ pub(super) const AUDIT_TYPE: &str = "audit.recorded";
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
+    #[param(value_type = Option<ExportFormat>, inline)]
     /// `ndjson` (the default: what `annals verify` checks) or `csv` (the same lines as rows, with
     /// a header row; columns `position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf`).
     format: Option<String>,
@@ -66,6 +67,7 @@ pub struct ExportParams {
 #[into_params(parameter_in = Query)]
 pub struct MessagesExportParams {
     /// `ndjson` (the default: what `annals verify` checks) or `csv`.
+    #[param(value_type = Option<ExportFormat>, inline)]
     format: Option<String>,
     /// The first log position the export covers (default 0).
     #[serde(default, deserialize_with = "crate::wire::bounded")]
@@ -79,6 +81,15 @@ pub struct MessagesExportParams {
     /// Also carry the consistency proof from this earlier tree size to the export's head.
     #[serde(default, deserialize_with = "crate::wire::bounded")]
     since_tree_size: Option<u64>,
+}
+
+/// The formats of an export (for the document; the handler checks the text and names `format`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ExportFormat {
+    Ndjson,
+    Csv,
 }
 
 /// What both exports take besides their selection.
@@ -118,6 +129,12 @@ pub async fn audit(
 ) -> Result<Response, ApiError> {
     principal.require(Action::Read)?;
     let Query(p) = params.map_err(query_error)?;
+    if let Some(outcome) = p.outcome.as_deref().filter(|o| !matches!(*o, "success" | "failure")) {
+        return Err(ApiError::InvalidParameter {
+            parameter: "outcome",
+            detail: format!("outcome {outcome:?} is not one of success, failure"),
+        });
+    }
     let selection = Selection {
         event_types: vec![AUDIT_TYPE.into()],
         actor: p.actor,

@@ -80,6 +80,7 @@ pub struct HeadParams {
 pub struct InclusionParams {
     /// The event's log position (its leaf index); an event of the caller's tenant.
     #[serde(default, deserialize_with = "crate::wire::bounded")]
+    #[param(required = true)]
     position: Option<u64>,
     /// The tree size to prove inclusion in (default: the latest signed head's).
     #[serde(default, deserialize_with = "crate::wire::bounded")]
@@ -90,8 +91,11 @@ pub struct InclusionParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ConsistencyParams {
+    /// The older tree size.
     #[serde(default, deserialize_with = "crate::wire::bounded")]
+    #[param(required = true)]
     from_size: Option<u64>,
+    /// The newer tree size (default: the latest signed head's).
     #[serde(default, deserialize_with = "crate::wire::bounded")]
     to_size: Option<u64>,
 }
