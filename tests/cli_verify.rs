@@ -276,3 +276,71 @@ fn after_kill_9_the_tree_is_re_fed_from_the_log_and_extends_the_heads_signed_bef
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every `*.seg` file under `dir`.
+fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(segments(&path));
+        } else if path.extension().is_some_and(|e| e == "seg") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_log_rewritten_on_disk_no_longer_makes_the_signed_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = Serve::start(&data, &[]);
+    let api =
+        Api { base: server.base.clone(), client: reqwest::Client::new(), rt: tokio::runtime::Runtime::new().unwrap() };
+    let acme = api.key("acme");
+    api.append(&acme, "audit-a", "audit.recorded", audit("acme.secret.updated", "t-acme-1"));
+    let target = api.append(&acme, "audit-a", "audit.recorded", audit("acme.secret.updated", "t-rewrite-me"));
+    let last = api.append(&acme, "audit-a", "audit.recorded", audit("acme.secret.updated", "t-acme-3"));
+    api.head_covering(&acme, last);
+    let key: Value = serde_json::from_str(&api.get("/v1/integrity/public-key", &acme)).unwrap();
+    server.terminate();
+
+    // Rewrite one byte of the event's data on disk, with a valid record checksum (a careful
+    // forger), so that the store opens and serves the forged event.
+    let needle = b"t-rewrite-me";
+    let (path, mut bytes, at) = segments(&data)
+        .into_iter()
+        .find_map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            let at = bytes.windows(needle.len()).position(|w| w == needle)?;
+            Some((path, bytes, at))
+        })
+        .expect("the event is in a segment");
+    bytes[at] = b'T';
+    let start = (0..at)
+        .rev()
+        .find(|&s| {
+            s + 16 <= bytes.len()
+                && u64::from_le_bytes(bytes[s + 8..s + 16].try_into().unwrap()) == target
+                && s + u32::from_le_bytes(bytes[s..s + 4].try_into().unwrap()) as usize + 8 > at
+        })
+        .expect("the record's start");
+    let total = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap()) as usize + 8;
+    let crc = crc32c::crc32c(&bytes[start + 8..start + total]);
+    bytes[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+
+    let server = Serve::start(&data, &[]);
+    let api = Api { base: server.base.clone(), ..api };
+    let text = api.get("/v1/audit/export", &acme);
+    assert!(text.contains("T-rewrite-me"), "the store serves the forged event");
+    let key_path = tmp.path().join("public.key");
+    std::fs::write(&key_path, key["public_key"].as_str().unwrap()).unwrap();
+    let export = tmp.path().join("forged.ndjson");
+    std::fs::write(&export, &text).unwrap();
+    let out = verify(&export, &key_path, None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an export of a rewritten log verified");
+    assert!(stderr.contains("do not make the signed head"), "{stderr}");
+}
