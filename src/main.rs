@@ -2,11 +2,13 @@
 //! API; `annals store …` uses the embedded store directly (inspection, repair checks, scripts).
 
 mod demo_cmd;
+mod export_cmd;
 mod keys_cmd;
 mod projections_cmd;
 mod serve_cmd;
 mod store_cmd;
 mod telemetry;
+mod verify_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +37,10 @@ enum Command {
     Demo(demo_cmd::DemoArgs),
     /// List projections, or rebuild one, through a running server.
     Projections(projections_cmd::ProjectionsArgs),
+    /// Download an export to a file (resuming a broken download).
+    Export(export_cmd::ExportArgs),
+    /// Verify an export offline against the log's public key.
+    Verify(verify_cmd::VerifyArgs),
 }
 
 #[tokio::main]
@@ -53,6 +59,8 @@ async fn main() -> std::process::ExitCode {
         Command::Store(args) => store_cmd::run(args).await,
         Command::Demo(args) => demo_cmd::run(args).await,
         Command::Projections(args) => projections_cmd::run(args).await,
+        Command::Export(args) => export_cmd::run(args).await,
+        Command::Verify(args) => verify_cmd::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

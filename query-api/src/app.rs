@@ -49,6 +49,8 @@ pub struct Shared {
     pub views: Views,
     /// One permit per live tail reading history (`max_catchup_tails`).
     pub catchup_tails: Arc<tokio::sync::Semaphore>,
+    /// The integrity tree over the log, its keys and signed heads (`crate::integrity`).
+    pub integrity: Arc<crate::integrity::Integrity>,
 }
 
 /// A built, not yet serving, application.
@@ -139,6 +141,9 @@ impl Application {
             ..annals_projectors::ProjectorConfig::default()
         };
         let (views, projectors) = self.views.start(&store, config, &shutdown);
+        let integrity =
+            crate::integrity::Integrity::open(&self.settings.data_dir).map_err(|e| Error::Integrity(e.to_string()))?;
+        let integrity_task = crate::integrity::follow(Arc::clone(&integrity), Arc::clone(&store), shutdown.clone());
         let state = AppState(Arc::new(Shared {
             store,
             settings: Arc::clone(&self.settings),
@@ -149,6 +154,7 @@ impl Application {
             shutdown: shutdown.clone(),
             views,
             catchup_tails: Arc::new(tokio::sync::Semaphore::new(self.settings.max_catchup_tails)),
+            integrity,
         }));
         let router = routes::router(state);
         info!(addr = %self.addr, data_dir = %self.settings.data_dir.display(), "serving");
@@ -168,6 +174,9 @@ impl Application {
             if let Err(e) = task.await {
                 warn!(error = %e, "a projector task failed");
             }
+        }
+        if let Err(e) = integrity_task.await {
+            warn!(error = %e, "the integrity task failed");
         }
         info!("closing the store");
         self.store.close().await?;

@@ -29,6 +29,8 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("read views: {0}")]
     Views(String),
+    #[error("integrity tree: {0}")]
+    Integrity(String),
 }
 
 /// A request that failed. Each variant is one problem type.
@@ -115,6 +117,9 @@ pub enum ApiError {
     /// A replay named positions that are not parked events waiting for one.
     #[error("projection {projection} has no parked event waiting at position(s) {positions:?}")]
     NotParked { projection: String, positions: Vec<u64> },
+    /// The integrity tree's files failed it (transient I/O, or a tree to rebuild from the log).
+    #[error("the integrity tree cannot answer: {0}")]
+    Integrity(String),
 }
 
 impl ApiError {
@@ -143,6 +148,9 @@ impl ApiError {
                 (StatusCode::BAD_REQUEST, "invalid-parameter", "Invalid parameter")
             }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::Integrity(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "integrity-unavailable", "Integrity tree unavailable")
+            }
             ApiError::SchemaViolation { event_type, version, pointer, rule, .. } => {
                 extra.insert("event_type".into(), json!(event_type));
                 extra.insert("schema_version".into(), json!(version));

@@ -14,6 +14,7 @@ mod contract;
 mod documents;
 mod edge;
 mod error;
+pub mod integrity;
 mod metrics;
 mod openapi;
 mod routes;

@@ -5,7 +5,10 @@
 mod audit;
 mod cors;
 pub(crate) mod events;
+mod export;
+mod export_body;
 mod health;
+mod integrity;
 mod keys;
 mod live;
 mod live_tokens;
@@ -37,9 +40,11 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(live::live))
         .routes(routes!(live_tokens::mint))
         .routes(routes!(messages::search))
+        .routes(routes!(export::messages))
         .routes(routes!(messages::get))
         .routes(routes!(messages::history))
         .routes(routes!(audit::search))
+        .routes(routes!(export::audit))
         .routes(routes!(audit::get))
         .routes(routes!(projections::list))
         .routes(routes!(projections::get))
@@ -50,6 +55,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(keys::revoke))
         .routes(routes!(schemas::list))
         .routes(routes!(schemas::get))
+        .routes(routes!(integrity::public_key))
+        .routes(routes!(integrity::head))
+        .routes(routes!(integrity::inclusion))
+        .routes(routes!(integrity::consistency))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

@@ -1,0 +1,219 @@
+//! The lines of an export (NDJSON), shared by the export route that writes them and by
+//! `annals verify` that checks them offline.
+//!
+//! An export covers the log positions `from_position..tree_size` of one signed head, one line per
+//! position, in position order, then one trailer line:
+//!
+//! - `record`: an event of the caller's tenant of the exported type — its canonical event bytes
+//!   (base64, `leaf::event_bytes`) and, for people, the decoded fields;
+//! - `other`: an event of the caller's tenant of another type — its event bytes only, so that the
+//!   verifier can see it is indeed of another type (a record cannot be hidden as one);
+//! - `foreign`: an event of another tenant — its leaf only (`tag ‖ digest`, hex): another tag
+//!   than the tenant's, and a digest of bytes the reader never sees;
+//! - `trailer`: the tenant, its tag, the signed head, the range proof of the positions to the
+//!   head, and (when asked with `since_tree_size`) a consistency proof from an earlier head.
+//!
+//! A resumed export (`after_position=P`) is the same lines after position P, then the same trailer:
+//! the unbroken export's bytes from that point.
+
+use annals_integrity::{ConsistencyProof, RangeProof, SignedTreeHead};
+use serde::{Deserialize, Serialize};
+
+/// The `format` of the trailer.
+pub const EXPORT_FORMAT: &str = "annals-export/1";
+
+/// One line of an NDJSON export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExportLine {
+    Record(Record),
+    Other { position: u64, event_bytes: String },
+    Foreign { position: u64, leaf: String },
+    Trailer(Box<Trailer>),
+}
+
+/// An exported event: leaf index, exact bytes, and the decoded fields (checked against the bytes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// The leaf index: the event's log position.
+    pub position: u64,
+    /// Base64 of the canonical event bytes.
+    pub event_bytes: String,
+    /// The stream's name as the tenant knows it (without the tenant's prefix).
+    pub stream: String,
+    pub revision: u64,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    /// The event's data (JSON).
+    pub data: serde_json::Value,
+}
+
+/// Which events of the tenant an export gives as records: its event types (exact, or a prefix
+/// ending in `*`) and, for the audit trail, the search route's filters over the event's data
+/// (`actor` = `actor.id`, `action` with a trailing `*` for a prefix, `target_type`, `target_id`,
+/// `outcome`) and its `recorded_at` (`from` included, `to` excluded).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    pub event_types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn matches(pattern: &str, value: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => value.starts_with(prefix),
+        None => value == pattern,
+    }
+}
+
+impl Selection {
+    /// Whether an event of the tenant is a record of the export.
+    pub fn selects(
+        &self,
+        event_type: &str,
+        data: &serde_json::Value,
+        recorded_at: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        let field = |pointer: &str| data.pointer(pointer).and_then(serde_json::Value::as_str);
+        let equals = |want: &Option<String>, pointer: &str| want.as_deref().is_none_or(|w| field(pointer) == Some(w));
+        self.event_types.iter().any(|t| matches(t, event_type))
+            && equals(&self.actor, "/actor/id")
+            && self.action.as_deref().is_none_or(|a| field("/action").is_some_and(|v| matches(a, v)))
+            && equals(&self.target_type, "/target/type")
+            && equals(&self.target_id, "/target/id")
+            && equals(&self.outcome, "/outcome")
+            && self.from.is_none_or(|from| recorded_at >= from)
+            && self.to.is_none_or(|to| recorded_at < to)
+    }
+}
+
+/// What ends an export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trailer {
+    pub format: String,
+    pub tenant: String,
+    /// The tenant's tag (hex): the first half of every leaf of the tenant.
+    pub tag: String,
+    /// Which of the tenant's events are `record` lines (the others are `other` lines): the
+    /// verifier applies it again to every line's event bytes.
+    pub selection: Selection,
+    /// The first position covered.
+    pub from_position: u64,
+    /// The head the export was cut against: it covers positions `from_position..head.tree_size`.
+    pub head: SignedTreeHead,
+    /// The range proof of those positions to the head; none when the range is empty.
+    pub range_proof: Option<RangeProof>,
+    /// From `since_tree_size`: the proof that the head extends that earlier one.
+    pub consistency_proof: Option<ConsistencyProof>,
+}
+
+/// An event's data as a record shows it: its JSON, or (never for the embedded store, which
+/// stores JSON) the bytes as a lossy string.
+pub fn data_value(data: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(data).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(data).into()))
+}
+
+/// The columns of `format=csv`, in order (stable: new columns only ever go at the end). One row per
+/// line of the NDJSON export, the same fields: `data` is the event's JSON, and the trailer's row
+/// has `kind` = `trailer` and the trailer's JSON in `data`.
+pub const CSV_COLUMNS: [&str; 10] =
+    ["position", "kind", "stream", "revision", "event_id", "event_type", "recorded_at", "data", "event_bytes", "leaf"];
+
+/// The header row of `format=csv`.
+pub fn csv_header() -> String {
+    csv_row_of(CSV_COLUMNS.iter().map(|c| (*c).to_owned()))
+}
+
+/// The CSV row of an export line (RFC 4180: CRLF, quoted when needed; formula cells neutralised).
+pub fn csv_row(line: &ExportLine) -> String {
+    let mut cells: [String; 10] = Default::default();
+    match line {
+        ExportLine::Record(r) => {
+            cells[0] = r.position.to_string();
+            cells[1] = "record".into();
+            cells[2] = r.stream.clone();
+            cells[3] = r.revision.to_string();
+            cells[4] = r.event_id.to_string();
+            cells[5] = r.event_type.clone();
+            cells[6] = r.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+            cells[7] = r.data.to_string();
+            cells[8] = r.event_bytes.clone();
+        }
+        ExportLine::Other { position, event_bytes } => {
+            cells[0] = position.to_string();
+            cells[1] = "other".into();
+            cells[8] = event_bytes.clone();
+        }
+        ExportLine::Foreign { position, leaf } => {
+            cells[0] = position.to_string();
+            cells[1] = "foreign".into();
+            cells[9] = leaf.clone();
+        }
+        ExportLine::Trailer(t) => {
+            cells[1] = "trailer".into();
+            cells[7] = serde_json::to_string(t).expect("a trailer serializes");
+        }
+    }
+    csv_row_of(cells.into_iter())
+}
+
+fn csv_row_of(cells: impl Iterator<Item = String>) -> String {
+    let mut row = String::new();
+    for (i, cell) in cells.enumerate() {
+        if i > 0 {
+            row.push(',');
+        }
+        row.push_str(&csv_cell(&cell));
+    }
+    row.push_str("\r\n");
+    row
+}
+
+/// One cell: a leading `'` when it starts with `=`, `+`, `-`, `@`, tab or CR (a spreadsheet would
+/// take it for a formula), then quoted with `"` doubled when it holds a comma, quote, CR or LF.
+pub fn csv_cell(value: &str) -> String {
+    let neutral =
+        if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_owned() };
+    if neutral.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", neutral.replace('"', "\"\""))
+    } else {
+        neutral
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_neutralised() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("two\nlines"), "\"two\nlines\"");
+        for formula in ["=SUM(A1)", "+1", "-2", "@cmd", "\tx", "\rx"] {
+            assert!(csv_cell(formula).trim_start_matches('"').starts_with('\''), "{formula:?}");
+        }
+        assert_eq!(csv_cell("=HYPERLINK(\"x\",\"y\")"), "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\"");
+        assert_eq!(
+            csv_header(),
+            "position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf\r\n"
+        );
+    }
+}

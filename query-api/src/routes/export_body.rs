@@ -1,0 +1,201 @@
+//! The body of an export (`export.rs`): a stream that reads the log a page at a time and writes
+//! each page's lines (NDJSON or CSV rows) as one chunk, gzip-compressed with a sync flush per
+//! chunk when asked, then the trailer; once the trailer is written the export is recorded in the
+//! tenant's audit trail. Constant memory: one page of events and one chunk at a time.
+
+use std::io::Write as _;
+
+use annals_integrity::SignedTreeHead;
+use annals_store::{
+    Direction, EventData, EventFilter, EventStore, ExpectedRevision, Position, ReadFrom, RecordedEvent,
+};
+use axum::body::{Body, Bytes};
+use base64::Engine as _;
+
+use super::export::AUDIT_TYPE;
+use super::integrity::hex;
+use crate::app::AppState;
+use crate::auth::Tenant;
+use crate::integrity::export_format::{self, data_value, ExportLine, Record, Selection, Trailer};
+use crate::integrity::Integrity;
+
+/// Events read from the log per chunk of the body.
+const PAGE: usize = 512;
+
+/// Where the body stands: the next position to read, and what is left to write.
+pub(super) struct Cursor {
+    state: AppState,
+    tenant: Tenant,
+    next: u64,
+    end: u64,
+    head: SignedTreeHead,
+    trailer: Option<Trailer>,
+    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    selection: Selection,
+    csv: bool,
+    header: Option<String>,
+    exported: Exported,
+}
+
+/// How the body is written: gzip or not, CSV (and its header row, unless resuming) or NDJSON.
+pub(super) struct Encoding {
+    pub(super) gzip: bool,
+    pub(super) csv: bool,
+    pub(super) header: Option<String>,
+}
+
+/// What the `audit.log.exported` entry of a finished export says: who, which parameters, how many
+/// records this response carried.
+pub(super) struct Exported {
+    pub(super) key_id: String,
+    pub(super) parameters: serde_json::Value,
+    pub(super) records: u64,
+}
+
+pub(super) fn body(
+    state: AppState,
+    tenant: Tenant,
+    head: SignedTreeHead,
+    start: u64,
+    trailer: Trailer,
+    encoding: Encoding,
+    exported: Exported,
+) -> Body {
+    let Encoding { gzip, csv, header } = encoding;
+    let gzip = gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let end = head.tree_size.get();
+    let selection = trailer.selection.clone();
+    let cursor = Cursor {
+        state,
+        tenant,
+        next: start,
+        end,
+        head,
+        trailer: Some(trailer),
+        gzip,
+        selection,
+        csv,
+        header,
+        exported,
+    };
+    Body::from_stream(futures::stream::unfold(cursor, |mut c| async move {
+        let chunk = match next_chunk(&mut c).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "audit export cut short");
+                return Some((Err(e), Cursor { trailer: None, next: c.end, ..c }));
+            }
+        };
+        Some((Ok::<Bytes, std::io::Error>(chunk), c))
+    }))
+}
+
+/// The next chunk of the body: a page of lines, or the trailer; `None` once all is written.
+async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
+    let mut out = Vec::with_capacity(64 * 1024);
+    if let Some(header) = c.header.take() {
+        out.extend_from_slice(header.as_bytes());
+    }
+    if c.next < c.end {
+        let want = usize::try_from(c.end - c.next).unwrap_or(usize::MAX).min(PAGE);
+        let store: &dyn EventStore = c.state.store.as_ref();
+        let events = store
+            .read_all(ReadFrom::At(Position(c.next)), Direction::Forwards, want, &EventFilter::all())
+            .await
+            .map_err(std::io::Error::other)?;
+        for event in events.iter().take_while(|e| e.position.0 < c.end) {
+            if event.position.0 != c.next {
+                return Err(std::io::Error::other(format!(
+                    "the log has position {} where {} was expected",
+                    event.position.0, c.next
+                )));
+            }
+            let line = line(&c.state.integrity, &c.tenant, &c.selection, event);
+            c.exported.records += u64::from(matches!(line, ExportLine::Record(_)));
+            write_line(&mut out, &line, c.csv);
+            c.next += 1;
+        }
+        if events.is_empty() {
+            return Err(std::io::Error::other(format!("the log ends before position {}", c.next)));
+        }
+    } else if let Some(trailer) = c.trailer.take() {
+        write_line(&mut out, &ExportLine::Trailer(Box::new(trailer)), c.csv);
+        record_export(c).await;
+    } else {
+        return Ok(match c.gzip.take() {
+            Some(encoder) => Some(Bytes::from(encoder.finish()?)),
+            None => None,
+        });
+    }
+    Ok(Some(match &mut c.gzip {
+        Some(encoder) => {
+            encoder.write_all(&out)?;
+            encoder.flush()?;
+            Bytes::from(std::mem::take(encoder.get_mut()))
+        }
+        None => Bytes::from(out),
+    }))
+}
+
+fn write_line(out: &mut Vec<u8>, line: &ExportLine, csv: bool) {
+    if csv {
+        out.extend_from_slice(export_format::csv_row(line).as_bytes());
+    } else {
+        serde_json::to_writer(&mut *out, line).expect("an export line serializes");
+        out.push(b'\n');
+    }
+}
+
+/// The line of one log position for `tenant`.
+fn line(integrity: &Integrity, tenant: &Tenant, selection: &Selection, event: &RecordedEvent) -> ExportLine {
+    let (bytes, leaf) = integrity.leaf_of(event);
+    let position = event.position.0;
+    if !event.stream.as_str().starts_with(&tenant.prefix()) {
+        return ExportLine::Foreign { position, leaf: hex(&leaf) };
+    }
+    let event_bytes = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let data = data_value(&event.data);
+    if !selection.selects(&event.event_type, &data, event.recorded_at) {
+        return ExportLine::Other { position, event_bytes };
+    }
+    ExportLine::Record(Record {
+        position,
+        event_bytes,
+        stream: tenant.client_name(event.stream.as_str()).to_owned(),
+        revision: event.revision.0,
+        event_id: event.id,
+        event_type: event.event_type.clone(),
+        recorded_at: event.recorded_at,
+        data,
+    })
+}
+
+/// Appends the `audit.log.exported` entry of a finished export to the tenant's audit trail (as an
+/// `audit.recorded` event, so that the audit view and later exports show it). Its position is past
+/// the export's head, so it changes nothing of this export nor of a resume of it. A failure is
+/// logged, not the client's: the export itself is complete.
+async fn record_export(c: &Cursor) {
+    let data = serde_json::json!({
+        "actor": { "id": c.exported.key_id, "type": "api_key" },
+        "action": "audit.log.exported",
+        "crud": "read",
+        "target": { "type": "audit_log", "id": c.tenant.as_str() },
+        "outcome": "success",
+        "changes": { "after": {
+            "parameters": c.exported.parameters,
+            "records": c.exported.records,
+            "tree_size": c.head.tree_size,
+            "root_hash": c.head.root_hash,
+        } },
+        "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
+    let appended = async {
+        let stream = c.tenant.stream("audit-audit_log-exports").map_err(|e| e.to_string())?;
+        let event = EventData::json(AUDIT_TYPE, &data).map_err(|e| e.to_string())?;
+        c.state.store.append_to_stream(&stream, ExpectedRevision::Any, vec![event]).await.map_err(|e| e.to_string())
+    };
+    if let Err(error) = appended.await {
+        tracing::warn!(%error, tenant = %c.tenant, "cannot record the audit export");
+    }
+}
