@@ -124,6 +124,22 @@ async fn peak_rss<F: std::future::Future<Output = Vec<(usize, String)>>>(
     (peak.load(Ordering::Relaxed), results)
 }
 
+/// A tenant's admin key, made with the bootstrap key (an operator's, which reads and appends no
+/// data).
+async fn tenant_key(addr: &str) -> String {
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/keys"))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({ "tenant": "bench", "role": "admin", "name": "memory-bench" }))
+        .send()
+        .await
+        .expect("create a key")
+        .json()
+        .await
+        .expect("the created key");
+    created["key"].as_str().expect("a key").to_owned()
+}
+
 fn main() {
     let events = env_or("ANNALS_BENCH_EVENTS", 256);
     let clients = env_or("ANNALS_BENCH_CLIENTS", 4);
@@ -133,6 +149,7 @@ fn main() {
     println!("{events} events of {} KiB ({data_mib} MiB of data) in one stream; {clients} clients", EVENT_BYTES / 1024);
     // Load once, with a server of default settings.
     let loader = Server::start(tmp.path(), &[]);
+    let key = runtime.block_on(tenant_key(&loader.addr));
     runtime.block_on(async {
         let payload = "x".repeat(EVENT_BYTES - 256);
         for batch in 0..events.div_ceil(8) {
@@ -140,7 +157,7 @@ fn main() {
             let one = format!(r#"{{"type":"blob.stored","data":{{"x":"{payload}"}}}}"#);
             let body = format!(r#"{{"events":[{}]}}"#, vec![one; n].join(","));
             let head = format!(
-                "POST /v1/streams/blobs/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                "POST /v1/streams/blobs/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                 body.len()
             );
             let (_, status) = exchange(&loader.addr, &head, body.as_bytes(), None).await;
@@ -168,14 +185,14 @@ fn main() {
             let (peak, results) = runtime.block_on(peak_rss(&server, async {
                 let tasks: Vec<_> = (0..clients)
                     .map(|_| {
-                        let addr = server.addr.clone();
+                        let (addr, key) = (server.addr.clone(), key.clone());
                         tokio::spawn(async move {
                             let (path, until): (&str, Option<&[u8]>) = match load {
                                 "page" => ("/v1/streams/blobs/events?limit=1000", None),
                                 _ => ("/v1/events/live?from_position=0", Some(b"caught-up")),
                             };
                             let head = format!(
-                                "GET {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\nconnection: close\r\n\r\n"
+                                "GET {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\nconnection: close\r\n\r\n"
                             );
                             exchange(&addr, &head, b"", until).await
                         })
