@@ -76,6 +76,12 @@ pub enum IntegrityError {
     KeyFile { path: PathBuf, detail: String },
 }
 
+impl From<crate::hash::HexError> for IntegrityError {
+    fn from(e: crate::hash::HexError) -> Self {
+        IntegrityError::Format { what: "hash", detail: e.to_string() }
+    }
+}
+
 impl IntegrityError {
     /// Whether retrying the same operation later may succeed (I/O); everything else is permanent.
     pub fn is_transient(&self) -> bool {
