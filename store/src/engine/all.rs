@@ -6,9 +6,8 @@
 //! filter walks the log with a [`LogCursor`]. Both feed one [`Collector`], which applies the
 //! bounds the same way and says where the next page starts.
 
-use super::format::{self, DecodeCache};
 use super::index::NamespaceChunk;
-use super::reader::LogCursor;
+use super::reader::{read_run, LogCursor};
 use super::store::Shared;
 use crate::error::StoreError;
 use crate::model::{namespace_of, AllPage, Direction, EventFilter, PageLimits, Position, ReadFrom, RecordedEvent};
@@ -178,26 +177,15 @@ fn read_namespace_chunk(
     chunk: &NamespaceChunk,
     namespace: &str,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let segment = shared.segment(chunk.segment)?;
-    let bytes = segment.read_exact(chunk.offset, chunk.bytes as usize)?;
-    let mut events = Vec::with_capacity(chunk.count as usize);
-    let mut cache = DecodeCache::default();
-    let mut at = 0usize;
-    for i in 0..u64::from(chunk.count) {
-        let offset = chunk.offset + at as u64;
-        let corrupt = |reason: String| StoreError::Corrupt { file: segment.path.clone(), offset, reason };
-        let (event, len) = format::decode_record(&bytes.slice(at..), &mut cache).map_err(corrupt)?;
+    read_run(shared, chunk.segment, chunk.offset, chunk.bytes, chunk.count, |i, event| {
         let expected = chunk.first_position.0 + i;
-        if event.position.0 != expected || namespace_of(event.stream.as_str()) != namespace {
-            return Err(corrupt(format!(
+        (event.position.0 != expected || namespace_of(event.stream.as_str()) != namespace).then(|| {
+            format!(
                 "index expects an event of namespace {namespace:?} at position {expected}, record holds {} at {}",
                 event.stream, event.position
-            )));
-        }
-        at += len;
-        events.push(event);
-    }
-    Ok(events)
+            )
+        })
+    })
 }
 
 fn missing_seek_point(position: Position) -> StoreError {

@@ -81,27 +81,46 @@ pub fn read_stream(
 
 /// Reads and checks every record of a chunk, in revision order.
 fn read_chunk(shared: &Shared, chunk: &Chunk, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
-    let segment = shared.segment(chunk.segment)?;
-    let bytes = segment.read_exact(chunk.offset, chunk.bytes as usize)?;
-    let mut events = Vec::with_capacity(chunk.count as usize);
-    let mut cache = DecodeCache::default();
-    let mut at = 0usize;
-    for i in 0..u64::from(chunk.count) {
-        let offset = chunk.offset + at as u64;
-        let corrupt = |reason: String| StoreError::Corrupt { file: segment.path.clone(), offset, reason };
-        let (event, len) = format::decode_record(&bytes.slice(at..), &mut cache).map_err(corrupt)?;
-        if event.stream != *stream
-            || event.revision.0 != chunk.first_revision.0 + i
-            || event.position.0 != chunk.first_position.0 + i
-        {
-            return Err(corrupt(format!(
+    read_run(shared, chunk.segment, chunk.offset, chunk.bytes, chunk.count, |i, event| {
+        let matches = event.stream == *stream
+            && event.revision.0 == chunk.first_revision.0 + i
+            && event.position.0 == chunk.first_position.0 + i;
+        (!matches).then(|| {
+            format!(
                 "index expects {stream}@{} at position {}, record holds {}@{} at {}",
                 chunk.first_revision.0 + i,
                 chunk.first_position.0 + i,
                 event.stream,
                 event.revision,
                 event.position
-            )));
+            )
+        })
+    })
+}
+
+/// Reads the `count` records stored back to back at `offset` of a segment with one positioned
+/// read, checksum-verifying each, and asks `mismatch(i, event)` whether the `i`-th is the one the
+/// index promised (`Some(reason)` when not): the one way runs named by an index (stream chunks,
+/// namespace chunks) are read.
+pub(super) fn read_run(
+    shared: &Shared,
+    segment: u64,
+    offset: u64,
+    bytes: u32,
+    count: u32,
+    mismatch: impl Fn(u64, &RecordedEvent) -> Option<String>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let segment = shared.segment(segment)?;
+    let data = segment.read_exact(offset, bytes as usize)?;
+    let mut events = Vec::with_capacity(count as usize);
+    let mut cache = DecodeCache::default();
+    let mut at = 0usize;
+    for i in 0..u64::from(count) {
+        let offset = offset + at as u64;
+        let corrupt = |reason: String| StoreError::Corrupt { file: segment.path.clone(), offset, reason };
+        let (event, len) = format::decode_record(&data.slice(at..), &mut cache).map_err(corrupt)?;
+        if let Some(reason) = mismatch(i, &event) {
+            return Err(corrupt(reason));
         }
         at += len;
         events.push(event);

@@ -353,10 +353,7 @@ impl EventStore for EmbeddedStore {
         direction: Direction,
         max_count: usize,
     ) -> Result<ReadStreamOutcome, StoreError> {
-        let shared = Arc::clone(&self.shared);
-        let stream = stream.clone();
-        self.blocking(move || Ok(reader::read_stream(&shared, &stream, from, direction, max_count, usize::MAX)?.0))
-            .await
+        self.read_stream_bounded(stream, from, direction, max_count, usize::MAX).await
     }
 
     async fn read_stream_bounded(
