@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 # CI keeps build artifacts between runs outside the clone (a clean clone has no target/).
 if [ "${CI:-}" = "true" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
   export CARGO_TARGET_DIR=/var/tmp/annals-target
+  # Incremental artifacts only help edit-compile loops; in CI they double the target's size.
+  export CARGO_INCREMENTAL=0
 fi
 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy

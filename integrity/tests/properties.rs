@@ -3,7 +3,7 @@
 //! root, and stops verifying after any single-bit change of a proof hash, the leaf, or a root, or
 //! after an off-by-one index or size.
 
-mod support;
+use crate::support;
 
 use annals_integrity::{
     verify_consistency, verify_inclusion, ConsistencyProof, Hash, InclusionProof, LeafIndex, MemoryNodeStore,

@@ -2,7 +2,7 @@
 //! verifies with exactly the range's leaves, and fails when any leaf is changed, missing, added or
 //! out of place, when the range is shifted by one, or when any bit of the proof or root changes.
 
-mod support;
+use crate::support;
 
 use annals_integrity::{
     verify_range, Hash, IntegrityError, LeafIndex, MemoryNodeStore, MerkleLog, RangeProof, TreeHead, TreeSize,

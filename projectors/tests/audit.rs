@@ -1,6 +1,6 @@
 //! The `audit` view document from the golden `audit.recorded` examples of `annals-schemas`.
 
-mod common;
+use crate::common;
 
 use annals_projectors::AuditDoc;
 use annals_schemas::audit::{ActorType, Crud, Outcome};

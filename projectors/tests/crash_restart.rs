@@ -6,7 +6,7 @@
 //! position 0 builds. The crashed projector runs 1 to 3 partitioned workers (`parallelism`); the
 //! run it is compared with runs one.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Events the folds cannot apply: a typed error naming the event, never a panic, and the
 //! document left as it was (so the projector can park the event and carry on).
 
-mod common;
+use crate::common;
 
 use annals_projectors::{fold_message, fold_message_skipping, ApplyError, AuditDoc, MessageDoc};
 use annals_store::Position;

@@ -1,7 +1,7 @@
 //! The `messages` fold on realistic histories: every status, the conflict rules, the fields each
 //! event feeds, duplicates, tenants and the document's JSON shape.
 
-mod common;
+use crate::common;
 
 use annals_projectors::{fold_message, MessageDoc, MessageEventType, MessageStatus};
 use annals_schemas::message::{Channel, UndeliverableReason};

@@ -2,7 +2,7 @@
 //! message's events, not on the order they are applied in, how often, or whether the document
 //! went through a view store (JSON) between two events.
 
-mod common;
+use crate::common;
 
 use annals_projectors::{fold_message, MessageDoc};
 use annals_store::RecordedEvent;

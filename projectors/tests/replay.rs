@@ -4,7 +4,7 @@
 //! document); an event that fails again stays parked with the new outcome recorded; and running
 //! the whole log again, replay requests included, gives the same view.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! projection stopped and restarted many times ends with exactly the view a single run from
 //! position 0 builds (the incremental = rebuild half of issue 4's property).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

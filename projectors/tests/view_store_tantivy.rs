@@ -3,9 +3,7 @@
 //! just within the contract's second), and an index refuses a schema or a second writer it was
 //! not made for.
 
-#[macro_use]
-mod view_store;
-
+use crate::view_store;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

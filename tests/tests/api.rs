@@ -3,7 +3,7 @@
 //! HTTP. Every endpoint's success path and every documented error status; keys, roles and tenant
 //! isolation are in `api_keys.rs`, the live tail in `api_live.rs`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

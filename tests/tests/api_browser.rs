@@ -3,7 +3,7 @@
 //! and die with their key; and `/metrics`, which needs no key, names no tenant. A real browser's
 //! side of it is `browser_live.rs`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

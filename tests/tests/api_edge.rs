@@ -3,7 +3,7 @@
 //! silent clients are timed out while live tails are not; catch-up tails are capped; pages of a
 //! stream are bounded in bytes.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

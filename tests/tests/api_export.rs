@@ -3,7 +3,7 @@
 //! (`after_position` + `tree_size`) is byte for byte the rest of the unbroken one; gzip when
 //! accepted; it verifies offline; bad parameters are problems naming them.
 
-mod support;
+use crate::support;
 
 use std::io::Read as _;
 use std::path::Path;

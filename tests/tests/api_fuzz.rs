@@ -14,7 +14,7 @@
 //! A longer hunt: `ANNALS_FUZZ_EXAMPLES=200 ANNALS_FUZZ_SEED=random cargo test -p annals-tests
 //! --test api_fuzz -- --nocapture`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! consistency proofs verify with `annals_integrity::verify` against them, another tenant's
 //! position is a 404 like a missing one, and bad sizes are problems naming the parameter.
 
-mod support;
+use crate::support;
 
 use annals_integrity::{
     verify_consistency, verify_inclusion, ConsistencyProof, Hash, InclusionProof, LeafIndex, SignedTreeHead,

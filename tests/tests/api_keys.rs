@@ -2,7 +2,7 @@
 //! what it may do and its tenant what it sees — on every read path, the live tail included; key
 //! management is event-sourced in `$keys` and survives restarts.
 
-mod support;
+use crate::support;
 
 use annals_query_api::{Application, Settings};
 use annals_store::engine::{EmbeddedStore, EngineConfig};

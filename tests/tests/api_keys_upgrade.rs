@@ -3,7 +3,7 @@
 //! other admin key as its own tenant's admin, and a store left without an operator key gets one
 //! at the next start.
 
-mod support;
+use crate::support;
 
 use annals_query_api::{Application, Settings};
 use annals_store::engine::{EmbeddedStore, EngineConfig};

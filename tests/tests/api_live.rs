@@ -2,7 +2,7 @@
 //! `Last-Event-ID` across a server restart with no gap and no duplicate, filters, heartbeats. (A
 //! revoked key's tail is in `api_keys.rs`.)
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! command installs), every route documented and every documented route served, and the
 //! promises every operation makes about keys and problem bodies written down.
 
-mod support;
+use crate::support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;

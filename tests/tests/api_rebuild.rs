@@ -3,7 +3,7 @@
 //! view never goes back in time, nothing is missing afterwards — refuses a second rebuild while
 //! one runs (409), and a rebuild requested before a crash resumes when the process starts again.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! pointer and the rule, nothing stored), other types are stored as opaque JSON unless the server
 //! is strict, and `/v1/schemas` serves every published version.
 
-mod support;
+use crate::support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};

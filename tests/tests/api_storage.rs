@@ -4,7 +4,7 @@
 //! Why this exists: over 1 MB events one `GET /v1/events?limit=1000` sent a GB; a filtered read
 //! scanned other tenants' events until its page filled.
 
-mod support;
+use crate::support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -6,7 +6,7 @@
 //! invisible or reordering characters (U+202E, zero-width spaces, a BOM), which spoof names in a
 //! log UI.
 
-mod support;
+use crate::support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -6,7 +6,7 @@
 //! must be on exactly one page. What "existed" means is taken from the log itself (a fold of
 //! `GET /v1/events` up to the position paging began at), not from the test's own bookkeeping.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -4,7 +4,7 @@
 //! other's documents; the views survive a restart; and events a view cannot apply are parked
 //! and listed.
 
-mod support;
+use crate::support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! the log does not hold; times and cursors the views cannot index are a `400` naming the query
 //! parameter, on `/v1/messages` and `/v1/audit` alike.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

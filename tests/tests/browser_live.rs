@@ -7,7 +7,7 @@
 //! `Last-Event-ID`: every event arrives, none twice. The page reports what it receives by
 //! `POST /report` to its own server.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -68,7 +68,7 @@ macro_rules! view_store_suite {
             #[test]
             fn $name() {
                 let make = $make;
-                view_store::$name(&make);
+                $crate::view_store::$name(&make);
             }
         )*
     };

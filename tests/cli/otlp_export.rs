@@ -4,7 +4,7 @@
 //! context of the append so consumers can continue it. The collector is a minimal OTLP/HTTP
 //! receiver in this process that records what it is sent.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

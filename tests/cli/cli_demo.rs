@@ -6,7 +6,7 @@
 //! listed by `annals projections parked` (from the new generation's parked stream) and replayed
 //! by `annals projections replay`, which reports it failed again.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::process::Command;
 

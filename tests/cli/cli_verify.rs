@@ -5,7 +5,7 @@
 //! record, a changed tree size in the trailer, a tenant's event passed off as another tenant's.
 //! Another tenant's export holds none of the first tenant's data and verifies too.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::path::Path;
 use std::process::{Command, Output};

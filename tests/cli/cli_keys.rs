@@ -2,7 +2,7 @@
 //! binary itself, like `otlp_export.rs`): the CLI manages keys through the API with an operator
 //! key (every tenant) or a tenant's admin key (its own).
 
-mod serve_support;
+use crate::serve_support;
 
 use std::process::{Command, Output};
 

@@ -1,0 +1,10 @@
+//! The integrity tests, one binary: each module below was a test binary of its own, and
+//! linking one binary instead of many keeps a cold build small and fast (see BENCHMARKS.md,
+//! "Test build").
+
+mod properties;
+mod range;
+mod recovery;
+mod signing;
+mod support;
+mod vectors;
