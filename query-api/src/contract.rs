@@ -263,7 +263,7 @@ mod tests {
         }
         let types = nonblank_list_pattern();
         for list in ["a", " ,a", "", ",", " , \t", "message.sent,audit.recorded"] {
-            let server = crate::routes::events::type_filter(Some(list)).is_ok();
+            let server = crate::routes::params::type_filter(Some(list)).is_ok();
             assert_eq!(matches(&types, list), server, "types={list:?}");
         }
         let cursor = cursor_pattern();

@@ -14,8 +14,8 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The longest request target (path and query) served; longer ones are a `414`.
 pub const MAX_URI_BYTES: usize = 16 * 1024;

@@ -20,11 +20,13 @@ mod openapi;
 mod routes;
 mod server;
 mod settings;
+mod state;
 mod trace;
 mod views;
 mod wire;
 
-pub use app::{Application, BOOTSTRAP_TENANT};
+pub use app::{Application, Deps, BOOTSTRAP_TENANT};
 pub use auth::{generate_token, Role};
 pub use error::{ApiError, Error};
-pub use settings::{Settings, SettingsLayer};
+pub use settings::{parse_cors_origins, ApiSettings};
+pub use views::{OpenViews, Views};

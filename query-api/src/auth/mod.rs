@@ -22,8 +22,8 @@ pub use key_text::{generate_token, is_well_formed};
 pub use keys::{KeyInfo, KeyRing, NewKey};
 pub use live_token::LiveToken;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// What a key may do. The table is `Role::allows`, the one place where roles are checked.
 ///
