@@ -33,6 +33,12 @@ pub enum Error {
     Integrity(String),
 }
 
+/// The error of a body that did not arrive in time (`edge.rs` sets the deadline);
+/// `ApiError::body_rejected` makes it a `408`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0} seconds")]
+pub struct BodyTimedOut(pub u64);
+
 /// A request that failed. Each variant is one problem type.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -72,7 +78,7 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{} key may not {}", role.with_article(), action.describe())]
-    Forbidden { role: crate::auth::Role, action: crate::auth::Action },
+    Forbidden { role: crate::auth::role::Role, action: crate::auth::role::Action },
     #[error("there is no key {0}")]
     KeyNotFound(String),
     #[error("key {0} is the last active operator key; create another operator key before revoking it")]
@@ -268,7 +274,7 @@ impl ApiError {
                 // not malformed JSON.
                 let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
                 while let Some(error) = source {
-                    if let Some(timed_out) = error.downcast_ref::<crate::edge::BodyTimedOut>() {
+                    if let Some(timed_out) = error.downcast_ref::<BodyTimedOut>() {
                         return ApiError::BodyTimeout(timed_out.0);
                     }
                     source = error.source();

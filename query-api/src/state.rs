@@ -8,7 +8,7 @@ use annals_schemas::Registry;
 use annals_store::EventStore;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::KeyRing;
+use crate::auth::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::settings::ApiSettings;
 use crate::views::Views;

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::load::{positive, seconds, Section};
+use super::parse::{positive, seconds, Section};
 
 /// `[http]`; the fields' meaning is `annals_query_api::ApiSettings`'s.
 #[derive(Clone, Debug)]

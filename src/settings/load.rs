@@ -1,4 +1,4 @@
-//! Merges the layers of settings, each overriding the one before: defaults, a TOML file
+//! Reads the layers of settings, each overriding the one before: defaults, a TOML file
 //! (`--config FILE`), `ANNALS_*` environment variables, command-line flags. A key is spelled alike
 //! in the file and the environment (`[http] max_page` is `ANNALS_HTTP__MAX_PAGE`), and the flat
 //! names of earlier versions (`ANNALS_MAX_PAGE`, `max_page` at the top of a file) still set
@@ -7,20 +7,13 @@
 //! `--listen`): nobody has to guess which layer to fix.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use super::{HttpSettings, ProjectorSettings, Settings, StoreSettings, ViewsSettings};
+use super::http::HttpSettings;
+use super::parse::Section;
+use super::projectors::ProjectorSettings;
+use super::store::StoreSettings;
+use super::views::ViewsSettings;
 use crate::Error;
-
-/// One section of the settings: its table name, its keys and how it parses them.
-pub(super) trait Section {
-    /// The TOML table (`[http]`); `ANNALS_HTTP__…` in the environment.
-    const NAME: &'static str;
-    /// Each key, with the flat environment variable of earlier versions that also sets it.
-    const KEYS: &'static [(&'static str, Option<&'static str>)];
-    /// Parses `value` into the field of `key` (one of `KEYS`); the reason if it is not valid.
-    fn set(&mut self, key: &str, value: &str) -> Result<(), String>;
-}
 
 type Keys = &'static [(&'static str, Option<&'static str>)];
 
@@ -45,26 +38,13 @@ pub struct Flags {
 }
 
 /// A value some layer gave, and where (for messages).
-struct Given {
-    section: &'static str,
-    key: &'static str,
-    value: String,
-    origin: String,
-}
-
-impl Settings {
-    fn set(&mut self, section: &str, key: &str, value: &str) -> Result<(), String> {
-        match section {
-            StoreSettings::NAME => self.store.set(key, value),
-            ViewsSettings::NAME => self.views.set(key, value),
-            HttpSettings::NAME => self.http.set(key, value),
-            ProjectorSettings::NAME => self.projectors.set(key, value),
-            _ => {
-                self.role = value.parse()?;
-                Ok(())
-            }
-        }
-    }
+pub(super) struct Given {
+    /// The section's `NAME` (`""`: the top level).
+    pub section: &'static str,
+    pub key: &'static str,
+    pub value: String,
+    /// The setting as the operator wrote it: `ANNALS_MAX_PAGE`, `http.max_page in FILE`, `--listen`.
+    pub origin: String,
 }
 
 /// The environment variable of a key: `ANNALS_ROLE`, `ANNALS_STORE__KIND`.
@@ -75,32 +55,19 @@ pub fn env_name(section: &str, key: &str) -> String {
     }
 }
 
-pub(super) fn load(
-    file: Option<&Path>,
-    env: impl IntoIterator<Item = (String, String)>,
-    flags: Flags,
-) -> Result<Settings, Error> {
+/// The values every layer gave, in the order they apply: the file's, the environment's, the
+/// flags'.
+pub(super) fn given(file: Option<&Path>, env: &[(String, String)], flags: Flags) -> Result<Vec<Given>, Error> {
     let mut given = match file {
         Some(path) => from_file(path)?,
         None => Vec::new(),
     };
-    let env: Vec<(String, String)> = env.into_iter().collect();
-    given.extend(from_env(&env)?);
+    given.extend(from_env(env)?);
     let flag = |section, key, value: String, name: &str| Given { section, key, value, origin: name.to_owned() };
     given.extend(flags.role.map(|v| flag("", "role", v, "--role")));
     given.extend(flags.listen.map(|v| flag("http", "listen", v, "--listen")));
     given.extend(flags.data_dir.map(|v| flag("store", "data_dir", v.to_string_lossy().into_owned(), "--data-dir")));
-    let mut settings = Settings::default();
-    for g in given {
-        settings.set(g.section, g.key, &g.value).map_err(|reason| Error::InvalidSetting {
-            setting: g.origin,
-            value: g.value,
-            reason,
-        })?;
-    }
-    settings.admin_key =
-        env.iter().find(|(k, _)| k == "ANNALS_ADMIN_KEY").map(|(_, v)| v.clone()).filter(|k| !k.is_empty());
-    Ok(settings)
+    Ok(given)
 }
 
 fn from_file(path: &Path) -> Result<Vec<Given>, Error> {
@@ -206,16 +173,4 @@ fn scalar(value: toml::Value) -> Result<String, String> {
         }
         _ => Err("must be a string, a number or a boolean".into()),
     }
-}
-
-pub(super) fn positive(v: &str) -> Result<usize, String> {
-    match v.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(format!("not a whole number ({e})")),
-    }
-}
-
-pub(super) fn seconds(v: &str) -> Result<Duration, String> {
-    Ok(Duration::from_secs(positive(v)? as u64))
 }

@@ -8,6 +8,7 @@
 
 mod http;
 mod load;
+mod parse;
 mod projectors;
 mod store;
 mod views;
@@ -15,7 +16,7 @@ mod views;
 use std::path::PathBuf;
 
 pub use http::HttpSettings;
-pub use load::Flags;
+pub use load::{env_name, Flags};
 pub use projectors::ProjectorSettings;
 pub use store::{StoreKind, StoreSettings};
 pub use views::{ViewsKind, ViewsSettings};
@@ -78,9 +79,34 @@ impl Settings {
         env: impl IntoIterator<Item = (String, String)>,
         flags: Flags,
     ) -> Result<Settings, Error> {
-        let settings = load::load(file, env, flags)?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut settings = Settings::default();
+        for g in load::given(file, &env, flags)? {
+            settings.set(g.section, g.key, &g.value).map_err(|reason| Error::InvalidSetting {
+                setting: g.origin,
+                value: g.value,
+                reason,
+            })?;
+        }
+        settings.admin_key =
+            env.iter().find(|(k, _)| k == "ANNALS_ADMIN_KEY").map(|(_, v)| v.clone()).filter(|k| !k.is_empty());
         settings.check()?;
         Ok(settings)
+    }
+
+    /// Sets one key of one section (`""`: the top level) from its text.
+    fn set(&mut self, section: &str, key: &str, value: &str) -> Result<(), String> {
+        use parse::Section;
+        match section {
+            StoreSettings::NAME => self.store.set(key, value),
+            ViewsSettings::NAME => self.views.set(key, value),
+            HttpSettings::NAME => self.http.set(key, value),
+            ProjectorSettings::NAME => self.projectors.set(key, value),
+            _ => {
+                self.role = value.parse()?;
+                Ok(())
+            }
+        }
     }
 
     /// Refuses a combination that no process can run, naming the setting at fault and what to

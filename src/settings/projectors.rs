@@ -7,7 +7,7 @@ use std::time::Duration;
 use annals_projectors::background::Priority;
 use annals_projectors::ProjectorConfig;
 
-use super::load::{positive, Section};
+use super::parse::{positive, Section};
 
 /// `[projectors]`.
 #[derive(Clone, Debug)]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::load::{positive, Section};
+use super::parse::{positive, Section};
 
 /// The event store backends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::load::Section;
+use super::parse::Section;
 
 /// The view store backends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
