@@ -1,10 +1,8 @@
-//! The crate's errors. `Error` is what building and running the application can fail with (bad
-//! settings, a store that will not open, a port in use); `ApiError` is what a request can fail
-//! with, and this file is the one place where each becomes an HTTP status and an
+//! The crate's errors. `Error` is what building and running the application can fail with (a
+//! port in use, a bad admin key, a view or the integrity tree that will not open); `ApiError` is
+//! what a request can fail with, and this file is the one place where each becomes an HTTP status and an
 //! `application/problem+json` body (RFC 9457) with `type`, `title`, `status`, `detail` and the
 //! fields specific to the problem.
-
-use std::path::PathBuf;
 
 use annals_store::{CurrentRevision, ExpectedRevision, StoreError};
 use axum::http::{header, StatusCode};
@@ -15,10 +13,6 @@ use tracing::error;
 /// Startup and shutdown failures.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid setting {setting} = {value:?}: {reason}")]
-    InvalidSetting { setting: String, value: String, reason: String },
-    #[error("config file {}: {reason}", path.display())]
-    Config { path: PathBuf, reason: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
