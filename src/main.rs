@@ -27,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the HTTP API on an embedded store.
+    /// Run the HTTP API and the projectors (by --role) on the store the settings name.
     Serve(serve_cmd::ServeArgs),
     /// Manage API keys through a running server.
     Keys(keys_cmd::KeysArgs),

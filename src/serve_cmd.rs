@@ -14,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8080; env: ANNALS_LISTEN].
+    /// Address to listen on [default: 127.0.0.1:8080; env: ANNALS_HTTP__LISTEN or ANNALS_LISTEN].
     #[arg(long)]
     listen: Option<String>,
-    /// Data directory of the embedded store [default: ./data; env: ANNALS_DATA_DIR].
+    /// Data directory of the embedded store [default: ./data; env: ANNALS_STORE__DATA_DIR or
+    /// ANNALS_DATA_DIR].
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// What this process runs: all (the API and the projectors, the default), api or projector

@@ -105,6 +105,9 @@ fn from_file(path: &Path) -> Result<Vec<Given>, Error> {
                 })
             });
             let Some((section, key)) = found else {
+                if name == "admin_key" {
+                    return Err(config("admin_key is a secret, read from ANNALS_ADMIN_KEY only (never a file)".into()));
+                }
                 return Err(config(format!("unknown setting {name}")));
             };
             let origin = format!("{name} in {}", path.display());

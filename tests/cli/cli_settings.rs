@@ -152,6 +152,7 @@ fn unknown_or_invalid_settings_are_named_with_their_layer() {
         ("[store]\nkind = \"mysql\"\n", "store.kind"),
         ("[http]\nmax_page = 0\n", "http.max_page"),
         ("[http]\nmax_page = [1, 2]\n", "http.max_page"),
+        ("admin_key = \"annals_0\"\n", "ANNALS_ADMIN_KEY only"),
     ] {
         let err = error(Some(&file(tmp.path(), text)), &[]);
         assert!(err.contains("annals.toml") && err.contains(named), "{text}: {err}");
