@@ -1,5 +1,6 @@
-//! The `annals` command line: a thin shell over the library crates. `annals serve` runs the HTTP
-//! API; `annals store …` uses the embedded store directly (inspection, repair checks, scripts).
+//! The `annals` command line: a thin shell over the library crates. `annals serve` runs what its
+//! role says, composed by this package's library (`annals::settings`, `annals::compose`);
+//! `annals store …` uses the embedded store directly (inspection, repair checks, scripts).
 
 mod demo_cmd;
 mod export_cmd;
@@ -27,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the HTTP API on an embedded store.
+    /// Run the HTTP API and the projectors (by --role) on the store the settings name.
     Serve(serve_cmd::ServeArgs),
     /// Manage API keys through a running server.
     Keys(keys_cmd::KeysArgs),

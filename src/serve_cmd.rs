@@ -1,10 +1,12 @@
-//! `annals serve`: builds the settings from flags, `ANNALS_*` variables and an optional TOML file,
-//! runs the HTTP API until SIGINT or SIGTERM, then shuts down cleanly (requests in flight finish,
-//! the store closes with everything acknowledged on disk).
+//! `annals serve`: builds the settings from flags, `ANNALS_*` variables and an optional TOML file
+//! (`annals::settings`), composes the process its role runs (`annals::compose`) until SIGINT or
+//! SIGTERM, then shuts down cleanly (requests in flight finish, the store closes with everything
+//! acknowledged on disk).
 
 use std::path::PathBuf;
 
-use annals_query_api::{Application, Settings, SettingsLayer};
+use annals::compose::Server;
+use annals::settings::{Flags, Settings};
 use anyhow::Context;
 use clap::Args;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -12,14 +14,19 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8080; env: ANNALS_LISTEN].
+    /// Address to listen on [default: 127.0.0.1:8080; env: ANNALS_HTTP__LISTEN or ANNALS_LISTEN].
     #[arg(long)]
     listen: Option<String>,
-    /// Data directory of the embedded store [default: ./data; env: ANNALS_DATA_DIR].
+    /// Data directory of the embedded store [default: ./data; env: ANNALS_STORE__DATA_DIR or
+    /// ANNALS_DATA_DIR].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// TOML file with any setting by its lowercase name (listen, data_dir, max_page, ...; the
-    /// README lists them all); flags and ANNALS_* variables override it [env: ANNALS_CONFIG].
+    /// What this process runs: all (the API and the projectors, the default), api or projector
+    /// [env: ANNALS_ROLE].
+    #[arg(long)]
+    role: Option<String>,
+    /// TOML file of settings by section ([store], [views], [http], [projectors]; the README
+    /// lists them all); ANNALS_* variables and flags override it [env: ANNALS_CONFIG].
     #[arg(long, env = "ANNALS_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -28,22 +35,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Installed before anything else: a SIGTERM that arrives while the store opens (a supervisor
     // giving up on a slow start) must still mean a clean shutdown, not the default instant death.
     let signals = Signals::install()?;
-    let flags = SettingsLayer { listen: args.listen, data_dir: args.data_dir, ..SettingsLayer::default() };
+    let flags = Flags { role: args.role, listen: args.listen, data_dir: args.data_dir };
     let mut settings = Settings::load(args.config.as_deref(), std::env::vars(), flags)?;
     if let Some(soft) = raise_descriptor_limit() {
         // Every connection is a descriptor; the store, the views and the logs need some too.
         let fits = soft.saturating_sub(RESERVED_DESCRIPTORS).max(16);
-        if settings.max_connections as u64 > fits {
+        if settings.http.max_connections as u64 > fits {
             tracing::warn!(
-                max_connections = settings.max_connections,
+                max_connections = settings.http.max_connections,
                 lowered_to = fits,
                 descriptor_limit = soft,
                 "ANNALS_MAX_CONNECTIONS does not fit the descriptor limit; lowered"
             );
-            settings.max_connections = fits as usize;
+            settings.http.max_connections = fits as usize;
         }
     }
-    let app = Application::build(settings).await.context("cannot start")?;
+    let app = Server::build(settings).await.context("cannot start")?;
     if let Some(key) = app.bootstrap_key() {
         // Shown once: only its hash is stored. Lost it? Create another operator key with this
         // one, or start a new store with ANNALS_ADMIN_KEY set.

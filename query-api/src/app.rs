@@ -1,13 +1,12 @@
-//! The application as a value: `Application::build(settings)` opens the store and binds the
-//! listener (port 0 picks a free one, which is how tests run many servers side by side), and
-//! `run_until_stopped` serves (`server.rs`) until the cancellation token fires, then lets requests
-//! in flight finish, lets the projectors commit their batch, and closes the store so that every
-//! acknowledged append is on disk and the data directory is released.
+//! The application as a value: `Application::build(settings, deps)` takes the store and views
+//! that the composition root (`annals serve`, `src/compose/`) opened, binds the listener (port 0
+//! picks a free one, which is how tests run many servers side by side), and `run_until_stopped`
+//! serves (`server.rs`) until the cancellation token fires, then lets requests in flight finish.
+//! Closing the store and stopping the projectors is the composition root's part: it made them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use annals_store::engine::{EmbeddedStore, EngineConfig};
 use annals_store::EventStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -17,51 +16,35 @@ use crate::auth::{KeyRing, Tenant};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::routes;
-use crate::settings::Settings;
-use crate::views::{OpenViews, Views};
+use crate::settings::ApiSettings;
+use crate::state::{AppState, Shared};
+use crate::views::Views;
 use annals_schemas::Registry;
 
-/// What every handler shares: one `Arc`, since axum clones the state for every request (and
-/// each extractor that takes it); cloning the fields one by one cost a dozen atomic increments
-/// and a lock (the cancellation token's) per request.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+/// What `annals serve` builds and hands to the API: the backends, already open. The API knows
+/// them only by their contracts; which backend each is, and who keeps the views (a projector host
+/// in this process, or another process), is the composition root's business (`src/compose/`).
+pub struct Deps {
+    /// The event store: appends, reads, subscriptions, the key ring's stream.
+    pub store: Arc<dyn EventStore>,
+    /// The read views the query routes serve.
+    pub views: Views,
+}
 
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps").field("views", &self.views).finish_non_exhaustive()
     }
 }
 
-/// The contents of `AppState`.
-pub struct Shared {
-    pub store: Arc<dyn EventStore>,
-    pub settings: Arc<Settings>,
-    pub keys: Arc<KeyRing>,
-    pub metrics: Arc<Metrics>,
-    pub schemas: Arc<Registry>,
-    /// The OpenAPI document, rendered once when the router is built.
-    pub openapi: Arc<std::sync::OnceLock<String>>,
-    /// Cancelled when the server stops: long-lived responses (live tails) end on it.
-    pub shutdown: CancellationToken,
-    /// The read views (`messages`, `audit`) and their projections' progress.
-    pub views: Views,
-    /// One permit per live tail reading history (`max_catchup_tails`).
-    pub catchup_tails: Arc<tokio::sync::Semaphore>,
-    /// The integrity tree over the log, its keys and signed heads (`crate::integrity`).
-    pub integrity: Arc<crate::integrity::Integrity>,
-}
-
 /// A built, not yet serving, application.
-#[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
-    store: EmbeddedStore,
-    settings: Arc<Settings>,
+    store: Arc<dyn EventStore>,
+    settings: Arc<ApiSettings>,
     keys: Arc<KeyRing>,
-    views: OpenViews,
+    views: Views,
     bootstrap_key: Option<String>,
 }
 
@@ -69,10 +52,10 @@ pub struct Application {
 pub const BOOTSTRAP_TENANT: &str = "default";
 
 impl Application {
-    /// Opens the embedded store in `settings.data_dir` and the views, binds `settings.listen`,
-    /// then loads the API keys (making an operator key if there is none active:
-    /// `settings.admin_key`, or a new one, see `bootstrap_key`).
-    pub async fn build(settings: Settings) -> Result<Application, Error> {
+    /// Binds `settings.listen` over the store and views of `deps`, then loads the API keys
+    /// (making an operator key if there is none active: `settings.admin_key`, or a new one, see
+    /// `bootstrap_key`).
+    pub async fn build(settings: ApiSettings, deps: Deps) -> Result<Application, Error> {
         if let Some(key) = &settings.admin_key {
             if !crate::auth::is_well_formed(key) {
                 return Err(Error::AdminKey(format!(
@@ -81,18 +64,14 @@ impl Application {
                 )));
             }
         }
-        let config = EngineConfig::new(&settings.data_dir).min_free_bytes(settings.min_free_bytes);
-        let store = EmbeddedStore::open(config).await?;
-        // Before the views open: their threads (and tantivy's) take it when they start.
-        annals_projectors::background::set_priority(settings.projector_priority);
-        let views = Views::open(&settings.data_dir)?;
+        let Deps { store, views } = deps;
         let listener =
             TcpListener::bind(settings.listen).await.map_err(|source| Error::Bind { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| Error::Bind { addr: settings.listen, source })?;
         // Last, once nothing else can fail: a first admin key stored before a failed start (a
         // port in use, say) would never be shown, and the next start, finding a key, would make
         // none — a store nobody could administer.
-        let keys = KeyRing::load(&store).await?;
+        let keys = KeyRing::load(&*store).await?;
         let mut bootstrap_key = None;
         // An operator key when the store has none active: at its first start, and once on a store
         // of an earlier version whose operator key was revoked (`KeyRing::ensure_operator`).
@@ -100,7 +79,7 @@ impl Application {
         let tenant = Tenant::new(BOOTSTRAP_TENANT).expect("a valid tenant");
         let given = settings.admin_key.as_deref();
         let made = keys
-            .ensure_operator(&store, tenant, given)
+            .ensure_operator(&*store, tenant, given)
             .await
             .map_err(|e| Error::AdminKey(format!("cannot store the first operator key: {e}")))?;
         match made {
@@ -129,18 +108,12 @@ impl Application {
         self.addr
     }
 
-    /// Serves until `shutdown` is cancelled; then finishes the requests in flight and closes the
-    /// store.
+    /// Serves until `shutdown` is cancelled; then finishes the requests in flight. The store and
+    /// the views stay open: whoever built them (`annals serve`) closes them once this returns.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
-        let store: Arc<dyn EventStore> = Arc::new(self.store.clone());
+        let store = self.store;
+        let views = self.views;
         self.keys.follow(Arc::clone(&store), shutdown.clone());
-        let config = annals_projectors::ProjectorConfig {
-            flush_interval: self.settings.projector_flush,
-            parallelism: self.settings.projector_parallelism,
-            batch_size: self.settings.projector_batch_size,
-            ..annals_projectors::ProjectorConfig::default()
-        };
-        let (views, projectors) = self.views.start(&store, config, &shutdown);
         let integrity =
             crate::integrity::Integrity::open(&self.settings.data_dir).map_err(|e| Error::Integrity(e.to_string()))?;
         let integrity_task = crate::integrity::follow(Arc::clone(&integrity), Arc::clone(&store), shutdown.clone());
@@ -168,24 +141,19 @@ impl Application {
         // over (those still running then are cut off: the store closes cleanly rather than
         // being killed).
         crate::server::serve(self.listener, router, limits, shutdown.clone()).await;
-        // Projectors commit the batch in hand when the token fires; the store outlives them.
-        info!("stopped serving; waiting for the projectors to commit");
-        for task in projectors {
-            if let Err(e) = task.await {
-                warn!(error = %e, "a projector task failed");
-            }
-        }
         if let Err(e) = integrity_task.await {
             warn!(error = %e, "the integrity task failed");
         }
-        info!("closing the store");
-        self.store.close().await?;
+        info!("stopped serving");
         Ok(())
     }
 }
 
-impl std::fmt::Debug for AppState {
+impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }

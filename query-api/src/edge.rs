@@ -14,8 +14,8 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, BodyTimedOut};
+use crate::state::AppState;
 
 /// The longest request target (path and query) served; longer ones are a `414`.
 pub const MAX_URI_BYTES: usize = 16 * 1024;
@@ -73,11 +73,6 @@ fn is_json(content_type: &str) -> bool {
         _ => false,
     }
 }
-
-/// The error of a body that did not arrive in time; `ApiError::body_rejected` makes it a `408`.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive within {0} seconds")]
-pub struct BodyTimedOut(pub u64);
 
 /// A request body with a deadline for all of it (a client trickling bytes would otherwise hold
 /// a handler, and its connection, for as long as it likes).

@@ -1,10 +1,8 @@
-//! The crate's errors. `Error` is what building and running the application can fail with (bad
-//! settings, a store that will not open, a port in use); `ApiError` is what a request can fail
-//! with, and this file is the one place where each becomes an HTTP status and an
+//! The crate's errors. `Error` is what building and running the application can fail with (a
+//! port in use, a bad admin key, a view or the integrity tree that will not open); `ApiError` is
+//! what a request can fail with, and this file is the one place where each becomes an HTTP status and an
 //! `application/problem+json` body (RFC 9457) with `type`, `title`, `status`, `detail` and the
 //! fields specific to the problem.
-
-use std::path::PathBuf;
 
 use annals_store::{CurrentRevision, ExpectedRevision, StoreError};
 use axum::http::{header, StatusCode};
@@ -15,10 +13,6 @@ use tracing::error;
 /// Startup and shutdown failures.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid setting {setting} = {value:?}: {reason}")]
-    InvalidSetting { setting: String, value: String, reason: String },
-    #[error("config file {}: {reason}", path.display())]
-    Config { path: PathBuf, reason: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
@@ -32,6 +26,12 @@ pub enum Error {
     #[error("integrity tree: {0}")]
     Integrity(String),
 }
+
+/// The error of a body that did not arrive in time (`edge.rs` sets the deadline);
+/// `ApiError::body_rejected` makes it a `408`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0} seconds")]
+pub struct BodyTimedOut(pub u64);
 
 /// A request that failed. Each variant is one problem type.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{} key may not {}", role.with_article(), action.describe())]
-    Forbidden { role: crate::auth::Role, action: crate::auth::Action },
+    Forbidden { role: crate::auth::role::Role, action: crate::auth::role::Action },
     #[error("there is no key {0}")]
     KeyNotFound(String),
     #[error("key {0} is the last active operator key; create another operator key before revoking it")]
@@ -268,7 +268,7 @@ impl ApiError {
                 // not malformed JSON.
                 let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
                 while let Some(error) = source {
-                    if let Some(timed_out) = error.downcast_ref::<crate::edge::BodyTimedOut>() {
+                    if let Some(timed_out) = error.downcast_ref::<BodyTimedOut>() {
                         return ApiError::BodyTimeout(timed_out.0);
                     }
                     source = error.source();

@@ -79,9 +79,8 @@ impl Views {
         self.all().into_iter().find(|v| v.name() == name)
     }
 
-    /// Opens (or creates) the views under `data_dir/views`.
-    pub fn open(data_dir: &Path) -> Result<OpenViews, Error> {
-        let dir = data_dir.join("views");
+    /// Opens (or creates) the views under `dir` (`[views] dir`, by default `DATA_DIR/views`).
+    pub fn open(dir: &Path) -> Result<OpenViews, Error> {
         let views = |e: annals_projectors::ViewError| Error::Views(e.to_string());
         Ok(OpenViews {
             messages: OpenView::open(&dir.join(MessagesProjection::NAME), MessagesProjection).map_err(views)?,

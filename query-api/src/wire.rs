@@ -181,11 +181,8 @@ fn bad_expected(got: &str) -> ApiError {
     ))
 }
 
-/// The largest whole number the API takes anywhere (positions, revisions, page sizes): the
-/// OpenAPI document declares them `int64`, and no event can have a position or revision beyond
-/// it (the log would hold 2^63 events). Clients whose numbers are doubles hold every position
-/// below 2^53 exactly.
-pub const MAX_INTEGER: u64 = i64::MAX as u64;
+/// The largest whole number the API takes (`contract.rs`, where the document states it).
+pub use crate::contract::MAX_INTEGER;
 
 /// `deserialize_with` for an optional whole-number query parameter: a number above
 /// [`MAX_INTEGER`] is a `400` naming the parameter, as the document's `int64` says (serde alone

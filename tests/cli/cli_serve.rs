@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// Runs `annals serve` on a fresh store with `args` and `env`, expecting it to refuse to start;
 /// returns what it wrote to stderr. A server that starts anyway is stopped and fails the test
 /// (rather than hanging it).
-fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
+pub(crate) fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_annals"))
         .arg("serve")

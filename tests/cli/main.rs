@@ -5,7 +5,9 @@
 mod cli_demo;
 mod cli_keys;
 mod cli_limits;
+mod cli_roles;
 mod cli_serve;
+mod cli_settings;
 mod cli_verify;
 mod otlp_export;
 mod serve_support;

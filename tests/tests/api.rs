@@ -380,7 +380,7 @@ async fn malformed_requests_are_400_problems_that_say_what_is_wrong() {
 #[tokio::test]
 async fn oversized_events_and_bodies_are_413() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(tmp.path(), |s| s.max_body_bytes = 4 * 1024 * 1024).await;
+    let app = TestApp::spawn_with(tmp.path(), |s| s.http.max_body_bytes = 4 * 1024 * 1024).await;
     let big = "x".repeat(1024 * 1024 + 1);
     let body = json!({ "events": [{ "type": "t", "data": { "blob": big } }] });
     let (status, problem) = app.post("/v1/streams/message-8/events", &body).await;
@@ -445,7 +445,7 @@ async fn health_readiness_and_a_clean_restart() {
 async fn a_stalled_request_holds_a_shutdown_no_longer_than_the_grace() {
     use tokio::io::AsyncWriteExt;
     let tmp = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(tmp.path(), |s| s.shutdown_grace = Duration::from_secs(1)).await;
+    let app = TestApp::spawn_with(tmp.path(), |s| s.http.shutdown_grace = Duration::from_secs(1)).await;
     // An upload that stops halfway and never ends.
     let mut stalled = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
     let head = format!(

@@ -31,7 +31,7 @@ fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
 #[tokio::test]
 async fn cors_answers_the_configured_origins_and_no_other() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(tmp.path(), |s| s.cors_origins = vec![ORIGIN.to_owned()]).await;
+    let app = TestApp::spawn_with(tmp.path(), |s| s.http.cors_origins = vec![ORIGIN.to_owned()]).await;
     let base = app.base.clone();
     let url = |path: &str| format!("{base}{path}");
 
@@ -196,7 +196,7 @@ async fn a_live_tail_token_opens_its_tenants_live_tail_and_nothing_else() {
 #[tokio::test]
 async fn a_live_tail_token_opens_tails_until_it_expires_and_those_run_on() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(tmp.path(), |s| s.live_token_ttl = Duration::from_secs(2)).await;
+    let app = TestApp::spawn_with(tmp.path(), |s| s.http.live_token_ttl = Duration::from_secs(2)).await;
     let (status, minted) = app.post("/v1/live-tokens", &json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{minted}");
     let token = minted["token"].as_str().unwrap();

@@ -174,7 +174,7 @@ async fn a_live_tail_cannot_resume_past_the_head_of_the_log() {
 #[tokio::test]
 async fn catch_up_tails_beyond_the_cap_get_503_with_retry_after_and_live_ones_do_not_count() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(tmp.path(), |s| s.max_catchup_tails = 1).await;
+    let app = TestApp::spawn_with(tmp.path(), |s| s.http.max_catchup_tails = 1).await;
     // More history than the socket buffers hold, so a tail whose client does not read stays
     // catching up.
     let data = "x".repeat(4000);
@@ -228,7 +228,7 @@ async fn catch_up_tails_beyond_the_cap_get_503_with_retry_after_and_live_ones_do
 #[tokio::test]
 async fn stream_pages_are_bounded_in_bytes_and_next_continues() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(tmp.path(), |s| s.max_page_bytes = 10_000).await;
+    let app = TestApp::spawn_with(tmp.path(), |s| s.http.max_page_bytes = 10_000).await;
     let data = "x".repeat(3000);
     let events: Vec<Value> = (0..10).map(|i| json!({ "type": "thing.done", "data": { "i": i, "x": data } })).collect();
     let (status, body) = app.post("/v1/streams/thing-1/events", &json!({ "events": events })).await;
@@ -268,10 +268,10 @@ async fn stream_pages_are_bounded_in_bytes_and_next_continues() {
 async fn silent_slow_and_idle_connections_are_closed_but_live_tails_are_not() {
     let tmp = tempfile::tempdir().unwrap();
     let app = TestApp::spawn_with(tmp.path(), |s| {
-        s.header_timeout = Duration::from_secs(1);
-        s.idle_timeout = Duration::from_secs(1);
-        s.body_timeout = Duration::from_secs(1);
-        s.sse_heartbeat = Duration::from_secs(30);
+        s.http.header_timeout = Duration::from_secs(1);
+        s.http.idle_timeout = Duration::from_secs(1);
+        s.http.body_timeout = Duration::from_secs(1);
+        s.http.sse_heartbeat = Duration::from_secs(30);
     })
     .await;
     let addr = app.base.trim_start_matches("http://").to_owned();
@@ -326,8 +326,8 @@ async fn silent_slow_and_idle_connections_are_closed_but_live_tails_are_not() {
 async fn connections_beyond_the_cap_wait_and_health_checks_still_answer() {
     let tmp = tempfile::tempdir().unwrap();
     let app = TestApp::spawn_with(tmp.path(), |s| {
-        s.max_connections = 8;
-        s.header_timeout = Duration::from_secs(1);
+        s.http.max_connections = 8;
+        s.http.header_timeout = Duration::from_secs(1);
     })
     .await;
     let addr = app.base.trim_start_matches("http://").to_owned();

@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use annals_query_api::{Application, Settings};
+use annals::compose::Server;
 use annals_store::engine::{EmbeddedStore, EngineConfig};
 use annals_store::{Direction, EventStore, ReadFrom, StreamId};
 use reqwest::StatusCode;
@@ -372,25 +372,27 @@ async fn a_revoked_keys_live_tail_ends_and_gets_nothing_more() {
 async fn a_first_start_that_fails_makes_no_key_and_the_next_one_shows_it() {
     let tmp = tempfile::tempdir().unwrap();
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let settings =
-        |listen: std::net::SocketAddr| Settings { listen, data_dir: tmp.path().to_owned(), ..Settings::default() };
-    let err = Application::build(settings(busy.local_addr().unwrap())).await.unwrap_err();
+    let settings = |listen: std::net::SocketAddr| {
+        let mut settings = crate::support::test_settings(tmp.path());
+        settings.http.listen = listen;
+        settings
+    };
+    let err = Server::build(settings(busy.local_addr().unwrap())).await.unwrap_err();
     assert!(err.to_string().contains(&busy.local_addr().unwrap().to_string()), "{err}");
-    let app = Application::build(settings("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let app = Server::build(settings("127.0.0.1:0".parse().unwrap())).await.unwrap();
     assert!(app.bootstrap_key().is_some(), "the failed start stored no key, so this one makes and shows it");
 }
 
 #[tokio::test]
 async fn the_first_start_makes_an_operator_key_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let settings =
-        || Settings { listen: "127.0.0.1:0".parse().unwrap(), data_dir: tmp.path().to_owned(), ..Settings::default() };
-    let app = Application::build(settings()).await.unwrap();
+    let settings = || crate::support::test_settings(tmp.path());
+    let app = Server::build(settings()).await.unwrap();
     let key = app.bootstrap_key().expect("a new store shows its first operator key").to_owned();
-    drop(app);
-    let app = Application::build(settings()).await.unwrap();
+    app.close().await.unwrap();
+    let app = Server::build(settings()).await.unwrap();
     assert!(app.bootstrap_key().is_none(), "the key is shown once only");
-    drop(app);
+    app.close().await.unwrap();
     let mut view = TestApp::spawn_with(tmp.path(), |s| s.admin_key = None).await;
     view.key = key;
     let (status, body) = view.get("/v1/keys").await;
@@ -398,7 +400,8 @@ async fn the_first_start_makes_an_operator_key_once() {
     assert_eq!((&body["keys"][0]["role"], &body["keys"][0]["tenant"]), (&json!("operator"), &json!("default")));
     view.stop().await;
 
-    let bad = Settings { admin_key: Some("hunter2".into()), ..settings() };
-    let err = Application::build(bad).await.unwrap_err().to_string();
+    let mut bad = settings();
+    bad.admin_key = Some("hunter2".into());
+    let err = Server::build(bad).await.unwrap_err().to_string();
     assert!(err.contains("ANNALS_ADMIN_KEY") && !err.contains("hunter2"), "{err}");
 }

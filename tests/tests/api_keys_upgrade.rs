@@ -5,7 +5,7 @@
 
 use crate::support;
 
-use annals_query_api::{Application, Settings};
+use annals::compose::Server;
 use annals_store::engine::{EmbeddedStore, EngineConfig};
 use annals_store::{EventData, EventStore, ExpectedRevision, StreamId};
 use reqwest::StatusCode;
@@ -72,14 +72,13 @@ async fn the_first_key_of_an_earlier_version_is_the_operator_and_other_admins_ke
 async fn a_store_whose_first_key_was_revoked_gets_an_operator_key_at_the_next_start() {
     let tmp = tempfile::tempdir().unwrap();
     old_keys(tmp.path(), true).await;
-    let settings =
-        || Settings { listen: "127.0.0.1:0".parse().unwrap(), data_dir: tmp.path().to_owned(), ..Settings::default() };
-    let app = Application::build(settings()).await.unwrap();
+    let settings = || crate::support::test_settings(tmp.path());
+    let app = Server::build(settings()).await.unwrap();
     let key = app.bootstrap_key().expect("an operator key is made and shown").to_owned();
-    drop(app);
-    let app = Application::build(settings()).await.unwrap();
+    app.close().await.unwrap();
+    let app = Server::build(settings()).await.unwrap();
     assert!(app.bootstrap_key().is_none(), "once");
-    drop(app);
+    app.close().await.unwrap();
     let mut app = TestApp::spawn_with(tmp.path(), |s| s.admin_key = None).await;
     app.key = key;
     let (status, list) = app.get("/v1/keys").await;

@@ -69,7 +69,7 @@ async fn the_live_tail_catches_up_goes_live_and_resumes_after_a_restart_with_las
 #[tokio::test]
 async fn an_idle_live_tail_gets_heartbeats() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(tmp.path(), |s| s.sse_heartbeat = Duration::from_secs(1)).await;
+    let app = TestApp::spawn_with(tmp.path(), |s| s.http.sse_heartbeat = Duration::from_secs(1)).await;
     let mut tail = SseReader::open(&app, "/v1/events/live", None).await;
     let started = std::time::Instant::now();
     let mut heartbeats = 0;

@@ -20,8 +20,8 @@ async fn rebuild_while_appends_and_queries_continue() {
     // Three partitioned workers and batches of a few hundred events (several per rebuild), for
     // the live projector and the rebuild alike.
     let app = TestApp::spawn_with(tmp.path(), |s| {
-        s.projector_parallelism = 3;
-        s.projector_batch_size = 500;
+        s.projectors.parallelism = 3;
+        s.projectors.batch_size = 500;
     })
     .await;
     let mut last = 0;

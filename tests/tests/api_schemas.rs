@@ -60,7 +60,7 @@ async fn registered_types_are_validated_and_a_violation_stores_nothing() {
 #[tokio::test]
 async fn a_strict_server_refuses_unregistered_types() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(tmp.path(), |s| s.strict_schemas = true).await;
+    let app = TestApp::spawn_with(tmp.path(), |s| s.http.strict_schemas = true).await;
     let (status, problem) =
         app.post("/v1/streams/other-1/events", &json!({ "events": [{ "type": "invoice.paid", "data": {} }] })).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");

@@ -44,7 +44,7 @@ fn ids(pages: &[Value]) -> Vec<String> {
 async fn pages_of_large_events_are_bounded_in_bytes_and_next_reads_each_once() {
     let tmp = tempfile::tempdir().unwrap();
     const BOUND: usize = 4 * 1024 * 1024;
-    let app = TestApp::spawn_with(tmp.path(), |s| s.max_page_bytes = BOUND).await;
+    let app = TestApp::spawn_with(tmp.path(), |s| s.http.max_page_bytes = BOUND).await;
     let (writer, reader) = (key(&app, "acme", "writer").await, key(&app, "acme", "reader").await);
     let mut sent = Vec::new();
     for batch in 0..3 {
@@ -141,7 +141,7 @@ async fn a_full_disk_is_507_and_not_ready_until_space_is_freed_and_nothing_ackno
     use std::io::Write;
     let Some(mount) = Mount::tmpfs(96) else { return };
     let data = mount.path.join("data");
-    let app = TestApp::spawn_with(&data, |s| s.min_free_bytes = 8 << 20).await;
+    let app = TestApp::spawn_with(&data, |s| s.store.min_free_bytes = 8 << 20).await;
     let writer = key(&app, "acme", "writer").await;
     let append = |n: u64| {
         let id = uuid::Uuid::now_v7().to_string();
@@ -192,7 +192,7 @@ async fn a_full_disk_is_507_and_not_ready_until_space_is_freed_and_nothing_ackno
     acked.push(refused_id);
 
     app.stop().await;
-    let app = TestApp::spawn_with(&data, |s| s.min_free_bytes = 8 << 20).await;
+    let app = TestApp::spawn_with(&data, |s| s.store.min_free_bytes = 8 << 20).await;
     let reader = key(&app, "acme", "reader").await;
     let all = pages(&reader, "/v1/streams/notes/events?limit=1000").await;
     assert_eq!(ids(&all), acked, "every acknowledged event once, in order, after a restart");

@@ -248,9 +248,9 @@ async fn long_words_are_found_and_words_that_match_nothing_never_match_everythin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn facets_equal_filtered_counts_across_workers_restart_and_rebuild() {
     let tmp = tempfile::tempdir().unwrap();
-    let edit = |s: &mut annals_query_api::Settings| {
-        s.projector_parallelism = 3;
-        s.projector_batch_size = 40;
+    let edit = |s: &mut annals::settings::Settings| {
+        s.projectors.parallelism = 3;
+        s.projectors.batch_size = 40;
     };
     let mut app = TestApp::spawn_with(tmp.path(), edit).await;
     let mut last = 0;

@@ -136,7 +136,7 @@ async fn an_event_source_in_chromium_tails_across_origins_and_resumes_after_a_dr
     let tmp = tempfile::tempdir().unwrap();
     let page_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", page_listener.local_addr().unwrap());
-    let app = TestApp::spawn_with(tmp.path(), |s| s.cors_origins = vec![origin.clone()]).await;
+    let app = TestApp::spawn_with(tmp.path(), |s| s.http.cors_origins = vec![origin.clone()]).await;
     let operator = app.as_operator();
     let (_, writer) = operator.post("/v1/keys", &json!({ "tenant": "web", "role": "writer" })).await;
     let (_, reader) = operator.post("/v1/keys", &json!({ "tenant": "web", "role": "reader" })).await;

@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::key_text::{generate_token, hex, parse_token, sha256, unhex, TOKEN_FORMAT};
-use super::{Principal, Role, Tenant};
+use super::principal::{Principal, Tenant};
+use super::role::{Action, Role};
 use crate::error::ApiError;
 
 /// How often, at most, the key ring looks for keys changed by other processes (`follow`).
@@ -66,6 +67,28 @@ struct Record {
     secret_sha256: [u8; 32],
 }
 
+/// The secret live-tail tokens are signed with, once loaded (never shown by `Debug`); kept by
+/// the key ring, used by `live_token.rs`.
+#[derive(Default)]
+pub(super) struct LiveSecret(pub(super) tokio::sync::OnceCell<[u8; 32]>);
+
+impl std::fmt::Debug for LiveSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.initialized() { "LiveSecret(<loaded>)" } else { "LiveSecret(<not loaded>)" })
+    }
+}
+
+impl Principal {
+    /// Whether the caller may see (list, revoke) the key `info`. A key it may not see is, to
+    /// it, a key that does not exist (`404` like an unknown id).
+    pub fn sees_key(&self, info: &KeyInfo) -> bool {
+        self.role.allows(Action::ManageAllKeys)
+            || (self.role.allows(Action::ManageTenantKeys)
+                && info.tenant == self.tenant.as_str()
+                && info.role != Role::Operator)
+    }
+}
+
 /// The keys, folded from `$keys`.
 #[derive(Debug, Default)]
 pub struct KeyRing {
@@ -74,7 +97,7 @@ pub struct KeyRing {
     /// order that every caller keeps (taking them in opposite orders deadlocked).
     folded: RwLock<Folded>,
     /// The secret live-tail tokens are signed with (`live_token.rs`).
-    pub(super) live_secret: super::live_token::LiveSecret,
+    pub(super) live_secret: LiveSecret,
 }
 
 #[derive(Debug, Default)]

@@ -22,7 +22,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::key_text::{hex, unhex};
-use super::{Action, KeyRing, Principal, Role, Tenant};
+use super::keys::KeyRing;
+use super::principal::{Principal, Tenant};
+use super::role::{Action, Role};
 use crate::error::ApiError;
 
 const PREFIX: &str = "annals_live";
@@ -38,16 +40,6 @@ pub struct LiveToken {
     pub expires_at: chrono::DateTime<chrono::Utc>,
     /// The key that minted it: revoking that key ends the tails opened with it.
     pub key_id: String,
-}
-
-/// The MAC secret once loaded (never shown by `Debug`).
-#[derive(Default)]
-pub(super) struct LiveSecret(tokio::sync::OnceCell<[u8; 32]>);
-
-impl std::fmt::Debug for LiveSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.initialized() { "LiveSecret(<loaded>)" } else { "LiveSecret(<not loaded>)" })
-    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -1,19 +1,18 @@
 //! The audit trail: search the `audit` view, open one entry.
 
 use annals_projectors::view_store::Filter;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::events::query_error;
+use super::params::QueryParams;
 use super::path::PathParam;
 use super::search::{self, Paging, SearchPage};
-use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -74,10 +73,10 @@ pub async fn search(
     State(state): State<AppState>,
     principal: Principal,
     RawQuery(raw): RawQuery,
-    params: Result<Query<AuditSearch>, QueryRejection>,
+    params: Result<QueryParams<AuditSearch>, ApiError>,
 ) -> Result<Json<SearchPage>, ApiError> {
     principal.require(Action::Read)?;
-    let Query(p) = params.map_err(query_error)?;
+    let QueryParams(p) = params?;
     search::wait_for(&state, &state.views.audit, p.min_position).await?;
     let mut filters = Vec::new();
     if let Some(action) = &p.action {

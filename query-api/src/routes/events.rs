@@ -1,19 +1,18 @@
 //! The global log, `$all`: paged reads with filters on event types and stream names.
 
 use annals_store::{Direction, EventFilter, EventStore, PageLimits, Position, ReadFrom, RecordedEvent};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::wire::{Event, Page};
 
-/// Events per page when the request does not say.
-const DEFAULT_LIMIT: usize = 100;
+use super::params::{encode, limit, type_filter, QueryParams};
+
 /// Events of the caller's tenant one request examines at most (KurrentDB's max search window):
 /// a `types` filter that matches rarely answers a short page, or an empty one, with a `next` link
 /// instead of reading on through the tenant's whole log. Other tenants' events are never examined
@@ -55,10 +54,10 @@ pub struct ReadAllParams {
 pub async fn read_all(
     State(state): State<AppState>,
     principal: Principal,
-    params: Result<Query<ReadAllParams>, QueryRejection>,
+    params: Result<QueryParams<ReadAllParams>, ApiError>,
 ) -> Result<Json<Page>, ApiError> {
     principal.require(Action::Read)?;
-    let Query(params) = params.map_err(query_error)?;
+    let QueryParams(params) = params?;
     let limit = limit(params.limit, state.settings.max_page)?;
     let (types, filter) = type_filter(params.types.as_deref())?;
     let filter = filter.stream_prefix(principal.tenant.prefix() + params.stream_prefix.as_deref().unwrap_or(""));
@@ -120,53 +119,4 @@ async fn read_page(
         }
         from = ReadFrom::At(next);
     }
-}
-
-/// The exact types of a `types` parameter (comma-separated), and the store filter for them: the
-/// store filters on prefixes, so callers check the exact type again on what it returns.
-pub fn type_filter(types: Option<&str>) -> Result<(Vec<String>, EventFilter), ApiError> {
-    let Some(list) = types else { return Ok((Vec::new(), EventFilter::all())) };
-    let types: Vec<String> = list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect();
-    if types.is_empty() {
-        return Err(ApiError::InvalidParameter { parameter: "types", detail: "types lists no event type".into() });
-    }
-    let filter = types.iter().fold(EventFilter::all(), |f, t| f.event_type_prefix(t.clone()));
-    Ok((types, filter))
-}
-
-/// The page size: `DEFAULT_LIMIT` if not given, at most `max`, at least 1.
-pub fn limit(requested: Option<usize>, max: usize) -> Result<usize, ApiError> {
-    match requested {
-        None => Ok(DEFAULT_LIMIT.min(max)),
-        Some(0) => Err(ApiError::InvalidParameter { parameter: "limit", detail: "limit must be at least 1".into() }),
-        Some(n) => Ok(n.min(max)),
-    }
-}
-
-/// A `400` for a query string that does not parse, naming the parameter where the parser says
-/// which: its messages read "limit: invalid digit found in string", "unknown field `colour`,
-/// expected one of …" or "duplicate field `limit`".
-pub fn query_error(rejection: QueryRejection) -> ApiError {
-    let text = rejection.body_text();
-    let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text).to_owned();
-    let is_name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-    let parameter = match detail.split_once(": ") {
-        Some((name, _)) if is_name(name) => Some(name.to_owned()),
-        _ => ["unknown field `", "duplicate field `"].iter().find_map(|lead| {
-            let rest = detail.strip_prefix(lead)?;
-            rest.split_once('`').map(|(name, _)| name.to_owned())
-        }),
-    };
-    ApiError::InvalidQuery { parameter, detail }
-}
-
-/// Percent-encodes a query value or a path segment (everything but unreserved characters).
-pub(super) fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

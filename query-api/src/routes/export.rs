@@ -9,20 +9,19 @@
 //! unbroken export has from that point.
 
 use annals_integrity::{LeafIndex, TreeSize};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::events::query_error;
 use super::export_body;
 use super::integrity::{hex, tree_error};
-use crate::app::AppState;
+use super::params::QueryParams;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
 use crate::integrity::export_format::{self, Selection, Trailer, EXPORT_FORMAT};
+use crate::state::AppState;
 
 /// The event type an audit export holds as records.
 pub(super) const AUDIT_TYPE: &str = "audit.recorded";
@@ -125,10 +124,10 @@ pub async fn audit(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    params: Result<Query<ExportParams>, QueryRejection>,
+    params: Result<QueryParams<ExportParams>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(Action::Read)?;
-    let Query(p) = params.map_err(query_error)?;
+    let QueryParams(p) = params?;
     if let Some(outcome) = p.outcome.as_deref().filter(|o| !matches!(*o, "success" | "failure")) {
         return Err(ApiError::InvalidParameter {
             parameter: "outcome",
@@ -179,10 +178,10 @@ pub async fn messages(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    params: Result<Query<MessagesExportParams>, QueryRejection>,
+    params: Result<QueryParams<MessagesExportParams>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(Action::Read)?;
-    let Query(p) = params.map_err(query_error)?;
+    let QueryParams(p) = params?;
     let selection = Selection { event_types: vec!["message.*".into()], ..Selection::default() };
     let common = Common {
         format: p.format,

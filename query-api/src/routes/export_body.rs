@@ -14,10 +14,10 @@ use base64::Engine as _;
 
 use super::export::AUDIT_TYPE;
 use super::integrity::hex;
-use crate::app::AppState;
 use crate::auth::Tenant;
 use crate::integrity::export_format::{self, data_value, ExportLine, Record, Selection, Trailer};
 use crate::integrity::Integrity;
+use crate::state::AppState;
 
 /// Events read from the log per chunk of the body.
 const PAGE: usize = 512;

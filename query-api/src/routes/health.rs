@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 
 use annals_store::StoreError;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {

@@ -5,17 +5,16 @@
 
 use annals_integrity::{IntegrityError, LeafIndex, SignedTreeHead, TreeSize};
 use annals_store::{Direction, EventFilter, Position, ReadFrom};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::events::query_error;
-use crate::app::AppState;
+use super::params::QueryParams;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The log's Ed25519 public key, which verifies every signed tree head.
 #[derive(Debug, Serialize, ToSchema)]
@@ -167,10 +166,10 @@ pub async fn public_key(State(state): State<AppState>, principal: Principal) -> 
 pub async fn head(
     State(state): State<AppState>,
     principal: Principal,
-    params: Result<Query<HeadParams>, QueryRejection>,
+    params: Result<QueryParams<HeadParams>, ApiError>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require(Action::Read)?;
-    let Query(p) = params.map_err(query_error)?;
+    let QueryParams(p) = params?;
     let head = if p.fresh == Some(true) { state.integrity.sign_now() } else { state.integrity.current_head() };
     Ok(head_body(&head.map_err(|e| ApiError::Integrity(e.to_string()))?))
 }
@@ -196,10 +195,10 @@ pub async fn head(
 pub async fn inclusion(
     State(state): State<AppState>,
     principal: Principal,
-    params: Result<Query<InclusionParams>, QueryRejection>,
+    params: Result<QueryParams<InclusionParams>, ApiError>,
 ) -> Result<Json<InclusionBody>, ApiError> {
     principal.require(Action::Read)?;
-    let Query(p) = params.map_err(query_error)?;
+    let QueryParams(p) = params?;
     let position = p
         .position
         .ok_or_else(|| ApiError::InvalidParameter { parameter: "position", detail: "position is required".into() })?;
@@ -250,10 +249,10 @@ pub async fn inclusion(
 pub async fn consistency(
     State(state): State<AppState>,
     principal: Principal,
-    params: Result<Query<ConsistencyParams>, QueryRejection>,
+    params: Result<QueryParams<ConsistencyParams>, ApiError>,
 ) -> Result<Json<ConsistencyBody>, ApiError> {
     principal.require(Action::Read)?;
-    let Query(p) = params.map_err(query_error)?;
+    let QueryParams(p) = params?;
     let from = p
         .from_size
         .ok_or_else(|| ApiError::InvalidParameter { parameter: "from_size", detail: "from_size is required".into() })?;

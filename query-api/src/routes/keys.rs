@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::path::PathParam;
-use crate::app::AppState;
 use crate::auth::{Action, KeyInfo, NewKey, Principal, Role, Tenant};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// `POST /v1/keys` body.
 #[derive(Debug, Deserialize, ToSchema)]

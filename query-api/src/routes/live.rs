@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals_store::{Position, SubscribeFrom, SubscriptionMessage};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
@@ -18,11 +17,11 @@ use serde::Deserialize;
 use tracing::debug;
 use utoipa::IntoParams;
 
-use super::events::{query_error, type_filter};
-use crate::app::AppState;
+use super::params::{type_filter, QueryParams};
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
 use crate::metrics::LiveGuard;
+use crate::state::AppState;
 use crate::wire::Event;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -65,10 +64,10 @@ pub async fn live(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    params: Result<Query<LiveParams>, QueryRejection>,
+    params: Result<QueryParams<LiveParams>, ApiError>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     principal.require(Action::Read)?;
-    let Query(params) = params.map_err(query_error)?;
+    let QueryParams(params) = params?;
     let last_event_id = match headers.get("last-event-id") {
         None => None,
         Some(value) => Some(

@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 
-use crate::app::AppState;
 use crate::auth::{LiveToken, Principal};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// `POST /v1/live-tokens`: a token for `GET /v1/events/live?access_token=…`.
 #[utoipa::path(

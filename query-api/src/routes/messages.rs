@@ -4,19 +4,18 @@
 use annals_projectors::view_store::Filter;
 use annals_projectors::{fold_message_skipping, MessageStatus};
 use annals_store::{Direction, ReadFrom, ReadStreamOutcome, Revision, StoreError, StreamId};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::events::{encode, limit, query_error};
+use super::params::{encode, limit, QueryParams};
 use super::path::PathParam;
 use super::search::{self, Paging, SearchPage};
-use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::wire::Page;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -89,10 +88,10 @@ pub async fn search(
     State(state): State<AppState>,
     principal: Principal,
     RawQuery(raw): RawQuery,
-    params: Result<Query<MessageSearch>, QueryRejection>,
+    params: Result<QueryParams<MessageSearch>, ApiError>,
 ) -> Result<Json<SearchPage>, ApiError> {
     principal.require(Action::Read)?;
-    let Query(p) = params.map_err(query_error)?;
+    let QueryParams(p) = params?;
     search::wait_for(&state, &state.views.messages, p.min_position).await?;
     let mut filters = Vec::new();
     if let Some(list) = &p.status {
@@ -181,10 +180,10 @@ pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     PathParam(id): PathParam,
-    params: Result<Query<AsOf>, QueryRejection>,
+    params: Result<QueryParams<AsOf>, ApiError>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require(Action::Read)?;
-    let Query(AsOf { as_of, min_position }) = params.map_err(query_error)?;
+    let QueryParams(AsOf { as_of, min_position }) = params?;
     search::wait_for(&state, &state.views.messages, min_position).await?;
     let stream = message_stream(&principal, &id)?;
     let not_found = || ApiError::DocumentNotFound { kind: "message", id: id.clone() };
@@ -237,10 +236,10 @@ pub async fn history(
     State(state): State<AppState>,
     principal: Principal,
     PathParam(id): PathParam,
-    params: Result<Query<HistoryParams>, QueryRejection>,
+    params: Result<QueryParams<HistoryParams>, ApiError>,
 ) -> Result<axum::response::Response, ApiError> {
     principal.require(Action::Read)?;
-    let Query(p) = params.map_err(query_error)?;
+    let QueryParams(p) = params?;
     let limit = limit(p.limit, state.settings.max_page)?;
     let stream = message_stream(&principal, &id)?;
     let from = p.from_revision.map_or(ReadFrom::Start, |r| ReadFrom::At(Revision(r)));

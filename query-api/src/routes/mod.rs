@@ -4,7 +4,7 @@
 
 mod audit;
 mod cors;
-pub(crate) mod events;
+mod events;
 mod export;
 mod export_body;
 mod health;
@@ -14,6 +14,7 @@ mod live;
 mod live_tokens;
 mod messages;
 mod page;
+pub(crate) mod params;
 mod parked;
 mod path;
 mod projections;
@@ -27,9 +28,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
+use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;

@@ -9,18 +9,18 @@
 use annals_projectors::control;
 use annals_projectors::parked::{self, Parked, ReplayOutcome, ReplayRequest};
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::events::{limit, query_error};
+use super::params::{limit, QueryParams};
 use super::path::PathParam;
-use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -154,10 +154,10 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     PathParam(name): PathParam,
-    params: Result<Query<ParkedParams>, QueryRejection>,
+    params: Result<QueryParams<ParkedParams>, ApiError>,
 ) -> Result<Json<ParkedPage>, ApiError> {
     principal.require(Action::ManageProjections)?;
-    let Query(params) = params.map_err(query_error)?;
+    let QueryParams(params) = params?;
     let view = state.views.by_name(&name).ok_or(ApiError::DocumentNotFound { kind: "projection", id: name })?;
     let limit = limit(params.limit, state.settings.max_page)?;
     let from = params.from_revision.unwrap_or(0);

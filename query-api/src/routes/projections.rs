@@ -9,9 +9,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::path::PathParam;
-use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::views::Progress;
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -7,9 +7,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::path::PathParam;
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SchemaList {

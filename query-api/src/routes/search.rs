@@ -39,7 +39,7 @@ impl SearchPage {
             if !query.is_empty() {
                 query.push('&');
             }
-            format!("{path}?{query}cursor={}", super::events::encode(&format_cursor(cursor)))
+            format!("{path}?{query}cursor={}", super::params::encode(&format_cursor(cursor)))
         });
         SearchPage {
             items: page.docs.into_iter().map(|d| client_source(d.source, tenant)).collect(),
@@ -84,7 +84,7 @@ pub fn view_query(
         filters,
         text: paging.q.filter(|q| !q.trim().is_empty()).map(str::to_owned),
         sort: Sort { field: time_field, descending: descending(paging.sort)? },
-        limit: super::events::limit(paging.limit, max_page)?,
+        limit: super::params::limit(paging.limit, max_page)?,
         after,
         facets,
     })
@@ -116,7 +116,7 @@ const READ_YOUR_WRITES_WAIT: std::time::Duration = std::time::Duration::from_sec
 /// Read-your-writes: waits until `view` has applied `min_position` (when given), or fails with
 /// `503` and `Retry-After`.
 pub async fn wait_for(
-    state: &crate::app::AppState,
+    state: &crate::state::AppState,
     view: &crate::views::View,
     min_position: Option<u64>,
 ) -> Result<(), ApiError> {

@@ -3,7 +3,7 @@
 use annals_store::{Direction, ReadFrom, Revision, StreamId};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use std::time::Instant;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -11,11 +11,12 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::params::QueryParams;
 use super::path::PathParam;
-use crate::app::AppState;
 use crate::auth::{Action, Principal, Tenant};
 use crate::error::ApiError;
 use crate::metrics::AppendOutcome;
+use crate::state::AppState;
 use crate::wire::{AppendBody, Appended, Page, Schemas};
 
 /// `POST /v1/streams/{stream}/events`: appends atomically; `201` with the revisions and positions.
@@ -149,13 +150,13 @@ pub async fn read(
     State(state): State<AppState>,
     principal: Principal,
     PathParam(name): PathParam,
-    params: Result<Query<ReadParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<QueryParams<ReadParams>, ApiError>,
 ) -> Result<axum::response::Response, ApiError> {
     principal.require(Action::Read)?;
     let stream = client_stream(&principal.tenant, &name)?;
-    let Query(params) = params.map_err(super::events::query_error)?;
+    let QueryParams(params) = params?;
     let direction = params.direction.unwrap_or(Direction::Forwards);
-    let limit = super::events::limit(params.limit, state.settings.max_page)?;
+    let limit = super::params::limit(params.limit, state.settings.max_page)?;
     let from = match (params.from_revision, direction) {
         (Some(r), _) => ReadFrom::At(Revision(r)),
         (None, Direction::Forwards) => ReadFrom::Start,
@@ -175,7 +176,7 @@ pub async fn read(
         Direction::Backwards => "backwards",
     };
     // The name as a path segment: a stream name may hold `/`, `?`, `#`, `%` or spaces.
-    let segment = super::events::encode(&name);
+    let segment = super::params::encode(&name);
     let next = next_revision
         .map(|r| format!("/v1/streams/{segment}/events?from_revision={r}&direction={direction_name}&limit={limit}"));
     Ok(super::page::page_response(events, &principal.tenant, next))

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use annals_query_api::{Application, Settings};
+use annals::compose::Server;
+use annals::settings::Settings;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -45,15 +46,12 @@ impl TestApp {
 
     /// The server alone, requests carrying the operator key.
     async fn start(dir: &std::path::Path, edit: impl FnOnce(&mut Settings)) -> TestApp {
-        let mut settings = Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.to_owned(),
-            admin_key: Some(ADMIN_KEY.to_owned()),
-            ..Settings::default()
-        };
+        let mut settings = test_settings(dir);
+        settings.admin_key = Some(ADMIN_KEY.to_owned());
         edit(&mut settings);
         let operator = settings.admin_key.clone().unwrap_or_default();
-        let app = Application::build(settings).await.expect("build the application");
+        // As `annals serve` builds it: the same composition root, the same checks.
+        let app = Server::build(settings).await.expect("build the application");
         let base = format!("http://{}", app.local_addr());
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
@@ -153,6 +151,14 @@ impl TestApp {
         decode(self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.key).send().await.expect("request"))
             .await
     }
+}
+
+/// The settings of a test server: port 0 and `dir` as the data directory, the rest defaults.
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut settings = Settings::default();
+    settings.http.listen = "127.0.0.1:0".parse().unwrap();
+    settings.store.data_dir = dir.to_owned();
+    settings
 }
 
 /// Status and JSON body; problem responses must say they are problems.

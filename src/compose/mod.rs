@@ -1,0 +1,117 @@
+//! The composition root: the one place that knows which backends exist. `Server::build` checks
+//! the settings, opens the event store (`store.rs`) and the views (`views.rs`) that they name,
+//! starts what the process's role runs, and injects the backends into
+//! `annals_query_api::Application::build`, which knows them only by their contracts. Stopping is
+//! the reverse: the HTTP server finishes its requests, the projectors commit their batch, the
+//! store closes with every acknowledged append on disk.
+//!
+//! Roles: `all` is wired here (HTTP, appends, key ring, views and their projectors in one
+//! process). `api` is `Application::build` over a shared store and view *readers*, no projector
+//! host; `projector` is `views::start_projectors` alone (with `/healthz` and `/metrics`). Both
+//! need a store several processes share and the views' reader/writer split, so they are refused
+//! until those are merged (`Settings::check`, `store::open_postgres`).
+
+mod store;
+mod views;
+
+use std::net::SocketAddr;
+
+use annals_query_api::{Application, Deps};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use store::OpenStore;
+pub use views::ProjectorHost;
+
+use crate::settings::{Role, Settings};
+use crate::Error;
+
+/// A built, not yet serving, `annals serve`.
+#[derive(Debug)]
+pub struct Server {
+    app: Application,
+    projectors: ProjectorHost,
+    store: OpenStore,
+}
+
+impl Server {
+    /// Checks `settings`, opens the backends they name and builds what the role runs (binding
+    /// the listener). Whatever was opened is closed again if a later step fails, so a failed
+    /// start leaves the data directory free.
+    pub async fn build(settings: Settings) -> Result<Server, Error> {
+        settings.check()?;
+        let store = store::open(&settings.store).await?;
+        match settings.role {
+            Role::All => Self::all(settings, store).await,
+            // `check` admits these only with a shared store, which `store::open` refuses in
+            // this build; wired at merge (see the module's doc).
+            role @ (Role::Api | Role::Projector) => {
+                close_after_failure(store).await;
+                Err(Error::NotBuilt {
+                    setting: "role (ANNALS_ROLE, --role)",
+                    value: role.as_str(),
+                    reason: "it needs the shared store and the views' reader/writer split: use role \"all\"",
+                })
+            }
+        }
+    }
+
+    /// Everything in one process: the views and their projectors, and the API over them.
+    async fn all(settings: Settings, store: OpenStore) -> Result<Server, Error> {
+        let opened = match views::open(&settings) {
+            Ok(opened) => opened,
+            Err(e) => {
+                close_after_failure(store).await;
+                return Err(e);
+            }
+        };
+        let (views, projectors) = views::start_projectors(opened, &store.events(), &settings.projectors);
+        match Application::build(settings.api(), Deps { store: store.events(), views }).await {
+            Ok(app) => Ok(Server { app, projectors, store }),
+            Err(e) => {
+                projectors.stop().await;
+                close_after_failure(store).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The operator key made at the first start of a store, to be shown once (see
+    /// `Application::bootstrap_key`).
+    pub fn bootstrap_key(&self) -> Option<&str> {
+        self.app.bootstrap_key()
+    }
+
+    /// The address it listens on (the real port when the settings said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.app.local_addr()
+    }
+
+    /// Stops a server that never served: its projectors commit and stop, the store closes (the
+    /// data directory is free again when this returns). Dropping a `Server` instead only asks
+    /// its projectors to stop, and the store is released when they have.
+    pub async fn close(self) -> Result<(), Error> {
+        drop(self.app);
+        self.projectors.stop().await;
+        self.store.close().await
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets requests in flight finish, the
+    /// projectors commit the batch in hand, and closes the store.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let served = self.app.run_until_stopped(shutdown).await;
+        info!("waiting for the projectors to commit");
+        self.projectors.stop().await;
+        info!("closing the store");
+        self.store.close().await?;
+        Ok(served?)
+    }
+}
+
+/// Closes a store opened by a start that failed afterwards; the start's own error is the one
+/// to report, so a failure to close is logged.
+async fn close_after_failure(store: OpenStore) {
+    if let Err(e) = store.close().await {
+        warn!(error = %e, "cannot close the store after a failed start");
+    }
+}

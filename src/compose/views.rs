@@ -1,0 +1,64 @@
+//! Opens the views that `[views]` names and hosts their projectors. Kept thin on purpose: the
+//! views are turning into an async reader (what an `api` process opens) and writer (what a
+//! `projector` process hosts), and this file is where that split is wired.
+
+use std::sync::Arc;
+
+use annals_query_api::{OpenViews, Views};
+use annals_store::EventStore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::settings::{ProjectorSettings, Settings, ViewsKind};
+use crate::Error;
+
+/// Opens (or creates) the views of `settings`, projectors not started.
+pub fn open(settings: &Settings) -> Result<OpenViews, Error> {
+    match settings.views.kind {
+        ViewsKind::Tantivy => {
+            // Before the views open: their threads (and tantivy's) take it when they start.
+            annals_projectors::background::set_priority(settings.projectors.priority);
+            Ok(Views::open(&settings.views_dir())?)
+        }
+    }
+}
+
+/// Starts a projector per view (with its rebuilds); returns the views to read and the host
+/// that stops them.
+pub fn start_projectors(
+    opened: OpenViews,
+    store: &Arc<dyn EventStore>,
+    settings: &ProjectorSettings,
+) -> (Views, ProjectorHost) {
+    let stop = CancellationToken::new();
+    let (views, tasks) = opened.start(store, settings.config(), &stop);
+    (views, ProjectorHost { stop, tasks })
+}
+
+/// The projectors of this process.
+#[derive(Debug)]
+pub struct ProjectorHost {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ProjectorHost {
+    /// Stops every projector once it has committed the batch in hand.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        for task in std::mem::take(&mut self.tasks) {
+            if let Err(e) = task.await {
+                warn!(error = %e, "a projector task failed");
+            }
+        }
+    }
+}
+
+impl Drop for ProjectorHost {
+    /// A host dropped without `stop` (a `Server` built and never run) still stops its projectors,
+    /// which would otherwise keep the store open for ever.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
