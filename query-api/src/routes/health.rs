@@ -38,7 +38,7 @@ pub async fn healthz() -> Json<Health> {
     tag = "operations",
     responses(
         (status = 200, description = "The store answers", body = Ready),
-        (status = 503, description = "The store takes no appends: it is closing, its disk is full (`not-ready`, with `Retry-After`; ready again by itself once space is freed), or a failed commit needs a restart", body = crate::openapi::Problem, content_type = "application/problem+json")
+        (status = 503, description = "The store takes no appends: it is closing, its disk is full or its backend cannot be reached (`not-ready`, with `Retry-After`; ready again by itself once space is freed or the backend is back), or a failed commit needs a restart", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {

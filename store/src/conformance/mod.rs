@@ -25,7 +25,7 @@
 //! hanging.
 //!
 //! Cases by topic: `append`, `idempotency`, `read`, `after` (reads past a position, `distance`),
-//! `subscribe`, `concurrency` (re-exported here).
+//! `subscribe`, `concurrency`, `close` (re-exported here).
 //!
 //! # Capabilities
 //!
@@ -41,6 +41,7 @@
 
 mod after;
 mod append;
+mod close;
 mod concurrency;
 mod idempotency;
 mod paced;
@@ -68,6 +69,7 @@ pub use append::{
     expected_revision_any, expected_revision_exact, expected_revision_no_stream, expected_revision_stream_exists,
     multi_event_append_is_one_contiguous_block, revisions_and_positions_are_contiguous,
 };
+pub use close::close_ends_subscriptions_and_later_calls;
 pub use concurrency::{
     appends_are_atomic_for_concurrent_readers, concurrent_appenders_to_many_streams_get_contiguous_positions,
     concurrent_exact_appenders_one_winner_per_revision,
@@ -169,6 +171,7 @@ macro_rules! event_store_test_suite {
                 head_tracks_the_last_position,
                 reads_after_a_position_exclude_it,
                 distance_counts_the_events_between,
+                close_ends_subscriptions_and_later_calls,
                 subscribe_to_all_from_start_catches_up_then_goes_live,
                 subscribe_to_all_on_empty_store,
                 subscribe_to_all_after_position,
