@@ -2,6 +2,7 @@
 //! linking one binary instead of many keeps a cold build small and fast (see BENCHMARKS.md,
 //! "Test build").
 
+mod capabilities;
 mod conformance_embedded;
 mod corruption;
 mod full_disk;
