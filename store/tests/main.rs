@@ -9,6 +9,7 @@ mod full_disk;
 mod index_layout;
 mod model;
 mod open_files;
+mod sparse;
 
 /// The embedded engine's positions are dense ([`annals_store::engine::DENSE`]): these tests of
 /// the engine compute with them through this conversion, as nothing outside a backend may.
