@@ -94,8 +94,9 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
                 }
                 None => {
                     let filter = EventFilter { event_type_prefixes: type_prefix, stream_prefixes: stream_prefix };
-                    let from = from
-                        .map_or(if backwards { ReadFrom::End } else { ReadFrom::Start }, |p| ReadFrom::At(Position(p)));
+                    let from = from.map_or(if backwards { ReadFrom::End } else { ReadFrom::Start }, |p| {
+                        ReadFrom::At(Position::from_code(p))
+                    });
                     store.read_all(from, direction, limit, &filter).await?
                 }
             };
@@ -113,7 +114,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
                 "{}",
                 serde_json::to_string_pretty(&json!({
                     "data_dir": info.data_dir,
-                    "events": info.next_position.0,
+                    "events": annals_store::engine::DENSE.index(info.next_position),
                     "head_position": head,
                     "segments": info.segments,
                     "log_bytes": info.log_bytes,
@@ -122,7 +123,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
                         "reindexed_events": report.reindexed_events,
                         "index_rebuilt": report.index_rebuilt,
                         "truncated_tail": report.truncated.as_ref().map(|t| json!({
-                            "segment": t.segment, "offset": t.offset, "position": t.position.0,
+                            "segment": t.segment, "offset": t.offset, "position": t.position.code(),
                             "bytes_dropped": t.bytes_dropped, "reason": t.reason,
                         })),
                     },
@@ -201,7 +202,7 @@ fn event_from_line(line: &str) -> anyhow::Result<EventData> {
 fn event_json(e: &RecordedEvent) -> Value {
     let parse = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap_or(Value::Null);
     json!({
-        "position": e.position.0,
+        "position": e.position.code(),
         "stream": e.stream.as_str(),
         "revision": e.revision.0,
         "id": e.id,

@@ -86,7 +86,7 @@ async fn load_workload(store: &EmbeddedStore, messages: u64) -> anyhow::Result<(
     for _ in 0..64 {
         let (store, next) = (store.clone(), Arc::clone(&next));
         tasks.push(tokio::spawn(async move {
-            let (mut events, mut last) = (0u64, Position(0));
+            let (mut events, mut last) = (0u64, Position::from_code(0));
             loop {
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if n >= messages {
@@ -101,7 +101,7 @@ async fn load_workload(store: &EmbeddedStore, messages: u64) -> anyhow::Result<(
             }
         }));
     }
-    let (mut events, mut last) = (0, Position(0));
+    let (mut events, mut last) = (0, Position::from_code(0));
     for task in tasks {
         let (e, l) = task.await??;
         events += e;

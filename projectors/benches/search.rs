@@ -101,7 +101,7 @@ fn build(view: &TantivyViewStore, messages: u64) -> anyhow::Result<()> {
     view.bulk_load(true)?;
     let mut position = 0u64;
     let commit = |docs: Vec<ViewDoc>, position: u64| -> anyhow::Result<()> {
-        let checkpoint = Some(annals_projectors::view_store::Checkpoint { position: Position(position) });
+        let checkpoint = Some(annals_projectors::view_store::Checkpoint { position: Position::from_code(position) });
         view.commit(&ViewBatch { upserts: docs, checkpoint })?;
         Ok(())
     };
@@ -175,7 +175,7 @@ fn doc(i: u64, created: DateTime<Utc>, later: bool, version: u64) -> ViewDoc {
     ViewDoc {
         id,
         tenant: TENANT.into(),
-        version: Position(version),
+        version: Position::from_code(version),
         fields,
         source: serde_json::value::to_raw_value(&source).expect("a document serializes"),
     }

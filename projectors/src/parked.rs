@@ -162,10 +162,12 @@ impl ParkedLog {
     /// or after `at` do not count, so the answer is the same however often the request is met.
     pub fn to_replay(&self, at: Position, positions: Option<&[u64]>) -> Vec<Position> {
         self.parked
-            .range(..at.0)
+            .range(..at.code())
             .filter(|(position, _)| positions.is_none_or(|wanted| wanted.contains(position)))
-            .filter(|(_, p)| !p.replays.iter().any(|r| r.replayed_at < at.0 && r.outcome == ReplayOutcome::Applied))
-            .map(|(position, _)| Position(*position))
+            .filter(|(_, p)| {
+                !p.replays.iter().any(|r| r.replayed_at < at.code() && r.outcome == ReplayOutcome::Applied)
+            })
+            .map(|(position, _)| Position::from_code(*position))
             .collect()
     }
 
@@ -267,14 +269,14 @@ pub(crate) fn parked_entry(
 ) -> Result<EventData, StoreError> {
     let entry = ParkedEntry {
         projection: projection.to_owned(),
-        position: event.position.0,
+        position: event.position.code(),
         stream: event.stream.as_str().to_owned(),
         event_id: event.id,
         event_type: event.event_type.clone(),
         error,
     };
     Ok(EventData::json(PARKED, &entry)?
-        .with_id(uuid::Uuid::from_u64_pair(crate::stable_hash(stream.as_str()), event.position.0)))
+        .with_id(uuid::Uuid::from_u64_pair(crate::stable_hash(stream.as_str()), event.position.code())))
 }
 
 /// The entry recording one replay outcome, with an id derived from (stream, request, outcome,

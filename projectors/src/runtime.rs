@@ -243,7 +243,7 @@ impl<P: Projection> Projector<P> {
         let wanted = match serde_json::from_slice::<ReplayRequest>(&request.data) {
             Ok(wanted) => wanted,
             Err(e) => {
-                warn!(projection = name, position = at.0, error = %e, "a replay request does not decode; skipped");
+                warn!(projection = name, position = %at, error = %e, "a replay request does not decode; skipped");
                 return self.start_commit(Vec::new(), Some(at), 0, 0, in_flight, shutdown).await;
             }
         };
@@ -251,7 +251,7 @@ impl<P: Projection> Projector<P> {
         let mut log = parked::ParkedLog::new(self.parked.clone());
         log.refresh(self.store.as_ref()).await.map_err(Stop::store)?;
         let selected = log.to_replay(at, wanted.positions.as_deref());
-        info!(projection = name, position = at.0, events = selected.len(), "replaying parked events");
+        info!(projection = name, position = %at, events = selected.len(), "replaying parked events");
         for chunk in selected.chunks(self.config.batch_size) {
             if shutdown.is_cancelled() {
                 return Err(Stop::Abandoned);
@@ -263,7 +263,7 @@ impl<P: Projection> Projector<P> {
                     Some(event) if event.position == position => events.push(event),
                     _ => warn!(
                         projection = name,
-                        position = position.0,
+                        position = %position,
                         "a parked event is not in the log; not replayed"
                     ),
                 }
@@ -278,7 +278,7 @@ impl<P: Projection> Projector<P> {
                 let outcome = if error.is_some() { ReplayOutcome::Failed } else { ReplayOutcome::Applied };
                 parked::replayed_entry(
                     &self.parked,
-                    &Replayed { position: position.0, replayed_at: at.0, outcome, error },
+                    &Replayed { position: position.code(), replayed_at: at.code(), outcome, error },
                 )
             });
             let entries = outcomes.collect::<Result<Vec<_>, _>>().map_err(Stop::store)?;
@@ -331,7 +331,7 @@ impl<P: Projection> Projector<P> {
         let Some(done) = landed else { return Ok(()) };
         let done = done?;
         if let Some(last) = done.last {
-            debug!(projection = self.status.name, position = last.0, events = done.events, "batch committed");
+            debug!(projection = self.status.name, position = %last, events = done.events, "batch committed");
             self.status.committed(last, done.events, done.parked);
         }
         Ok(())
@@ -339,7 +339,7 @@ impl<P: Projection> Projector<P> {
 
     async fn park(&self, event: &RecordedEvent, error: &ApplyError) -> Result<(), Stop> {
         let name = self.status.name;
-        warn!(projection = name, position = event.position.0, stream = %event.stream, error = %error, "parking an event that cannot be applied");
+        warn!(projection = name, position = %event.position, stream = %event.stream, error = %error, "parking an event that cannot be applied");
         let data = parked::parked_entry(&self.parked, name, event, error.to_string()).map_err(Stop::store)?;
         // One append per parked event: a retry after a crash re-sends exactly one stored id,
         // which the store answers as an idempotent retry.
@@ -379,7 +379,7 @@ async fn commit_with_retry(
     shutdown: CancellationToken,
 ) -> Result<(), Stop> {
     let batch = Arc::new(batch);
-    let position = batch.checkpoint.map_or(0, |c| c.position.0);
+    let position = batch.checkpoint.map_or(0, |c| c.position.code());
     let mut backoff = Backoff::default();
     loop {
         let (view, attempt) = (Arc::clone(&view), Arc::clone(&batch));

@@ -78,7 +78,7 @@ impl ProjectionStatus {
     pub fn snapshot(&self) -> StatusSnapshot {
         let next = self.checkpoint_next.load(Ordering::Acquire);
         StatusSnapshot {
-            checkpoint: next.checked_sub(1).map(Position),
+            checkpoint: next.checked_sub(1).map(Position::from_code),
             applied: self.applied.load(Ordering::Relaxed),
             parked: self.parked.load(Ordering::Relaxed),
             caught_up: self.caught_up.load(Ordering::Relaxed),
@@ -88,11 +88,11 @@ impl ProjectionStatus {
     /// Whether every event at or before `position` (of those the projection reads) is in the
     /// view: what read-your-writes waits for.
     pub fn has_applied(&self, position: Position) -> bool {
-        self.checkpoint_next.load(Ordering::Acquire) > position.0
+        self.checkpoint_next.load(Ordering::Acquire) > position.code()
     }
 
     pub(crate) fn set_checkpoint(&self, checkpoint: Option<Position>) {
-        self.checkpoint_next.store(checkpoint.map_or(0, |p| p.0 + 1), Ordering::Release);
+        self.checkpoint_next.store(checkpoint.map_or(0, |p| p.code() + 1), Ordering::Release);
     }
 
     pub(crate) fn committed(&self, checkpoint: Position, events: u64, parked: u64) {
@@ -124,12 +124,12 @@ mod tests {
         assert_eq!(status.events_per_second(), 0.0, "nothing applied yet");
         // As if the window had started 2 s ago and 4,000 events came since.
         status.throughput.lock().unwrap().started = Instant::now() - Duration::from_secs(2);
-        status.committed(Position(10), 4_000, 0);
+        status.committed(Position::from_code(10), 4_000, 0);
         let rate = status.events_per_second();
         assert!((1_500.0..=2_100.0).contains(&rate), "about 4,000 events in 2 s: {rate}");
         // A full window: its rate is what is reported.
         status.throughput.lock().unwrap().started = Instant::now() - WINDOW;
-        status.committed(Position(11), 1_000, 0);
+        status.committed(Position::from_code(11), 1_000, 0);
         let rate = status.events_per_second();
         assert!((900.0..=1_100.0).contains(&rate), "5,000 events in a 5 s window: {rate}");
         // Long idle: neither the old window nor the current one says anything is happening.

@@ -40,11 +40,11 @@ impl UnappliedScan {
         // Read first: whatever the scan below finds nothing in, up to here, is settled.
         let head = store.head().await?;
         let known = *self.known.lock().expect("scan lock");
-        let mut from = checkpoint.map_or(Position(0), Position::next);
-        if let Some(known) = known.filter(|k| k.after <= checkpoint && k.through >= from) {
-            from = known.through.next();
+        let mut from = checkpoint.map_or(ReadFrom::Start, ReadFrom::After);
+        if let Some(known) = known.filter(|k| k.after <= checkpoint && checkpoint.is_none_or(|c| k.through > c)) {
+            from = ReadFrom::After(known.through);
         }
-        let oldest = store.read_all(ReadFrom::At(from), Direction::Forwards, 1, filter).await?.into_iter().next();
+        let oldest = store.read_all(from, Direction::Forwards, 1, filter).await?.into_iter().next();
         if let (None, Some(head)) = (&oldest, head) {
             let mut known = self.known.lock().expect("scan lock");
             // Keep the furthest fact when two scans race.
@@ -101,7 +101,7 @@ mod tests {
     }
 
     async fn full_scan(store: &EmbeddedStore, filter: &EventFilter, after: Option<Position>) -> Option<RecordedEvent> {
-        let from = after.map_or(ReadFrom::Start, |c| ReadFrom::At(c.next()));
+        let from = after.map_or(ReadFrom::Start, ReadFrom::After);
         store.read_all(from, Direction::Forwards, 1, filter).await.unwrap().into_iter().next()
     }
 }

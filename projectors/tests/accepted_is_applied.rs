@@ -184,7 +184,7 @@ fn event(event_type: &str, stream: &str, position: u64, text: &str) -> RecordedE
         id: uuid::Uuid::from_u64_pair(position, 7),
         stream: StreamId::new(stream).expect("a valid stream name"),
         revision: Revision(position),
-        position: Position(position),
+        position: Position::from_code(position),
         event_type: event_type.to_owned(),
         data: text.as_bytes().to_vec().into(),
         metadata: Vec::new().into(),
@@ -201,7 +201,9 @@ where
 {
     let mut doc = None;
     for event in events {
-        projection.apply(&mut doc, event).map_err(|e| format!("{} at {}: {e}", event.event_type, event.position.0))?;
+        projection
+            .apply(&mut doc, event)
+            .map_err(|e| format!("{} at {}: {e}", event.event_type, event.position.code()))?;
     }
     let doc = doc.ok_or("no document")?;
     let view = projection.to_view(&doc);

@@ -23,7 +23,7 @@ fn audit_doc_flattens_a_full_event() {
     let doc = AuditDoc::from_event(&event).expect("applies");
 
     assert_eq!(doc.event_id, event.id);
-    assert_eq!(doc.position, Position(41));
+    assert_eq!(doc.position, Position::from_code(41));
     assert_eq!(doc.stream, "acme/audit-template-tmpl_8f3a2c");
     assert_eq!(doc.tenant, "acme");
     assert_eq!(doc.actor_id, "user_123");

@@ -65,7 +65,7 @@ async fn run(phases: Vec<Phase>, batch_size: usize, parallelism: usize) {
     };
     let crashed_dir = dir.path().join("crashed");
     let mut view = open_view(&crashed_dir);
-    let mut last = Position(0);
+    let mut last = Position::from_code(0);
     for (events, crash_after_ms, reopen) in phases {
         let (status, task) = start(&store, &view, config.clone(), CancellationToken::new());
         for (stream, kind) in events {

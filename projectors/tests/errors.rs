@@ -119,5 +119,5 @@ fn audit_errors_are_typed_too() {
     let event = recorded("audit-template-t1", 0, 4, "audit.recorded", &json!({ "action": "x.y" }), t0());
     let error = AuditDoc::from_event(&event).expect_err("refused");
     assert!(matches!(error, ApplyError::InvalidData { .. }), "{error}");
-    assert_eq!(error.position(), Position(4));
+    assert_eq!(error.position(), Position::from_code(4));
 }

@@ -270,7 +270,7 @@ fn a_duplicate_delivery_changes_nothing() {
     doc.apply(&log.events[0]).expect("a duplicate is fine");
     assert_eq!(doc, before);
     assert!(doc.has_applied(opened.position));
-    assert!(!doc.has_applied(Position(opened.position.0 + 1)));
+    assert!(!doc.has_applied(Position::from_code(opened.position.code() + 1)));
 }
 
 #[test]
@@ -318,7 +318,7 @@ fn the_document_serializes_for_a_view_store_and_back() {
     assert_eq!(json["tenant"], "acme");
     assert_eq!(json["stream"], "acme/message-m1");
     assert_eq!(json["channel"], "email");
-    assert_eq!(json["last_position"], json!(doc.last_position.0));
+    assert_eq!(json["last_position"], json!(doc.last_position.code()));
     assert_eq!(json["timeline"][1]["event_type"], "message.throttled");
     assert_eq!(json["timeline"][1]["retry_after"], "2026-11-23T17:43:00Z");
     assert_eq!(json["timeline"][3]["cancel_reason"], "too late");

@@ -96,14 +96,14 @@ async fn replay_flow(flaky: Flaky, config: ProjectorConfig) {
     assert_eq!(log.unresolved(), 2);
     for entry in log.entries() {
         assert_eq!(entry.replays.len(), 1, "{entry:?}");
-        assert_eq!((entry.replays[0].replayed_at, entry.replays[0].outcome), (failed_at.0, ReplayOutcome::Failed));
+        assert_eq!((entry.replays[0].replayed_at, entry.replays[0].outcome), (failed_at.code(), ReplayOutcome::Failed));
         let error = entry.replays[0].error.as_deref().unwrap();
         assert!(error.contains(&entry.entry.event_type), "the new error: {error}");
     }
 
     // Fixed; a replay of one of them, then of the rest.
     flaky.fixed.store(true, Ordering::SeqCst);
-    let first_at = request(&store, &parked_stream, Some(vec![p_enqueued.0])).await;
+    let first_at = request(&store, &parked_stream, Some(vec![p_enqueued.code()])).await;
     run.wait_for(first_at).await;
     let doc = view.get("acme", "acme/message-p1").unwrap().expect("the replay applied p1's enqueued event");
     assert_eq!(doc.source["status"], json!("ENQUEUED"));
@@ -114,7 +114,12 @@ async fn replay_flow(flaky: Flaky, config: ProjectorConfig) {
     let doc = view.get("acme", "acme/message-p1").unwrap().unwrap();
     assert_eq!(doc.source["status"], json!("SENT"), "{}", doc.source);
     assert_eq!(doc.source["timeline"].as_array().unwrap().len(), 2);
-    assert_eq!(doc.source["timeline"][1]["position"], json!(p_sent.0), "the late event in its place: {}", doc.source);
+    assert_eq!(
+        doc.source["timeline"][1]["position"],
+        json!(p_sent.code()),
+        "the late event in its place: {}",
+        doc.source
+    );
     assert_eq!(unresolved(&store, &parked_stream).await, 0);
 
     // Later events apply as usual.
@@ -158,7 +163,7 @@ async fn a_first_event_replayed_after_a_later_one_keeps_the_later_one() {
     let run = Run::start(&store, &view, flaky.clone(), ProjectorConfig::default());
     run.wait_for(p_sent).await;
     flaky.fixed.store(true, Ordering::SeqCst);
-    let sent_at = request(&store, &parked_stream, Some(vec![p_sent.0])).await;
+    let sent_at = request(&store, &parked_stream, Some(vec![p_sent.code()])).await;
     run.wait_for(sent_at).await;
     let doc = view.get("acme", "acme/message-p1").unwrap().expect("the replay applied p1's sent event");
     assert_eq!(doc.source["timeline"].as_array().unwrap().len(), 1, "{}", doc.source);
@@ -166,11 +171,16 @@ async fn a_first_event_replayed_after_a_later_one_keeps_the_later_one() {
     // view.
     run.stop().await;
     let run = Run::start(&store, &view, flaky.clone(), ProjectorConfig::default());
-    let enqueued_at = request(&store, &parked_stream, Some(vec![p_enqueued.0])).await;
+    let enqueued_at = request(&store, &parked_stream, Some(vec![p_enqueued.code()])).await;
     run.wait_for(enqueued_at).await;
     let doc = view.get("acme", "acme/message-p1").unwrap().unwrap();
     let timeline: Vec<&Value> = doc.source["timeline"].as_array().unwrap().iter().map(|e| &e["position"]).collect();
-    assert_eq!(timeline, [&json!(p_enqueued.0), &json!(p_sent.0)], "both events, in log order: {}", doc.source);
+    assert_eq!(
+        timeline,
+        [&json!(p_enqueued.code()), &json!(p_sent.code())],
+        "both events, in log order: {}",
+        doc.source
+    );
     assert_eq!(doc.source["status"], json!("SENT"), "{}", doc.source);
     run.stop().await;
     store.close().await.unwrap();

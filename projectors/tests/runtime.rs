@@ -46,7 +46,7 @@ async fn appended_messages_become_documents_and_bad_events_are_parked() {
 
     let parked = read_parked(&store).await;
     assert_eq!(parked.len(), 1, "{parked:?}");
-    assert_eq!(parked[0]["position"], json!(bad.0));
+    assert_eq!(parked[0]["position"], json!(bad.code()));
     assert_eq!(parked[0]["stream"], json!("acme/message-m3"));
     assert!(parked[0]["error"].as_str().unwrap().contains("message.sent"), "{}", parked[0]);
     assert_eq!(status.snapshot().parked, 1);
@@ -65,7 +65,7 @@ async fn shutdown_commits_the_batch_in_hand() {
     let config =
         ProjectorConfig { batch_size: 1_000_000, flush_interval: Duration::from_secs(3600), ..Default::default() };
     let (status, shutdown, task) = start(&store, &view, config);
-    let mut last = Position(0);
+    let mut last = Position::from_code(0);
     for i in 0..20 {
         last =
             append(&store, &format!("message-s{i}"), "message.enqueued", enqueued(&format!("s{i}"), "x@example.com"))
@@ -96,7 +96,7 @@ async fn stopping_and_restarting_gives_the_view_of_one_run_from_zero() {
         live_pace: Duration::from_millis(5),
     };
     let types = ["message.enqueued", "message.routed", "message.sent", "message.delivered", "message.opened"];
-    let mut last = Position(0);
+    let mut last = Position::from_code(0);
     for round in 0..6 {
         // A projector runs while events arrive, then stops; the next round starts a new one.
         let view = open_view(&incremental);

@@ -31,7 +31,7 @@ fn a_commit_is_searchable_as_soon_as_it_returns() {
         assert!(store.get("acme", &id).expect("get").is_some(), "{id} by get");
         let q = Query { text: Some("press".into()), ..query("acme") };
         assert_eq!(store.search(&q).expect("search").total, i + 1, "{id} by search");
-        assert_eq!(store.checkpoint().expect("checkpoint").map(|c| c.position.0), Some(i));
+        assert_eq!(store.checkpoint().expect("checkpoint").map(|c| c.position.code()), Some(i));
     }
 }
 

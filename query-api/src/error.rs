@@ -8,7 +8,7 @@ use annals_store::{CurrentRevision, ExpectedRevision, StoreError};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
-use tracing::error;
+use tracing::{error, warn};
 
 /// Startup and shutdown failures.
 #[derive(Debug, thiserror::Error)]
@@ -248,6 +248,11 @@ impl ApiError {
                 S::StorageFull { .. } => {
                     (StatusCode::INSUFFICIENT_STORAGE, "insufficient-storage", "The store's disk is full")
                 }
+                // A backend that cannot be reached or did not answer in time: nothing is wrong
+                // with the request, so 503 with `Retry-After`, never 500.
+                S::Unavailable { .. } | S::Timeout { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable", "The store is unavailable")
+                }
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             },
         };
@@ -291,7 +296,12 @@ impl ApiError {
         // Internal details (paths, I/O errors) are logged, not sent.
         let hidden = status == StatusCode::INTERNAL_SERVER_ERROR
             || (matches!(self, ApiError::View(_)) && status == StatusCode::SERVICE_UNAVAILABLE);
-        let detail = if hidden {
+        // The backend's reason (a host, a connection error) is logged, not sent.
+        let unavailable = matches!(self, ApiError::Store(StoreError::Unavailable { .. } | StoreError::Timeout { .. }));
+        let detail = if unavailable {
+            warn!(error = %self, "the store is unavailable");
+            "the store is unavailable for now; retry after the Retry-After seconds".to_owned()
+        } else if hidden {
             error!(error = %self, "request failed");
             "the server failed to handle the request; the error is in its log".to_owned()
         } else {
@@ -314,8 +324,10 @@ impl IntoResponse for ApiError {
             (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response();
         if matches!(self, ApiError::Store(StoreError::StorageFull { .. }))
             || matches!(&self, ApiError::NotReady(e) if e.is_transient())
+            || matches!(self, ApiError::Store(StoreError::Unavailable { .. } | StoreError::Timeout { .. }))
         {
-            // Space comes back when an operator frees it: retrying sooner only costs a request.
+            // Space comes back when an operator frees it, a backend when it restarts: retrying
+            // sooner only costs a request.
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
         }
         if matches!(self, ApiError::NotYetApplied { .. } | ApiError::TooManyCatchUpTails { .. }) {
@@ -351,6 +363,29 @@ mod tests {
     use utoipa::PartialSchema;
 
     use super::*;
+
+    /// A store that cannot be reached (or does not answer in time) is a `503` problem document
+    /// with `Retry-After`, never a `500`, and its reason (hosts, connection errors) stays in the
+    /// log.
+    #[test]
+    fn an_unavailable_store_is_503_with_retry_after() {
+        let errors = [
+            StoreError::Unavailable { backend: "postgres", reason: "connection refused by db.internal:5432".into() },
+            StoreError::Timeout { backend: "postgres", operation: "append", after: std::time::Duration::from_secs(5) },
+        ];
+        for error in errors {
+            let response = ApiError::Store(error).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+            let (_, body) =
+                ApiError::Store(StoreError::Unavailable { backend: "postgres", reason: "db.internal".into() })
+                    .document();
+            assert_eq!(body["type"], "https://annals.dev/problems/store-unavailable");
+            assert_eq!(body["status"], 503);
+            assert!(!body["detail"].as_str().unwrap().contains("db.internal"), "{body}");
+        }
+    }
 
     /// Every field a problem body can carry is in the documented `Problem` schema.
     #[test]

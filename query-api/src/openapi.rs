@@ -86,12 +86,15 @@ pub struct Problem {
 }
 
 /// Adds what every `/v1` operation may answer without its handler saying so: `503` while the
-/// server stops (the store is closing) or a view is unavailable, and `415` where it takes a body. Run on the document the routes
+/// server stops (the store is closing), the store is unavailable or a view is, and `415` where it takes a body. Run on the document the routes
 /// made, since the handlers' annotations list only what is particular to them.
 pub fn complete(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     let unavailable = ResponseBuilder::new()
-        .description("The server is stopping (the store is closing) or a view is unavailable; retry")
+        .description(
+            "The server is stopping (the store is closing), the store cannot be reached for now \
+             (`store-unavailable`, with `Retry-After`) or a view is unavailable; retry",
+        )
         .content(
             "application/problem+json",
             ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),

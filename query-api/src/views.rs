@@ -119,22 +119,33 @@ pub async fn progress(view: &HostedView, store: &dyn EventStore) -> Result<Progr
     let waiting = view.oldest_unapplied(store, snapshot.checkpoint).await?;
     let (lag_events, lag_seconds) = match (waiting, head) {
         (Some(oldest), Some(head)) => {
-            let behind = head.0 + 1 - snapshot.checkpoint.map_or(0, |c| c.0 + 1);
+            // Events where the store can count them (0 where it cannot); seconds always.
+            let behind = store.distance(snapshot.checkpoint, head).await?.unwrap_or(0);
             let age = (chrono::Utc::now() - oldest.recorded_at).num_microseconds().unwrap_or(i64::MAX);
             (behind, age.max(0) as f64 / 1e6)
         }
         _ => (0, 0.0),
     };
     let parked_events = serving.parked.lock().await.refresh(store).await?.unresolved() as u64;
-    let rebuild = view.rebuild().map(|r| {
+    let count = |through: Option<Position>| async move {
+        Ok::<_, StoreError>(match through {
+            Some(p) => store.distance(None, p).await?.unwrap_or(0),
+            None => 0,
+        })
+    };
+    let total = count(head).await? as f64;
+    let rebuilding = view.rebuild();
+    let covered = match &rebuilding {
+        Some(r) => count(r.generation.status.snapshot().checkpoint).await? as f64,
+        None => 0.0,
+    };
+    let rebuild = rebuilding.map(|r| {
         let s = r.generation.status.snapshot();
         let elapsed = r.started.elapsed().as_secs_f64().max(1e-3);
-        let covered = s.checkpoint.map_or(0, |c| c.0 + 1) as f64;
-        let total = head.map_or(0, |h| h.0 + 1) as f64;
         let positions_per_second = covered / elapsed;
         RebuildProgress {
             generation: r.generation.number,
-            checkpoint: s.checkpoint.map(|c| c.0),
+            checkpoint: s.checkpoint.map(Position::code),
             progress: if total > 0.0 { (covered / total).min(1.0) } else { 1.0 },
             positions_per_second,
             events_per_second: s.applied as f64 / elapsed,
@@ -146,8 +157,8 @@ pub async fn progress(view: &HostedView, store: &dyn EventStore) -> Result<Progr
         name: view.name().to_owned(),
         generation: serving.number,
         state: if snapshot.caught_up { "live" } else { "catching_up" },
-        checkpoint: snapshot.checkpoint.map(|c| c.0),
-        head: head.map(|h| h.0),
+        checkpoint: snapshot.checkpoint.map(Position::code),
+        head: head.map(Position::code),
         lag_events,
         lag_seconds,
         applied_events: snapshot.applied,

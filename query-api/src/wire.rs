@@ -246,8 +246,8 @@ impl Appended {
             stream: tenant.client_name(r.stream.as_str()).to_owned(),
             first_revision: r.first_revision.0,
             last_revision: r.last_revision.0,
-            first_position: r.first_position.0,
-            last_position: r.last_position.0,
+            first_position: r.first_position.code(),
+            last_position: r.last_position.code(),
         }
     }
 }
@@ -281,7 +281,7 @@ impl Event {
             id: e.id,
             stream: tenant.client_name(e.stream.as_str()).to_owned(),
             revision: e.revision.0,
-            position: e.position.0,
+            position: e.position.code(),
             event_type: e.event_type,
             data: raw(&e.data),
             metadata: (!e.metadata.is_empty()).then(|| raw(&e.metadata)),

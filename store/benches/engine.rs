@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
 
+use annals_store::engine::DENSE;
 use annals_store::engine::{EmbeddedStore, EngineConfig};
 use annals_store::{Direction, EventData, EventFilter, EventStore, ExpectedRevision, ReadFrom, Revision, StreamId};
 use hdrhistogram::Histogram;
@@ -100,7 +101,7 @@ fn main() -> anyhow::Result<()> {
                 loop {
                     let page = store.read_all(from, Direction::Forwards, 4096, &EventFilter::all()).await?;
                     let Some(last) = page.last() else { break };
-                    from = ReadFrom::At(last.position.next());
+                    from = ReadFrom::After(last.position);
                     n += page.len();
                 }
                 let secs = started.elapsed().as_secs_f64();
@@ -224,11 +225,11 @@ async fn open_time(dir: &Path, n: usize, _disk: &(f64, f64)) -> anyhow::Result<(
     let info = store.info().await?;
     let build_secs = started.elapsed().as_secs_f64();
     store.close().await?;
-    let events = info.next_position.0 as f64;
+    let events = DENSE.index(info.next_position) as f64;
     let index_bytes = dir_size(&dir.join("index"));
     println!(
         "| building a {}-event store (6-event message streams, 4 appenders) | {:.0} events/s | | |",
-        info.next_position.0,
+        DENSE.index(info.next_position),
         events / build_secs
     );
     println!(
@@ -246,7 +247,11 @@ async fn open_time(dir: &Path, n: usize, _disk: &(f64, f64)) -> anyhow::Result<(
         .into_events();
     anyhow::ensure!(check.len() == 6 && head.is_some(), "reopened store lost events");
     store.close().await?;
-    println!("| open of a {}-event store after a clean close | {} ms | | |", info.next_position.0, clean.as_millis());
+    println!(
+        "| open of a {}-event store after a clean close | {} ms | | |",
+        DENSE.index(info.next_position),
+        clean.as_millis()
+    );
     std::fs::remove_dir_all(dir.join("index"))?;
     let started = Instant::now();
     let store = EmbeddedStore::open(EngineConfig::new(dir)).await?;

@@ -54,7 +54,7 @@ fn main() -> anyhow::Result<()> {
             p.await??;
         }
         let build = started.elapsed();
-        let head = store.head().await?.map_or(0, |p| p.0 + 1);
+        let head = store.head().await?.map_or(0, |p| annals_store::engine::DENSE.index(p) + 1);
         println!(
             "log: {head} events ({small} of the small tenant), built in {:.1} s ({:.0} events/s)",
             build.as_secs_f64(),
@@ -71,7 +71,7 @@ fn main() -> anyhow::Result<()> {
             (
                 "peer: unfiltered, the same number of events from the middle",
                 EventFilter::all(),
-                ReadFrom::At(annals_store::Position(head / 2)),
+                ReadFrom::At(annals_store::engine::DENSE.position(head / 2)),
                 small,
             ),
             (

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use uuid::Uuid;
 
-use crate::model::{CurrentRevision, ExpectedRevision, StreamId};
+use crate::ids::{CurrentRevision, ExpectedRevision, StreamId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -79,6 +79,17 @@ pub enum StoreError {
     /// space (or grow the volume) and retry with the same ids; appends resume on their own.
     #[error("storage full at {path}: {detail}")]
     StorageFull { path: PathBuf, detail: String },
+
+    /// The backend cannot be reached or refuses work for now (a database server restarting, a
+    /// connection pool with no connection, a cluster without a leader). Nothing was decided:
+    /// retry the same call later (an append with the same ids).
+    #[error("{backend} is unavailable: {reason}")]
+    Unavailable { backend: &'static str, reason: String },
+
+    /// The backend did not answer within `after`: the call may or may not have taken effect
+    /// (an append retried with the same ids is recognised as a retry, never written twice).
+    #[error("{backend} did not answer {operation} within {after:?}")]
+    Timeout { backend: &'static str, operation: &'static str, after: std::time::Duration },
 }
 
 impl StoreError {
@@ -86,7 +97,7 @@ impl StoreError {
     /// (a full disk that gets space back), as opposed to a call that is wrong or a store that
     /// needs an operator.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::StorageFull { .. })
+        matches!(self, StoreError::StorageFull { .. } | StoreError::Unavailable { .. } | StoreError::Timeout { .. })
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -95,8 +106,25 @@ impl StoreError {
     }
 }
 
-impl From<fjall::Error> for StoreError {
-    fn from(e: fjall::Error) -> Self {
-        StoreError::Index(e.to_string())
+/// The index's errors, crate-private: no foreign error type is part of the public error (a
+/// `From` impl would be public whatever its visibility), so the engine converts with
+/// `.map_err(index_error)`.
+pub(crate) fn index_error(e: fjall::Error) -> StoreError {
+    StoreError::Index(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unreachable or slow backend is worth retrying (the API answers 503 with `Retry-After`);
+    /// a wrong call is not.
+    #[test]
+    fn unavailable_and_timeout_are_transient() {
+        let unavailable = StoreError::Unavailable { backend: "postgres", reason: "connection refused".into() };
+        let timeout =
+            StoreError::Timeout { backend: "postgres", operation: "append", after: std::time::Duration::from_secs(5) };
+        assert!(unavailable.is_transient() && timeout.is_transient());
+        assert!(!StoreError::EmptyBatch.is_transient() && !StoreError::Closed.is_transient());
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+use crate::capabilities::Capabilities;
 use crate::error::StoreError;
 use crate::model::{
     AllPage, AppendResult, Direction, EventData, EventFilter, ExpectedRevision, PageLimits, Position, ReadFrom,
@@ -22,30 +23,37 @@ use crate::model::{
 /// - **Durable acknowledgements.** Once `append_to_stream` returns `Ok`, the events survive a crash
 ///   of the process or the machine.
 /// - **Order.** Revisions in a stream are contiguous from 0. Every event has a global `Position`;
-///   positions are contiguous from 0 and strictly increase in commit order. `recorded_at` never
-///   decreases along positions.
+///   positions strictly increase in commit order (and are contiguous from 0 where the backend has
+///   [`Capabilities::dense_positions`]; callers never compute with them: see [`Position`]).
+///   `recorded_at` never decreases along positions.
 /// - **Idempotent retries, durably.** Re-sending an append whose event ids are all stored, in that
 ///   stream, at the revisions this append would have given them (for `Any` and `StreamExists`: at
 ///   any contiguous revisions, in order), returns the original `AppendResult` and writes nothing,
-///   whatever the `ExpectedRevision` and across restarts. A batch whose ids are partly stored, or
+///   whatever the `ExpectedRevision` and across restarts (for `Any`/`StreamExists`: only within
+///   the backend's window without [`Capabilities::durable_idempotency`]). A batch whose ids are partly stored, or
 ///   stored elsewhere, fails with `IdempotencyConflict` and writes nothing. A retry is
 ///   recognised by its ids alone, as KurrentDB recognises it: the content is not compared (a
 ///   retry's metadata may rightly differ, e.g. its trace), so a new event needs a new id.
 /// - **Event ids are scoped by namespace.** A stream's namespace is its name up to the first `/`
 ///   ([`StreamId::namespace`]; names without `/`, such as the system streams `$keys`, share the
 ///   empty namespace). The rules above hold within a namespace: an id stored in another stream
-///   of the same namespace is `IdempotencyConflict`. Across namespaces ids never meet: the same
+///   of the same namespace is `IdempotencyConflict` (where the backend has
+///   [`Capabilities::cross_stream_id_conflicts`]). Across namespaces ids never meet: the same
 ///   id in two namespaces is two events, an append never conflicts with, is answered as a retry
 ///   of, or learns anything about another namespace's ids. (The HTTP API puts every tenant's
 ///   streams under `{tenant}/`, so tenants neither see nor block each other's ids.)
 /// - **Typed failures.** A wrong expected revision is `WrongExpectedRevision { expected, actual }`;
-///   limits (event size, batch size, names, empty batches) have their own variants.
+///   limits (event size, batch size, names, empty batches) have their own variants. A backend
+///   that cannot be reached says `Unavailable` or `Timeout` ([`StoreError::is_transient`]).
 /// - **Subscriptions** deliver every matching event exactly once in position order: first from
 ///   history, then live, with no gap and no duplicate at the switch; `CaughtUp` is sent once, when
 ///   the subscriber first reaches the head. A slow subscriber never blocks appends and never
 ///   skips: it keeps reading from history until it catches up again.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
+    /// What this backend promises beyond the contract above (constant for a store's life).
+    fn capabilities(&self) -> Capabilities;
+
     /// Appends `events` to `stream` if `expected` holds, atomically and durably.
     async fn append_to_stream(
         &self,
@@ -135,6 +143,8 @@ pub trait EventStore: Send + Sync + 'static {
             .map_or(events.len(), |i| i.max(1));
         let trimmed = keep < events.len();
         events.truncate(keep);
+        // This default computes `next` with dense positions' arithmetic: a backend without
+        // `Capabilities::dense_positions` overrides `read_all_page`.
         let at_zero = direction == Direction::Backwards && events.last().is_some_and(|e| e.position.0 == 0);
         let reached_end = (!full && !trimmed) || at_zero;
         let next = match (direction, events.last()) {
@@ -146,6 +156,7 @@ pub trait EventStore: Send + Sync + 'static {
             (Direction::Forwards, None) => match from {
                 ReadFrom::Start => Some(Position(0)),
                 ReadFrom::At(p) => Some(p),
+                ReadFrom::After(p) => Some(p.next()),
                 ReadFrom::End => self.head().await?.map(Position::next).or(Some(Position(0))),
             },
             (Direction::Backwards, _) => None,
@@ -178,6 +189,18 @@ pub trait EventStore: Send + Sync + 'static {
     /// The position of the last committed event, or `None` for an empty store; `Closed` once
     /// the store takes no appends (closed, or its writer stopped).
     async fn head(&self) -> Result<Option<Position>, StoreError>;
+
+    /// How many events lie after `after` up to `through` (included): a lag in events, e.g.
+    /// `distance(checkpoint, head)`; `after: None` counts from the first event. `Some(0)` when
+    /// `through` is not past `after`. `None` where the backend cannot count them (without
+    /// [`Capabilities::counts_distance`]): report the lag in seconds (`recorded_at`) only. The
+    /// way to say "how far behind" without computing with positions.
+    async fn distance(&self, after: Option<Position>, through: Position) -> Result<Option<u64>, StoreError>;
+
+    /// Stops taking appends, lets those in progress finish, ends subscriptions with `Closed` and
+    /// releases what the store holds (files, connections). Every later call answers `Closed`;
+    /// closing twice is harmless.
+    async fn close(&self) -> Result<(), StoreError>;
 }
 
 /// One message of a subscription.

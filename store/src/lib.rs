@@ -5,16 +5,23 @@
 //! - [`engine::EmbeddedStore`] is our own engine: segment files of checksummed records, group
 //!   commit with one `fdatasync` per group, indexes derived from the log in fjall. See the module
 //!   doc of [`engine`] for the on-disk format and the recovery procedure.
-//! - [`conformance`] is the test suite every backend must pass.
+//! - [`Capabilities`] says what a backend promises beyond the contract (dense positions, durable
+//!   idempotency for every expected revision, …); [`Position`] is opaque outside its backend.
+//! - `conformance` (behind the `testsuite` feature, so release binaries do not carry it) is the
+//!   test suite every backend must pass.
 
+mod capabilities;
+#[cfg(feature = "testsuite")]
 pub mod conformance;
 pub mod engine;
 mod error;
 mod event_store;
+mod ids;
 mod model;
 mod names;
 mod page;
 
+pub use capabilities::{Capabilities, DensePositions};
 pub use error::StoreError;
 pub use event_store::{Batch, EventStore, Pace, Subscription, SubscriptionMessage};
 pub use model::{

@@ -1,11 +1,9 @@
-//! The store's vocabulary, in KurrentDB's terms: streams, revisions, positions, expected revisions,
-//! the events a client sends and the events the store records.
+//! The store's vocabulary, in KurrentDB's terms: streams, revisions, positions, expected revisions
+//! (defined in `ids.rs`, re-exported here), the events a client sends and the events the store
+//! records.
 //!
 //! Every type here validates itself on construction, so an `EventData` or a `StreamId` that exists
 //! is one the store will accept (apart from the size limits, which are the store's configuration).
-
-use std::fmt;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -14,25 +12,11 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::error::StoreError;
-pub(crate) use crate::names::namespace_of;
+pub(crate) use crate::ids::namespace_of;
+pub use crate::ids::{CurrentRevision, ExpectedRevision, Position, Revision, StreamId};
 use crate::names::{forbidden_character, validate_event_type};
+pub use crate::names::{MAX_EVENT_TYPE_LEN, MAX_STREAM_NAME_LEN};
 pub use crate::page::{AllPage, PageLimits};
-
-/// Longest stream name, in bytes of UTF-8.
-pub const MAX_STREAM_NAME_LEN: usize = 256;
-/// Longest event type name, in bytes of UTF-8.
-pub const MAX_EVENT_TYPE_LEN: usize = 128;
-
-/// The name of a stream: 1 to 256 bytes of UTF-8 without leading or trailing whitespace and
-/// without characters that can spoof a name where it is shown ([`forbidden_character`]: controls,
-/// Unicode format characters such as U+202E or a zero-width space, noncharacters). Names starting
-/// with `$` are system streams (keys, projection control). The part before the first `/` is the
-/// stream's namespace ([`StreamId::namespace`]), the scope of event ids.
-///
-/// Cheap to clone (shared string).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct StreamId(Arc<str>);
 
 impl StreamId {
     /// Validates `name` against the stream-name rules.
@@ -52,29 +36,8 @@ impl StreamId {
         };
         match reason {
             Some(reason) => Err(StoreError::InvalidStreamName { name: name.to_owned(), reason }),
-            None => Ok(StreamId(Arc::from(name))),
+            None => Ok(StreamId::from_log(name)),
         }
-    }
-
-    /// A name read back from the log, validated when it was appended.
-    pub(crate) fn from_log(name: &str) -> Self {
-        StreamId(Arc::from(name))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The namespace the stream belongs to: its name up to the first `/` (the API's tenant), or
-    /// `""` for a name without `/` (system streams such as `$keys`). Event ids are unique within a
-    /// namespace, not across namespaces (see "Idempotent retries" on [`EventStore`](crate::EventStore)).
-    pub fn namespace(&self) -> &str {
-        namespace_of(&self.0)
-    }
-
-    /// System streams (`$…`) hold the store's own control data: API keys, projection requests.
-    pub fn is_system(&self) -> bool {
-        self.0.starts_with('$')
     }
 }
 
@@ -82,97 +45,6 @@ impl<'de> Deserialize<'de> for StreamId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
         StreamId::new(name).map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for StreamId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for StreamId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StreamId({:?})", &*self.0)
-    }
-}
-
-/// The number of an event within its stream: 0 for the first, contiguous after that.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Revision(pub u64);
-
-/// The place of an event in the global log (`$all`): 0 for the first event ever appended, then
-/// contiguous and strictly increasing in commit order. `head - checkpoint` is a lag in events.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Position(pub u64);
-
-// `next` saturates: `u64::MAX` is never a real revision or position (they count from 0), but a
-// client can name it ("after the last possible"), and what follows it is nothing, not event 0.
-impl Revision {
-    pub fn next(self) -> Revision {
-        Revision(self.0.saturating_add(1))
-    }
-}
-
-impl Position {
-    pub fn next(self) -> Position {
-        Position(self.0.saturating_add(1))
-    }
-}
-
-impl fmt::Display for Revision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// The optimistic-concurrency condition of an append.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExpectedRevision {
-    /// No check.
-    Any,
-    /// The stream must not exist yet.
-    NoStream,
-    /// The stream must have at least one event.
-    StreamExists,
-    /// The stream's last event must have exactly this revision.
-    Exact(Revision),
-}
-
-/// What a stream's end was when an append was checked; reported in `WrongExpectedRevision`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CurrentRevision {
-    NoStream,
-    Current(Revision),
-}
-
-impl fmt::Display for ExpectedRevision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExpectedRevision::Any => f.write_str("any"),
-            ExpectedRevision::NoStream => f.write_str("no stream"),
-            ExpectedRevision::StreamExists => f.write_str("stream exists"),
-            ExpectedRevision::Exact(r) => write!(f, "revision {r}"),
-        }
-    }
-}
-
-impl fmt::Display for CurrentRevision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CurrentRevision::NoStream => f.write_str("no stream"),
-            CurrentRevision::Current(r) => write!(f, "revision {r}"),
-        }
     }
 }
 
@@ -292,21 +164,26 @@ pub enum Direction {
     Backwards,
 }
 
-/// Where a read starts; the starting point is included. `Start` reads from the first event, `End`
-/// from the last (backwards) or finds nothing (forwards).
+/// Where a read starts. `Start` reads from the first event, `End` from the last (backwards) or
+/// finds nothing (forwards); `At` includes the event there, `After` excludes it: it reads from the
+/// next event in the read's direction (forwards: the first one after it; backwards: the last one
+/// before it). `After` is how a caller says "go on past this event" without computing a position.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ReadFrom<T> {
     Start,
     End,
     At(T),
+    After(T),
 }
 
-/// Where a subscription starts: every event (`Start`), the events after a checkpoint (`After`), or
-/// only events appended from now on (`End`).
+/// Where a subscription starts: every event (`Start`), the events after a checkpoint (`After`),
+/// the events from a position on, that one included (`At`: a client's resume point), or only
+/// events appended from now on (`End`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SubscribeFrom<T> {
     Start,
     After(T),
+    At(T),
     End,
 }
 

@@ -6,12 +6,11 @@
 //! index of its own. Both rules are the store's, checked where `StreamId` and `EventData` are made.
 
 use crate::error::StoreError;
-use crate::model::MAX_EVENT_TYPE_LEN;
 
-/// The namespace of a stream name: up to the first `/`, or `""` without one.
-pub(crate) fn namespace_of(stream: &str) -> &str {
-    stream.split_once('/').map_or("", |(namespace, _)| namespace)
-}
+/// Longest stream name, in bytes of UTF-8.
+pub const MAX_STREAM_NAME_LEN: usize = 256;
+/// Longest event type name, in bytes of UTF-8.
+pub const MAX_EVENT_TYPE_LEN: usize = 128;
 
 /// The first character of `name` that must not be in a stream name or an event type, as (index
 /// in characters from 0, the character, its class): a control character (Unicode category Cc), a

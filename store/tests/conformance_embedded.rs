@@ -42,6 +42,7 @@ annals_store::event_store_test_suite!(fresh_store, limits = Limits::of_engine(&c
 #[path = "conformance_embedded/helpers.rs"]
 mod helpers;
 
+use crate::{idx, pos};
 use helpers::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -93,14 +94,14 @@ async fn data_survives_close_and_reopen() -> Result<()> {
     let head = before.head.expect("not empty");
     let next = append(&store, &s, ExpectedRevision::Exact(last), &[event("Late", 1, 1)]).await?;
     ensure!(
-        next.first_revision == last.next() && next.first_position == head.next(),
+        next.first_revision == last.next() && next.first_position == pos(idx(head) + 1),
         "after reopen the next append got {next:?}, expected revision {} and position {}",
         last.next(),
-        head.next()
+        pos(idx(head) + 1)
     );
     let fresh =
         append(&store, &stream("fresh-after-reopen"), ExpectedRevision::NoStream, &[event("New", 0, 1)]).await?;
-    ensure!(fresh.first_revision == Revision(0) && fresh.first_position == head.next().next(), "{fresh:?}");
+    ensure!(fresh.first_revision == Revision(0) && fresh.first_position == pos(idx(head) + 2), "{fresh:?}");
     let log = whole_log(&store).await?;
     ensure!(log.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at), "recorded_at decreases across the reopen");
 
@@ -147,17 +148,17 @@ async fn segments_roll_and_reads_cross_segments() -> Result<()> {
 
     let log = whole_log(&store).await?;
     let total = log.len() as u64;
-    ensure!(log.iter().map(|e| e.position.0).eq(0..total), "positions across segments are not contiguous");
+    ensure!(log.iter().map(|e| idx(e.position)).eq(0..total), "positions across segments are not contiguous");
     let big_read = log.iter().find(|e| e.id == big.id()).context("the big event is missing")?;
     ensure!(big_read.data == *big.data(), "the big event's data differs");
     ensure!(after_big.iter().all(|r| r.first_position > big_read.position), "events after the big one are misplaced");
 
     // read_all from positions all over the log, both ways, small pages.
     for p in (0..total).step_by(37) {
-        let fwd = read_all(&store, ReadFrom::At(Position(p)), Direction::Forwards, 50, &EventFilter::all()).await?;
+        let fwd = read_all(&store, ReadFrom::At(pos(p)), Direction::Forwards, 50, &EventFilter::all()).await?;
         let want: Vec<&RecordedEvent> = log.iter().skip(p as usize).take(50).collect();
         ensure!(fwd.iter().collect::<Vec<_>>() == want, "read_all forwards from {p} differs from the full read");
-        let back = read_all(&store, ReadFrom::At(Position(p)), Direction::Backwards, 50, &EventFilter::all()).await?;
+        let back = read_all(&store, ReadFrom::At(pos(p)), Direction::Backwards, 50, &EventFilter::all()).await?;
         let want: Vec<&RecordedEvent> = log[..=p as usize].iter().rev().take(50).collect();
         ensure!(back.iter().collect::<Vec<_>>() == want, "read_all backwards from {p} differs from the full read");
     }
@@ -167,7 +168,7 @@ async fn segments_roll_and_reads_cross_segments() -> Result<()> {
     loop {
         let page = read_all(&store, from, Direction::Forwards, 97, &EventFilter::all()).await?;
         let Some(last) = page.last() else { break };
-        from = ReadFrom::At(last.position.next());
+        from = ReadFrom::After(last.position);
         paged.extend(page);
     }
     ensure!(paged == log, "paging forwards through the segments differs from one read");
@@ -177,10 +178,10 @@ async fn segments_roll_and_reads_cross_segments() -> Result<()> {
         let page = read_all(&store, from, Direction::Backwards, 89, &EventFilter::all()).await?;
         let Some(last) = page.last() else { break };
         paged.extend(page.iter().cloned());
-        if last.position.0 == 0 {
+        if idx(last.position) == 0 {
             break;
         }
-        from = ReadFrom::At(Position(last.position.0 - 1));
+        from = ReadFrom::At(pos(idx(last.position) - 1));
     }
     paged.reverse();
     ensure!(paged == log, "paging backwards through the segments differs from one read");
@@ -222,11 +223,7 @@ async fn segments_roll_and_reads_cross_segments() -> Result<()> {
     ensure_same(&before, &snapshot(&store, &NAMES).await?, "after reopening a multi-segment log")?;
     ensure_retries_return_original(&store, &appended, "after reopening a multi-segment log").await?;
     let r = append(&store, &stream("acct-1"), ExpectedRevision::Any, &[event("Opened", 0, 10)]).await?;
-    ensure!(
-        r.first_position == Position(total),
-        "after reopen the next position is {:?}, not {total}",
-        r.first_position
-    );
+    ensure!(r.first_position == pos(total), "after reopen the next position is {:?}, not {total}", r.first_position);
     close(store).await
 }
 
@@ -283,7 +280,7 @@ async fn reopen_without_index_dir_rebuilds_indexes_from_the_log() -> Result<()> 
     // New streams do not collide with rebuilt ones.
     let fresh = stream("acct-fresh");
     let r = append(&store, &fresh, ExpectedRevision::NoStream, &[event("Opened", 0, 1), event("Opened", 1, 1)]).await?;
-    ensure!(r.first_revision == Revision(0) && r.first_position == Position(total + 2), "{r:?}");
+    ensure!(r.first_revision == Revision(0) && r.first_position == pos(total + 2), "{r:?}");
     for name in ["acct-2", "user-1", "acct-10"] {
         ensure!(
             read_stream(&store, &stream(name), ReadFrom::Start, Direction::Forwards, 1_000_000).await?

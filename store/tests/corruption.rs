@@ -29,8 +29,9 @@ mod fixture;
 mod format;
 
 use annals_store::engine::EmbeddedStore;
-use annals_store::{Direction, EventFilter, EventStore, Position, ReadFrom, Revision, StoreError};
+use annals_store::{Direction, EventFilter, EventStore, ReadFrom, Revision, StoreError};
 
+use crate::pos;
 use fixture::*;
 use format::*;
 
@@ -314,7 +315,7 @@ async fn damage_in_an_earlier_segment_is_reported_by_reads_and_verify() {
         .expect_err("read_stream of the damaged event must fail");
     assert_corrupt_at(&err, &segment.path, &offsets, "read_stream of the damaged event");
     let err = store
-        .read_all(ReadFrom::At(Position(record.position)), Direction::Forwards, 1, &EventFilter::all())
+        .read_all(ReadFrom::At(pos(record.position)), Direction::Forwards, 1, &EventFilter::all())
         .await
         .expect_err("read_all of the damaged event must fail");
     assert_corrupt_at(&err, &segment.path, &offsets, "read_all of the damaged event");
@@ -333,7 +334,7 @@ async fn damage_in_an_earlier_segment_is_reported_by_reads_and_verify() {
     assert_eq!(events.first().map(|e| e.id), Some(other.id));
     let tail = fx.written.len() - 5;
     let events = store
-        .read_all(ReadFrom::At(Position(tail as u64)), Direction::Forwards, 10, &EventFilter::all())
+        .read_all(ReadFrom::At(pos(tail as u64)), Direction::Forwards, 10, &EventFilter::all())
         .await
         .expect("the last events");
     assert_events_match(&events, &fx.written[tail..], "the last events");
@@ -342,7 +343,7 @@ async fn damage_in_an_earlier_segment_is_reported_by_reads_and_verify() {
     let mut written = fx.written.clone();
     append_new(&store, &mut written, &stream(STREAMS[1]), 3).await;
     let events = store
-        .read_all(ReadFrom::At(Position(fx.written.len() as u64)), Direction::Forwards, 10, &EventFilter::all())
+        .read_all(ReadFrom::At(pos(fx.written.len() as u64)), Direction::Forwards, 10, &EventFilter::all())
         .await
         .expect("the new events");
     assert_events_match(&events, &written[fx.written.len()..], "appended after the damage was found");

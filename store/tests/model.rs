@@ -295,8 +295,8 @@ impl Model {
                 stream: stream.clone(),
                 first_revision: Revision(first_revision),
                 last_revision: Revision(first_revision + n - 1),
-                first_position: Position(first_position),
-                last_position: Position(first_position + n - 1),
+                first_position: pos(first_position),
+                last_position: pos(first_position + n - 1),
             });
         }
         if stored.iter().all(Option::is_some) {
@@ -314,8 +314,8 @@ impl Model {
                     stream: stream.clone(),
                     first_revision: Revision(first),
                     last_revision: Revision(found[found.len() - 1].revision),
-                    first_position: Position(p0),
-                    last_position: Position(pn),
+                    first_position: pos(p0),
+                    last_position: pos(pn),
                 });
             }
         }
@@ -355,6 +355,7 @@ impl Model {
                     ReadFrom::Start => 0,
                     ReadFrom::End => n,
                     ReadFrom::At(r) => r.0,
+                    ReadFrom::After(r) => r.0 + 1,
                 };
                 (start..n).take(max).collect()
             }
@@ -363,6 +364,10 @@ impl Model {
                     ReadFrom::Start => 0,
                     ReadFrom::End => n - 1,
                     ReadFrom::At(r) => r.0,
+                    ReadFrom::After(r) => match r.0.checked_sub(1) {
+                        Some(before) => before,
+                        None => return Some(Vec::new()),
+                    },
                 };
                 assert!(start < n, "the test never reads backwards from past the end");
                 (0..=start).rev().take(max).collect()
@@ -379,7 +384,8 @@ impl Model {
                 let start = match from {
                     ReadFrom::Start => 0,
                     ReadFrom::End => n,
-                    ReadFrom::At(p) => p.0,
+                    ReadFrom::At(p) => idx(p),
+                    ReadFrom::After(p) => idx(p) + 1,
                 };
                 (start..n).filter(matching).take(max).collect()
             }
@@ -390,7 +396,11 @@ impl Model {
                 let start = match from {
                     ReadFrom::Start => 0,
                     ReadFrom::End => n - 1,
-                    ReadFrom::At(p) => p.0,
+                    ReadFrom::At(p) => idx(p),
+                    ReadFrom::After(p) => match idx(p).checked_sub(1) {
+                        Some(before) => before,
+                        None => return Vec::new(),
+                    },
                 };
                 assert!(start < n, "the test never reads backwards from past the end");
                 (0..=start).rev().filter(matching).take(max).collect()
@@ -439,6 +449,7 @@ fn error_matches(allowed: &Allowed, e: &StoreError, stream: &StreamId) -> bool {
 #[path = "model/harness.rs"]
 mod harness;
 
+use crate::{idx, pos};
 use harness::run_case;
 
 fn config() -> ProptestConfig {

@@ -54,6 +54,7 @@ const PAGE: usize = 512;
 #[path = "crash/log_check.rs"]
 mod log_check;
 
+use annals_store::engine::DENSE;
 use log_check::*;
 
 /// The child process, killed (SIGKILL) and reaped when dropped, so that no error path of the test
@@ -94,7 +95,7 @@ async fn scan_all(
     while next < end {
         let want = PAGE.min((end - next) as usize);
         let page = store
-            .read_all(ReadFrom::At(Position(next)), Direction::Forwards, want, &EventFilter::all())
+            .read_all(ReadFrom::At(DENSE.position(next)), Direction::Forwards, want, &EventFilter::all())
             .await
             .with_context(|| format!("read_all from position {next}"))?;
         ensure!(!page.is_empty(), "read_all from position {next} returned nothing, but the head is {}", end - 1);
@@ -102,7 +103,7 @@ async fn scan_all(
         for event in &page {
             visit(event)?;
         }
-        next = page.last().map_or(next, |e| e.position.0 + 1);
+        next = page.last().map_or(next, |e| DENSE.index(e.position) + 1);
     }
     Ok(())
 }
@@ -121,7 +122,7 @@ async fn check_store(
     full: bool,
 ) -> anyhow::Result<(Verified, IterationStats)> {
     let head = store.head().await.context("head")?;
-    let len = head.map_or(0, |p| p.0 + 1);
+    let len = head.map_or(0, |p| DENSE.index(p) + 1);
     ensure!(
         len >= verified.len,
         "the log shrank: {} events were verified in a cleanly closed store before this kill, the head is now {:?}",
@@ -143,11 +144,11 @@ async fn check_store(
     } else {
         if let Some(last_id) = verified.last_id {
             let events = store
-                .read_all(ReadFrom::At(Position(verified.len - 1)), Direction::Forwards, 1, &EventFilter::all())
+                .read_all(ReadFrom::At(DENSE.position(verified.len - 1)), Direction::Forwards, 1, &EventFilter::all())
                 .await
                 .context("reading the last verified event")?;
             ensure!(
-                events.first().map(|e| (e.position.0, e.id)) == Some((verified.len - 1, last_id)),
+                events.first().map(|e| (DENSE.index(e.position), e.id)) == Some((verified.len - 1, last_id)),
                 "the last verified event (position {}, id {last_id}) changed: now {:?}",
                 verified.len - 1,
                 events.first().map(|e| (e.position, e.id))
@@ -197,7 +198,7 @@ async fn check_store(
             ensure!(
                 event.stream.as_str() == ack.stream
                     && event.revision.0 == ack.first_revision + i
-                    && event.position.0 == ack.first_position + i,
+                    && DENSE.index(event.position) == ack.first_position + i,
                 "{}: acknowledged event {id} was acked at position {}, revision {} of {} but is stored at position \
                  {}, revision {} of {}",
                 what(),

@@ -52,11 +52,12 @@ async fn a_replay_takes_what_was_parked_before_it_and_not_applied_before_it() {
     let mut log = ParkedLog::new(stream.clone());
     log.refresh(&store).await.unwrap();
 
-    let at = |p| log.to_replay(Position(p), None).into_iter().map(|p| p.0).collect::<Vec<_>>();
+    let at = |p| log.to_replay(Position::from_code(p), None).into_iter().map(Position::code).collect::<Vec<_>>();
     assert_eq!(at(25), vec![10, 20], "before 25 nothing was applied; 30 and 40 come later");
     assert_eq!(at(50), vec![20, 30, 40], "10 was applied at 25; 30's outcome at 50 itself does not count");
     assert_eq!(at(60), vec![20, 40]);
-    let only = log.to_replay(Position(60), Some(&[40, 10, 99])).into_iter().map(|p| p.0).collect::<Vec<_>>();
+    let only =
+        log.to_replay(Position::from_code(60), Some(&[40, 10, 99])).into_iter().map(Position::code).collect::<Vec<_>>();
     assert_eq!(only, vec![40], "positions narrow the choice; an applied or unknown one is not taken");
 
     assert_eq!(log.unresolved(), 2, "20 and 40");

@@ -122,5 +122,5 @@ fn load(view: &'static str, fields: &Fields, searcher: &Searcher, addr: DocAddre
         return Err(corrupt(view, format!("document at {addr:?} lacks its id, version or source")));
     };
     let source = serde_json::from_str(&source).map_err(|e| corrupt(view, format!("source of document {id:?}: {e}")))?;
-    Ok(StoredDoc { id, version: Position(version), source })
+    Ok(StoredDoc { id, version: Position::from_code(version), source })
 }

@@ -115,7 +115,7 @@ pub(crate) fn to_document(view: &'static str, fields: &Fields, doc: &ViewDoc) ->
     out.add_text(fields.id, &doc.id);
     out.add_text(fields.key, key(&doc.tenant, &doc.id));
     out.add_text(fields.tenant, &doc.tenant);
-    out.add_u64(fields.version, doc.version.0);
+    out.add_u64(fields.version, doc.version.code());
     out.add_text(fields.source, doc.source.get());
     for (name, values) in &doc.fields {
         let Some(&(kind, field)) = fields.declared.get(name) else {

@@ -70,13 +70,13 @@ pub(crate) fn commit(
         let combo = counts::combo_of(fields, doc);
         match latest.entry((doc.tenant.as_str(), doc.id.as_str())) {
             Entry::Occupied(mut e) => {
-                if doc.version.0 > e.get().0 {
-                    e.insert((doc.version.0, converted, combo));
+                if doc.version.code() > e.get().0 {
+                    e.insert((doc.version.code(), converted, combo));
                 }
             }
             Entry::Vacant(e) => {
                 order.push(*e.key());
-                e.insert((doc.version.0, converted, combo));
+                e.insert((doc.version.code(), converted, combo));
             }
         }
     }

@@ -29,7 +29,7 @@ pub fn recorded(
         id: Uuid::from_u64_pair(position, revision),
         stream: StreamId::new(stream).expect("a valid stream name"),
         revision: Revision(revision),
-        position: Position(position),
+        position: Position::from_code(position),
         event_type: event_type.to_owned(),
         data: serde_json::to_vec(data).expect("JSON").into(),
         metadata: Vec::new().into(),

@@ -57,7 +57,7 @@ impl Doc {
         Doc(ViewDoc {
             id: id.to_owned(),
             tenant: tenant.to_owned(),
-            version: Position(version),
+            version: Position::from_code(version),
             fields,
             source: raw(json!({ "id": id, "tenant": tenant, "version": version })),
         })
@@ -95,7 +95,7 @@ fn raw(source: serde_json::Value) -> Box<serde_json::value::RawValue> {
 pub fn batch(docs: impl IntoIterator<Item = Doc>, checkpoint: Option<u64>) -> ViewBatch {
     ViewBatch {
         upserts: docs.into_iter().map(|d| d.0).collect(),
-        checkpoint: checkpoint.map(|p| Checkpoint { position: Position(p) }),
+        checkpoint: checkpoint.map(|p| Checkpoint { position: Position::from_code(p) }),
     }
 }
 
@@ -158,7 +158,7 @@ pub fn all_docs(store: &dyn ViewStore, tenant: &str) -> Vec<StoredDoc> {
 }
 
 pub fn checkpoint(store: &dyn ViewStore) -> Option<u64> {
-    store.checkpoint().expect("checkpoint").map(|c| c.position.0)
+    store.checkpoint().expect("checkpoint").map(|c| c.position.code())
 }
 
 pub fn assert_bad_query(result: Result<SearchPage, ViewError>, what: &str) {

@@ -45,7 +45,7 @@ pub fn batch_writes_and_checkpoint_are_visible_together(make: &Make<'_>) {
     assert_eq!(search(&*store, &query(T)).total, 50);
     for i in 0..50u64 {
         let doc = store.get(T, &format!("d{i:02}")).expect("get").expect("every write of the batch");
-        assert_eq!(doc.version, Position(i));
+        assert_eq!(doc.version, Position::from_code(i));
     }
 }
 
@@ -89,7 +89,7 @@ pub fn stale_version_is_ignored_and_equal_version_is_a_no_op(make: &Make<'_>) {
     commit(&*store, batch([stale], None));
     commit(&*store, batch([equal], None));
     let doc = store.get(T, "m").expect("get").expect("the document");
-    assert_eq!((doc.version, doc.source), (Position(5), json!({ "v": 5 })));
+    assert_eq!((doc.version, doc.source), (Position::from_code(5), json!({ "v": 5 })));
     let sent = Filter::Term { field: "status", values: vec!["SENT".into()] };
     assert_eq!(id_set(&*store, &with_filter(sent)), set(&["m"]), "fields are the v5 ones");
     commit(&*store, batch([Doc::new(T, "m", 6, 10).source(json!({ "v": 6 }))], None));
@@ -102,7 +102,7 @@ pub fn last_version_wins_within_a_batch(make: &Make<'_>) {
     let v = |version: u64| Doc::new(T, "m", version, 10).source(json!({ "v": version }));
     commit(&*store, batch([v(2), v(7), v(4), v(7).source(json!({ "v": "7 again" }))], None));
     let doc = store.get(T, "m").expect("get").expect("doc");
-    assert_eq!((doc.version, doc.source), (Position(7), json!({ "v": 7 })));
+    assert_eq!((doc.version, doc.source), (Position::from_code(7), json!({ "v": 7 })));
     assert_eq!(search(&*store, &query(T)).total, 1, "one document per id");
 }
 
@@ -187,7 +187,7 @@ pub fn get_many_answers_in_order_per_tenant(make: &Make<'_>) {
     // A newer version replaces the older: get_many sees only the live document.
     commit(&*store, batch([Doc::new(T, "b", 8, 1).source(json!("b8"))], None));
     let got = store.get_many(&[(T, "b"), (T, "missing"), (OTHER, "a"), (T, "a"), (OTHER, "b")]).expect("get_many");
-    let summary: Vec<_> = got.iter().map(|d| d.as_ref().map(|d| (d.id.as_str(), d.version.0))).collect();
+    let summary: Vec<_> = got.iter().map(|d| d.as_ref().map(|d| (d.id.as_str(), d.version.code()))).collect();
     assert_eq!(summary, [Some(("b", 8)), None, Some(("a", 5)), Some(("a", 3)), None]);
     assert_eq!(got[0].as_ref().expect("b").source, json!("b8"));
     assert_eq!(got[2].as_ref().expect("globex's a").source, json!("globex's"));
@@ -218,13 +218,13 @@ pub fn bulk_load_keeps_every_guarantee(make: &Make<'_>) {
     }
     assert_eq!(checkpoint(&*store), Some(20));
     assert_eq!(search(&*store, &query(T)).total, 21, "visible while bulk loading");
-    assert_eq!(store.get(T, "hot").expect("get").expect("hot").version, Position(20));
+    assert_eq!(store.get(T, "hot").expect("get").expect("hot").version, Position::from_code(20));
     store.bulk_load(false).expect("bulk load off");
     store.bulk_load(false).expect("bulk load off twice");
     assert_eq!(checkpoint(&*store), Some(20), "turning bulk load off keeps the checkpoint");
     assert_eq!(all_docs(&*store, T).len(), 21);
     commit(&*store, batch([Doc::new(T, "hot", 3, 0).source(json!("stale"))], None));
-    assert_eq!(store.get(T, "hot").expect("get").expect("hot").version, Position(20));
+    assert_eq!(store.get(T, "hot").expect("get").expect("hot").version, Position::from_code(20));
 }
 
 pub fn reopen_keeps_checkpoint_and_documents(make: &Make<'_>) {
@@ -240,7 +240,7 @@ pub fn reopen_keeps_checkpoint_and_documents(make: &Make<'_>) {
     assert_eq!(checkpoint(&*store), Some(6));
     assert_eq!(all_docs(&*store, T), before);
     assert_eq!(search(&*store, &Query { facets: vec!["status"], ..query(T) }).facets, facets);
-    assert_eq!(store.get(OTHER, "o1").expect("get").expect("doc").version, Position(5));
+    assert_eq!(store.get(OTHER, "o1").expect("get").expect("doc").version, Position::from_code(5));
     // Versions survive too: a stale write after reopening is still ignored.
     commit(&*store, batch([Doc::new(T, "m5", 2, 50).source(json!("stale"))], None));
     assert_ne!(store.get(T, "m5").expect("get").expect("doc").source, json!("stale"));

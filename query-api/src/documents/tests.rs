@@ -20,7 +20,7 @@ fn event(stream: &str, revision: u64, position: u64, event_type: &str, data: Val
         id: uuid::Uuid::new_v4(),
         stream: StreamId::new(stream).unwrap(),
         revision: Revision(revision),
-        position: Position(position),
+        position: Position::from_code(position),
         event_type: event_type.to_owned(),
         data: serde_json::to_vec(&data).unwrap().into(),
         metadata: Vec::new().into(),

@@ -37,7 +37,7 @@ pub fn event_bytes(event: &RecordedEvent) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(64 + stream.len() + event.event_type.len() + event.metadata.len() + event.data.len());
     out.push(EVENT_BYTES_VERSION);
-    out.extend_from_slice(&event.position.0.to_be_bytes());
+    out.extend_from_slice(&event.position.code().to_be_bytes());
     put_len_prefixed(&mut out, stream);
     out.extend_from_slice(&event.revision.0.to_be_bytes());
     out.extend_from_slice(event.id.as_bytes());
@@ -181,7 +181,7 @@ mod tests {
             id: Uuid::from_u128(7),
             stream: annals_store::StreamId::new("acme/order-1").unwrap(),
             revision: annals_store::Revision(3),
-            position: annals_store::Position(42),
+            position: annals_store::Position::from_code(42),
             event_type: "audit.recorded".into(),
             data: b"{\"a\":1}".to_vec().into(),
             metadata: Vec::new().into(),

@@ -30,7 +30,7 @@ use annals_integrity::{
     ConsistencyProof, InclusionProof, IntegrityError, LeafIndex, MerkleLog, RangeProof, SignedTreeHead, Timestamp,
     TreePublicKey, TreeSigner, TreeSize,
 };
-use annals_store::{EventFilter, EventStore, Position, RecordedEvent, StoreError, SubscribeFrom, SubscriptionMessage};
+use annals_store::{EventFilter, EventStore, RecordedEvent, StoreError, SubscribeFrom, SubscriptionMessage};
 use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -172,6 +172,8 @@ enum FollowError {
         "the log's position {position} is not the tree's next leaf {expected}: sparse positions need an ordinal map"
     )]
     Sparse { position: u64, expected: u64 },
+    #[error("the store's positions are not dense, and the tree's leaves are the log's positions")]
+    NotDense,
 }
 
 async fn run(
@@ -179,15 +181,17 @@ async fn run(
     store: &dyn EventStore,
     shutdown: &CancellationToken,
 ) -> Result<(), FollowError> {
+    // Leaf `i` is the event at position `i`: only a store with dense positions can be followed.
+    let dense = store.capabilities().dense_positions.ok_or(FollowError::NotDense)?;
     let size = integrity.size().get();
     // The tree saw events the log no longer has (a log cut back after a crash): cut it too.
-    let log_len = store.head().await?.map_or(0, |p| p.0 + 1);
+    let log_len = store.head().await?.map_or(0, |p| dense.index(p) + 1);
     if log_len < size {
         warn!(tree_size = size, log_len, "the log is shorter than the integrity tree; cutting the tree back");
         integrity.tree.write().expect("tree lock").truncate(TreeSize::new(log_len))?;
     }
     let size = integrity.size().get();
-    let from = if size == 0 { SubscribeFrom::Start } else { SubscribeFrom::After(Position(size - 1)) };
+    let from = if size == 0 { SubscribeFrom::Start } else { SubscribeFrom::After(dense.position(size - 1)) };
     let mut subscription = store.subscribe_to_all(from, EventFilter::all()).await?;
     subscription.pace(FOLLOW_PACE);
     let mut tick = tokio::time::interval(SIGN_INTERVAL);
@@ -213,8 +217,8 @@ async fn run(
                     let (_, leaf) = integrity.leaf_of(&event);
                     let mut tree = integrity.tree.write().expect("tree lock");
                     let expected = tree.size().get();
-                    if event.position.0 != expected {
-                        return Err(FollowError::Sparse { position: event.position.0, expected });
+                    if dense.index(event.position) != expected {
+                        return Err(FollowError::Sparse { position: event.position.code(), expected });
                     }
                     tree.append_leaf(&leaf)?;
                 }

@@ -61,10 +61,10 @@ pub async fn read_all(
     let limit = limit(params.limit, state.settings.max_page)?;
     let (types, filter) = type_filter(params.types.as_deref())?;
     let filter = filter.stream_prefix(principal.tenant.prefix() + params.stream_prefix.as_deref().unwrap_or(""));
-    let from = params.from_position.map_or(ReadFrom::Start, |p| ReadFrom::At(Position(p)));
+    let from = params.from_position.map_or(ReadFrom::Start, |p| ReadFrom::At(Position::from_code(p)));
     let (page, next) = read_page(&*state.store, from, limit, state.settings.max_page_bytes, &filter, &types).await?;
     let next = next.map(|next| {
-        let mut link = format!("/v1/events?from_position={}&limit={limit}", next.0);
+        let mut link = format!("/v1/events?from_position={next}&limit={limit}");
         if let Some(types) = &params.types {
             link.push_str(&format!("&types={}", encode(types)));
         }

@@ -6,9 +6,7 @@
 use std::io::Write as _;
 
 use annals_integrity::SignedTreeHead;
-use annals_store::{
-    Direction, EventData, EventFilter, EventStore, ExpectedRevision, Position, ReadFrom, RecordedEvent,
-};
+use annals_store::{Direction, EventData, EventFilter, EventStore, ExpectedRevision, ReadFrom, RecordedEvent};
 use axum::body::{Body, Bytes};
 use base64::Engine as _;
 
@@ -100,15 +98,20 @@ async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
     if c.next < c.end {
         let want = usize::try_from(c.end - c.next).unwrap_or(usize::MAX).min(PAGE);
         let store: &dyn EventStore = c.state.store.as_ref();
+        // The export walks the integrity tree's leaves, which are the log's dense positions.
+        let dense = store
+            .capabilities()
+            .dense_positions
+            .ok_or_else(|| std::io::Error::other("the export needs a store with dense positions"))?;
         let events = store
-            .read_all(ReadFrom::At(Position(c.next)), Direction::Forwards, want, &EventFilter::all())
+            .read_all(ReadFrom::At(dense.position(c.next)), Direction::Forwards, want, &EventFilter::all())
             .await
             .map_err(std::io::Error::other)?;
-        for event in events.iter().take_while(|e| e.position.0 < c.end) {
-            if event.position.0 != c.next {
+        for event in events.iter().take_while(|e| dense.index(e.position) < c.end) {
+            if dense.index(event.position) != c.next {
                 return Err(std::io::Error::other(format!(
                     "the log has position {} where {} was expected",
-                    event.position.0, c.next
+                    event.position, c.next
                 )));
             }
             let line = line(&c.state.integrity, &c.tenant, &c.selection, event);
@@ -150,7 +153,7 @@ fn write_line(out: &mut Vec<u8>, line: &ExportLine, csv: bool) {
 /// The line of one log position for `tenant`.
 fn line(integrity: &Integrity, tenant: &Tenant, selection: &Selection, event: &RecordedEvent) -> ExportLine {
     let (bytes, leaf) = integrity.leaf_of(event);
-    let position = event.position.0;
+    let position = event.position.code();
     if !event.stream.as_str().starts_with(&tenant.prefix()) {
         return ExportLine::Foreign { position, leaf: hex(&leaf) };
     }

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use annals_store::StoreError;
+use annals_store::{Position, StoreError};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -38,7 +38,7 @@ pub async fn healthz() -> Json<Health> {
     tag = "operations",
     responses(
         (status = 200, description = "The store answers", body = Ready),
-        (status = 503, description = "The store takes no appends: it is closing, its disk is full (`not-ready`, with `Retry-After`; ready again by itself once space is freed), or a failed commit needs a restart", body = crate::openapi::Problem, content_type = "application/problem+json")
+        (status = 503, description = "The store takes no appends: it is closing, its disk is full or its backend cannot be reached (`not-ready`, with `Retry-After`; ready again by itself once space is freed or the backend is back), or a failed commit needs a restart", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
@@ -48,7 +48,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
         StoreError::Closed => ApiError::Store(e),
         other => ApiError::NotReady(other),
     })?;
-    Ok(Json(Ready { status: "ready", head_position: head.map(|p| p.0) }))
+    Ok(Json(Ready { status: "ready", head_position: head.map(Position::code) }))
 }
 
 /// `GET /metrics`: the application's metrics, OpenMetrics text (which Prometheus reads).
@@ -61,7 +61,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
 )]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let head = state.store.head().await?;
-    state.metrics.head_position.set(head.map_or(-1, |p| p.0 as i64));
+    state.metrics.head_position.set(head.map_or(-1, |p| p.code() as i64));
     for view in state.views.all() {
         state.metrics.projections.set(&crate::views::progress(view, state.store.as_ref()).await?);
     }

@@ -4,7 +4,7 @@
 //! tenant — another tenant's position is a `404` exactly like a position that does not exist.
 
 use annals_integrity::{IntegrityError, LeafIndex, SignedTreeHead, TreeSize};
-use annals_store::{Direction, EventFilter, Position, ReadFrom};
+use annals_store::{Direction, EventFilter, ReadFrom};
 use axum::extract::State;
 use axum::Json;
 use base64::Engine as _;
@@ -204,12 +204,20 @@ pub async fn inclusion(
         .ok_or_else(|| ApiError::InvalidParameter { parameter: "position", detail: "position is required".into() })?;
     let size = size_param(&state, p.tree_size, "tree_size")?;
     let not_found = || ApiError::DocumentNotFound { kind: "position", id: position.to_string() };
-    let events =
-        state.store.read_all(ReadFrom::At(Position(position)), Direction::Forwards, 1, &EventFilter::all()).await?;
+    // Leaf `position` is the event at that dense position (the tree follows only such stores).
+    let dense = state
+        .store
+        .capabilities()
+        .dense_positions
+        .ok_or_else(|| ApiError::Integrity("the integrity log needs a store with dense positions".into()))?;
+    let events = state
+        .store
+        .read_all(ReadFrom::At(dense.position(position)), Direction::Forwards, 1, &EventFilter::all())
+        .await?;
     let event = events
         .into_iter()
         .next()
-        .filter(|e| e.position.0 == position && e.stream.as_str().starts_with(&principal.tenant.prefix()))
+        .filter(|e| dense.index(e.position) == position && e.stream.as_str().starts_with(&principal.tenant.prefix()))
         .ok_or_else(not_found)?;
     if !size.contains(LeafIndex::new(position)) {
         return Err(ApiError::InvalidParameter {

@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals_store::{Position, SubscribeFrom, SubscriptionMessage};
+use annals_store::{Direction, EventFilter, PageLimits, Position, ReadFrom, SubscribeFrom, SubscriptionMessage};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -88,23 +88,28 @@ pub async fn live(
     // Positions are dense from 0 and the head is the last one published, so a resume point
     // past it was never sent to anyone: a client mistake (or another log's position), which
     // would otherwise wait in silence for an event that may never come.
+    // `from_position` may also name where the next event goes: the `next` a forwards page at
+    // the end hands out (the store says which position that is; nobody computes `head + 1`).
     let head = state.store.head().await?;
-    let next = head.map_or(0, |h| h.0.saturating_add(1));
+    let all = EventFilter::all();
+    let end = state.store.read_all_page(ReadFrom::End, Direction::Forwards, PageLimits::count(1), &all).await?.next;
     let past_head = |parameter: &'static str, position: u64| ApiError::PositionPastHead {
         parameter,
         position,
-        head: head.map_or_else(|| "the log is empty".to_owned(), |h| h.0.to_string()),
+        head: head.map_or_else(|| "the log is empty".to_owned(), |h| h.to_string()),
     };
-    match (last_event_id, params.from_position) {
-        (Some(last), _) if last >= next => return Err(past_head("Last-Event-ID", last)),
-        (None, Some(first)) if first > next => return Err(past_head("from_position", first)),
+    let (last_event_id, from_position) = (last_event_id.map(Position::from_code), params.from_position);
+    match (last_event_id, from_position.map(Position::from_code)) {
+        (Some(last), _) if head.is_none_or(|h| last > h) => return Err(past_head("Last-Event-ID", last.code())),
+        (None, Some(first)) if end.is_some_and(|end| first > end) => {
+            return Err(past_head("from_position", first.code()))
+        }
         _ => {}
     }
     // `Last-Event-ID` wins: it is what the browser sends when it reconnects on its own.
-    let from = match (last_event_id, params.from_position) {
-        (Some(last), _) => SubscribeFrom::After(Position(last)),
-        (None, Some(0)) => SubscribeFrom::Start,
-        (None, Some(p)) => SubscribeFrom::After(Position(p - 1)),
+    let from = match (last_event_id, from_position) {
+        (Some(last), _) => SubscribeFrom::After(last),
+        (None, Some(first)) => SubscribeFrom::At(Position::from_code(first)),
         (None, None) => SubscribeFrom::End,
     };
     let (types, filter) = type_filter(params.types.as_deref())?;
@@ -157,7 +162,7 @@ pub async fn live(
                         if !types.is_empty() && !types.contains(&e.event_type) {
                             continue;
                         }
-                        let id = e.position.0.to_string();
+                        let id = e.position.to_string();
                         let body = serde_json::to_string(&Event::new(e, &tenant)).expect("events serialize");
                         return Some((Ok(SseEvent::default().id(id).data(body)), (subscription, guard)));
                     }

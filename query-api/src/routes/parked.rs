@@ -285,7 +285,7 @@ pub async fn replay(
     let request =
         ReplayRequest { projection: view.name().to_owned(), positions: positions.map(|p| p.into_iter().collect()) };
     let at = parked::request_replay(state.store.as_ref(), log.stream(), &request).await?;
-    accepted.replay_position = Some(at.0);
+    accepted.replay_position = Some(at.code());
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 

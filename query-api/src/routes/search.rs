@@ -121,7 +121,7 @@ pub async fn wait_for(
     min_position: Option<u64>,
 ) -> Result<(), ApiError> {
     let Some(position) = min_position else { return Ok(()) };
-    let position_ = annals_store::Position(position);
+    let position_ = annals_store::Position::from_code(position);
     let applied = crate::views::wait_for(view, state.store.as_ref(), position_, READ_YOUR_WRITES_WAIT).await?;
     if applied {
         Ok(())

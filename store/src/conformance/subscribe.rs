@@ -26,7 +26,7 @@ async fn next_message(sub: &mut Subscription, what: &str) -> SubscriptionMessage
 }
 
 /// Reads events until `CaughtUp`, which must come within `WAIT`.
-async fn read_until_caught_up(sub: &mut Subscription, what: &str) -> Vec<RecordedEvent> {
+pub(super) async fn read_until_caught_up(sub: &mut Subscription, what: &str) -> Vec<RecordedEvent> {
     let mut events = Vec::new();
     loop {
         match next_message(sub, what).await {

@@ -8,7 +8,7 @@
 
 use super::index::NamespaceChunk;
 use super::reader::{read_run, LogCursor};
-use super::store::Shared;
+use super::shared::Shared;
 use crate::error::StoreError;
 use crate::model::{namespace_of, AllPage, Direction, EventFilter, PageLimits, Position, ReadFrom, RecordedEvent};
 
@@ -30,6 +30,16 @@ pub fn read_all_page(
     limits: PageLimits,
     filter: &EventFilter,
 ) -> Result<AllPage, StoreError> {
+    // `After` is the next event in the read's direction: with dense positions, the one at the
+    // position beside it (a read `At` a position no event has starts at the next event anyway).
+    let from = match (from, direction) {
+        (ReadFrom::After(p), Direction::Forwards) => ReadFrom::At(p.next()),
+        (ReadFrom::After(p), Direction::Backwards) => match p.0.checked_sub(1) {
+            Some(before) => ReadFrom::At(Position(before)),
+            None => return Ok(AllPage { events: Vec::new(), next: None, reached_end: true, examined: 0 }),
+        },
+        (from, _) => from,
+    };
     let index = shared.index()?;
     let head = shared.head().position;
     let mut page = Collector { limits, filter, direction, events: Vec::new(), bytes: 0, scanned: 0, stop: None };
@@ -38,7 +48,7 @@ pub fn read_all_page(
             let start = match from {
                 ReadFrom::Start => Position(0),
                 ReadFrom::End => head,
-                ReadFrom::At(p) => p,
+                ReadFrom::At(p) | ReadFrom::After(p) => p,
             };
             if start >= head || limits.max_count == 0 {
                 let reached_end = limits.max_count > 0 || start >= head;
@@ -81,7 +91,7 @@ pub fn read_all_page(
             let mut end = match from {
                 ReadFrom::Start => Position(0),
                 ReadFrom::End => last,
-                ReadFrom::At(p) => p.min(last),
+                ReadFrom::At(p) | ReadFrom::After(p) => p.min(last),
             };
             match filter.namespace() {
                 Some(namespace) => {

@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::keys::{
     be_u64, decode_chunk, decode_id_entry, decode_namespace_chunk, id_key, namespace_chunk_key, stream_chunk_key,
 };
-use crate::error::StoreError;
+pub use super::keys::{Chunk, IdEntry, NamespaceChunk};
+use crate::error::{index_error, StoreError};
 use crate::model::{Direction, Position, Revision};
 
 /// Where the index stops: the next group to apply starts at `position`, in `segment` at `offset`.
@@ -32,30 +33,8 @@ pub struct StreamEntry {
     pub last_revision: Revision,
 }
 
-/// A run of one stream's consecutive revisions whose records are contiguous in one segment.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Chunk {
-    pub stream_number: u64,
-    pub first_revision: Revision,
-    pub first_position: Position,
-    pub segment: u64,
-    /// Offset of the first record.
-    pub offset: u64,
-    pub count: u32,
-    /// Bytes of all its records.
-    pub bytes: u32,
-}
-
 /// Largest chunk, in bytes of records: bounds what a stream read decodes to reach one revision.
 pub const CHUNK_BYTES: u32 = 64 * 1024;
-
-/// What the id index says of an event id.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct IdEntry {
-    pub stream_number: u64,
-    pub revision: Revision,
-    pub position: Position,
-}
 
 /// Bytes of log between seek points inside one group: bounds what a read from an arbitrary
 /// position has to skip.
@@ -82,18 +61,6 @@ pub struct SeekPoint {
     pub segment: u64,
     pub offset: u64,
     pub records_left_in_group: u32,
-}
-
-/// A run of one namespace's consecutive records in one group (positions contiguous, bytes
-/// contiguous), up to `CHUNK_BYTES`: what a read of `$all` filtered to one namespace reads instead
-/// of the whole log.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct NamespaceChunk {
-    pub first_position: Position,
-    pub segment: u64,
-    pub offset: u64,
-    pub count: u32,
-    pub bytes: u32,
 }
 
 /// The layout of the index's keys and values. An index of another layout (or of none: before
@@ -128,15 +95,15 @@ impl Index {
     pub fn open(dir: &Path) -> Result<Index, StoreError> {
         // The journal is what fjall replays on open; capping it (64 MiB is fjall's minimum) forces
         // memtable flushes early and keeps opens to seconds however large the index grows.
-        let db = Database::builder(dir).max_journaling_size(64 * 1024 * 1024).open()?;
+        let db = Database::builder(dir).max_journaling_size(64 * 1024 * 1024).open().map_err(index_error)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
         Ok(Index {
-            streams: ks("streams")?,
-            stream_chunks: ks("stream_chunks")?,
-            event_ids: ks("event_ids")?,
-            namespace_chunks: ks("namespace_chunks")?,
-            seek: ks("seek")?,
-            meta: ks("meta")?,
+            streams: ks("streams").map_err(index_error)?,
+            stream_chunks: ks("stream_chunks").map_err(index_error)?,
+            event_ids: ks("event_ids").map_err(index_error)?,
+            namespace_chunks: ks("namespace_chunks").map_err(index_error)?,
+            seek: ks("seek").map_err(index_error)?,
+            meta: ks("meta").map_err(index_error)?,
             db,
         })
     }
@@ -144,10 +111,10 @@ impl Index {
     /// Whether this index has the layout this build reads: true for an empty index (which it
     /// then marks), false for one written by a build of another layout, which must be rebuilt.
     pub fn has_current_layout(&self) -> Result<bool, StoreError> {
-        match self.meta.get(LAYOUT_KEY)? {
+        match self.meta.get(LAYOUT_KEY).map_err(index_error)? {
             Some(v) => Ok(v.len() == 4 && u32::from_be_bytes(v[..4].try_into().expect("4 bytes")) == LAYOUT),
             None if self.watermark()?.is_none() => {
-                self.meta.insert(LAYOUT_KEY, LAYOUT.to_be_bytes())?;
+                self.meta.insert(LAYOUT_KEY, LAYOUT.to_be_bytes()).map_err(index_error)?;
                 Ok(true)
             }
             None => Ok(false),
@@ -155,7 +122,7 @@ impl Index {
     }
 
     pub fn watermark(&self) -> Result<Option<Watermark>, StoreError> {
-        Ok(self.meta.get(WATERMARK)?.map(|v| Watermark {
+        Ok(self.meta.get(WATERMARK).map_err(index_error)?.map(|v| Watermark {
             position: Position(be_u64(&v, 0)),
             segment: be_u64(&v, 8),
             offset: be_u64(&v, 16),
@@ -163,19 +130,20 @@ impl Index {
     }
 
     pub fn next_stream_number(&self) -> Result<u64, StoreError> {
-        Ok(self.meta.get(NEXT_STREAM)?.map_or(0, |v| be_u64(&v, 0)))
+        Ok(self.meta.get(NEXT_STREAM).map_err(index_error)?.map_or(0, |v| be_u64(&v, 0)))
     }
 
     pub fn stream(&self, name: &str) -> Result<Option<StreamEntry>, StoreError> {
         Ok(self
             .streams
-            .get(name.as_bytes())?
+            .get(name.as_bytes())
+            .map_err(index_error)?
             .map(|v| StreamEntry { number: be_u64(&v, 0), last_revision: Revision(be_u64(&v, 8)) }))
     }
 
     /// What `namespace` holds under `id` (ids of other namespaces are invisible here).
     pub fn event_id(&self, namespace: &str, id: Uuid) -> Result<Option<IdEntry>, StoreError> {
-        Ok(self.event_ids.get(id_key(namespace, id))?.map(|v| decode_id_entry(&v)))
+        Ok(self.event_ids.get(id_key(namespace, id)).map_err(index_error)?.map(|v| decode_id_entry(&v)))
     }
 
     /// Looks up many ids at once. Time-ordered ids (UUIDv7, what annals generates) of one batch sit
@@ -194,7 +162,7 @@ impl Index {
                     complete = false;
                     break;
                 }
-                let (k, v) = guard.into_inner()?;
+                let (k, v) = guard.into_inner().map_err(index_error)?;
                 let id = Uuid::from_slice(&k[k.len() - 16..]).map_err(|e| StoreError::Index(e.to_string()))?;
                 found.insert(id, decode_id_entry(&v));
             }
@@ -215,7 +183,7 @@ impl Index {
     ) -> Result<Box<dyn Iterator<Item = Result<NamespaceChunk, StoreError>> + '_>, StoreError> {
         let key = |p: u64| namespace_chunk_key(namespace, Position(p));
         let decode = |guard: fjall::Guard| -> Result<NamespaceChunk, StoreError> {
-            let (k, v) = guard.into_inner()?;
+            let (k, v) = guard.into_inner().map_err(index_error)?;
             Ok(decode_namespace_chunk(&k, &v))
         };
         Ok(match direction {
@@ -240,7 +208,7 @@ impl Index {
     ) -> Result<Box<dyn Iterator<Item = Result<Chunk, StoreError>> + '_>, StoreError> {
         let key = |rev: u64| stream_chunk_key(number, Revision(rev));
         let decode = |guard: fjall::Guard| -> Result<Chunk, StoreError> {
-            let (k, v) = guard.into_inner()?;
+            let (k, v) = guard.into_inner().map_err(index_error)?;
             Ok(decode_chunk(&k, &v))
         };
         Ok(match direction {
@@ -259,7 +227,7 @@ impl Index {
     /// The stream's first chunk, if it has one: where revision 0 is.
     pub fn first_chunk(&self, number: u64) -> Result<Option<Chunk>, StoreError> {
         let key = stream_chunk_key(number, Revision(0));
-        Ok(self.stream_chunks.get(key)?.map(|v| decode_chunk(&key, &v)))
+        Ok(self.stream_chunks.get(key).map_err(index_error)?.map(|v| decode_chunk(&key, &v)))
     }
 
     /// The last seek point at or before `position`.
@@ -267,7 +235,7 @@ impl Index {
         match self.seek.range(..=position.0.to_be_bytes()).next_back() {
             None => Ok(None),
             Some(guard) => {
-                let (k, v) = guard.into_inner()?;
+                let (k, v) = guard.into_inner().map_err(index_error)?;
                 Ok(Some(SeekPoint {
                     position: Position(be_u64(&k, 0)),
                     segment: be_u64(&v, 0),
@@ -414,7 +382,7 @@ impl Index {
         v[16..24].copy_from_slice(&watermark.offset.to_be_bytes());
         b.batch.insert(&self.meta, WATERMARK, v);
         b.batch.insert(&self.meta, NEXT_STREAM, next_stream_number.to_be_bytes());
-        b.batch.commit()?;
+        b.batch.commit().map_err(index_error)?;
         Ok(())
     }
 
@@ -422,7 +390,7 @@ impl Index {
     /// no log to replay. fjall still replays its own journal into memtables on open; capping the
     /// journal (`open`) is what bounds that: 3.6 s for a 10 M-event store (BENCHMARKS.md).
     pub fn persist(&self) -> Result<(), StoreError> {
-        self.db.persist(PersistMode::SyncAll)?;
+        self.db.persist(PersistMode::SyncAll).map_err(index_error)?;
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use tracing::error;
 
 use super::index::{IndexedRecord, StreamEntry, Watermark};
-use super::store::{Head, Shared};
+use super::shared::{Head, Shared};
 use crate::error::StoreError;
 use crate::model::{AppendResult, StreamId};
 

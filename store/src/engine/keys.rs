@@ -1,10 +1,45 @@
 //! The byte layout of the index's keys and values (big-endian, so byte order is numeric order).
-//! `index::LAYOUT` names the layout; changing anything here means a new layout number.
+//! `index::LAYOUT` names the layout; changing anything here means a new layout number. The
+//! values decoded here (`Chunk`, `IdEntry`, `NamespaceChunk`) are defined here too, so this file
+//! depends on nothing of the index and `index.rs` (which re-exports them) depends on it alone.
 
 use uuid::Uuid;
 
-use super::index::{Chunk, IdEntry, NamespaceChunk};
 use crate::model::{Position, Revision};
+
+/// A run of one stream's consecutive revisions whose records are contiguous in one segment.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Chunk {
+    pub stream_number: u64,
+    pub first_revision: Revision,
+    pub first_position: Position,
+    pub segment: u64,
+    /// Offset of the first record.
+    pub offset: u64,
+    pub count: u32,
+    /// Bytes of all its records.
+    pub bytes: u32,
+}
+
+/// What the id index says of an event id.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct IdEntry {
+    pub stream_number: u64,
+    pub revision: Revision,
+    pub position: Position,
+}
+
+/// A run of one namespace's consecutive records in one group (positions contiguous, bytes
+/// contiguous), up to `CHUNK_BYTES`: what a read of `$all` filtered to one namespace reads instead
+/// of the whole log.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct NamespaceChunk {
+    pub first_position: Position,
+    pub segment: u64,
+    pub offset: u64,
+    pub count: u32,
+    pub bytes: u32,
+}
 
 pub fn decode_id_entry(v: &[u8]) -> IdEntry {
     IdEntry { stream_number: be_u64(v, 0), revision: Revision(be_u64(v, 8)), position: Position(be_u64(v, 16)) }

@@ -183,6 +183,7 @@ mod reader;
 mod recovery;
 mod retry;
 mod segment;
+mod shared;
 mod space;
 mod store;
 mod subscribe;
@@ -192,3 +193,9 @@ pub use config::EngineConfig;
 pub use recovery::{RecoveryReport, TruncatedTail};
 pub use segment::VerifyReport;
 pub use store::{EmbeddedStore, StoreInfo};
+
+/// The embedded engine's positions are dense (0 for the first event, then contiguous): the proof
+/// and the conversion between positions and indexes, for code that knows it reads an embedded
+/// log (its own tests, tools that read a data directory) without a store at hand. Everything
+/// else asks [`EventStore::capabilities`](crate::EventStore::capabilities).
+pub const DENSE: crate::DensePositions = crate::capabilities::DENSE;

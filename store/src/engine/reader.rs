@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::format::{self, DecodeCache, GroupHeader, HeaderError, GROUP_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::index::{Chunk, SeekPoint};
 use super::segment::Segment;
-use super::store::Shared;
+use super::shared::Shared;
 use crate::error::StoreError;
 use crate::model::{Direction, Position, ReadFrom, ReadStreamOutcome, RecordedEvent, Revision, StreamId};
 
@@ -41,6 +41,11 @@ pub fn read_stream(
         (ReadFrom::Start, _) => Revision(0),
         (ReadFrom::End, Direction::Forwards) => entry.last_revision.next(),
         (ReadFrom::End, Direction::Backwards) => entry.last_revision,
+        (ReadFrom::After(r), Direction::Forwards) => r.next(),
+        (ReadFrom::After(r), Direction::Backwards) => match r.0.checked_sub(1) {
+            Some(before) => Revision(before),
+            None => return Ok((ReadStreamOutcome::Events(Vec::new()), false)),
+        },
         (ReadFrom::At(r), _) => r,
     };
     let mut events = Vec::new();

@@ -5,18 +5,25 @@
 use uuid::Uuid;
 
 use super::index::IdEntry;
-use super::writer::AppendRequest;
 use crate::error::StoreError;
-use crate::model::{AppendResult, ExpectedRevision};
+use crate::model::{AppendResult, EventData, ExpectedRevision, StreamId};
+
+/// What of an append the answer depends on (borrowed from the writer's request, so this file
+/// does not import the writer that calls it).
+pub struct Retried<'a> {
+    pub stream: &'a StreamId,
+    pub expected: ExpectedRevision,
+    pub events: &'a [EventData],
+}
 
 /// The answer to an append some of whose ids are stored: the original result if it is an exact
 /// retry, otherwise `IdempotencyConflict` saying precisely why not.
 pub fn retry_result(
-    request: &AppendRequest,
+    request: Retried<'_>,
     stream_number: Option<u64>,
     stored: &[(Uuid, IdEntry)],
 ) -> Result<AppendResult, StoreError> {
-    let stream = &request.stream;
+    let stream = request.stream;
     let conflict =
         |event_id: Uuid, reason: String| StoreError::IdempotencyConflict { stream: stream.clone(), event_id, reason };
     let n = request.events.len();

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -13,13 +13,14 @@ use tracing::info;
 
 use super::all;
 use super::config::EngineConfig;
-use super::index::Index;
 use super::reader;
 use super::recovery::{self, RecoveryReport};
-use super::segment::{Segment, Segments, VerifyReport};
+use super::segment::{Segments, VerifyReport};
+use super::shared::{Head, Shared};
 use super::space::Space;
 use super::subscribe;
 use super::writer::{AppendRequest, Writer, WriterState};
+use crate::capabilities::Capabilities;
 use crate::error::StoreError;
 use crate::event_store::{EventStore, Subscription};
 use crate::model::{
@@ -49,105 +50,6 @@ pub struct StoreInfo {
     pub log_bytes: u64,
     /// Segment files open now (at most `max_open_segments`).
     pub open_segment_files: usize,
-}
-
-/// The published head: every event below `position` is durable, indexed and readable; the log's
-/// data ends at `offset` of segment `segment` (past it: a group being written, or preallocated
-/// zeros).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Head {
-    pub position: Position,
-    pub segment: u64,
-    pub offset: u64,
-}
-
-/// What readers, the writer and subscriptions share.
-#[derive(Debug)]
-pub struct Shared {
-    pub config: EngineConfig,
-    pub log_dir: PathBuf,
-    pub segments: Segments,
-    /// `None` once the store is closed. Readers hold the read lock for the length of a read, so
-    /// `close` (which takes it for writing) waits for them and then releases fjall's directory.
-    index: RwLock<Option<Index>>,
-    head: watch::Sender<Head>,
-    /// Holds the `flock` on `DATA_DIR/LOCK` until `close` (or the last reference) drops it.
-    lock: Mutex<Option<File>>,
-    /// Set when a write, sync or index commit failed: what is on disk past the head is unknown,
-    /// so no more appends are taken until a reopen lets recovery decide.
-    poisoned: Mutex<Option<String>>,
-    /// Free space on the data directory's filesystem, and whether appends wait for it.
-    pub space: Space,
-}
-
-/// The open index, borrowed for one read or one group.
-pub struct IndexGuard<'a>(RwLockReadGuard<'a, Option<Index>>);
-
-impl std::ops::Deref for IndexGuard<'_> {
-    type Target = Index;
-    fn deref(&self) -> &Index {
-        self.0.as_ref().expect("checked when the guard was made")
-    }
-}
-
-impl Shared {
-    /// The index, or `StoreError::Closed`.
-    pub fn index(&self) -> Result<IndexGuard<'_>, StoreError> {
-        let guard = self.index.read().expect("index lock");
-        match *guard {
-            Some(_) => Ok(IndexGuard(guard)),
-            None => Err(StoreError::Closed),
-        }
-    }
-
-    pub fn poison(&self, reason: String) {
-        self.poisoned.lock().expect("poison lock").get_or_insert(reason);
-    }
-
-    pub fn poisoned(&self) -> Option<String> {
-        self.poisoned.lock().expect("poison lock").clone()
-    }
-
-    /// The error appends get once the store is poisoned.
-    pub fn poisoned_error(&self) -> StoreError {
-        let reason = self.poisoned().unwrap_or_else(|| "an earlier group failed".into());
-        StoreError::Io {
-            op: "append (the store must be reopened after a failed commit)",
-            path: self.log_dir.clone(),
-            source: std::io::Error::other(reason),
-        }
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.index.read().expect("index lock").is_none()
-    }
-
-    /// Flushes and drops the index and releases the directory lock; wakes subscriptions so they
-    /// see the store is closed.
-    fn close(&self) -> Result<(), StoreError> {
-        let index = self.index.write().expect("index lock").take();
-        let result = index.as_ref().map_or(Ok(()), Index::persist);
-        drop(index);
-        self.lock.lock().expect("lock file").take();
-        self.head.send_modify(|_| {});
-        result
-    }
-
-    pub fn head(&self) -> Head {
-        *self.head.borrow()
-    }
-
-    pub fn publish(&self, head: Head) {
-        self.head.send_replace(head);
-    }
-
-    pub fn watch_head(&self) -> watch::Receiver<Head> {
-        self.head.subscribe()
-    }
-
-    pub fn segment(&self, number: u64) -> Result<Arc<Segment>, StoreError> {
-        self.segments.get(number).ok_or_else(|| StoreError::Index(format!("segment {number} is not open")))
-    }
 }
 
 #[derive(Debug)]
@@ -202,16 +104,15 @@ impl EmbeddedStore {
             segment: segment.number,
             offset: recovered.end_offset,
         });
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Shared::new(
             config,
             log_dir,
-            segments: Segments::new(recovered.segments, recovered.budget),
-            index: RwLock::new(Some(recovered.index)),
+            Segments::new(recovered.segments, recovered.budget),
+            recovered.index,
             head,
-            lock: Mutex::new(Some(lock)),
-            poisoned: Mutex::new(None),
-            space: Space::new(&dir, min_free_bytes),
-        });
+            lock,
+            Space::new(&dir, min_free_bytes),
+        ));
         info!(data_dir = %dir.display(), events = recovered.next_position.0, elapsed_ms = started.elapsed().as_millis() as u64, "store opened");
         // `recorded_at` never decreases along the log, whatever the clock does across restarts:
         // the writer starts from the last event's time (the scan may not have seen any event).
@@ -249,6 +150,10 @@ impl EmbeddedStore {
     /// flushes the index and releases the data directory: it can be opened again as soon as this
     /// returns. Every clone then answers `StoreError::Closed`, and subscriptions end with it.
     pub async fn close(self) -> Result<(), StoreError> {
+        self.close_shared().await
+    }
+
+    async fn close_shared(&self) -> Result<(), StoreError> {
         let writer = Arc::clone(&self.writer);
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
@@ -331,6 +236,10 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl EventStore for EmbeddedStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::everything()
+    }
+
     async fn append_to_stream(
         &self,
         stream: &StreamId,
@@ -430,6 +339,16 @@ impl EventStore for EmbeddedStore {
         }
         let next = self.shared.head().position;
         Ok(next.0.checked_sub(1).map(Position))
+    }
+
+    async fn distance(&self, after: Option<Position>, through: Position) -> Result<Option<u64>, StoreError> {
+        // Dense positions: the events after `after` up to `through` are the positions between.
+        let first = after.map_or(0, |p| p.0.saturating_add(1));
+        Ok(Some(through.0.saturating_add(1).saturating_sub(first)))
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.close_shared().await
     }
 }
 

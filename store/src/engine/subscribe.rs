@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, watch};
 
-use super::store::{Head, Shared};
+use super::shared::{Head, Shared};
 use super::{all, reader};
 use crate::error::StoreError;
 use crate::event_store::{Batch, Pace, Subscription, SubscriptionMessage};
@@ -30,6 +30,7 @@ pub fn to_all(shared: &Arc<Shared>, from: SubscribeFrom<Position>, filter: Event
     let next = match from {
         SubscribeFrom::Start => Position(0),
         SubscribeFrom::After(p) => p.next(),
+        SubscribeFrom::At(p) => p,
         SubscribeFrom::End => shared.head().position,
     };
     let cursor = Cursor::All { next, filter };
@@ -44,6 +45,7 @@ pub fn to_stream(
     let next = match from {
         SubscribeFrom::Start => Revision(0),
         SubscribeFrom::After(r) => r.next(),
+        SubscribeFrom::At(r) => r,
         // Resolved now, so that events appended after this call returns are all delivered.
         SubscribeFrom::End => shared.index()?.stream(stream.as_str())?.map_or(Revision(0), |e| e.last_revision.next()),
     };

@@ -22,9 +22,9 @@ use uuid::Uuid;
 use super::format::{self, GroupHeader, RecordFields, GROUP_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::index::{IdEntry, IndexedRecord, StreamEntry, Watermark};
 use super::indexer::{self, IndexJob};
-use super::retry::retry_result;
+use super::retry::{retry_result, Retried};
 use super::segment::{self, Prepared, Segment};
-use super::store::Shared;
+use super::shared::Shared;
 use crate::error::StoreError;
 use crate::model::{AppendResult, CurrentRevision, EventData, ExpectedRevision, Position, Revision, StreamId};
 
@@ -306,7 +306,8 @@ impl Writer {
         }
         drop(index);
         if !stored.is_empty() {
-            return retry_result(request, current.map(|e| e.number), &stored);
+            let retried = Retried { stream: &request.stream, expected: request.expected, events: &request.events };
+            return retry_result(retried, current.map(|e| e.number), &stored);
         }
         let actual = current.map_or(CurrentRevision::NoStream, |e| CurrentRevision::Current(e.last_revision));
         let ok = match (request.expected, actual) {

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::format::*;
 use super::SEGMENT_SIZE;
+use crate::{idx, pos};
 
 // ---------------------------------------------------------------------------------------------
 // A log to damage.
@@ -91,7 +92,7 @@ pub async fn append_recorded(
     let result = store.append_to_stream(stream, expected, events).await.expect("append");
     assert_eq!(
         (result.first_position, result.last_position, result.first_revision, result.last_revision),
-        (Position(position), Position(position + n - 1), Revision(first_revision), Revision(first_revision + n - 1)),
+        (pos(position), pos(position + n - 1), Revision(first_revision), Revision(first_revision + n - 1)),
         "append of {n} events to {stream} after {position} events"
     );
     for (i, (id, data)) in ids.into_iter().zip(datas).enumerate() {
@@ -257,10 +258,10 @@ pub async fn assert_open_refused(fx: &Fixture, segment: &Path, offsets: &[u64], 
 }
 
 pub async fn read_everything(store: &EmbeddedStore) -> Vec<RecordedEvent> {
-    let end = store.head().await.expect("head").map_or(0, |p| p.0 + 1);
+    let end = store.head().await.expect("head").map_or(0, |p| idx(p) + 1);
     let mut events: Vec<RecordedEvent> = Vec::new();
     while (events.len() as u64) < end {
-        let from = Position(events.len() as u64);
+        let from = pos(events.len() as u64);
         let page =
             store.read_all(ReadFrom::At(from), Direction::Forwards, 100, &EventFilter::all()).await.expect("read_all");
         assert!(!page.is_empty(), "read_all from {from} is empty, but the head is {}", end - 1);
@@ -276,7 +277,7 @@ pub fn assert_events_match(events: &[RecordedEvent], written: &[Written], case: 
             event.id == w.id
                 && event.stream == w.stream
                 && event.revision == Revision(w.revision)
-                && event.position == Position(w.position)
+                && event.position == pos(w.position)
                 && event.event_type == w.event_type
                 && event.data.as_ref() == w.data.as_slice()
                 && event.metadata.is_empty(),
@@ -292,11 +293,8 @@ pub fn assert_events_match(events: &[RecordedEvent], written: &[Written], case: 
 pub async fn assert_streams_match(store: &EmbeddedStore, written: &[Written], case: &str) {
     for name in STREAMS {
         let s = stream(name);
-        let want: Vec<(Uuid, Revision, Position)> = written
-            .iter()
-            .filter(|w| w.stream == s)
-            .map(|w| (w.id, Revision(w.revision), Position(w.position)))
-            .collect();
+        let want: Vec<(Uuid, Revision, Position)> =
+            written.iter().filter(|w| w.stream == s).map(|w| (w.id, Revision(w.revision), pos(w.position))).collect();
         let outcome = store.read_stream(&s, ReadFrom::Start, Direction::Forwards, 100_000).await.expect("read_stream");
         match outcome {
             ReadStreamOutcome::StreamNotFound => assert!(want.is_empty(), "{case}: stream {name} not found"),
@@ -313,7 +311,7 @@ pub async fn assert_streams_match(store: &EmbeddedStore, written: &[Written], ca
 pub async fn assert_each_position_reads(store: &EmbeddedStore, written: &[Written], case: &str) {
     for w in written {
         let events = store
-            .read_all(ReadFrom::At(Position(w.position)), Direction::Forwards, 1, &EventFilter::all())
+            .read_all(ReadFrom::At(pos(w.position)), Direction::Forwards, 1, &EventFilter::all())
             .await
             .unwrap_or_else(|e| panic!("{case}: read_all from position {}: {e}", w.position));
         assert_events_match(&events, std::slice::from_ref(w), &format!("{case}, read_all from {}", w.position));
@@ -336,11 +334,11 @@ pub async fn assert_retry_answers_from_index(store: &EmbeddedStore, written: &[W
         .unwrap_or_else(|e| panic!("{case}: idempotent retry of the last append: {e}"));
     assert_eq!(
         (result.first_position, result.first_revision),
-        (Position(batch[0].position), Revision(batch[0].revision)),
+        (pos(batch[0].position), Revision(batch[0].revision)),
         "{case}: a retry answers the original result"
     );
     let head = store.head().await.unwrap();
-    assert_eq!(head, Some(Position(written.len() as u64 - 1)), "{case}: a retry writes nothing");
+    assert_eq!(head, Some(pos(written.len() as u64 - 1)), "{case}: a retry writes nothing");
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
@@ -392,7 +390,7 @@ pub async fn assert_recovered(fx: &Fixture, truncated_at: Option<u64>, position:
                 segment.display()
             );
             assert_eq!(t.offset, offset, "{case}: truncation offset (the start of the bad group)");
-            assert_eq!(t.position, Position(position), "{case}: position of the first dropped event");
+            assert_eq!(t.position, pos(position), "{case}: position of the first dropped event");
             assert_eq!(
                 t.bytes_dropped,
                 nonzero_end_before - offset,
@@ -407,7 +405,7 @@ pub async fn assert_recovered(fx: &Fixture, truncated_at: Option<u64>, position:
 
     // Every complete group is still there, in $all and in the stream index.
     let survivors = &fx.written[..position as usize];
-    assert_eq!(store.head().await.unwrap(), position.checked_sub(1).map(Position), "{case}: head");
+    assert_eq!(store.head().await.unwrap(), position.checked_sub(1).map(pos), "{case}: head");
     assert_events_match(&read_everything(&store).await, survivors, case);
     assert_each_position_reads(&store, survivors, case).await;
     assert_streams_match(&store, survivors, case).await;
@@ -427,7 +425,7 @@ pub async fn assert_recovered(fx: &Fixture, truncated_at: Option<u64>, position:
             .collect();
         append_recorded(&store, &mut expected, &again[0].stream, events, again[0].batch).await;
     }
-    assert_eq!(store.head().await.unwrap(), Some(Position(expected.len() as u64 - 1)), "{case}: head after append");
+    assert_eq!(store.head().await.unwrap(), Some(pos(expected.len() as u64 - 1)), "{case}: head after append");
     assert_events_match(&read_everything(&store).await, &expected, case);
     store.close().await.expect("close");
 

@@ -3,6 +3,7 @@
 //! model it drives, in `model.rs`).
 
 use super::*;
+use crate::{idx, pos};
 
 /// An append attempt, kept for retries.
 #[derive(Clone)]
@@ -109,12 +110,12 @@ impl Harness {
 
     /// Checks events read from the store against the model's events at `positions`.
     fn check_events(&mut self, got: &[RecordedEvent], positions: &[u64], what: &str) -> Check {
-        let got_positions: Vec<u64> = got.iter().map(|e| e.position.0).collect();
+        let got_positions: Vec<u64> = got.iter().map(|e| idx(e.position)).collect();
         if got_positions != positions {
             return Err(format!("{what}: positions {got_positions:?}, the model says {positions:?}"));
         }
         for e in got {
-            let want = &self.model.log[e.position.0 as usize];
+            let want = &self.model.log[idx(e.position) as usize];
             let got_m = ModelEvent {
                 id: e.id,
                 stream: e.stream.clone(),
@@ -126,7 +127,7 @@ impl Harness {
             if got_m != *want {
                 return Err(format!("{what}: event at position {} is {got_m:?}, the model says {want:?}", e.position));
             }
-            let first_seen = *self.recorded_at.entry(e.position.0).or_insert(e.recorded_at);
+            let first_seen = *self.recorded_at.entry(idx(e.position)).or_insert(e.recorded_at);
             if first_seen != e.recorded_at {
                 return Err(format!(
                     "{what}: recorded_at of position {} changed from {first_seen} to {}",
@@ -203,13 +204,14 @@ impl Harness {
                 let from = match from {
                     SubFrom::Start => SubscribeFrom::Start,
                     SubFrom::End => SubscribeFrom::End,
-                    SubFrom::After(i) if n > 0 => SubscribeFrom::After(Position(i.index(n as usize) as u64)),
+                    SubFrom::After(i) if n > 0 => SubscribeFrom::After(pos(i.index(n as usize) as u64)),
                     SubFrom::After(_) => SubscribeFrom::Start,
                 };
                 let start = match from {
                     SubscribeFrom::Start => 0,
                     SubscribeFrom::End => n,
-                    SubscribeFrom::After(p) => p.0 + 1,
+                    SubscribeFrom::After(p) => idx(p) + 1,
+                    SubscribeFrom::At(p) => idx(p),
                 };
                 let event_filter = filter.to_event_filter();
                 let what = format!("subscribe_to_all({from:?}, {event_filter:?})");
@@ -231,6 +233,7 @@ impl Harness {
                     SubscribeFrom::Start => 0,
                     SubscribeFrom::End => n,
                     SubscribeFrom::After(r) => positions[r.0 as usize] + 1,
+                    SubscribeFrom::At(r) => positions[r.0 as usize],
                 };
                 let what = format!("subscribe_to_stream({stream}, {from:?})");
                 let sub = within(&what, self.store().subscribe_to_stream(&stream, from)).await?;
@@ -322,14 +325,14 @@ impl Harness {
                     (FromSpec::Start, _) => ReadFrom::Start,
                     (FromSpec::End, _) | (FromSpec::Past(_), true) => ReadFrom::End,
                     (FromSpec::At(_), true) if n == 0 => ReadFrom::End,
-                    (FromSpec::At(i), _) => ReadFrom::At(Position(if n == 0 { 0 } else { i.index(n as usize) as u64 })),
-                    (FromSpec::Past(k), false) => ReadFrom::At(Position(n + *k as u64)),
+                    (FromSpec::At(i), _) => ReadFrom::At(pos(if n == 0 { 0 } else { i.index(n as usize) as u64 })),
+                    (FromSpec::Past(k), false) => ReadFrom::At(pos(n + *k as u64)),
                 };
                 self.read_all(from, dir, *max, filter).await
             }
             Op::Head => {
                 let got = within("head", self.store().head()).await?.map_err(|e| format!("head failed: {e:?}"))?;
-                let want = (self.model.log.len() as u64).checked_sub(1).map(Position);
+                let want = (self.model.log.len() as u64).checked_sub(1).map(pos);
                 if got != want {
                     return Err(format!("head() is {got:?}, the model says {want:?}"));
                 }

@@ -195,8 +195,8 @@ async fn append_forever(store: EmbeddedStore, shared: Arc<Shared>, mut rng: Rng)
                     "ids": ids,
                     "first_revision": result.first_revision.0,
                     "last_revision": result.last_revision.0,
-                    "first_position": result.first_position.0,
-                    "last_position": result.last_position.0,
+                    "first_position": result.first_position.code(),
+                    "last_position": result.last_position.code(),
                     "data_hash": format!("{data_hash:016x}"),
                 });
                 write_line(&line)?;

@@ -2,6 +2,7 @@
 //! reopened store that verifies every acknowledged batch is present, whole and in order.
 
 use super::*;
+use annals_store::engine::DENSE;
 
 /// One line of a child's ack log: an append the store acknowledged.
 #[derive(Debug)]
@@ -66,7 +67,7 @@ impl Scanner {
         let at = || format!("event at position {} (id {}, stream {})", event.position, event.id, event.stream);
         let state = &mut self.state;
         ensure!(
-            event.position.0 == state.len,
+            DENSE.index(event.position) == state.len,
             "{}: expected position {} (positions must be contiguous)",
             at(),
             state.len
@@ -153,7 +154,7 @@ impl Scanner {
         h = fnv1a(h, event.id.as_bytes());
         h = fnv1a(h, stream.as_bytes());
         h = fnv1a(h, &event.revision.0.to_le_bytes());
-        h = fnv1a(h, &event.position.0.to_le_bytes());
+        h = fnv1a(h, &DENSE.index(event.position).to_le_bytes());
         h = fnv1a(h, event.event_type.as_bytes());
         h = fnv1a(h, &(event.data.len() as u64).to_le_bytes());
         h = fnv1a(h, &event.data);
