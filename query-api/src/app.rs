@@ -85,7 +85,7 @@ impl Application {
         let store = EmbeddedStore::open(config).await?;
         // Before the views open: their threads (and tantivy's) take it when they start.
         annals_projectors::background::set_priority(settings.projector_priority);
-        let views = Views::open(&settings.data_dir)?;
+        let views = Views::open(&settings.data_dir).await?;
         let listener =
             TcpListener::bind(settings.listen).await.map_err(|source| Error::Bind { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| Error::Bind { addr: settings.listen, source })?;

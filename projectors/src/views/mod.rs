@@ -10,12 +10,13 @@
 
 pub mod audit;
 pub mod message;
+pub mod message_status;
 pub mod timeline;
 
 use annals_store::RecordedEvent;
 use serde::de::DeserializeOwned;
 
-use crate::ApplyError;
+use crate::error::ApplyError;
 
 /// The stream-name prefix of a message stream (after the tenant prefix, if any).
 const MESSAGE_STREAM_PREFIX: &str = "message-";

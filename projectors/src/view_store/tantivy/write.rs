@@ -14,8 +14,8 @@ use tantivy::{Index, IndexWriter, Searcher, TantivyDocument, Term};
 use super::counts::{self, Combo, SegmentCombos, TenantCounts};
 use super::lookup::{KnownKeys, Lookup};
 use super::schema::{self, backend, corrupt, Fields};
+use crate::error::ViewError;
 use crate::view_store::{Checkpoint, ViewBatch};
-use crate::ViewError;
 
 /// The single writer of a view and the checkpoint of its last commit.
 pub(crate) struct Writer {

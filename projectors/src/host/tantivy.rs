@@ -1,4 +1,5 @@
-//! Where the generations of an embedded view live on disk, and which one serves.
+//! [`ViewHosting`] for the embedded backend: where the generations of a tantivy view live on
+//! disk, and which one serves.
 //!
 //! # Layout
 //! `DATA_DIR/views/{name}/gen-{N}/` holds generation N's index (its checkpoint is inside, in the
@@ -14,22 +15,104 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::hosting::ViewHosting;
+use crate::background;
+use crate::error::ViewError;
+use crate::view_store::tantivy::TantivyViewStore;
+use crate::view_store::{ViewHalves, ViewSchema};
+
+/// The generations of one tantivy view: `gen-N` directories and a `CURRENT` file.
+#[derive(Debug)]
+pub struct TantivyHosting {
+    generations: Generations,
+    schema: ViewSchema,
+}
+
+impl TantivyHosting {
+    /// The view of `schema` in `dir` (`DATA_DIR/views/{name}`), created if missing.
+    pub fn open(dir: &Path, schema: ViewSchema) -> Result<Self, ViewError> {
+        let generations = Generations::open(dir).map_err(io(schema.name, "open view directory"))?;
+        Ok(TantivyHosting { generations, schema })
+    }
+
+    /// The directory of generation `generation`'s index.
+    pub fn path(&self, generation: u64) -> PathBuf {
+        self.generations.path(generation)
+    }
+
+    /// Runs blocking file work off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(Generations) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, ViewError> {
+        let generations = self.generations.clone();
+        let view = self.schema.name;
+        match tokio::task::spawn_blocking(move || f(generations)).await {
+            Ok(result) => result.map_err(io(view, op)),
+            Err(e) => Err(ViewError::Backend { view, op, reason: e.to_string() }),
+        }
+    }
+}
+
+fn io(view: &'static str, op: &'static str) -> impl Fn(std::io::Error) -> ViewError {
+    move |e| ViewError::Backend { view, op, reason: e.to_string() }
+}
+
+#[async_trait]
+impl ViewHosting for TantivyHosting {
+    fn name(&self) -> &'static str {
+        self.schema.name
+    }
+
+    async fn current(&self) -> Result<u64, ViewError> {
+        self.blocking("read CURRENT", |g| g.current()).await
+    }
+
+    /// Opened from a thread of projector priority, so tantivy's indexing and merge threads
+    /// inherit it (`background`).
+    async fn open(&self, generation: u64) -> Result<ViewHalves, ViewError> {
+        let (path, schema) = (self.generations.path(generation), self.schema.clone());
+        let view = schema.name;
+        let opened = tokio::task::spawn_blocking(move || {
+            background::spawn_lowered(move || TantivyViewStore::open(&path, schema))
+        })
+        .await
+        .map_err(|e| ViewError::Backend { view, op: "open index", reason: e.to_string() })??;
+        let store = Arc::new(opened);
+        Ok(ViewHalves { reader: Arc::clone(&store) as _, writer: store })
+    }
+
+    async fn switch(&self, generation: u64) -> Result<(), ViewError> {
+        self.blocking("write CURRENT", move |g| g.set_current(generation)).await
+    }
+
+    async fn remove_others(&self, keep: &[u64]) -> Result<Vec<String>, ViewError> {
+        let keep = keep.to_vec();
+        let removed = self.blocking("remove generations", move |g| g.remove_others(&keep)).await?;
+        Ok(removed.into_iter().map(|p| p.display().to_string()).collect())
+    }
+}
 
 /// One view's directory of generations.
 #[derive(Clone, Debug)]
-pub struct Generations {
+struct Generations {
     dir: PathBuf,
 }
 
 impl Generations {
     /// `dir` is the view's directory (`DATA_DIR/views/{name}`); created if missing.
-    pub fn open(dir: &Path) -> std::io::Result<Self> {
+    fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         Ok(Generations { dir: dir.to_owned() })
     }
 
     /// The serving generation: what `CURRENT` names, or 1.
-    pub fn current(&self) -> std::io::Result<u64> {
+    fn current(&self) -> std::io::Result<u64> {
         match std::fs::read_to_string(self.dir.join("CURRENT")) {
             Ok(text) => parse(text.trim()).ok_or_else(|| {
                 std::io::Error::new(
@@ -43,7 +126,7 @@ impl Generations {
     }
 
     /// Makes `generation` the serving one, durably.
-    pub fn set_current(&self, generation: u64) -> std::io::Result<()> {
+    fn set_current(&self, generation: u64) -> std::io::Result<()> {
         let tmp = self.dir.join("CURRENT.tmp");
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(format!("gen-{generation}\n").as_bytes())?;
@@ -53,12 +136,12 @@ impl Generations {
     }
 
     /// The directory of generation `generation`'s index.
-    pub fn path(&self, generation: u64) -> PathBuf {
+    fn path(&self, generation: u64) -> PathBuf {
         self.dir.join(format!("gen-{generation}"))
     }
 
     /// Removes every generation but `keep`, and index files of a view from before generations.
-    pub fn remove_others(&self, keep: &[u64]) -> std::io::Result<Vec<PathBuf>> {
+    fn remove_others(&self, keep: &[u64]) -> std::io::Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;

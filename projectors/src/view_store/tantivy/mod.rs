@@ -1,10 +1,16 @@
-//! The embedded [`ViewStore`] backend: one tantivy index per view, in a directory of its own.
+//! The embedded view-store backend: one tantivy index per view generation, in a directory of
+//! its own, keeping both halves of the contract ([`ViewReader`], [`ViewWriter`]).
 //!
 //! tantivy keeps guarantee 1 natively (a commit is atomic and carries the checkpoint as its
-//! payload), rule 2 is a version check against the committed index before each write, and
-//! guarantee 3 is stronger than asked: the reader is reloaded before `commit` returns, so a
-//! committed batch is visible to the very next read in this process (other processes opening the
-//! directory see it within the reload policy's delay, well under a second).
+//! payload: `atomic_checkpoint`), rule 2 is a version check against the committed index before
+//! each write, and guarantee 3 is stronger than asked: the reader is reloaded before `commit`
+//! returns, so a committed batch is visible to the very next read in this process
+//! (`visible_on_return`; other processes opening the directory see it within the reload
+//! policy's delay, well under a second).
+//!
+//! tantivy's API blocks, so the async methods move their work off the async workers: reads to
+//! tokio's blocking pool (the API's latency), the writer's work to the projectors' own threads
+//! of lowered priority (`crate::background`), as before the contract became async.
 //!
 //! Files: [`schema`] maps a [`ViewSchema`] to tantivy; [`write`] commits batches; [`read`]
 //! answers `get` and `search`, building queries in [`query`] and counting facets in [`facets`];
@@ -22,14 +28,19 @@ mod topk;
 mod write;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
 
 use tantivy::directory::MmapDirectory;
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, IndexReader, ReloadPolicy};
 
-use crate::view_store::{Checkpoint, Query, SearchPage, StoredDoc, ViewBatch, ViewSchema, ViewStore};
-use crate::ViewError;
+use crate::background;
+use crate::error::ViewError;
+use crate::view_store::{
+    Capabilities, Checkpoint, Query, SearchPage, StoredDoc, ViewBatch, ViewReader, ViewSchema, ViewWriter,
+};
 use lookup::KnownKeys;
 use schema::{backend, Fields};
 use write::{Outcome, Writer};
@@ -42,9 +53,17 @@ const WRITER_MEMORY_BYTES: usize = 16 * 1024 * 1024;
 /// Segments merged at once while bulk loading (tantivy's default is 8).
 const BULK_MERGE_SEGMENTS: usize = 32;
 
-/// A view kept in an embedded tantivy index. Cheap to share behind an `Arc`: reads take a
-/// searcher and never block on the writer; commits are serialized by the writer's lock.
+/// What tantivy promises beyond every backend's guarantees.
+pub const CAPABILITIES: Capabilities = Capabilities { atomic_checkpoint: true, visible_on_return: true };
+
+/// A view kept in an embedded tantivy index. Cheap to clone (clones share the index): reads
+/// take a searcher and never block on the writer; commits are serialized by the writer's lock.
+#[derive(Clone)]
 pub struct TantivyViewStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     view: &'static str,
     dir: PathBuf,
     fields: Fields,
@@ -60,7 +79,8 @@ pub struct TantivyViewStore {
 
 impl std::fmt::Debug for TantivyViewStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TantivyViewStore").field("view", &self.view).field("dir", &self.dir).finish_non_exhaustive()
+        let inner = &self.inner;
+        f.debug_struct("TantivyViewStore").field("view", &inner.view).field("dir", &inner.dir).finish_non_exhaustive()
     }
 }
 
@@ -94,7 +114,7 @@ impl TantivyViewStore {
             .reload_policy(ReloadPolicy::OnCommitWithDelay)
             .try_into()
             .map_err(backend(view, "open reader"))?;
-        Ok(TantivyViewStore {
+        let inner = Inner {
             view,
             dir: dir.to_owned(),
             fields,
@@ -103,16 +123,119 @@ impl TantivyViewStore {
             writer: Mutex::new(Writer { inner, checkpoint, broken: None, bulk: false, counts: Default::default() }),
             analyzer,
             known: KnownKeys::default(),
-        })
+        };
+        Ok(TantivyViewStore { inner: Arc::new(inner) })
     }
 
     /// The directory the index lives in.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.inner.dir
+    }
+
+    /// `search` on the calling thread, blocking: for benchmarks that measure the index's own
+    /// cost on one thread (the contract's async methods move the work to other threads).
+    pub fn search_blocking(&self, query: &Query) -> Result<SearchPage, ViewError> {
+        let inner = &self.inner;
+        read::search(inner.view, &inner.fields, &inner.reader.searcher(), &mut inner.analyzer.clone(), query)
+    }
+
+    /// `commit` on the calling thread, blocking (see [`TantivyViewStore::search_blocking`]).
+    pub fn commit_blocking(&self, batch: &ViewBatch) -> Result<(), ViewError> {
+        self.inner.commit(batch)
+    }
+
+    /// `bulk_load` on the calling thread, blocking (see [`TantivyViewStore::search_blocking`]).
+    pub fn bulk_load_blocking(&self, on: bool) -> Result<(), ViewError> {
+        self.inner.bulk_load(on)
+    }
+
+    /// Runs a read on tokio's blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Inner) -> Result<T, ViewError> + Send + 'static,
+    ) -> Result<T, ViewError> {
+        let inner = Arc::clone(&self.inner);
+        let view = inner.view;
+        tokio::task::spawn_blocking(move || op(&inner))
+            .await
+            .unwrap_or_else(|e| Err(ViewError::Backend { view, op: "read", reason: e.to_string() }))
+    }
+
+    /// Runs the writer's work on the projectors' threads.
+    async fn write<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Inner) -> Result<T, ViewError> + Send + 'static,
+    ) -> Result<T, ViewError> {
+        let inner = Arc::clone(&self.inner);
+        let view = inner.view;
+        background::run(move || op(&inner)).await.unwrap_or_else(|| {
+            Err(ViewError::Backend { view, op: "write", reason: "the view's task panicked".to_owned() })
+        })
     }
 }
 
-impl ViewStore for TantivyViewStore {
+#[async_trait]
+impl ViewReader for TantivyViewStore {
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, ViewError> {
+        self.read(Inner::visible_checkpoint).await
+    }
+
+    async fn get(&self, tenant: &str, id: &str) -> Result<Option<StoredDoc>, ViewError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.read(move |inner| {
+            read::get(inner.view, &inner.fields, &inner.reader.searcher(), &inner.known, &tenant, &id)
+        })
+        .await
+    }
+
+    async fn search(&self, query: &Query) -> Result<SearchPage, ViewError> {
+        let query = query.clone();
+        self.read(move |inner| {
+            let mut analyzer = inner.analyzer.clone();
+            read::search(inner.view, &inner.fields, &inner.reader.searcher(), &mut analyzer, &query)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ViewWriter for TantivyViewStore {
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+
+    async fn commit(&self, batch: Arc<ViewBatch>) -> Result<(), ViewError> {
+        self.write(move |inner| inner.commit(&batch)).await
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, ViewError> {
+        self.write(|inner| write::load_checkpoint(inner.view, &inner.index)).await
+    }
+
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<StoredDoc>>, ViewError> {
+        let keys = keys.to_vec();
+        self.write(move |inner| {
+            let keys: Vec<(&str, &str)> = keys.iter().map(|(t, i)| (t.as_str(), i.as_str())).collect();
+            read::get_many(inner.view, &inner.fields, &inner.reader.searcher(), &inner.known, &keys)
+        })
+        .await
+    }
+
+    async fn bulk_load(&self, on: bool) -> Result<(), ViewError> {
+        self.write(move |inner| inner.bulk_load(on)).await
+    }
+}
+
+impl Inner {
+    /// The committed checkpoint, read before the reader reloads so that the searchers this
+    /// process takes afterwards see at least that commit (guarantee 4, also for a directory
+    /// another process writes).
+    fn visible_checkpoint(&self) -> Result<Option<Checkpoint>, ViewError> {
+        let checkpoint = write::load_checkpoint(self.view, &self.index)?;
+        self.reader.reload().map_err(backend(self.view, "reload reader"))?;
+        Ok(checkpoint)
+    }
+
     fn commit(&self, batch: &ViewBatch) -> Result<(), ViewError> {
         let view = self.view;
         let mut writer = match self.writer.lock() {
@@ -136,10 +259,6 @@ impl ViewStore for TantivyViewStore {
             // anyway; a retry is a no-op by version, and the next commit reloads first.
             Outcome::Committed => self.reader.reload().map_err(backend(view, "reload reader")),
         }
-    }
-
-    fn checkpoint(&self) -> Result<Option<Checkpoint>, ViewError> {
-        write::load_checkpoint(self.view, &self.index)
     }
 
     /// Fewer merges while bulk loading: a rebuild makes a segment per commit, and merging them
@@ -168,18 +287,5 @@ impl ViewStore for TantivyViewStore {
         self.known.stop();
         writer.inner.set_merge_policy(Box::new(tantivy::indexer::LogMergePolicy::default()));
         write::commit_unchanged(self.view, &mut writer)
-    }
-
-    fn get(&self, tenant: &str, id: &str) -> Result<Option<StoredDoc>, ViewError> {
-        read::get(self.view, &self.fields, &self.reader.searcher(), &self.known, tenant, id)
-    }
-
-    fn get_many(&self, keys: &[(&str, &str)]) -> Result<Vec<Option<StoredDoc>>, ViewError> {
-        read::get_many(self.view, &self.fields, &self.reader.searcher(), &self.known, keys)
-    }
-
-    fn search(&self, query: &Query) -> Result<SearchPage, ViewError> {
-        let mut analyzer = self.analyzer.clone();
-        read::search(self.view, &self.fields, &self.reader.searcher(), &mut analyzer, query)
     }
 }
