@@ -98,3 +98,25 @@ fn invalid_schemas_are_refused() {
         assert!(matches!(err, ViewError::BadQuery { .. }), "{err:?}");
     }
 }
+
+/// An API process that runs no projector opens the view to read only: it takes no writer lock,
+/// and the checkpoint it reads is the one the writer committed, with that commit's documents
+/// visible to it at once (guarantee 4), so `min_position` and lag can be answered from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_opened_beside_the_writer_follows_its_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer = open_sync(dir.path(), schema());
+    let reader = TantivyViewStore::open_reader(dir.path(), schema()).expect("a reader beside the writer");
+    assert_eq!(ViewReader::checkpoint(&reader).await.expect("checkpoint"), None);
+    for i in 0..10u64 {
+        let batch = batch([Doc::new("acme", &format!("w{i}"), i, i as i64)], Some(i));
+        writer.commit(Arc::new(batch)).await.expect("commit");
+        let seen = ViewReader::checkpoint(&reader).await.expect("checkpoint").map(|c| c.position);
+        assert_eq!(seen, ViewReader::checkpoint(&writer).await.expect("checkpoint").map(|c| c.position));
+        assert!(reader.get("acme", &format!("w{i}")).await.expect("get").is_some(), "w{i} under its checkpoint");
+        assert_eq!(reader.search(&query("acme")).await.expect("search").total, i + 1);
+    }
+    // Readers never lock the index: a second one opens too, and the writer still writes.
+    let _another = TantivyViewStore::open_reader(dir.path(), schema()).expect("a second reader");
+    writer.commit(Arc::new(batch([], Some(20)))).await.expect("commit beside readers");
+}

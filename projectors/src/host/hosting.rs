@@ -4,10 +4,12 @@
 //! a `CURRENT` file (`host/tantivy.rs`); Elasticsearch would keep an index per generation
 //! (`{view}-gen-{N}`) and an alias naming the serving one, switched by one `_aliases` request.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::error::ViewError;
-use crate::view_store::ViewHalves;
+use crate::view_store::{ViewHalves, ViewReader};
 
 /// The generations of one view. Generation numbers start at 1 and only grow (the control
 /// stream hands them out, `runtime/control.rs`).
@@ -23,6 +25,11 @@ pub trait ViewHosting: Send + Sync + std::fmt::Debug {
     /// Opens generation `generation` for its projector and its readers, creating it empty if it
     /// does not exist (with the view's schema).
     async fn open(&self, generation: u64) -> Result<ViewHalves, ViewError>;
+
+    /// Opens generation `generation` to read only, beside the process that writes it (an API
+    /// process that runs no projector): no writer lock, reads and checkpoint following the
+    /// writer's commits.
+    async fn open_reader(&self, generation: u64) -> Result<Arc<dyn ViewReader>, ViewError>;
 
     /// Makes `generation` the serving one, durably and at once: after a crash, `current` names
     /// either the old generation or the new one, and a reader that opens the view afterwards

@@ -23,7 +23,7 @@ use super::hosting::ViewHosting;
 use crate::background;
 use crate::error::ViewError;
 use crate::view_store::tantivy::TantivyViewStore;
-use crate::view_store::{ViewHalves, ViewSchema};
+use crate::view_store::{ViewHalves, ViewReader, ViewSchema};
 
 /// The generations of one tantivy view: `gen-N` directories and a `CURRENT` file.
 #[derive(Debug)]
@@ -85,6 +85,15 @@ impl ViewHosting for TantivyHosting {
         .map_err(|e| ViewError::Backend { view, op: "open index", reason: e.to_string() })??;
         let store = Arc::new(opened);
         Ok(ViewHalves { reader: Arc::clone(&store) as _, writer: store })
+    }
+
+    async fn open_reader(&self, generation: u64) -> Result<Arc<dyn ViewReader>, ViewError> {
+        let (path, schema) = (self.generations.path(generation), self.schema.clone());
+        let view = schema.name;
+        let reader = tokio::task::spawn_blocking(move || TantivyViewStore::open_reader(&path, schema))
+            .await
+            .map_err(|e| ViewError::Backend { view, op: "open index", reason: e.to_string() })??;
+        Ok(Arc::new(reader))
     }
 
     async fn switch(&self, generation: u64) -> Result<(), ViewError> {
@@ -169,6 +178,7 @@ fn parse(name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::projection::Projection;
 
     #[test]
     fn current_defaults_to_one_and_survives_reopen() {
@@ -196,6 +206,29 @@ mod tests {
         assert_eq!(removed, [dir.path().join("abc.idx"), dir.path().join("gen-1"), dir.path().join("meta.json")]);
         assert!(generations.path(2).join("meta.json").exists() && generations.path(3).exists());
         assert_eq!(generations.current().unwrap(), 2);
+    }
+
+    /// The hosting contract on directories: a new view serves generation 1; a switch is what
+    /// the next open finds; removal keeps the serving generation's index.
+    #[tokio::test]
+    async fn tantivy_hosting_switches_and_removes_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = crate::runtime::projection::MessagesProjection.schema();
+        let hosting = TantivyHosting::open(dir.path(), schema.clone()).unwrap();
+        assert_eq!(hosting.current().await.unwrap(), 1);
+        let first = hosting.open(1).await.unwrap();
+        let second = hosting.open(2).await.unwrap();
+        let checkpoint = crate::view_store::Checkpoint { position: annals_store::Position(7) };
+        let batch = crate::view_store::ViewBatch { upserts: Vec::new(), checkpoint: Some(checkpoint) };
+        second.writer.commit(Arc::new(batch)).await.unwrap();
+        hosting.switch(2).await.unwrap();
+        drop(first);
+        let reopened = TantivyHosting::open(dir.path(), schema).unwrap();
+        assert_eq!(reopened.current().await.unwrap(), 2);
+        let removed = reopened.remove_others(&[2]).await.unwrap();
+        assert_eq!(removed, [dir.path().join("gen-1").display().to_string()]);
+        let reader = reopened.open_reader(2).await.unwrap();
+        assert_eq!(reader.checkpoint().await.unwrap(), Some(checkpoint));
     }
 
     #[test]

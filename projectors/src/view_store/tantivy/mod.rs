@@ -70,8 +70,8 @@ struct Inner {
     index: Index,
     reader: IndexReader,
     /// One writer per index is all tantivy allows (it holds a lock file), and the version checks
-    /// of a batch must not interleave with another batch's writes.
-    writer: Mutex<Writer>,
+    /// of a batch must not interleave with another batch's writes. `None` when opened to read.
+    writer: Option<Mutex<Writer>>,
     /// The tokenizer of the Text fields, so query text is split like the documents were.
     analyzer: TextAnalyzer,
     known: KnownKeys,
@@ -89,6 +89,17 @@ impl TantivyViewStore {
     /// An existing index must have been created with the same schema (a changed schema needs a
     /// rebuild into a new directory), and no other writer may hold it.
     pub fn open(dir: &Path, view_schema: ViewSchema) -> Result<Self, ViewError> {
+        Self::open_as(dir, view_schema, true)
+    }
+
+    /// Opens the view's index in `dir` for reading only, beside the process that writes it (an
+    /// API process that runs no projector): it takes no writer lock, and its reads and
+    /// checkpoint follow the writer's commits (guarantees 3 and 4).
+    pub fn open_reader(dir: &Path, view_schema: ViewSchema) -> Result<TantivyViewReader, ViewError> {
+        Self::open_as(dir, view_schema, false).map(TantivyViewReader)
+    }
+
+    fn open_as(dir: &Path, view_schema: ViewSchema, writable: bool) -> Result<Self, ViewError> {
         let view = view_schema.name;
         let (tantivy_schema, fields) = schema::build(&view_schema)?;
         std::fs::create_dir_all(dir).map_err(|e| ViewError::Backend {
@@ -105,8 +116,16 @@ impl TantivyViewStore {
         // Before the writer exists, so every segment it writes splits words this way.
         let analyzer = analyzer::text_analyzer();
         index.tokenizers().register("default", analyzer.clone());
-        let inner = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES).map_err(backend(view, "open writer"))?;
         let checkpoint = write::load_checkpoint(view, &index)?;
+        let writer = match writable {
+            true => {
+                let inner =
+                    index.writer_with_num_threads(1, WRITER_MEMORY_BYTES).map_err(backend(view, "open writer"))?;
+                let counts = Default::default();
+                Some(Mutex::new(Writer { inner, checkpoint, broken: None, bulk: false, counts }))
+            }
+            false => None,
+        };
         // Reloads in this process are explicit (after each commit); the policy is the fallback
         // that keeps readers fresh when another process writes the directory.
         let reader = index
@@ -114,16 +133,8 @@ impl TantivyViewStore {
             .reload_policy(ReloadPolicy::OnCommitWithDelay)
             .try_into()
             .map_err(backend(view, "open reader"))?;
-        let inner = Inner {
-            view,
-            dir: dir.to_owned(),
-            fields,
-            index,
-            reader,
-            writer: Mutex::new(Writer { inner, checkpoint, broken: None, bulk: false, counts: Default::default() }),
-            analyzer,
-            known: KnownKeys::default(),
-        };
+        let inner =
+            Inner { view, dir: dir.to_owned(), fields, index, reader, writer, analyzer, known: KnownKeys::default() };
         Ok(TantivyViewStore { inner: Arc::new(inner) })
     }
 
@@ -198,6 +209,25 @@ impl ViewReader for TantivyViewStore {
     }
 }
 
+/// A tantivy view opened to read only ([`TantivyViewStore::open_reader`]).
+#[derive(Clone, Debug)]
+pub struct TantivyViewReader(TantivyViewStore);
+
+#[async_trait]
+impl ViewReader for TantivyViewReader {
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, ViewError> {
+        ViewReader::checkpoint(&self.0).await
+    }
+
+    async fn get(&self, tenant: &str, id: &str) -> Result<Option<StoredDoc>, ViewError> {
+        self.0.get(tenant, id).await
+    }
+
+    async fn search(&self, query: &Query) -> Result<SearchPage, ViewError> {
+        self.0.search(query).await
+    }
+}
+
 #[async_trait]
 impl ViewWriter for TantivyViewStore {
     fn capabilities(&self) -> Capabilities {
@@ -236,16 +266,21 @@ impl Inner {
         Ok(checkpoint)
     }
 
+    fn writer(&self) -> Result<&Mutex<Writer>, ViewError> {
+        self.writer.as_ref().ok_or(ViewError::Backend { view: self.view, op: "write", reason: "opened to read".into() })
+    }
+
     fn commit(&self, batch: &ViewBatch) -> Result<(), ViewError> {
         let view = self.view;
-        let mut writer = match self.writer.lock() {
+        let lock = self.writer()?;
+        let mut writer = match lock.lock() {
             Ok(writer) => writer,
             // A batch panicked midway: drop whatever it staged so no later commit publishes half
             // of it, then carry on (the committed state is intact either way).
             Err(poisoned) => {
                 let mut writer = poisoned.into_inner();
                 write::rollback(&mut writer);
-                self.writer.clear_poison();
+                lock.clear_poison();
                 writer
             }
         };
@@ -269,7 +304,7 @@ impl Inner {
     /// that keeps the checkpoint. A bulk load into an empty index also remembers the keys it
     /// writes ([`KnownKeys`]).
     fn bulk_load(&self, on: bool) -> Result<(), ViewError> {
-        let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut writer = self.writer()?.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if writer.bulk == on {
             return Ok(());
         }
