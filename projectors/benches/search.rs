@@ -3,7 +3,7 @@
 //! and next to the same landing page counted match by match (the way every search was answered
 //! before counts were kept at commit), all in one run on one view.
 //!
-//! The view is built straight through `ViewStore::commit` in bulk-load mode (no log, no
+//! The view is built straight through the tantivy backend's commit in bulk-load mode (no log, no
 //! projector: only the index's shape matters here), with the `messages` mapping and documents
 //! shaped like the demo workload's; a tenth of them are then rewritten (a later status), as
 //! live traffic does, so the index holds deleted documents too.

@@ -78,7 +78,7 @@ async fn run(phases: Vec<Phase>, batch_size: usize, parallelism: usize) {
         let _ = status;
         if reopen {
             // As after a process crash: the index is opened again from its files. A commit that
-            // was running on the blocking pool finishes first (its thread cannot be killed).
+            // was running on a projector thread finishes first (its thread cannot be killed).
             view = reopen_view(view, &crashed_dir).await;
         }
     }

@@ -145,7 +145,7 @@ async fn replay_flow(flaky: Flaky, config: ProjectorConfig) {
 
 /// A stream's first event replayed after a later one of the same stream: the document the later
 /// one made is looked up and kept. (In log order a revision 0 starts a new document and is not
-/// looked up, batch.rs; a replay must not take that shortcut.)
+/// looked up, `runtime/fold.rs`; a replay must not take that shortcut.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_event_replayed_after_a_later_one_keeps_the_later_one() {
     let dir = tempfile::tempdir().unwrap();

@@ -64,7 +64,7 @@ pub struct ProjectorConfig {
     /// A batch is committed at the latest this long after its first event, so a quiet log is
     /// still searchable within a second.
     pub flush_interval: Duration,
-    /// Documents kept across batches (`batch.rs`, "The document cache"), per worker.
+    /// Documents kept across batches (`fold.rs`, "The document cache"), per worker.
     pub cache_docs: usize,
     /// Workers that fold a batch at once, each owning the streams that hash to it
     /// (`partition.rs`); their output is committed together with one checkpoint.
@@ -156,7 +156,7 @@ impl<P: Projection> Projector<P> {
 
     /// One subscription from the committed checkpoint until shutdown or a failure.
     ///
-    /// Pipelined: while batch N is committed (on the blocking pool), batch N+1 is read and
+    /// Pipelined: while batch N is committed (on the projectors' threads), batch N+1 is read and
     /// folded. At most one commit is in flight, and its documents are still in the cache (its
     /// capacity is at least twice the batch size, see [`Projector::new`]), so folding the next
     /// batch never reads a document from the view before its commit has landed.

@@ -12,7 +12,7 @@
 //!   checkpoint therefore passes a position only when every worker's effects up to it are
 //!   durable; no worker's output is committed without the others'.
 //! - **The pipelined commit** needs the documents of the batch in flight to stay cached while the
-//!   next batch folds (`runtime.rs`). A worker's share of a batch can be the whole batch (one hot
+//!   next batch folds (`mod.rs`). A worker's share of a batch can be the whole batch (one hot
 //!   stream), so every worker's cache keeps the full capacity the runtime asks for, not a share:
 //!   memory for cached documents grows with `parallelism`.
 
@@ -23,7 +23,7 @@ use annals_store::{RecordedEvent, StreamId};
 use crate::background;
 use crate::view_store::ViewWriter;
 
-use super::fold::{apply, gather, DocCache, Order, Prepared};
+use super::fold::{apply, gather, DocCache, Gathered, Order, Prepared};
 use super::projection::Projection;
 
 /// The workers of one subscription (after a failure the runtime starts over with new ones, so
@@ -96,8 +96,9 @@ impl<D: Send + 'static> Workers<D> {
 }
 
 /// One worker's share: what the cache knows (on a projector thread), the misses from the view
-/// (one `get_many`, skipped when there are none), then the fold (on a projector thread). A
-/// failure loses the worker's cache, and the runtime starts over with new workers.
+/// (one `get_many`), then the fold (on a projector thread). Without misses — every new message
+/// of live traffic — it folds in the first job. A failure loses the worker's cache, and the
+/// runtime starts over with new workers.
 async fn fold_part<P: Projection>(
     projection: Arc<P>,
     view: Arc<dyn ViewWriter>,
@@ -106,20 +107,23 @@ async fn fold_part<P: Projection>(
 ) -> Result<(Prepared, Part<P::Doc>), String> {
     let lost = || "a fold job panicked".to_owned();
     let first = Arc::clone(&projection);
-    let (gathered, mut part) = background::run(move || {
+    let gathered = background::run(move || {
         let gathered = gather(first.as_ref(), &mut part.cache, &part.events, order);
-        (gathered, part)
+        if !gathered.misses.is_empty() {
+            return FirstJob::Lookup(gathered, part);
+        }
+        let prepared = apply(first.as_ref(), &mut part.cache, &part.events, gathered, Vec::new());
+        part.events.clear();
+        FirstJob::Folded(prepared, part)
     })
     .await
     .ok_or_else(lost)?;
-    let stored = match gathered.misses.is_empty() {
-        true => Vec::new(),
-        false => {
-            let keys: Vec<(String, String)> =
-                gathered.misses.iter().map(|k| (k.tenant.clone(), k.id.clone())).collect();
-            view.get_many(&keys).await.map_err(|e| e.to_string())?
-        }
+    let (gathered, mut part) = match gathered {
+        FirstJob::Folded(prepared, part) => return Ok((prepared, part)),
+        FirstJob::Lookup(gathered, part) => (gathered, part),
     };
+    let keys: Vec<(String, String)> = gathered.misses.iter().map(|k| (k.tenant.clone(), k.id.clone())).collect();
+    let stored = view.get_many(&keys).await.map_err(|e| e.to_string())?;
     background::run(move || {
         let prepared = apply(projection.as_ref(), &mut part.cache, &part.events, gathered, stored);
         part.events.clear();
@@ -127,6 +131,12 @@ async fn fold_part<P: Projection>(
     })
     .await
     .ok_or_else(lost)
+}
+
+/// What a worker's first job ends with: its share folded, or what to look up first.
+enum FirstJob<D> {
+    Folded(Prepared, Part<D>),
+    Lookup(Gathered<D>, Part<D>),
 }
 
 /// The worker of `stream` among `count`, by a hash of the name that is stable across processes

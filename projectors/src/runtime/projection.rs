@@ -1,6 +1,6 @@
 //! What a projection is to the runtime: which events it reads, which document each event
 //! changes, how it folds one event into that document, and how a document is indexed. The
-//! runtime (`runtime.rs`) does everything else — batching, checkpoints, retries, parking — the
+//! runtime (`runtime/mod.rs`) does everything else — batching, checkpoints, retries, parking — the
 //! same way for every projection, live or rebuilding.
 //!
 //! Documents are typed (`Projection::Doc`) while a batch is built: a message with several events
