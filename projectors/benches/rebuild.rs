@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use annals_projectors::view_store::{Filter, Query, Sort, ViewStore};
+use annals_projectors::view_store::{Filter, Query, Sort};
 use annals_projectors::{MessagesProjection, Projection, Projector, ProjectorConfig, TantivyViewStore};
 use annals_store::engine::{EmbeddedStore, EngineConfig};
 use annals_store::{EventData, EventStore, ExpectedRevision, Position, StreamId, SubscribeFrom, SubscriptionMessage};
@@ -201,7 +201,7 @@ fn time_searches(view: &TantivyViewStore, query: &Query, runs: usize) -> anyhow:
     let mut total = 0;
     for _ in 0..runs {
         let started = Instant::now();
-        total = view.search(query)?.total;
+        total = view.search_blocking(query)?.total;
         histogram.record(started.elapsed().as_micros() as u64)?;
     }
     Ok((histogram.value_at_quantile(0.5) as f64 / 1e3, histogram.value_at_quantile(0.99) as f64 / 1e3, total))

@@ -3,7 +3,7 @@
 //! and next to the same landing page counted match by match (the way every search was answered
 //! before counts were kept at commit), all in one run on one view.
 //!
-//! The view is built straight through `ViewStore::commit` in bulk-load mode (no log, no
+//! The view is built straight through the tantivy backend's commit in bulk-load mode (no log, no
 //! projector: only the index's shape matters here), with the `messages` mapping and documents
 //! shaped like the demo workload's; a tenth of them are then rewritten (a later status), as
 //! live traffic does, so the index holds deleted documents too.
@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use annals_projectors::view_store::{FieldValue, Filter, Query, Sort, ViewBatch, ViewDoc, ViewStore};
+use annals_projectors::view_store::{FieldValue, Filter, Query, Sort, ViewBatch, ViewDoc};
 use annals_projectors::{MessagesProjection, Projection, TantivyViewStore};
 use annals_store::Position;
 use chrono::{DateTime, Duration, Utc};
@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
     let view = TantivyViewStore::open(&root, MessagesProjection.schema())?;
     for (_, query) in shapes() {
         for _ in 0..20 {
-            view.search(&query)?;
+            view.search_blocking(&query)?;
         }
     }
     eprintln!(
@@ -77,7 +77,7 @@ fn main() -> anyhow::Result<()> {
         row(name, &t, runs);
     }
     // The second page of the landing query, through its cursor.
-    let first = view.search(&landing())?;
+    let first = view.search_blocking(&landing())?;
     let second = Query { after: first.next.clone(), ..landing() };
     row("landing page, second page (cursor)", &time_searches(&view, &second, searches)?, searches);
     println!();
@@ -98,11 +98,11 @@ fn main() -> anyhow::Result<()> {
 fn build(view: &TantivyViewStore, messages: u64) -> anyhow::Result<()> {
     let start = Utc::now() - Duration::hours(24);
     let step = (24 * 3600 * 1_000_000 / messages.max(1)) as i64; // microseconds between messages
-    view.bulk_load(true)?;
+    view.bulk_load_blocking(true)?;
     let mut position = 0u64;
     let commit = |docs: Vec<ViewDoc>, position: u64| -> anyhow::Result<()> {
         let checkpoint = Some(annals_projectors::view_store::Checkpoint { position: Position::from_code(position) });
-        view.commit(&ViewBatch { upserts: docs, checkpoint })?;
+        view.commit_blocking(&ViewBatch { upserts: docs, checkpoint })?;
         Ok(())
     };
     let mut n = 0;
@@ -125,7 +125,7 @@ fn build(view: &TantivyViewStore, messages: u64) -> anyhow::Result<()> {
         commit(docs, position)?;
         n = end;
     }
-    view.bulk_load(false)?;
+    view.bulk_load_blocking(false)?;
     Ok(())
 }
 
@@ -225,7 +225,7 @@ fn time_searches(view: &TantivyViewStore, query: &Query, runs: usize) -> anyhow:
     let mut total = 0;
     for _ in 0..runs {
         let (started, cpu_started) = (Instant::now(), thread_cpu_micros());
-        total = view.search(query)?.total;
+        total = view.search_blocking(query)?.total;
         wall.record(started.elapsed().as_micros() as u64)?;
         cpu += thread_cpu_micros().saturating_sub(cpu_started);
     }

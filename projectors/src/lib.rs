@@ -1,43 +1,39 @@
-//! `annals-projectors`: turns the log into read views (issue 4).
+//! `annals-projectors`: turns the log into read views (issue 4). One folder per concern:
 //!
 //! - [`views`]: the view documents and the folds that build them from recorded events, pure (no
 //!   I/O, no async), so that the projector, a rebuild and `GET /v1/messages/{id}?as_of=` derive a
 //!   document with the same code and get the same answer;
-//! - [`projection`]: what a projection is to the runtime; [`runtime`]: the projector loop
-//!   (batches, checkpoints, parking, retries), the same for live projection and rebuilds;
-//! - [`view_store`]: the contract view backends keep, and [`tantivy_store`], the embedded one;
-//! - [`host`], [`generations`] and [`control`]: serving a view in this process, with rebuilds
-//!   into a new generation on request (a control event on `$projections`).
+//! - [`view_store`]: the contract view backends keep (async, a reader for the API and a writer for
+//!   the projector, with the backend's `Capabilities`), and [`view_store::tantivy`], the embedded
+//!   backend; its conformance suite is `view_store::testsuite` (feature `testsuite`);
+//! - [`runtime`]: the projector loop (batches, checkpoints, parking, retries, partitioned
+//!   workers), the same for live projection and rebuilds, and what it needs: what a projection
+//!   is ([`runtime::projection`]), parked events, the control stream, status figures;
+//! - [`host`]: serving a view in this process, with rebuilds into a new generation on request,
+//!   over a [`host::ViewHosting`] (tantivy: a directory per generation and a `CURRENT` file).
+//!
+//! **API boundary**: other crates use what this file re-exports and the public items of those
+//! modules; internal modules import each other by their own paths, never through these
+//! re-exports.
 
 pub mod background;
-mod batch;
-pub mod control;
 pub mod error;
-pub mod generations;
 pub mod host;
-pub mod parked;
-mod partition;
-pub mod projection;
 pub mod runtime;
-pub mod status;
-pub mod tantivy_store;
-mod unapplied;
 pub mod view_store;
 pub mod views;
 
+// The runtime's modules at the paths other crates have always used.
+pub use runtime::{control, parked, projection, status};
+
 pub use error::{ApplyError, ViewError};
-pub use host::{Generation, HostedView, OpenView, Rebuild};
+pub use host::{Generation, HostedView, OpenView, Rebuild, ViewHosting};
 pub use projection::{AuditProjection, DocKey, MessagesProjection, Projection};
 pub use runtime::{Projector, ProjectorConfig};
 pub use status::{ProjectionStatus, StatusSnapshot};
-pub use tantivy_store::TantivyViewStore;
+pub use view_store::tantivy::TantivyViewStore;
+pub use view_store::{Capabilities, ViewReader, ViewWriter};
 pub use views::audit::{AuditDoc, AUDIT_RECORDED};
 pub use views::message::{fold_message, fold_message_skipping, MessageDoc, MessageStatus};
 pub use views::timeline::{MessageEventType, TimelineEntry};
 pub use views::{message_stream_parts, split_tenant};
-
-/// FNV-1a: stable across builds and processes (unlike `DefaultHasher`), for ids derived from
-/// names (parked entries) and for routing streams to partitioned workers.
-pub(crate) fn stable_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}

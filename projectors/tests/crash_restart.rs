@@ -78,7 +78,7 @@ async fn run(phases: Vec<Phase>, batch_size: usize, parallelism: usize) {
         let _ = status;
         if reopen {
             // As after a process crash: the index is opened again from its files. A commit that
-            // was running on the blocking pool finishes first (its thread cannot be killed).
+            // was running on a projector thread finishes first (its thread cannot be killed).
             view = reopen_view(view, &crashed_dir).await;
         }
     }
@@ -96,8 +96,8 @@ async fn run(phases: Vec<Phase>, batch_size: usize, parallelism: usize) {
     task.await.unwrap();
 
     assert_eq!(
-        all_docs(view.as_ref(), "acme"),
-        all_docs(rebuilt.as_ref(), "acme"),
+        all_docs(view.as_ref(), "acme").await,
+        all_docs(rebuilt.as_ref(), "acme").await,
         "crashed-and-restarted projection and one run disagree"
     );
     store.close().await.unwrap();
@@ -108,19 +108,17 @@ fn open_view(dir: &std::path::Path) -> Arc<TantivyViewStore> {
 }
 
 async fn reopen_view(view: Arc<TantivyViewStore>, dir: &std::path::Path) -> Arc<TantivyViewStore> {
-    let mut view = view;
-    loop {
-        match Arc::try_unwrap(view) {
-            Ok(inner) => {
-                drop(inner);
-                return open_view(dir);
-            }
-            Err(shared) => {
-                view = shared;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+    drop(view);
+    // A job of the crashed projector still running on a projector thread (it cannot be killed)
+    // holds the index's writer until it ends; the reopen waits for it, as a restarted process
+    // waits for the dead one's lock.
+    for _ in 0..1_000 {
+        match TantivyViewStore::open(dir, MessagesProjection.schema()) {
+            Ok(view) => return Arc::new(view),
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
+    open_view(dir)
 }
 
 type Started = (Arc<annals_projectors::ProjectionStatus>, tokio::task::JoinHandle<()>);

@@ -2,14 +2,13 @@
 //! linking one binary instead of many keeps a cold build small and fast (see BENCHMARKS.md,
 //! "Test build").
 
-mod common;
-#[macro_use]
-mod view_store;
 mod accepted_is_applied;
 mod audit;
+mod common;
 mod crash_restart;
 mod errors;
 mod messages;
+mod non_atomic;
 mod order_independence;
 mod replay;
 mod runtime;

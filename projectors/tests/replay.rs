@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals_projectors::parked::{self, ParkedLog, ReplayOutcome, ReplayRequest};
-use annals_projectors::view_store::{ViewDoc, ViewSchema, ViewStore};
+use annals_projectors::view_store::{ViewDoc, ViewReader, ViewSchema};
 use annals_projectors::{
     ApplyError, DocKey, MessageDoc, MessagesProjection, Projection, Projector, ProjectorConfig, TantivyViewStore,
 };
@@ -84,13 +84,13 @@ async fn replay_flow(flaky: Flaky, config: ProjectorConfig) {
     let view = open_view(&dir.path().join("view"));
     let run = Run::start(&store, &view, flaky.clone(), config.clone());
     run.wait_for(last).await;
-    assert!(view.get("acme", "acme/message-p1").unwrap().is_none(), "both events of p1 are parked");
+    assert!(view.get("acme", "acme/message-p1").await.unwrap().is_none(), "both events of p1 are parked");
     assert_eq!(unresolved(&store, &parked_stream).await, 2);
 
     // A replay before the fix: both fail again and stay parked, with the outcome recorded.
     let failed_at = request(&store, &parked_stream, None).await;
     run.wait_for(failed_at).await;
-    assert!(view.get("acme", "acme/message-p1").unwrap().is_none());
+    assert!(view.get("acme", "acme/message-p1").await.unwrap().is_none());
     let mut log = ParkedLog::new(parked_stream.clone());
     log.refresh(&store).await.unwrap();
     assert_eq!(log.unresolved(), 2);
@@ -105,13 +105,13 @@ async fn replay_flow(flaky: Flaky, config: ProjectorConfig) {
     flaky.fixed.store(true, Ordering::SeqCst);
     let first_at = request(&store, &parked_stream, Some(vec![p_enqueued.code()])).await;
     run.wait_for(first_at).await;
-    let doc = view.get("acme", "acme/message-p1").unwrap().expect("the replay applied p1's enqueued event");
+    let doc = view.get("acme", "acme/message-p1").await.unwrap().expect("the replay applied p1's enqueued event");
     assert_eq!(doc.source["status"], json!("ENQUEUED"));
     assert_eq!(doc.version, first_at, "written with the request's position, newer than anything before it");
     assert_eq!(unresolved(&store, &parked_stream).await, 1);
     let rest_at = request(&store, &parked_stream, None).await;
     run.wait_for(rest_at).await;
-    let doc = view.get("acme", "acme/message-p1").unwrap().unwrap();
+    let doc = view.get("acme", "acme/message-p1").await.unwrap().unwrap();
     assert_eq!(doc.source["status"], json!("SENT"), "{}", doc.source);
     assert_eq!(doc.source["timeline"].as_array().unwrap().len(), 2);
     assert_eq!(
@@ -125,7 +125,7 @@ async fn replay_flow(flaky: Flaky, config: ProjectorConfig) {
     // Later events apply as usual.
     let delivered = append(&store, "acme/message-p1", "message.delivered", json!({ "message_id": "p1" })).await;
     run.wait_for(delivered).await;
-    let doc = view.get("acme", "acme/message-p1").unwrap().unwrap();
+    let doc = view.get("acme", "acme/message-p1").await.unwrap().unwrap();
     assert_eq!((doc.source["status"].clone(), doc.version), (json!("DELIVERED"), delivered));
     run.stop().await;
 
@@ -137,8 +137,8 @@ async fn replay_flow(flaky: Flaky, config: ProjectorConfig) {
     rerun.wait_for(delivered).await;
     rerun.stop().await;
     assert_eq!(
-        all_docs(view.as_ref(), "acme"),
-        all_docs(again.as_ref(), "acme"),
+        all_docs(view.as_ref(), "acme").await,
+        all_docs(again.as_ref(), "acme").await,
         "the rerun, replays included, gives the same view"
     );
     let mut log = ParkedLog::new(parked_stream.clone());
@@ -150,7 +150,7 @@ async fn replay_flow(flaky: Flaky, config: ProjectorConfig) {
 
 /// A stream's first event replayed after a later one of the same stream: the document the later
 /// one made is looked up and kept. (In log order a revision 0 starts a new document and is not
-/// looked up, batch.rs; a replay must not take that shortcut.)
+/// looked up, `runtime/fold.rs`; a replay must not take that shortcut.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_event_replayed_after_a_later_one_keeps_the_later_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -165,7 +165,7 @@ async fn a_first_event_replayed_after_a_later_one_keeps_the_later_one() {
     flaky.fixed.store(true, Ordering::SeqCst);
     let sent_at = request(&store, &parked_stream, Some(vec![p_sent.code()])).await;
     run.wait_for(sent_at).await;
-    let doc = view.get("acme", "acme/message-p1").unwrap().expect("the replay applied p1's sent event");
+    let doc = view.get("acme", "acme/message-p1").await.unwrap().expect("the replay applied p1's sent event");
     assert_eq!(doc.source["timeline"].as_array().unwrap().len(), 1, "{}", doc.source);
     // A restart empties the document cache: the second replay has to find the document in the
     // view.
@@ -173,7 +173,7 @@ async fn a_first_event_replayed_after_a_later_one_keeps_the_later_one() {
     let run = Run::start(&store, &view, flaky.clone(), ProjectorConfig::default());
     let enqueued_at = request(&store, &parked_stream, Some(vec![p_enqueued.code()])).await;
     run.wait_for(enqueued_at).await;
-    let doc = view.get("acme", "acme/message-p1").unwrap().unwrap();
+    let doc = view.get("acme", "acme/message-p1").await.unwrap().unwrap();
     let timeline: Vec<&Value> = doc.source["timeline"].as_array().unwrap().iter().map(|e| &e["position"]).collect();
     assert_eq!(
         timeline,
@@ -200,8 +200,8 @@ async fn another_generations_requests_pass_by() {
     let other = request(&store, &parked::parked_stream("messages", 2).unwrap(), None).await;
     let audit = request(&store, &parked::parked_stream("audit", 1).unwrap(), None).await;
     run.wait_for(other.max(audit)).await;
-    assert!(view.get("acme", "acme/message-p1").unwrap().is_none(), "still parked");
-    assert_eq!(view.checkpoint().unwrap().map(|c| c.position), Some(audit), "the checkpoint passes them");
+    assert!(view.get("acme", "acme/message-p1").await.unwrap().is_none(), "still parked");
+    assert_eq!(view.checkpoint().await.unwrap().map(|c| c.position), Some(audit), "the checkpoint passes them");
     run.stop().await;
     store.close().await.unwrap();
 }

@@ -9,7 +9,7 @@ use crate::common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals_projectors::view_store::ViewStore;
+use annals_projectors::view_store::ViewReader;
 use annals_projectors::{MessageStatus, MessagesProjection, Projection, Projector, ProjectorConfig, TantivyViewStore};
 use annals_store::engine::{EmbeddedStore, EngineConfig};
 use annals_store::{
@@ -35,14 +35,14 @@ async fn appended_messages_become_documents_and_bad_events_are_parked() {
     let (status, shutdown, task) = start(&store, &view, ProjectorConfig::default());
     wait_until_applied(&status, last).await;
 
-    let doc = view.get("acme", "acme/message-m1").unwrap().expect("m1 is in the view");
+    let doc = view.get("acme", "acme/message-m1").await.unwrap().expect("m1 is in the view");
     assert_eq!(doc.source["status"], json!(MessageStatus::Delivered.as_str()));
     assert_eq!(doc.version, last);
-    assert!(view.get("acme", "other/message-m2").unwrap().is_none(), "another tenant's message");
-    let page = view.search(&newest_first("other", 100)).unwrap();
+    assert!(view.get("acme", "other/message-m2").await.unwrap().is_none(), "another tenant's message");
+    let page = view.search(&newest_first("other", 100)).await.unwrap();
     assert_eq!(page.docs.len(), 1);
     assert_eq!(page.docs[0].source["recipient_email"], json!("bob@example.com"));
-    assert!(view.get("acme", "acme/message-m3").unwrap().is_none(), "the only event of m3 was parked");
+    assert!(view.get("acme", "acme/message-m3").await.unwrap().is_none(), "the only event of m3 was parked");
 
     let parked = read_parked(&store).await;
     assert_eq!(parked.len(), 1, "{parked:?}");
@@ -72,12 +72,12 @@ async fn shutdown_commits_the_batch_in_hand() {
                 .await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(view.checkpoint().unwrap(), None, "nothing is committed before the batch ends");
+    assert_eq!(view.checkpoint().await.unwrap(), None, "nothing is committed before the batch ends");
     shutdown.cancel();
     task.await.unwrap();
-    assert_eq!(view.checkpoint().unwrap().map(|c| c.position), Some(last));
+    assert_eq!(view.checkpoint().await.unwrap().map(|c| c.position), Some(last));
     assert!(status.has_applied(last));
-    assert_eq!(view.search(&newest_first("", 100)).unwrap().total, 20);
+    assert_eq!(view.search(&newest_first("", 100)).await.unwrap().total, 20);
     store.close().await.unwrap();
 }
 
@@ -130,7 +130,7 @@ async fn stopping_and_restarting_gives_the_view_of_one_run_from_zero() {
     shutdown.cancel();
     task.await.unwrap();
 
-    let (a, b) = (all_docs(view.as_ref(), ""), all_docs(rebuilt.as_ref(), ""));
+    let (a, b) = (all_docs(view.as_ref(), "").await, all_docs(rebuilt.as_ref(), "").await);
     assert_eq!(a.len(), 8);
     assert_eq!(a, b, "restarted projection and rebuild from zero disagree");
     store.close().await.unwrap();

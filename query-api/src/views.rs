@@ -1,19 +1,22 @@
 //! The read views the query routes serve, and (in the embedded, single-process mode) the
 //! projectors that keep them: `messages` and `audit`, each hosted by
 //! `annals_projectors::host` under `DATA_DIR/views/{name}/gen-{N}` (rebuilds make the next
-//! generation). Routes only read views; only projectors write them (ARCHITECTURE.md,
-//! invariants).
+//! generation). Routes only read views, through the serving generation's `ViewReader`; only
+//! projectors write them (ARCHITECTURE.md, invariants). Read-your-writes and lag are answered
+//! from the checkpoint the view has committed, as its reader sees it, not from a projector of
+//! this process.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals_projectors::{AuditProjection, HostedView, MessagesProjection, OpenView, ProjectorConfig};
-use annals_store::{EventStore, Position, StoreError};
+use annals_projectors::host::tantivy::TantivyHosting;
+use annals_projectors::{AuditProjection, HostedView, MessagesProjection, OpenView, Projection, ProjectorConfig};
+use annals_store::{EventStore, Position};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Error;
+use crate::error::{ApiError, Error};
 
 /// The views of this process.
 #[derive(Clone, Debug)]
@@ -80,11 +83,13 @@ impl Views {
     }
 
     /// Opens (or creates) the views under `dir` (`[views] dir`, by default `DATA_DIR/views`).
-    pub fn open(dir: &Path) -> Result<OpenViews, Error> {
+    pub async fn open(dir: &Path) -> Result<OpenViews, Error> {
         let views = |e: annals_projectors::ViewError| Error::Views(e.to_string());
+        let messages = TantivyHosting::open(&dir.join(MessagesProjection::NAME), MessagesProjection.schema());
+        let audit = TantivyHosting::open(&dir.join(AuditProjection::NAME), AuditProjection.schema());
         Ok(OpenViews {
-            messages: OpenView::open(&dir.join(MessagesProjection::NAME), MessagesProjection).map_err(views)?,
-            audit: OpenView::open(&dir.join(AuditProjection::NAME), AuditProjection).map_err(views)?,
+            messages: OpenView::open(Arc::new(messages.map_err(views)?), MessagesProjection).await.map_err(views)?,
+            audit: OpenView::open(Arc::new(audit.map_err(views)?), AuditProjection).await.map_err(views)?,
         })
     }
 }
@@ -112,15 +117,17 @@ impl OpenViews {
 }
 
 /// The projection's progress against the log now.
-pub async fn progress(view: &HostedView, store: &dyn EventStore) -> Result<Progress, StoreError> {
+pub async fn progress(view: &HostedView, store: &dyn EventStore) -> Result<Progress, ApiError> {
     let serving = view.serving();
     let snapshot = serving.status.snapshot();
+    // The view's committed checkpoint, which an API process that runs no projector reads too.
+    let checkpoint = serving.reader.checkpoint().await?.map(|c| c.position);
     let head = store.head().await?;
-    let waiting = view.oldest_unapplied(store, snapshot.checkpoint).await?;
+    let waiting = view.oldest_unapplied(store, checkpoint).await?;
     let (lag_events, lag_seconds) = match (waiting, head) {
         (Some(oldest), Some(head)) => {
             // Events where the store can count them (0 where it cannot); seconds always.
-            let behind = store.distance(snapshot.checkpoint, head).await?.unwrap_or(0);
+            let behind = store.distance(checkpoint, head).await?.unwrap_or(0);
             let age = (chrono::Utc::now() - oldest.recorded_at).num_microseconds().unwrap_or(i64::MAX);
             (behind, age.max(0) as f64 / 1e6)
         }
@@ -128,7 +135,7 @@ pub async fn progress(view: &HostedView, store: &dyn EventStore) -> Result<Progr
     };
     let parked_events = serving.parked.lock().await.refresh(store).await?.unresolved() as u64;
     let count = |through: Option<Position>| async move {
-        Ok::<_, StoreError>(match through {
+        Ok::<_, annals_store::StoreError>(match through {
             Some(p) => store.distance(None, p).await?.unwrap_or(0),
             None => 0,
         })
@@ -157,7 +164,7 @@ pub async fn progress(view: &HostedView, store: &dyn EventStore) -> Result<Progr
         name: view.name().to_owned(),
         generation: serving.number,
         state: if snapshot.caught_up { "live" } else { "catching_up" },
-        checkpoint: snapshot.checkpoint.map(Position::code),
+        checkpoint: checkpoint.map(Position::code),
         head: head.map(Position::code),
         lag_events,
         lag_seconds,
@@ -185,10 +192,10 @@ pub async fn wait_for(
     store: &dyn EventStore,
     position: Position,
     timeout: Duration,
-) -> Result<bool, StoreError> {
+) -> Result<bool, ApiError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let checkpoint = view.serving().status.snapshot().checkpoint;
+        let checkpoint = view.checkpoint().await?.map(|c| c.position);
         if checkpoint.is_some_and(|c| c >= position) {
             return Ok(true);
         }

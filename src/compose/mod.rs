@@ -58,7 +58,7 @@ impl Server {
 
     /// Everything in one process: the views and their projectors, and the API over them.
     async fn all(settings: Settings, store: OpenStore) -> Result<Server, Error> {
-        let opened = match views::open(&settings) {
+        let opened = match views::open(&settings).await {
             Ok(opened) => opened,
             Err(e) => {
                 close_after_failure(store).await;

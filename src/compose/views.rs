@@ -14,12 +14,12 @@ use crate::settings::{ProjectorSettings, Settings, ViewsKind};
 use crate::Error;
 
 /// Opens (or creates) the views of `settings`, projectors not started.
-pub fn open(settings: &Settings) -> Result<OpenViews, Error> {
+pub async fn open(settings: &Settings) -> Result<OpenViews, Error> {
     match settings.views.kind {
         ViewsKind::Tantivy => {
             // Before the views open: their threads (and tantivy's) take it when they start.
             annals_projectors::background::set_priority(settings.projectors.priority);
-            Ok(Views::open(&settings.views_dir())?)
+            Ok(Views::open(&settings.views_dir()).await?)
         }
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{decode, split_tenant};
-use crate::ApplyError;
+use crate::error::ApplyError;
 
 /// The one event type the `audit` view applies.
 pub const AUDIT_RECORDED: &str = "audit.recorded";

@@ -2,7 +2,7 @@
 //!
 //! Kept free of I/O and async so the same functions serve the live projector, a rebuild from
 //! position 0 and `as_of` reads folded straight from the store: a view is only ever derived one
-//! way. The documents are plain serde values; how a `ViewStore` indexes them is its own business.
+//! way. The documents are plain serde values; how a view store indexes them is its own business.
 //!
 //! - [`message`]: the `messages` view, one [`message::MessageDoc`] per message stream.
 //! - [`timeline`]: one entry per applied event of a message, the whole input of its document.
@@ -10,12 +10,13 @@
 
 pub mod audit;
 pub mod message;
+pub mod message_status;
 pub mod timeline;
 
 use annals_store::RecordedEvent;
 use serde::de::DeserializeOwned;
 
-use crate::ApplyError;
+use crate::error::ApplyError;
 
 /// The stream-name prefix of a message stream (after the tenant prefix, if any).
 const MESSAGE_STREAM_PREFIX: &str = "message-";

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::decode;
-use crate::views::message::MessageStatus;
-use crate::ApplyError;
+use super::message_status::MessageStatus;
+use crate::error::ApplyError;
 
 /// The `message.*` event types the `messages` view applies; serialized as the event type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 // Each test crate uses a subset of these.
 #![allow(dead_code)]
 
-use annals_projectors::view_store::{Query, Sort, ViewStore};
+use annals_projectors::view_store::{Query, Sort, ViewReader};
 use annals_store::{Position, RecordedEvent, Revision, StreamId};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
@@ -83,8 +83,8 @@ pub fn newest_first(tenant: &str, limit: usize) -> Query {
 
 /// Every document of `tenant` (up to 1,000) as (id, version, source), by id: what two views
 /// that must be equal are compared by.
-pub fn all_docs(view: &dyn ViewStore, tenant: &str) -> Vec<(String, Position, Value)> {
-    let page = view.search(&newest_first(tenant, 1_000)).expect("a search of the view");
+pub async fn all_docs(view: &dyn ViewReader, tenant: &str) -> Vec<(String, Position, Value)> {
+    let page = view.search(&newest_first(tenant, 1_000)).await.expect("a search of the view");
     let mut docs: Vec<_> = page.docs.into_iter().map(|d| (d.id, d.version, d.source)).collect();
     docs.sort_by(|a, b| a.0.cmp(&b.0));
     docs

@@ -114,7 +114,7 @@ pub async fn search(
         paging,
         vec!["outcome"],
     )?;
-    let page = search::run(&state.views.audit.serving().store, query).await?;
+    let page = search::run(&state.views.audit.serving().reader, query).await?;
     Ok(Json(SearchPage::new(page, "/v1/audit", raw.as_deref(), &principal.tenant)))
 }
 
@@ -140,7 +140,7 @@ pub async fn get(
     PathParam(event_id): PathParam,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require(Action::Read)?;
-    let doc = search::get(&state.views.audit.serving().store, &principal.tenant, event_id.clone()).await?;
+    let doc = search::get(&state.views.audit.serving().reader, &principal.tenant, event_id.clone()).await?;
     let doc = doc.ok_or(ApiError::DocumentNotFound { kind: "audit_entry", id: event_id })?;
     Ok(Json(search::client_source(doc.source, &principal.tenant)))
 }

@@ -143,7 +143,7 @@ pub async fn search(
         paging,
         vec!["status", "channel"],
     )?;
-    let page = search::run(&state.views.messages.serving().store, query).await?;
+    let page = search::run(&state.views.messages.serving().reader, query).await?;
     Ok(Json(SearchPage::new(page, "/v1/messages", raw.as_deref(), &principal.tenant)))
 }
 
@@ -189,7 +189,8 @@ pub async fn get(
     let not_found = || ApiError::DocumentNotFound { kind: "message", id: id.clone() };
     let source = match as_of {
         None => {
-            let doc = search::get(&state.views.messages.serving().store, &principal.tenant, stream.to_string()).await?;
+            let doc =
+                search::get(&state.views.messages.serving().reader, &principal.tenant, stream.to_string()).await?;
             doc.ok_or_else(not_found)?.source
         }
         Some(at) => {

@@ -1,13 +1,12 @@
-//! What the view searches (`/v1/messages`, `/v1/audit`) share: running a query on the blocking
-//! pool, cursors as query-string values, `next` links, and documents as a tenant sees them.
+//! What the view searches (`/v1/messages`, `/v1/audit`) share: running a query on the view's
+//! reader, cursors as query-string values, `next` links, and documents as a tenant sees them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use annals_projectors::view_store::{
-    Cursor, Filter, Query as ViewQuery, SearchPage as ViewPage, Sort, StoredDoc, ViewStore,
+    Cursor, Filter, Query as ViewQuery, SearchPage as ViewPage, Sort, StoredDoc, ViewReader,
 };
-use annals_projectors::ViewError;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -130,26 +129,14 @@ pub async fn wait_for(
     }
 }
 
-/// Runs `query` on the blocking pool (view stores are synchronous).
-pub async fn run(view: &Arc<dyn ViewStore>, query: ViewQuery) -> Result<ViewPage, ApiError> {
-    blocking(view, move |v| v.search(&query)).await
+/// Runs `query` on the view.
+pub async fn run(view: &Arc<dyn ViewReader>, query: ViewQuery) -> Result<ViewPage, ApiError> {
+    Ok(view.search(&query).await?)
 }
 
 /// The committed document `id` of `tenant`.
-pub async fn get(view: &Arc<dyn ViewStore>, tenant: &Tenant, id: String) -> Result<Option<StoredDoc>, ApiError> {
-    let tenant = tenant.as_str().to_owned();
-    blocking(view, move |v| v.get(&tenant, &id)).await
-}
-
-async fn blocking<T: Send + 'static>(
-    view: &Arc<dyn ViewStore>,
-    op: impl FnOnce(&dyn ViewStore) -> Result<T, ViewError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let view = Arc::clone(view);
-    match tokio::task::spawn_blocking(move || op(view.as_ref())).await {
-        Ok(result) => result.map_err(ApiError::from),
-        Err(e) => Err(ApiError::View(ViewError::Backend { view: "view", op: "read", reason: e.to_string() })),
-    }
+pub async fn get(view: &Arc<dyn ViewReader>, tenant: &Tenant, id: String) -> Result<Option<StoredDoc>, ApiError> {
+    Ok(view.get(tenant.as_str(), &id).await?)
 }
 
 /// A document as its tenant sees it: no tenant field, stream names without the tenant prefix.

@@ -12,8 +12,8 @@ use super::facets::FacetCollector;
 use super::lookup::{KnownKeys, Lookup};
 use super::schema::{backend, corrupt, from_tantivy_time, Fields};
 use super::{query, topk};
+use crate::error::ViewError;
 use crate::view_store::{Cursor, Query, SearchPage, StoredDoc};
-use crate::ViewError;
 use annals_store::Position;
 
 /// The document `id` of `tenant`: looked up by the `(tenant, id)` identity, so another tenant's

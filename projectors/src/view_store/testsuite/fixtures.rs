@@ -2,12 +2,14 @@
 //! data set in two tenants, and helpers that turn a failed call into a test failure naming it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
 
-use annals_projectors::view_store::{
+use crate::error::ViewError;
+use crate::view_store::{
     Checkpoint, FieldDef, FieldKind, FieldValue, Filter, Query, SearchPage, Sort, StoredDoc, ViewBatch, ViewDoc,
-    ViewSchema, ViewStore,
+    ViewHalves, ViewSchema,
 };
-use annals_projectors::ViewError;
 use annals_store::Position;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
@@ -119,22 +121,54 @@ pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("a temporary directory for the view")
 }
 
-pub fn commit(store: &dyn ViewStore, batch: ViewBatch) {
-    store.commit(&batch).expect("commit");
+pub async fn commit(store: &ViewHalves, batch: ViewBatch) {
+    try_commit(store, batch).await.expect("commit");
 }
 
-pub fn search(store: &dyn ViewStore, q: &Query) -> SearchPage {
-    store.search(q).expect("search")
+/// Commits `batch` as the runtime would on this backend: in one commit where documents and
+/// checkpoint commit atomically, else documents first, then the checkpoint. On a backend whose
+/// commits are not visible on return, waits out guarantee 3's second, so every case can read
+/// what it wrote.
+pub async fn try_commit(store: &ViewHalves, batch: ViewBatch) -> Result<(), ViewError> {
+    let capabilities = store.writer.capabilities();
+    if capabilities.atomic_checkpoint || batch.upserts.is_empty() || batch.checkpoint.is_none() {
+        store.writer.commit(Arc::new(batch)).await?;
+    } else {
+        let checkpoint = batch.checkpoint;
+        store.writer.commit(Arc::new(ViewBatch { upserts: batch.upserts, checkpoint: None })).await?;
+        store.writer.commit(Arc::new(ViewBatch { upserts: Vec::new(), checkpoint })).await?;
+    }
+    if !capabilities.visible_on_return {
+        tokio::time::sleep(StdDuration::from_millis(1_100)).await;
+    }
+    Ok(())
+}
+
+pub async fn search(store: &ViewHalves, q: &Query) -> SearchPage {
+    store.reader.search(q).await.expect("search")
+}
+
+pub async fn try_search(store: &ViewHalves, q: Query) -> Result<SearchPage, ViewError> {
+    store.reader.search(&q).await
+}
+
+pub async fn get(store: &ViewHalves, tenant: &str, id: &str) -> Result<Option<StoredDoc>, ViewError> {
+    store.reader.get(tenant, id).await
+}
+
+pub async fn get_many(store: &ViewHalves, keys: &[(&str, &str)]) -> Result<Vec<Option<StoredDoc>>, ViewError> {
+    let keys: Vec<(String, String)> = keys.iter().map(|(t, i)| ((*t).to_owned(), (*i).to_owned())).collect();
+    store.writer.get_many(&keys).await
 }
 
 /// The ids of a search's page, in order.
-pub fn ids(store: &dyn ViewStore, q: &Query) -> Vec<String> {
-    search(store, q).docs.into_iter().map(|d| d.id).collect()
+pub async fn ids(store: &ViewHalves, q: &Query) -> Vec<String> {
+    search(store, q).await.docs.into_iter().map(|d| d.id).collect()
 }
 
 /// The ids matching a search, as a set (for filter tests, where order is not the point).
-pub fn id_set(store: &dyn ViewStore, q: &Query) -> BTreeSet<String> {
-    let page = search(store, q);
+pub async fn id_set(store: &ViewHalves, q: &Query) -> BTreeSet<String> {
+    let page = search(store, q).await;
     assert_eq!(page.total as usize, page.docs.len(), "total must count the matching documents");
     page.docs.into_iter().map(|d| d.id).collect()
 }
@@ -144,11 +178,11 @@ pub fn set(ids: &[&str]) -> BTreeSet<String> {
 }
 
 /// Every document of `tenant`, walked with cursors.
-pub fn all_docs(store: &dyn ViewStore, tenant: &str) -> Vec<StoredDoc> {
+pub async fn all_docs(store: &ViewHalves, tenant: &str) -> Vec<StoredDoc> {
     let mut q = Query { limit: 7, ..query(tenant) };
     let mut out = Vec::new();
     loop {
-        let page = search(store, &q);
+        let page = search(store, &q).await;
         out.extend(page.docs);
         match page.next {
             Some(next) => q.after = Some(next),
@@ -157,8 +191,12 @@ pub fn all_docs(store: &dyn ViewStore, tenant: &str) -> Vec<StoredDoc> {
     }
 }
 
-pub fn checkpoint(store: &dyn ViewStore) -> Option<u64> {
-    store.checkpoint().expect("checkpoint").map(|c| c.position.code())
+/// The checkpoint, which the reader and the writer must agree on.
+pub async fn checkpoint(store: &ViewHalves) -> Option<u64> {
+    let read = store.reader.checkpoint().await.expect("the reader's checkpoint");
+    let written = store.writer.checkpoint().await.expect("the writer's checkpoint");
+    assert_eq!(read, written, "the reader and the writer see one committed checkpoint");
+    read.map(|c| c.position.code())
 }
 
 pub fn assert_bad_query(result: Result<SearchPage, ViewError>, what: &str) {
@@ -169,7 +207,7 @@ pub fn assert_bad_query(result: Result<SearchPage, ViewError>, what: &str) {
 }
 
 /// A small message-like data set in tenant `T` and one document in `OTHER`.
-pub fn seed(store: &dyn ViewStore) {
+pub async fn seed(store: &ViewHalves) {
     commit(
         store,
         batch(
@@ -215,5 +253,6 @@ pub fn seed(store: &dyn ViewStore) {
             ],
             Some(5),
         ),
-    );
+    )
+    .await;
 }

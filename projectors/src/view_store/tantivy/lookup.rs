@@ -16,7 +16,7 @@ use tantivy::schema::IndexRecordOption;
 use tantivy::{DocAddress, DocSet, Searcher, Term, TERMINATED};
 
 use super::schema::{self, backend, corrupt, Fields};
-use crate::ViewError;
+use crate::error::ViewError;
 
 /// During a bulk load into an index that was empty when it began: the hashes of every key
 /// written since. A key whose hash is not there was never written, so its lookup is answered

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::fixtures::*;
 use super::Make;
-use annals_projectors::view_store::{FieldValue, Filter, Query, Sort, ViewDoc, ViewStore};
+use crate::view_store::{FieldValue, Filter, Query, Sort, ViewDoc, ViewHalves};
 use chrono::{DateTime, Duration, Utc};
 
 /// A small deterministic generator (xorshift), so a failure replays with its seed.
@@ -138,13 +138,13 @@ fn queries(rng: &mut Rng) -> Vec<Query> {
 }
 
 /// Every query's total, facets and pages (walked to the end) against the model.
-fn check(store: &dyn ViewStore, live: &BTreeMap<(String, String), ViewDoc>, qs: &[Query], when: &str) {
+async fn check(store: &ViewHalves, live: &BTreeMap<(String, String), ViewDoc>, qs: &[Query], when: &str) {
     for q in qs {
         let (ids, facets) = expected(live, q);
         let mut walked = Vec::new();
         let mut page_q = q.clone();
         loop {
-            let page = search(store, &page_q);
+            let page = search(store, &page_q).await;
             assert_eq!(page.total, ids.len() as u64, "{when}: total of {q:?}");
             assert_eq!(page.facets, facets, "{when}: facets of {q:?}");
             walked.extend(page.docs.into_iter().map(|d| d.id));
@@ -157,11 +157,11 @@ fn check(store: &dyn ViewStore, live: &BTreeMap<(String, String), ViewDoc>, qs: 
     }
 }
 
-pub fn totals_facets_and_pages_match_a_model_on_random_data(make: &Make<'_>) {
+pub async fn totals_facets_and_pages_match_a_model_on_random_data(make: &Make) {
     for seed in [0x9E37_79B9_7F4A_7C15u64, 42, 7_777_777] {
         let mut rng = Rng(seed);
         let dir = tempdir();
-        let store = make(dir.path(), schema());
+        let store = make(dir.path().to_owned(), schema()).await;
         let mut live: BTreeMap<(String, String), ViewDoc> = BTreeMap::new();
         let mut version = 0u64;
         for round in 0..12 {
@@ -182,24 +182,24 @@ pub fn totals_facets_and_pages_match_a_model_on_random_data(make: &Make<'_>) {
                     live.insert(key, doc.0.clone());
                 }
             }
-            commit(&*store, batch(docs, Some(version)));
+            commit(&store, batch(docs, Some(version))).await;
         }
         let qs = queries(&mut rng);
-        check(&*store, &live, &qs, &format!("seed {seed}"));
+        check(&store, &live, &qs, &format!("seed {seed}")).await;
         drop(store);
-        let store = make(dir.path(), schema());
-        check(&*store, &live, &qs, &format!("seed {seed}, reopened"));
+        let store = make(dir.path().to_owned(), schema()).await;
+        check(&store, &live, &qs, &format!("seed {seed}, reopened")).await;
 
         // A rebuild: the same documents into a new view, bulk loaded, in another order.
         let rebuilt_dir = tempdir();
-        let rebuilt = make(rebuilt_dir.path(), schema());
-        rebuilt.bulk_load(true).expect("bulk load on");
+        let rebuilt = make(rebuilt_dir.path().to_owned(), schema()).await;
+        rebuilt.writer.bulk_load(true).await.expect("bulk load on");
         let mut docs: Vec<ViewDoc> = live.values().cloned().collect();
         docs.reverse();
         for chunk in docs.chunks(64) {
-            commit(&*rebuilt, batch(chunk.iter().cloned().map(Doc), Some(version)));
+            commit(&rebuilt, batch(chunk.iter().cloned().map(Doc), Some(version))).await;
         }
-        rebuilt.bulk_load(false).expect("bulk load off");
-        check(&*rebuilt, &live, &qs, &format!("seed {seed}, rebuilt"));
+        rebuilt.writer.bulk_load(false).await.expect("bulk load off");
+        check(&rebuilt, &live, &qs, &format!("seed {seed}, rebuilt")).await;
     }
 }

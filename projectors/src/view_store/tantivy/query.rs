@@ -15,8 +15,8 @@ use tantivy::tokenizer::TextAnalyzer;
 use tantivy::Term;
 
 use super::schema::{bad, to_tantivy_time, Fields};
+use crate::error::ViewError;
 use crate::view_store::{Cursor, FieldKind, Filter, Query, Sort};
-use crate::ViewError;
 
 /// The parts of a search: `matching` selects what `total` and facets count; `page` adds the
 /// cursor to it.

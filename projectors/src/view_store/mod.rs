@@ -1,37 +1,64 @@
-//! The `ViewStore` contract: what a projection needs from the place its read view lives, narrow
-//! enough that an embedded index (tantivy) and a search cluster (Elasticsearch) can both keep it.
-//! One conformance suite (`projectors/tests/view_store/`) is stamped out for every backend.
+//! The view-store contract: what a projection needs from the place its read view lives, narrow
+//! enough that an embedded index (tantivy, [`tantivy`]) and a search cluster (Elasticsearch: one
+//! index per generation, no atomic multi-document commit, refresh-based visibility) can both keep
+//! it. One conformance suite (`testsuite`, behind the `testsuite` feature) is stamped out for
+//! every backend.
 //!
 //! A view is a set of documents, each with a string id, a **version** (the log position of the
 //! last event applied to it) and a JSON **source** (what reads return), plus typed **fields**
 //! extracted from it for filtering, full-text search, sorting and facets. What the fields are is
 //! declared once per view in a [`ViewSchema`]; a backend maps it to its own index mapping.
 //!
+//! The contract is two traits, because two kinds of process use a view: [`ViewReader`] is what
+//! the API needs (get, search, and the committed checkpoint, from which a process that runs no
+//! projector answers read-your-writes and lag), [`ViewWriter`] what its one projector needs
+//! (commit, `get_many` to load documents before folding, the bulk-load hint, the checkpoint to
+//! resume from). Both are async: a cluster answers over the network, and a backend that blocks
+//! (tantivy) moves its work off the async workers itself. What differs between backends is a
+//! [`Capabilities`] value, which the runtime and the conformance suite read.
+//!
 //! # Guarantees every backend gives
 //!
-//! 1. **Atomic batches with their checkpoint.** [`ViewStore::commit`] makes every write of the
-//!    batch and the batch's checkpoint visible together, or none of them: after a crash,
-//!    [`ViewStore::checkpoint`] names exactly the last position whose effects are in the view.
-//!    (tantivy: the commit payload; a backend without atomic commits writes the documents
-//!    first, then the checkpoint, and relies on rule 2 to make replays harmless.)
+//! 1. **Checkpoints name what is in the view.** After a crash, the checkpoint names a position
+//!    whose effects (and every earlier one's) are in the view. With
+//!    [`Capabilities::atomic_checkpoint`] a [`ViewWriter::commit`] makes a batch's writes and its
+//!    checkpoint durable and visible together, or none of them (tantivy: the commit payload).
+//!    Without it, the caller (the runtime) commits the documents first and the checkpoint after,
+//!    in two commits, never both in one; a crash between them leaves documents ahead of the
+//!    checkpoint, which rule 2 makes harmless when the events are replayed.
 //! 2. **Idempotent by version.** A write whose version is not greater than the stored
-//!    document's version changes nothing, so replaying any prefix of the log again is a no-op.
-//! 3. **Near-real-time reads.** A committed batch is visible to [`ViewStore::search`] and
-//!    [`ViewStore::get`] within one second of `commit` returning.
-//! 4. **Stable cursors.** Results are sorted by (sort field, id), both in the sort's direction,
+//!    document's version changes nothing, so replaying any prefix of the log again is a no-op;
+//!    a checkpoint never moves back. (Elasticsearch: `version_type=external` with the position.)
+//! 3. **Near-real-time reads.** A committed batch is visible to [`ViewReader::search`] and
+//!    [`ViewReader::get`] within one second of `commit` returning (at once, in this process,
+//!    with [`Capabilities::visible_on_return`]).
+//! 4. **A reader's checkpoint is visible.** Once [`ViewReader::checkpoint`] has returned `C`,
+//!    reads through that reader see every document the commits up to `C` wrote. A backend with
+//!    refresh-based visibility therefore makes a commit's documents visible before it stores
+//!    a checkpoint past them (Elasticsearch: the documents' bulk with `refresh=wait_for`, then
+//!    the checkpoint), or reads the checkpoint from what its readers see.
+//! 5. **Stable cursors.** Results are sorted by (sort field, id), both in the sort's direction,
 //!    and a page after a cursor holds only documents strictly after it in that order, so
 //!    concurrent writes never duplicate or skip a document that did not move. (A projection
 //!    makes that hold for updates too by sorting on a field its updates never change: messages
 //!    sort by `first_event_at`.)
 //! 6. **Exact totals and facets**: what counting the matching documents one by one gives,
 //!    whether a backend counts them or answers from counts it keeps (`ViewSchema::counted`).
-//! 5. **Every read filters by tenant**: `Query::tenant` is not optional.
+//! 7. **Every read filters by tenant**: `Query::tenant` is not optional.
+
+pub mod tantivy;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use annals_store::Position;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::error::ViewError;
 
 /// How a view's documents are indexed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,33 +199,66 @@ pub struct SearchPage {
     pub facets: BTreeMap<&'static str, BTreeMap<String, u64>>,
 }
 
-/// A view's storage. Methods block (tantivy's API is synchronous; callers run them on the
-/// blocking pool); a backend is shared by one writer (its projection) and many readers.
-pub trait ViewStore: Send + Sync + std::fmt::Debug {
-    /// Applies the batch and its checkpoint atomically (guarantees 1 and 2).
-    /// By reference, so that a failed commit can be retried with the same batch.
-    fn commit(&self, batch: &ViewBatch) -> Result<(), crate::ViewError>;
+/// What a backend can promise beyond the guarantees every one gives; the runtime and the
+/// conformance suite read it (as the store's suite reads its `Limits`), so one suite and one
+/// runtime serve every backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// A commit's documents and its checkpoint are durable and visible together (guarantee 1).
+    /// Without it the runtime commits documents and checkpoint apart, documents first.
+    pub atomic_checkpoint: bool,
+    /// A commit is visible to this process's reads as soon as `commit` returns, not only
+    /// within the second of guarantee 3.
+    pub visible_on_return: bool,
+}
 
-    /// The last committed checkpoint; `None` for a view that has applied nothing.
-    fn checkpoint(&self) -> Result<Option<Checkpoint>, crate::ViewError>;
+/// The read half of a view store: what the API needs.
+#[async_trait]
+pub trait ViewReader: Send + Sync + std::fmt::Debug {
+    /// The last committed checkpoint, as this reader sees it (guarantee 4); `None` for a view
+    /// that has applied nothing.
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, ViewError>;
 
     /// The committed document `id` of `tenant`, if any.
-    fn get(&self, tenant: &str, id: &str) -> Result<Option<StoredDoc>, crate::ViewError>;
+    async fn get(&self, tenant: &str, id: &str) -> Result<Option<StoredDoc>, ViewError>;
 
-    /// `get` for many `(tenant, id)` pairs at once, answered in their order from one point in
-    /// time (what a projector loads before applying a batch).
-    fn get_many(&self, keys: &[(&str, &str)]) -> Result<Vec<Option<StoredDoc>>, crate::ViewError> {
-        keys.iter().map(|(tenant, id)| self.get(tenant, id)).collect()
-    }
+    async fn search(&self, query: &Query) -> Result<SearchPage, ViewError>;
+}
 
-    fn search(&self, query: &Query) -> Result<SearchPage, crate::ViewError>;
+/// The write half of a view store: what its projector needs. A view has one writer at a time.
+#[async_trait]
+pub trait ViewWriter: Send + Sync + std::fmt::Debug {
+    fn capabilities(&self) -> Capabilities;
+
+    /// Applies the batch (guarantees 1 and 2): with [`Capabilities::atomic_checkpoint`], its
+    /// writes and checkpoint together; without, callers send writes and checkpoint in separate
+    /// batches, and a backend may refuse a batch holding both. Shared, so that a failed commit
+    /// can be retried with the same batch (and a blocking backend can move it to a thread).
+    async fn commit(&self, batch: Arc<ViewBatch>) -> Result<(), ViewError>;
+
+    /// The last committed checkpoint, where the projector resumes; `None` for a view that has
+    /// applied nothing.
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, ViewError>;
+
+    /// The committed documents of many `(tenant, id)` pairs at once, answered in their order
+    /// from one point in time that includes every commit that has returned (what a projector
+    /// loads before applying a batch; a backend with refresh-based visibility reads them in
+    /// real time, not from its last refresh).
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<StoredDoc>>, ViewError>;
 
     /// A hint from the projector: `true` while it catches up from far behind (a rebuild, a
     /// first start on a long log), when many commits come back to back and throughput matters
     /// more than search latency; `false` once it is live. Reads and writes keep every guarantee
     /// either way; a backend may ignore the hint.
-    fn bulk_load(&self, on: bool) -> Result<(), crate::ViewError> {
+    async fn bulk_load(&self, on: bool) -> Result<(), ViewError> {
         let _ = on;
         Ok(())
     }
+}
+
+/// Both halves of one opened view store (a generation of a view, `crate::host`).
+#[derive(Clone, Debug)]
+pub struct ViewHalves {
+    pub reader: Arc<dyn ViewReader>,
+    pub writer: Arc<dyn ViewWriter>,
 }

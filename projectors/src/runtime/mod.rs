@@ -6,9 +6,12 @@
 //! - **Order**: events come from one `$all` subscription in position order, so the events of a
 //!   stream are applied in revision order.
 //! - **Exactly-once effect**: a batch's documents and the checkpoint (the position of its last
-//!   event) are committed to the view in one atomic `ViewStore::commit`; the subscription then
-//!   resumes after that checkpoint. A crash before the commit replays the batch; a replayed write
-//!   whose version is not newer is a no-op in the view (document version = position).
+//!   event) are committed to the view in one atomic `ViewWriter::commit` when the view has
+//!   `Capabilities::atomic_checkpoint`, else documents first and checkpoint after
+//!   (`commit.rs`); the subscription then resumes after that checkpoint. A crash before the
+//!   checkpoint is committed replays the batch; a replayed write whose version is not newer is a
+//!   no-op in the view (document version = position), and the folds give the same document for
+//!   an event they already hold.
 //! - **Parking**: an event the projection cannot apply is appended, with the error, to the
 //!   generation's parked stream (`parked.rs`) before the checkpoint passes it, and the batch goes
 //!   on. Each parked event has an id derived from the stream and the position, so parking it
@@ -32,13 +35,26 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::batch::{Batch, Order, Prepared};
-use crate::parked::{self, ReplayOutcome, ReplayRequest, Replayed};
-use crate::partition::Workers;
-use crate::projection::Projection;
-use crate::status::ProjectionStatus;
-use crate::view_store::{Checkpoint, ViewBatch, ViewStore};
-use crate::{ApplyError, ViewError};
+use crate::error::ApplyError;
+use crate::view_store::{Checkpoint, ViewDoc, ViewWriter};
+use commit::{commit_with_retry, wait_for, InFlight, InFlightDone};
+use fold::{EventBatch, Order, Prepared};
+use parked::{ReplayOutcome, ReplayRequest, Replayed};
+use partition::Workers;
+use projection::Projection;
+use status::ProjectionStatus;
+use stop::{Backoff, Stop};
+
+mod commit;
+pub mod control;
+mod fold;
+mod hash;
+pub mod parked;
+mod partition;
+pub mod projection;
+pub mod status;
+mod stop;
+pub(crate) mod unapplied;
 
 /// How a projector batches.
 #[derive(Clone, Debug)]
@@ -48,7 +64,7 @@ pub struct ProjectorConfig {
     /// A batch is committed at the latest this long after its first event, so a quiet log is
     /// still searchable within a second.
     pub flush_interval: Duration,
-    /// Documents kept across batches (`batch.rs`, "The document cache"), per worker.
+    /// Documents kept across batches (`fold.rs`, "The document cache"), per worker.
     pub cache_docs: usize,
     /// Workers that fold a batch at once, each owning the streams that hash to it
     /// (`partition.rs`); their output is committed together with one checkpoint.
@@ -77,7 +93,7 @@ impl Default for ProjectorConfig {
 /// One projection running against one view.
 pub struct Projector<P: Projection> {
     store: Arc<dyn EventStore>,
-    view: Arc<dyn ViewStore>,
+    view: Arc<dyn ViewWriter>,
     projection: Arc<P>,
     config: ProjectorConfig,
     status: Arc<ProjectionStatus>,
@@ -90,7 +106,7 @@ impl<P: Projection> Projector<P> {
     /// commit relies on it (see `follow`).
     pub fn new(
         store: Arc<dyn EventStore>,
-        view: Arc<dyn ViewStore>,
+        view: Arc<dyn ViewWriter>,
         projection: P,
         mut config: ProjectorConfig,
     ) -> Self {
@@ -140,22 +156,22 @@ impl<P: Projection> Projector<P> {
 
     /// One subscription from the committed checkpoint until shutdown or a failure.
     ///
-    /// Pipelined: while batch N is committed (on the blocking pool), batch N+1 is read and
+    /// Pipelined: while batch N is committed (on the projectors' threads), batch N+1 is read and
     /// folded. At most one commit is in flight, and its documents are still in the cache (its
     /// capacity is at least twice the batch size, see [`Projector::new`]), so folding the next
     /// batch never reads a document from the view before its commit has landed.
     async fn follow(&self, shutdown: &CancellationToken) -> Result<(), Stop> {
-        let checkpoint = self.blocking_view(|v| v.checkpoint()).await?;
+        let checkpoint = self.view.checkpoint().await.map_err(Stop::view)?;
         self.status.set_checkpoint(checkpoint.map(|c| c.position));
         let from = checkpoint.map_or(SubscribeFrom::Start, |c| SubscribeFrom::After(c.position));
         let filter = self.projection.filter();
         let widened = parked::with_replay_requests(&filter);
         let mut subscription = self.store.subscribe_to_all(from, widened).await.map_err(Stop::store)?;
         subscription.pace(self.config.live_pace);
-        self.blocking_view(|v| v.bulk_load(true)).await?;
+        self.view.bulk_load(true).await.map_err(Stop::view)?;
         // Per subscription: after a failure nothing uncommitted may be served from it.
         let mut workers = Workers::new(self.config.parallelism, self.config.cache_docs);
-        let mut batch = Batch::default();
+        let mut batch = EventBatch::default();
         let mut in_flight: Option<InFlight> = None;
         let mut started: Option<Instant> = None;
         loop {
@@ -184,7 +200,7 @@ impl<P: Projection> Projector<P> {
                         }
                     }
                     annals_store::SubscriptionMessage::CaughtUp => {
-                        self.blocking_view(|v| v.bulk_load(false)).await?;
+                        self.view.bulk_load(false).await.map_err(Stop::view)?;
                         self.status.set_caught_up();
                     }
                 },
@@ -205,7 +221,7 @@ impl<P: Projection> Projector<P> {
     /// of the documents with the checkpoint once the previous commit has landed.
     async fn flush(
         &self,
-        batch: &mut Batch,
+        batch: &mut EventBatch,
         workers: &mut Workers<P::Doc>,
         in_flight: &mut Option<InFlight>,
         shutdown: &CancellationToken,
@@ -301,7 +317,7 @@ impl<P: Projection> Projector<P> {
     /// the previous commit landed.
     async fn start_commit(
         &self,
-        upserts: Vec<crate::view_store::ViewDoc>,
+        upserts: Vec<ViewDoc>,
         last: Option<Position>,
         events: u64,
         parked: u64,
@@ -309,10 +325,10 @@ impl<P: Projection> Projector<P> {
         shutdown: &CancellationToken,
     ) -> Result<(), Stop> {
         self.settle(in_flight).await?;
-        let view_batch = ViewBatch { upserts, checkpoint: last.map(|position| Checkpoint { position }) };
+        let checkpoint = last.map(|position| Checkpoint { position });
         let view = Arc::clone(&self.view);
         let (name, shutdown) = (self.status.name, shutdown.clone());
-        let task = tokio::spawn(commit_with_retry(view, view_batch, name, shutdown));
+        let task = tokio::spawn(commit_with_retry(view, upserts, checkpoint, name, shutdown));
         *in_flight = Some(InFlight { task, last, events, parked });
         Ok(())
     }
@@ -346,18 +362,6 @@ impl<P: Projection> Projector<P> {
         self.store.append_to_stream(&self.parked, ExpectedRevision::Any, vec![data]).await.map_err(Stop::store)?;
         Ok(())
     }
-
-    async fn blocking_view<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&dyn ViewStore) -> Result<T, ViewError> + Send + 'static,
-    ) -> Result<T, Stop> {
-        let view = Arc::clone(&self.view);
-        match crate::background::run(move || op(view.as_ref())).await {
-            Some(Ok(value)) => Ok(value),
-            Some(Err(e)) => Err(Stop::Retry(e.to_string())),
-            None => Err(Stop::Retry("a view task panicked".to_owned())),
-        }
-    }
 }
 
 impl<P: Projection> std::fmt::Debug for Projector<P> {
@@ -366,82 +370,6 @@ impl<P: Projection> std::fmt::Debug for Projector<P> {
             .field("projection", &self.projection)
             .field("config", &self.config)
             .finish_non_exhaustive()
-    }
-}
-
-/// Commits `batch`, retrying failures with backoff until it lands — or, once shutdown is asked
-/// for, giving up: the batch is then replayed from the checkpoint on the next start, which is
-/// safe (versions).
-async fn commit_with_retry(
-    view: Arc<dyn ViewStore>,
-    batch: ViewBatch,
-    name: &'static str,
-    shutdown: CancellationToken,
-) -> Result<(), Stop> {
-    let batch = Arc::new(batch);
-    let position = batch.checkpoint.map_or(0, |c| c.position.code());
-    let mut backoff = Backoff::default();
-    loop {
-        let (view, attempt) = (Arc::clone(&view), Arc::clone(&batch));
-        let error = match crate::background::run(move || view.commit(&attempt)).await {
-            Some(Ok(())) => return Ok(()),
-            Some(Err(e)) => e.to_string(),
-            None => "the view's commit panicked".to_owned(),
-        };
-        if shutdown.is_cancelled() {
-            warn!(projection = name, position, error = %error, "batch failed at shutdown; it will be replayed on the next start");
-            return Err(Stop::Abandoned);
-        }
-        let delay = backoff.next_delay();
-        warn!(projection = name, position, error = %error, delay_ms = delay.as_millis() as u64, "batch failed; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.cancelled() => {}
-        }
-    }
-}
-
-/// The commit of one batch, running.
-struct InFlight {
-    task: tokio::task::JoinHandle<Result<(), Stop>>,
-    /// The checkpoint it commits, if it moves it.
-    last: Option<Position>,
-    events: u64,
-    parked: u64,
-}
-
-struct InFlightDone {
-    last: Option<Position>,
-    events: u64,
-    parked: u64,
-}
-
-/// Waits for the commit in flight to land; never returns when there is none (for `select!`).
-async fn wait_for(in_flight: &mut Option<InFlight>) -> Option<Result<InFlightDone, Stop>> {
-    let Some(running) = in_flight.as_mut() else { return std::future::pending().await };
-    let result = (&mut running.task).await;
-    let done = in_flight.take()?;
-    Some(match result {
-        Ok(Ok(())) => Ok(InFlightDone { last: done.last, events: done.events, parked: done.parked }),
-        Ok(Err(stop)) => Err(stop),
-        Err(e) => Err(Stop::Retry(format!("commit task failed: {e}"))),
-    })
-}
-
-enum Stop {
-    /// The store is gone: nothing to retry.
-    Closed,
-    /// Shutdown came while a batch could not be committed; it is left for the next start.
-    Abandoned,
-    Retry(String),
-}
-
-impl Stop {
-    fn store(e: annals_store::StoreError) -> Stop {
-        match e {
-            annals_store::StoreError::Closed => Stop::Closed,
-            other => Stop::Retry(other.to_string()),
-        }
     }
 }
 
@@ -456,20 +384,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Jittered exponential backoff, 50 ms doubling to 5 s ("full jitter": uniform in [d/2, d]).
-#[derive(Default)]
-struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    fn next_delay(&mut self) -> Duration {
-        let ceiling = 50u64.saturating_mul(1 << self.attempt.min(7)).min(5_000);
-        self.attempt += 1;
-        let jitter = rand::random::<f64>() * 0.5 + 0.5;
-        Duration::from_millis((ceiling as f64 * jitter) as u64)
     }
 }

@@ -21,8 +21,8 @@ use tantivy::schema::Field;
 use tantivy::{DocAddress, Order, Searcher, Term};
 
 use super::schema::{self, backend, to_tantivy_time};
+use crate::error::ViewError;
 use crate::view_store::Cursor;
-use crate::ViewError;
 
 /// A result: its sort time and id, and where it is.
 pub(crate) type Hit = ((Option<tantivy::DateTime>, Option<String>), DocAddress);

@@ -14,8 +14,8 @@ use tantivy::{Index, IndexWriter, Searcher, TantivyDocument, Term};
 use super::counts::{self, Combo, SegmentCombos, TenantCounts};
 use super::lookup::{KnownKeys, Lookup};
 use super::schema::{self, backend, corrupt, Fields};
+use crate::error::ViewError;
 use crate::view_store::{Checkpoint, ViewBatch};
-use crate::ViewError;
 
 /// The single writer of a view and the checkpoint of its last commit.
 pub(crate) struct Writer {
@@ -25,7 +25,7 @@ pub(crate) struct Writer {
     /// Set when a failed batch could not be rolled back: its staged documents might be published
     /// by the next commit, so the writer refuses to commit until the store is reopened.
     pub(crate) broken: Option<String>,
-    /// Whether merges are off for a bulk load (`ViewStore::bulk_load`).
+    /// Whether merges are off for a bulk load (`ViewWriter::bulk_load`).
     pub(crate) bulk: bool,
     /// The committed counts of the tenants written since the view was opened (`counts`).
     pub(crate) counts: HashMap<String, TenantCounts>,

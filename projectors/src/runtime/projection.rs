@@ -1,6 +1,6 @@
 //! What a projection is to the runtime: which events it reads, which document each event
 //! changes, how it folds one event into that document, and how a document is indexed. The
-//! runtime (`runtime.rs`) does everything else — batching, checkpoints, retries, parking — the
+//! runtime (`runtime/mod.rs`) does everything else — batching, checkpoints, retries, parking — the
 //! same way for every projection, live or rebuilding.
 //!
 //! Documents are typed (`Projection::Doc`) while a batch is built: a message with several events
@@ -13,9 +13,11 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::error::ApplyError;
 use crate::view_store::{FieldDef, FieldKind, FieldValue, ViewDoc, ViewSchema};
+use crate::views::audit::{AuditDoc, AUDIT_RECORDED};
 use crate::views::message::MessageDoc;
-use crate::{ApplyError, AuditDoc, AUDIT_RECORDED};
+use crate::views::split_tenant;
 
 /// A projection of the log into one view. Implementations are pure: `apply` must give the same
 /// document for the same events whatever the batching, restarts or duplicates (the
@@ -55,7 +57,7 @@ pub struct DocKey {
 impl DocKey {
     /// Document `id` of the tenant of the event's stream (the prefix before its first `/`).
     pub fn of_stream(event: &RecordedEvent, id: String) -> DocKey {
-        DocKey { tenant: crate::split_tenant(event.stream.as_str()).0.to_owned(), id }
+        DocKey { tenant: split_tenant(event.stream.as_str()).0.to_owned(), id }
     }
 }
 

@@ -276,7 +276,7 @@ pub(crate) fn parked_entry(
         error,
     };
     Ok(EventData::json(PARKED, &entry)?
-        .with_id(uuid::Uuid::from_u64_pair(crate::stable_hash(stream.as_str()), event.position.code())))
+        .with_id(uuid::Uuid::from_u64_pair(super::hash::stable_hash(stream.as_str()), event.position.code())))
 }
 
 /// The entry recording one replay outcome, with an id derived from (stream, request, outcome,
@@ -287,7 +287,7 @@ pub(crate) fn replayed_entry(stream: &StreamId, outcome: &Replayed) -> Result<Ev
         ReplayOutcome::Applied => "applied",
         ReplayOutcome::Failed => "failed",
     };
-    let seed = crate::stable_hash(&format!("{}/replayed/{}/{kind}", stream.as_str(), outcome.replayed_at));
+    let seed = super::hash::stable_hash(&format!("{}/replayed/{}/{kind}", stream.as_str(), outcome.replayed_at));
     Ok(EventData::json(REPLAYED, outcome)?.with_id(uuid::Uuid::from_u64_pair(seed, outcome.position)))
 }
 

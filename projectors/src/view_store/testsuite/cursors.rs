@@ -1,20 +1,20 @@
-//! Sorting and cursors (guarantee 4): (time, id) order in both directions, walks that visit every
+//! Sorting and cursors (guarantee 5): (time, id) order in both directions, walks that visit every
 //! document once, and walks that stay exact while documents are written between pages.
 
 use std::collections::BTreeSet;
 
 use super::fixtures::*;
 use super::Make;
-use annals_projectors::view_store::{Filter, Query, Sort, ViewStore};
+use crate::view_store::{Filter, Query, Sort, ViewHalves};
 
 // ---------------------------------------------------------------------------------------------
-// Sorting and cursors (guarantee 4)
+// Sorting and cursors (guarantee 5)
 
-pub fn sorts_both_directions_with_time_ties_broken_by_id(make: &Make<'_>) {
+pub async fn sorts_both_directions_with_time_ties_broken_by_id(make: &Make) {
     let dir = tempdir();
-    let store = make(dir.path(), schema());
+    let store = make(dir.path().to_owned(), schema()).await;
     commit(
-        &*store,
+        &store,
         batch(
             [
                 Doc::new(T, "b", 1, 20),
@@ -25,27 +25,29 @@ pub fn sorts_both_directions_with_time_ties_broken_by_id(make: &Make<'_>) {
             ],
             None,
         ),
-    );
+    )
+    .await;
     // Separate commits put documents of one time in different segments.
-    commit(&*store, batch([Doc::new(T, "bb", 6, 20), Doc::new(T, "0", 7, 30)], None));
+    commit(&store, batch([Doc::new(T, "bb", 6, 20), Doc::new(T, "0", 7, 30)], None)).await;
     let desc = query(T);
-    assert_eq!(ids(&*store, &desc), ["y", "0", "c", "bb", "b", "a", "z"]);
+    assert_eq!(ids(&store, &desc).await, ["y", "0", "c", "bb", "b", "a", "z"]);
     let asc = Query { sort: Sort { field: "at", descending: false }, ..query(T) };
-    assert_eq!(ids(&*store, &asc), ["z", "a", "b", "bb", "c", "0", "y"]);
+    assert_eq!(ids(&store, &asc).await, ["z", "a", "b", "bb", "c", "0", "y"]);
     // Sorting by another Time field.
     commit(
-        &*store,
+        &store,
         batch([Doc::new(T, "s1", 8, 1).time("sent_at", at(2)), Doc::new(T, "s2", 9, 2).time("sent_at", at(1))], None),
-    );
+    )
+    .await;
     let by_sent = Query { sort: Sort { field: "sent_at", descending: true }, ..query(T) };
-    assert_eq!(ids(&*store, &by_sent), ["s1", "s2"], "only documents with the sort field");
+    assert_eq!(ids(&store, &by_sent).await, ["s1", "s2"], "only documents with the sort field");
 }
 
 /// Walks every page of `q`, checking each page's order and that `next` is set on full pages.
-fn walk(store: &dyn ViewStore, mut q: Query) -> Vec<String> {
+async fn walk(store: &ViewHalves, mut q: Query) -> Vec<String> {
     let mut out = Vec::new();
     for _ in 0..10_000 {
-        let page = search(store, &q);
+        let page = search(store, &q).await;
         assert!(page.docs.len() <= q.limit);
         assert_eq!(page.next.is_some(), page.docs.len() == q.limit, "next is set exactly on full pages");
         out.extend(page.docs.into_iter().map(|d| d.id));
@@ -57,23 +59,23 @@ fn walk(store: &dyn ViewStore, mut q: Query) -> Vec<String> {
     panic!("pagination does not end");
 }
 
-pub fn cursors_visit_every_document_exactly_once(make: &Make<'_>) {
+pub async fn cursors_visit_every_document_exactly_once(make: &Make) {
     let dir = tempdir();
-    let store = make(dir.path(), schema());
+    let store = make(dir.path().to_owned(), schema()).await;
     // 60 documents on 7 distinct times (many ties), written in three commits.
     for part in 0..3u64 {
         let docs = (0..20u64).map(|i| {
             let n = part * 20 + i;
             Doc::new(T, &format!("id-{:02}", (n * 37) % 60), n, (n % 7) as i64)
         });
-        commit(&*store, batch(docs, None));
+        commit(&store, batch(docs, None)).await;
     }
     for descending in [true, false] {
-        let full = ids(&*store, &Query { sort: Sort { field: "at", descending }, ..query(T) });
+        let full = ids(&store, &Query { sort: Sort { field: "at", descending }, ..query(T) }).await;
         assert_eq!(full.len(), 60);
         for limit in [1, 2, 7, 59, 60, 61] {
             let q = Query { limit, sort: Sort { field: "at", descending }, ..query(T) };
-            assert_eq!(walk(&*store, q), full, "descending={descending}, limit={limit}");
+            assert_eq!(walk(&store, q).await, full, "descending={descending}, limit={limit}");
         }
     }
     // A filtered walk keeps the filter on every page.
@@ -82,23 +84,23 @@ pub fn cursors_visit_every_document_exactly_once(make: &Make<'_>) {
         filters: vec![Filter::TimeRange { field: "at", from: Some(at(2)), to: Some(at(5)) }],
         ..query(T)
     };
-    let walked = walk(&*store, q.clone());
-    assert_eq!(walked, ids(&*store, &Query { limit: 1000, ..q }));
+    let walked = walk(&store, q.clone()).await;
+    assert_eq!(walked, ids(&store, &Query { limit: 1000, ..q }).await);
     assert!(!walked.is_empty());
 }
 
-pub fn cursors_are_stable_under_concurrent_writes(make: &Make<'_>) {
+pub async fn cursors_are_stable_under_concurrent_writes(make: &Make) {
     let dir = tempdir();
-    let store = make(dir.path(), schema());
+    let store = make(dir.path().to_owned(), schema()).await;
     // 40 documents at times 100..=119, two per time.
     let initial: Vec<Doc> = (0..40u64).map(|i| Doc::new(T, &format!("d{i:02}"), i, 100 + (i / 2) as i64)).collect();
-    commit(&*store, batch(initial, None));
+    commit(&store, batch(initial, None)).await;
     let mut q = Query { limit: 6, ..query(T) };
     let mut seen = Vec::new();
     let mut expected_extra = BTreeSet::new();
     let mut version = 100;
     for round in 0.. {
-        let page = search(&*store, &q);
+        let page = search(&store, &q).await;
         seen.extend(page.docs.iter().map(|d| d.id.clone()));
         let Some(cursor) = page.next else { break };
         // Between pages: a newer document (before the cursor: never seen by this walk), one at
@@ -123,7 +125,7 @@ pub fn cursors_are_stable_under_concurrent_writes(make: &Make<'_>) {
         if before < cursor.id {
             expected_extra.insert(before);
         }
-        commit(&*store, batch(writes, None));
+        commit(&store, batch(writes, None)).await;
         q.after = Some(cursor);
     }
     let unique: BTreeSet<String> = seen.iter().cloned().collect();

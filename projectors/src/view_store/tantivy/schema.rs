@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use tantivy::schema::{DateOptions, DateTimePrecision, Field, Schema, FAST, INDEXED, STORED, STRING, TEXT};
 use tantivy::TantivyDocument;
 
+use crate::error::ViewError;
 use crate::view_store::{FieldKind, FieldValue, ViewDoc, ViewSchema};
-use crate::ViewError;
 
 /// The document id: stored (reads return it), indexed (lookups) and fast (the sort tie-break).
 pub(crate) const ID: &str = "_id";

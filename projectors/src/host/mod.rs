@@ -1,26 +1,26 @@
-//! Hosting an embedded view in this process: the serving generation with its live projector,
-//! and rebuilds on demand — a new generation built beside the serving one by the same projector
+//! Hosting a view in this process: the serving generation with its live projector, and rebuilds
+//! on demand — a new generation built beside the serving one by the same projector
 //! code from position 0, switched to atomically once it has caught up, the old one then removed.
 //!
 //! # The rebuild protocol
 //! 1. A request is a `$rebuild-requested` event on `$projections` (`control.rs`); the host polls
 //!    the control stream, so the process asking need not be this one.
-//! 2. The host opens `gen-{N}` (`generations.rs`) and runs a [`Projector`] on it from its own
+//! 2. The host opens generation N ([`ViewHosting::open`]; tantivy: `gen-{N}`, `tantivy.rs`) and runs a [`Projector`] on it from its own
 //!    checkpoint — from 0 for a new directory, from where it stopped after a crash. Reads keep
 //!    going to the serving generation meanwhile.
 //! 3. When the new generation has reached the head once and applied at least what the serving
-//!    one has (its checkpoint is not behind), the host writes `CURRENT` (the durable switch),
+//!    one has (its checkpoint is not behind), the host switches ([`ViewHosting::switch`], durable;
+//!    tantivy: `CURRENT`),
 //!    stops the old projector (it commits its batch in hand), waits for the new generation to
 //!    pass the old one's final checkpoint, swaps the generation reads use (one pointer, so a
 //!    read sees one generation or the other, never a mix, and never an older state than the
 //!    last), appends `$rebuild-completed`, and removes the old directory. The new generation's
 //!    projector simply goes on as the live one.
 //!
-//! A crash before `CURRENT` is written leaves the old generation serving and the request open:
+//! A crash before the switch is recorded leaves the old generation serving and the request open:
 //! the next start resumes the rebuild. A crash after it serves the new generation, and the
 //! missing `$rebuild-completed` is appended at start (the host reconciles before anything else).
 
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -29,15 +29,19 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::control;
-use crate::generations::Generations;
-use crate::parked::ParkedLog;
-use crate::projection::Projection;
+use crate::error::ViewError;
+use crate::runtime::control;
+use crate::runtime::parked::{self, ParkedLog};
+use crate::runtime::projection::Projection;
+use crate::runtime::status::ProjectionStatus;
+use crate::runtime::unapplied::UnappliedScan;
 use crate::runtime::{Projector, ProjectorConfig};
-use crate::status::ProjectionStatus;
-use crate::unapplied::UnappliedScan;
-use crate::view_store::ViewStore;
-use crate::{TantivyViewStore, ViewError};
+use crate::view_store::{Checkpoint, ViewHalves, ViewReader};
+
+pub use hosting::ViewHosting;
+
+mod hosting;
+pub mod tantivy;
 
 /// A view as this process serves it.
 #[derive(Debug)]
@@ -49,11 +53,11 @@ pub struct HostedView {
     unapplied: UnappliedScan,
 }
 
-/// One generation of a view: its index, its projector's figures and its parked events.
+/// One generation of a view: its reader, its projector's figures and its parked events.
 #[derive(Clone, Debug)]
 pub struct Generation {
     pub number: u64,
-    pub store: Arc<dyn ViewStore>,
+    pub reader: Arc<dyn ViewReader>,
     pub status: Arc<ProjectionStatus>,
     /// The generation's parked stream, folded as far as the last `refresh` read it.
     pub parked: Arc<tokio::sync::Mutex<ParkedLog>>,
@@ -85,6 +89,12 @@ impl HostedView {
         self.rebuild.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The serving generation's committed checkpoint, as its reader sees it: what
+    /// read-your-writes and lag are answered from, whether or not this process projects.
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, ViewError> {
+        self.serving().reader.checkpoint().await
+    }
+
     /// The first event after `checkpoint` that the view's projection reads: the oldest one it
     /// has not applied, if any (scanning only what was appended since the last ask found none).
     pub async fn oldest_unapplied(
@@ -96,25 +106,20 @@ impl HostedView {
     }
 }
 
-/// A view opened (its serving generation's index), not hosted yet.
+/// A view opened (its serving generation), not hosted yet.
 #[derive(Debug)]
 pub struct OpenView<P: Projection> {
     projection: P,
-    generations: Generations,
-    serving: (u64, Arc<TantivyViewStore>),
+    hosting: Arc<dyn ViewHosting>,
+    serving: (u64, ViewHalves),
 }
 
 impl<P: Projection + Clone> OpenView<P> {
-    /// Opens the serving generation of the view in `dir` (`DATA_DIR/views/{name}`).
-    pub fn open(dir: &Path, projection: P) -> Result<Self, ViewError> {
-        let name = projection.schema().name;
-        let io =
-            |op: &'static str| move |e: std::io::Error| ViewError::Backend { view: name, op, reason: e.to_string() };
-        let generations = Generations::open(dir).map_err(io("open view directory"))?;
-        let number = generations.current().map_err(io("read CURRENT"))?;
-        let (path, schema) = (generations.path(number), projection.schema());
-        let store = Arc::new(crate::background::spawn_lowered(move || TantivyViewStore::open(&path, schema))?);
-        Ok(OpenView { projection, generations, serving: (number, store) })
+    /// Opens the serving generation of the view `hosting` keeps.
+    pub async fn open(hosting: Arc<dyn ViewHosting>, projection: P) -> Result<Self, ViewError> {
+        let number = hosting.current().await?;
+        let halves = hosting.open(number).await?;
+        Ok(OpenView { projection, hosting, serving: (number, halves) })
     }
 
     /// Starts the serving generation's projector and the host task (which resumes a pending
@@ -125,8 +130,8 @@ impl<P: Projection + Clone> OpenView<P> {
         config: ProjectorConfig,
         shutdown: CancellationToken,
     ) -> (Arc<HostedView>, JoinHandle<()>) {
-        let (number, view_store) = self.serving;
-        let live = Running::start(&store, view_store, number, &self.projection, &config, &shutdown);
+        let (number, halves) = self.serving;
+        let live = Running::start(&store, halves, number, &self.projection, &config, &shutdown);
         let view = Arc::new(HostedView {
             name: self.projection.schema().name,
             filter: self.projection.filter(),
@@ -138,7 +143,7 @@ impl<P: Projection + Clone> OpenView<P> {
             view: Arc::clone(&view),
             store,
             projection: self.projection,
-            generations: self.generations,
+            hosting: self.hosting,
             config,
             shutdown,
             live,
@@ -163,21 +168,20 @@ struct Running {
 impl Running {
     fn start<P: Projection + Clone>(
         store: &Arc<dyn EventStore>,
-        view: Arc<TantivyViewStore>,
+        halves: ViewHalves,
         number: u64,
         projection: &P,
         config: &ProjectorConfig,
         shutdown: &CancellationToken,
     ) -> Running {
-        let view: Arc<dyn ViewStore> = view;
         let projector =
-            Projector::new(Arc::clone(store), Arc::clone(&view), projection.clone(), config.clone()).generation(number);
+            Projector::new(Arc::clone(store), halves.writer, projection.clone(), config.clone()).generation(number);
         let status = projector.status();
-        let stream = crate::parked::parked_stream(status.name, number).expect("view names make valid stream names");
+        let stream = parked::parked_stream(status.name, number).expect("view names make valid stream names");
         let parked = Arc::new(tokio::sync::Mutex::new(ParkedLog::new(stream)));
         let stop = shutdown.child_token();
         let task = tokio::spawn(projector.run(stop.clone()));
-        Running { generation: Generation { number, store: view, status, parked }, stop, task }
+        Running { generation: Generation { number, reader: halves.reader, status, parked }, stop, task }
     }
 }
 
@@ -185,7 +189,7 @@ struct Host<P: Projection> {
     view: Arc<HostedView>,
     store: Arc<dyn EventStore>,
     projection: P,
-    generations: Generations,
+    hosting: Arc<dyn ViewHosting>,
     config: ProjectorConfig,
     shutdown: CancellationToken,
     live: Running,
@@ -228,9 +232,9 @@ impl<P: Projection + Clone> Host<P> {
             }
         }
         if self.rebuild.is_none() && !self.swept {
-            let removed = self.generations.remove_others(&[serving]).map_err(|e| e.to_string())?;
-            for path in removed {
-                info!(projection = name, path = %path.display(), "removed a view generation that is not serving");
+            let removed = self.hosting.remove_others(&[serving]).await.map_err(|e| e.to_string())?;
+            for removed in removed {
+                info!(projection = name, removed, "removed a view generation that is not serving");
             }
             self.swept = true;
         }
@@ -242,19 +246,11 @@ impl<P: Projection + Clone> Host<P> {
 
     async fn start_rebuild(&mut self, generation: u64) -> Result<(), String> {
         let name = self.view.name;
-        let dir = self.generations.path(generation);
-        let (path, schema) = (dir.clone(), self.projection.schema());
-        match crate::background::spawn_lowered(move || TantivyViewStore::open(&path, schema)) {
-            Ok(view_store) => {
-                info!(projection = name, generation, dir = %dir.display(), "rebuild started");
-                let running = Running::start(
-                    &self.store,
-                    Arc::new(view_store),
-                    generation,
-                    &self.projection,
-                    &self.config,
-                    &self.shutdown,
-                );
+        match self.hosting.open(generation).await {
+            Ok(halves) => {
+                info!(projection = name, generation, "rebuild started");
+                let running =
+                    Running::start(&self.store, halves, generation, &self.projection, &self.config, &self.shutdown);
                 *self.view.rebuild.write().unwrap_or_else(|p| p.into_inner()) =
                     Some(Rebuild { generation: running.generation.clone(), started: Instant::now() });
                 self.rebuild = Some(running);
@@ -274,9 +270,9 @@ impl<P: Projection + Clone> Host<P> {
     async fn switch(&mut self) -> Result<(), String> {
         let Some(new) = self.rebuild.take() else { return Ok(()) };
         let (name, number) = (self.view.name, new.generation.number);
-        if let Err(e) = self.generations.set_current(number) {
+        if let Err(e) = self.hosting.switch(number).await {
             self.rebuild = Some(new);
-            return Err(format!("cannot write CURRENT: {e}"));
+            return Err(format!("cannot switch to generation {number}: {e}"));
         }
         // The old projector's last commit may have landed after the check: stop it, then let the
         // new generation pass its final checkpoint, so no reader sees the view go back in time.
@@ -300,7 +296,7 @@ impl<P: Projection + Clone> Host<P> {
             "rebuild complete; the new generation serves"
         );
         control::complete_rebuild(self.store.as_ref(), name, number).await.map_err(|e| e.to_string())?;
-        self.generations.remove_others(&[number]).map_err(|e| e.to_string())?;
+        self.hosting.remove_others(&[number]).await.map_err(|e| e.to_string())?;
         Ok(())
     }
 }

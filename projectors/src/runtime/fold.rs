@@ -2,8 +2,10 @@
 //! (in the batch, in the cache of recent documents, or else in the view, all misses in one
 //! `get_many`), fold the events into them in log order, and encode the changed documents.
 //!
-//! This is the projector's CPU work, and it runs on the blocking pool in one job per batch, so
-//! it never holds the async workers that also serve the API.
+//! This is the projector's CPU work, and it runs on the projectors' threads (`background`), so
+//! it never holds the async workers that also serve the API: [`gather`] finds what it can
+//! without the view, the runtime awaits the view's `get_many` for the misses (if any), and
+//! [`apply`] folds and encodes.
 //!
 //! # The document cache
 //! The runtime is the only writer of its view, so a document it committed is still the view's
@@ -13,25 +15,30 @@
 //! bounded (two generations: a lookup moves a document to the young one; when the young one is
 //! full the old one is dropped), and it lives only as long as one subscription: after any
 //! failure the runtime restarts from the checkpoint with an empty cache, so a document of a batch
-//! that was never committed cannot be served from it.
+//! that was never committed cannot be served from it. (A view without an atomic checkpoint can
+//! hold documents past its checkpoint after a crash: the cache may then hold a document built
+//! from fewer events than the view's until the replay has passed them, and its writes are
+//! no-ops by version meanwhile; the fold of the replayed events ends with the same document.)
 
 use std::collections::HashMap;
 
 use annals_store::{Position, RecordedEvent};
 use tracing::warn;
 
-use crate::projection::{DocKey, Projection};
-use crate::view_store::{ViewDoc, ViewStore};
-use crate::{ApplyError, ViewError};
+use crate::error::ApplyError;
+use crate::view_store::{StoredDoc, ViewDoc};
 
-/// The events read since the last commit.
+use super::projection::{DocKey, Projection};
+
+/// The events read since the last commit (the runtime's batch; what one commit writes is a
+/// `ViewBatch`).
 #[derive(Debug, Default)]
-pub(crate) struct Batch {
+pub(crate) struct EventBatch {
     pub(crate) events: Vec<RecordedEvent>,
     pub(crate) last: Option<Position>,
 }
 
-impl Batch {
+impl EventBatch {
     pub(crate) fn push(&mut self, event: RecordedEvent) {
         self.last = Some(event.position);
         self.events.push(event);
@@ -59,7 +66,17 @@ pub(crate) struct Prepared {
     pub(crate) parked: Vec<(RecordedEvent, ApplyError)>,
 }
 
-/// Folds `events` into their documents (see the module doc). Documents end in `cache`.
+/// The documents of a batch's events as far as the batch and the cache know them, and the
+/// keys to look up in the view.
+#[derive(Debug)]
+pub(crate) struct Gathered<D> {
+    keys: Vec<Option<DocKey>>,
+    docs: HashMap<DocKey, Option<D>>,
+    /// To load with the view's `get_many`, then pass to [`apply`] in this order.
+    pub(crate) misses: Vec<DocKey>,
+}
+
+/// Finds each event's document in the cache, and which must come from the view.
 ///
 /// `order` says whether `events` come in log order from the checkpoint on (`Order::Log`: the
 /// live and rebuild path) or are a replay of parked events (`Order::Replay`). In log order, an
@@ -68,15 +85,14 @@ pub(crate) struct Prepared {
 /// checkpoint): it is not looked up. That is every new message of live traffic, and the lookup
 /// (a dictionary probe in each of the view's segments) was the projector's largest cost after
 /// indexing. A replayed revision 0 may have a document built from the stream's later events.
-pub(crate) fn prepare<P: Projection>(
+pub(crate) fn gather<P: Projection>(
     projection: &P,
-    view: &dyn ViewStore,
     cache: &mut DocCache<P::Doc>,
     events: &[RecordedEvent],
     order: Order,
-) -> Result<Prepared, ViewError> {
+) -> Gathered<P::Doc> {
     let keys: Vec<Option<DocKey>> = events.iter().map(|e| projection.doc_key(e)).collect();
-    let mut docs: HashMap<&DocKey, Option<P::Doc>> = HashMap::with_capacity(events.len());
+    let mut docs: HashMap<DocKey, Option<P::Doc>> = HashMap::with_capacity(events.len());
     let mut misses = Vec::new();
     for (event, key) in events.iter().zip(&keys) {
         let Some(key) = key else { continue };
@@ -84,23 +100,33 @@ pub(crate) fn prepare<P: Projection>(
             let cached = cache.take(key);
             let first_of_stream = order == Order::Log && event.revision.0 == 0;
             if cached.is_none() && !first_of_stream {
-                misses.push(key);
+                misses.push(key.clone());
             }
-            docs.insert(key, cached);
+            docs.insert(key.clone(), cached);
         }
     }
-    if !misses.is_empty() {
-        let pairs: Vec<(&str, &str)> = misses.iter().map(|k| (k.tenant.as_str(), k.id.as_str())).collect();
-        for (key, stored) in misses.iter().zip(view.get_many(&pairs)?) {
-            let doc = stored.and_then(|stored| match serde_json::from_value(stored.source) {
-                Ok(doc) => Some(doc),
-                Err(e) => {
-                    warn!(projection = projection.schema().name, doc = %key.id, error = %e, "stored document does not decode; rebuilding it from later events");
-                    None
-                }
-            });
-            docs.insert(key, doc);
-        }
+    Gathered { keys, docs, misses }
+}
+
+/// Folds `events` into their documents (see the module doc), with `stored` the view's answer
+/// for `gathered.misses`. Documents end in `cache`.
+pub(crate) fn apply<P: Projection>(
+    projection: &P,
+    cache: &mut DocCache<P::Doc>,
+    events: &[RecordedEvent],
+    gathered: Gathered<P::Doc>,
+    stored: Vec<Option<StoredDoc>>,
+) -> Prepared {
+    let Gathered { keys, mut docs, misses } = gathered;
+    for (key, stored) in misses.into_iter().zip(stored) {
+        let doc = stored.and_then(|stored| match serde_json::from_value(stored.source) {
+            Ok(doc) => Some(doc),
+            Err(e) => {
+                warn!(projection = projection.schema().name, doc = %key.id, error = %e, "stored document does not decode; rebuilding it from later events");
+                None
+            }
+        });
+        docs.insert(key, doc);
     }
 
     let mut parked = Vec::new();
@@ -122,10 +148,10 @@ pub(crate) fn prepare<P: Projection>(
     );
     for (key, doc) in docs {
         if let Some(doc) = doc {
-            cache.put(key.clone(), doc);
+            cache.put(key, doc);
         }
     }
-    Ok(Prepared { upserts, parked })
+    Prepared { upserts, parked }
 }
 
 /// Recent documents by key, at most `capacity` of them (see the module doc).

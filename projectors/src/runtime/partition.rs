@@ -7,11 +7,12 @@
 //!   (log order), and a worker folds its share in that order. Documents never span streams (the
 //!   [`Projection`] contract), so a document is only ever folded by one worker.
 //! - **Checkpoints**: the workers' outputs are committed together, in one atomic
-//!   `ViewStore::commit` with the batch's last position as checkpoint. The checkpoint therefore
-//!   passes a position only when every worker's effects up to it are durable; no worker's output
-//!   is committed without the others'.
+//!   `ViewWriter::commit` with the batch's last position as checkpoint (or, for a view without
+//!   an atomic checkpoint, all workers' documents first and then that checkpoint). The
+//!   checkpoint therefore passes a position only when every worker's effects up to it are
+//!   durable; no worker's output is committed without the others'.
 //! - **The pipelined commit** needs the documents of the batch in flight to stay cached while the
-//!   next batch folds (`runtime.rs`). A worker's share of a batch can be the whole batch (one hot
+//!   next batch folds (`mod.rs`). A worker's share of a batch can be the whole batch (one hot
 //!   stream), so every worker's cache keeps the full capacity the runtime asks for, not a share:
 //!   memory for cached documents grows with `parallelism`.
 
@@ -19,9 +20,11 @@ use std::sync::Arc;
 
 use annals_store::{RecordedEvent, StreamId};
 
-use crate::batch::{prepare, DocCache, Order, Prepared};
-use crate::projection::Projection;
-use crate::view_store::ViewStore;
+use crate::background;
+use crate::view_store::ViewWriter;
+
+use super::fold::{apply, gather, DocCache, Gathered, Order, Prepared};
+use super::projection::Projection;
 
 /// The workers of one subscription (after a failure the runtime starts over with new ones, so
 /// nothing uncommitted is served from a cache).
@@ -50,7 +53,7 @@ impl<D: Send + 'static> Workers<D> {
     pub(crate) async fn fold<P: Projection<Doc = D>>(
         &mut self,
         projection: &Arc<P>,
-        view: &Arc<dyn ViewStore>,
+        view: &Arc<dyn ViewWriter>,
         events: &mut Vec<RecordedEvent>,
         order: Order,
     ) -> Result<Prepared, String> {
@@ -61,25 +64,20 @@ impl<D: Send + 'static> Workers<D> {
         }
         let mut jobs = Vec::with_capacity(count);
         for slot in &mut self.parts {
-            let mut part = slot.take().ok_or("a worker's cache was lost")?;
-            let (projection, view) = (Arc::clone(projection), Arc::clone(view));
-            jobs.push(tokio::spawn(crate::background::run(move || {
-                let prepared = prepare(projection.as_ref(), view.as_ref(), &mut part.cache, &part.events, order);
-                part.events.clear();
-                (prepared, part)
-            })));
+            let part = slot.take().ok_or("a worker's cache was lost")?;
+            jobs.push(tokio::spawn(fold_part(Arc::clone(projection), Arc::clone(view), part, order)));
         }
         let mut all = Prepared { upserts: Vec::new(), parked: Vec::new() };
         let mut failure = None;
         for (slot, job) in self.parts.iter_mut().zip(jobs) {
             match job.await {
-                Ok(Some((Ok(prepared), part))) => {
+                Ok(Ok((prepared, part))) => {
                     *slot = Some(part);
                     all.upserts.extend(prepared.upserts);
                     all.parked.extend(prepared.parked);
                 }
-                Ok(Some((Err(e), _))) => failure = Some(e.to_string()),
-                Ok(None) | Err(_) => failure = Some("a fold job panicked".to_owned()),
+                Ok(Err(e)) => failure = Some(e),
+                Err(_) => failure = Some("a fold job panicked".to_owned()),
             }
         }
         if let Some(failure) = failure {
@@ -97,10 +95,54 @@ impl<D: Send + 'static> Workers<D> {
     }
 }
 
+/// One worker's share: what the cache knows (on a projector thread), the misses from the view
+/// (one `get_many`), then the fold (on a projector thread). Without misses — every new message
+/// of live traffic — it folds in the first job. A failure loses the worker's cache, and the
+/// runtime starts over with new workers.
+async fn fold_part<P: Projection>(
+    projection: Arc<P>,
+    view: Arc<dyn ViewWriter>,
+    mut part: Part<P::Doc>,
+    order: Order,
+) -> Result<(Prepared, Part<P::Doc>), String> {
+    let lost = || "a fold job panicked".to_owned();
+    let first = Arc::clone(&projection);
+    let gathered = background::run(move || {
+        let gathered = gather(first.as_ref(), &mut part.cache, &part.events, order);
+        if !gathered.misses.is_empty() {
+            return FirstJob::Lookup(gathered, part);
+        }
+        let prepared = apply(first.as_ref(), &mut part.cache, &part.events, gathered, Vec::new());
+        part.events.clear();
+        FirstJob::Folded(prepared, part)
+    })
+    .await
+    .ok_or_else(lost)?;
+    let (gathered, mut part) = match gathered {
+        FirstJob::Folded(prepared, part) => return Ok((prepared, part)),
+        FirstJob::Lookup(gathered, part) => (gathered, part),
+    };
+    let keys: Vec<(String, String)> = gathered.misses.iter().map(|k| (k.tenant.clone(), k.id.clone())).collect();
+    let stored = view.get_many(&keys).await.map_err(|e| e.to_string())?;
+    background::run(move || {
+        let prepared = apply(projection.as_ref(), &mut part.cache, &part.events, gathered, stored);
+        part.events.clear();
+        (prepared, part)
+    })
+    .await
+    .ok_or_else(lost)
+}
+
+/// What a worker's first job ends with: its share folded, or what to look up first.
+enum FirstJob<D> {
+    Folded(Prepared, Part<D>),
+    Lookup(Gathered<D>, Part<D>),
+}
+
 /// The worker of `stream` among `count`, by a hash of the name that is stable across processes
 /// and builds (a restart routes a stream to the same worker for cache warmth, not correctness).
 pub(crate) fn partition(stream: &StreamId, count: usize) -> usize {
-    (crate::stable_hash(stream.as_str()) % count.max(1) as u64) as usize
+    (super::hash::stable_hash(stream.as_str()) % count.max(1) as u64) as usize
 }
 
 #[cfg(test)]

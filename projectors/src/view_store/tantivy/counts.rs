@@ -24,8 +24,8 @@ use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, DocSet, Searcher, SegmentReader, TantivyDocument, Term, TERMINATED};
 
 use super::schema::{self, backend, corrupt, Fields};
+use crate::error::ViewError;
 use crate::view_store::{FieldValue, Filter, Query, ViewDoc};
-use crate::ViewError;
 
 /// The combination of one document: per counted field (schema order) its distinct values,
 /// sorted; and a bit per Time field (schema order) it has a value for.
