@@ -5,6 +5,8 @@
 //! - [`engine::EmbeddedStore`] is our own engine: segment files of checksummed records, group
 //!   commit with one `fdatasync` per group, indexes derived from the log in fjall. See the module
 //!   doc of [`engine`] for the on-disk format and the recovery procedure.
+//! - `postgres::PostgresStore` (feature `postgres`) keeps the same contract in a PostgreSQL
+//!   database that several processes share; see the module doc of `postgres`.
 //! - [`conformance`] is the test suite every backend must pass.
 
 pub mod conformance;
@@ -14,6 +16,8 @@ mod event_store;
 mod model;
 mod names;
 mod page;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use error::StoreError;
 pub use event_store::{Batch, EventStore, Pace, Subscription, SubscriptionMessage};

@@ -3,6 +3,7 @@
 //! "Test build").
 
 mod conformance_embedded;
+mod conformance_postgres;
 mod corruption;
 mod full_disk;
 mod index_layout;
