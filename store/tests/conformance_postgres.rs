@@ -37,3 +37,6 @@ annals_store::event_store_test_suite!(fresh_store, limits = limits());
 
 #[path = "conformance_postgres/load.rs"]
 mod load;
+
+#[path = "conformance_postgres/lease.rs"]
+mod lease;
