@@ -73,6 +73,7 @@
 //! for it, with a per-connection statement cache and a cheap liveness check on checkout, so a
 //! connection broken by a server restart is replaced, not handed out.
 
+mod checks;
 mod config;
 mod lease;
 mod reader;

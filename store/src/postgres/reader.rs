@@ -18,7 +18,7 @@ use crate::model::{
 };
 
 /// Rows one `$all` statement examines at most; a page reads on in further statements.
-const CHUNK: usize = 4096;
+const CHUNK: usize = 10_000;
 
 /// The `$all` statement: `$1` where to start (included), `$2` rows to examine, `$3`/`$4` the
 /// type and stream prefixes, `$5` bytes still free, `$6` events still wanted, `$7` how many
@@ -51,6 +51,25 @@ fn all_sql(direction: Direction, namespace: bool) -> String {
                ORDER BY ev.position {dir} LIMIT $2 \
              ) s WINDOW o AS (ORDER BY s.position {dir}) \
            ) w WHERE (w.before_count <= $7 OR w.before_bytes <= $5) AND w.before_count < $6 \
+         ) e ON true \
+         ORDER BY e.position {dir}"
+    )
+}
+
+/// The plain `$all` statement, for pages bounded by count only with no filter (catch-up reads):
+/// `$1` where to start (included), `$2` events; no window functions to compute.
+fn all_plain_sql(direction: Direction) -> String {
+    let (cmp, dir) = match direction {
+        Direction::Forwards => (">=", "ASC"),
+        Direction::Backwards => ("<=", "DESC"),
+    };
+    format!(
+        "SELECT h.next_position, e.position, e.stream, e.revision, e.id, e.event_type, e.recorded_at, true, \
+                e.data, e.metadata \
+         FROM annals_head h LEFT JOIN LATERAL ( \
+           SELECT ev.position, ev.stream, ev.revision, ev.id, ev.event_type, ev.recorded_at, ev.data, ev.metadata \
+           FROM annals_events ev WHERE ev.position {cmp} $1 AND ev.position < h.next_position \
+           ORDER BY ev.position {dir} LIMIT $2 \
          ) e ON true \
          ORDER BY e.position {dir}"
     )
@@ -112,8 +131,9 @@ pub async fn read_all_page(
     filter: &EventFilter,
 ) -> Result<AllPage, StoreError> {
     let namespace = filter.namespace();
-    let statement =
-        client.prepare_cached(&all_sql(direction, namespace.is_some())).await.map_err(|e| db_error("read", e))?;
+    let plain = filter.is_all() && limits.max_bytes == usize::MAX;
+    let sql = if plain { all_plain_sql(direction) } else { all_sql(direction, namespace.is_some()) };
+    let statement = client.prepare_cached(&sql).await.map_err(|e| db_error("read", e))?;
     let types: Vec<&str> = filter.event_type_prefixes.iter().map(String::as_str).collect();
     let streams: Vec<&str> = filter.stream_prefixes.iter().map(String::as_str).collect();
     // Backwards, `End` reads from the head down; forwards, from the head (found below) on.
@@ -131,10 +151,18 @@ pub async fn read_all_page(
         let free_bytes = to_i64(limits.max_bytes).saturating_sub(to_i64(bytes));
         let leading: i64 = if events.is_empty() { 1 } else { 0 };
         let (fetch_db, want_db) = (to_i64(fetch), to_i64(want));
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            vec![&cursor, &fetch_db, &types, &streams, &free_bytes, &want_db, &leading];
-        if let Some(ns) = &namespace {
-            params.push(ns);
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&cursor, &fetch_db];
+        if !plain {
+            params.extend::<[&(dyn tokio_postgres::types::ToSql + Sync); 5]>([
+                &types as _,
+                &streams as _,
+                &free_bytes as _,
+                &want_db as _,
+                &leading as _,
+            ]);
+            if let Some(ns) = &namespace {
+                params.push(ns);
+            }
         }
         let rows = client.query(&statement, &params).await.map_err(|e| db_error("read", e))?;
         let head: i64 = rows[0].get(0);

@@ -16,9 +16,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE annals_head (
         singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
         next_position bigint NOT NULL,
-        last_recorded_at timestamptz NOT NULL
+        last_recorded_at timestamptz NOT NULL,
+        last_group uuid NOT NULL
     );
-    INSERT INTO annals_head (singleton, next_position, last_recorded_at) VALUES (true, 0, 'epoch');
+    INSERT INTO annals_head (singleton, next_position, last_recorded_at, last_group)
+        VALUES (true, 0, 'epoch', '00000000-0000-0000-0000-000000000000');
     CREATE TABLE annals_events (
         position bigint PRIMARY KEY,
         stream text COLLATE "C" NOT NULL,

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
+use super::checks::Append;
 use super::config::PostgresConfig;
 use super::writer::{self, AppendRequest};
 use super::{db_error, pool_error, position_from_db, reader, schema, subscribe, unavailable};
@@ -156,7 +157,8 @@ impl EventStore for PostgresStore {
     ) -> Result<AppendResult, StoreError> {
         let bytes = self.check_batch(&events)?;
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest { stream: stream.clone(), expected, events, bytes, reply };
+        let append = Arc::new(Append { stream: stream.clone(), expected, events, bytes });
+        let request = AppendRequest { append, reply };
         let tx = self.inner.writer.lock().expect("writer lock").clone().ok_or(StoreError::Closed)?;
         tx.send(request).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?

@@ -38,6 +38,11 @@ impl PgCluster {
 
     /// A cluster of its own (for tests that restart or stop it).
     pub fn start() -> Result<PgCluster, Error> {
+        Self::start_with("")
+    }
+
+    /// A cluster of its own with extra `postgresql.conf` lines (a benchmark's memory sizes).
+    pub fn start_with(settings: &str) -> Result<PgCluster, Error> {
         let bin = server_bin()?;
         let n = CLUSTERS.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("annals-pg-{}-{n}", std::process::id()));
@@ -76,6 +81,7 @@ impl PgCluster {
         let conf_path = data.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf_path)?;
         text.push_str(&conf);
+        text.push_str(settings);
         std::fs::write(&conf_path, text)?;
         cluster.start_server()?;
         Ok(cluster)

@@ -1,63 +1,64 @@
-//! The writer task: group commit on one connection (the append protocol of the module doc).
-//! It takes every append waiting, checks each against the database under the head row lock,
-//! writes the accepted ones in one transaction and answers after `COMMIT`.
+//! The writer task: group commit with up to two groups in flight (the append protocol of the
+//! module doc). It takes every append waiting, looks up what the checks need, decides each
+//! append against the database plus the groups still in flight, and writes the group with ONE
+//! statement that moves the head row only if it is where the decisions assumed — so the head
+//! row lock is held for that statement and its commit only, never while this process thinks.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use std::sync::Arc;
-
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls, Statement};
 use tracing::warn;
 use uuid::Uuid;
 
+use super::checks::{decide, Accepted, Append, Stored, View};
 use super::store::Shared;
-use super::{db_error, is_unavailable, position_from_db, unavailable};
+use super::{db_error, is_unavailable, unavailable};
 use crate::error::StoreError;
-use crate::model::{AppendResult, CurrentRevision, EventData, ExpectedRevision, Revision, StreamId};
+use crate::model::AppendResult;
 
 pub struct AppendRequest {
-    pub stream: StreamId,
-    pub expected: ExpectedRevision,
-    pub events: Vec<EventData>,
-    pub bytes: usize,
+    pub append: Arc<Append>,
     pub reply: oneshot::Sender<Result<AppendResult, StoreError>>,
 }
 
-/// The writer's connection and its prepared statements (one round trip per statement, and
-/// statements of one phase go out together: tokio-postgres pipelines them).
-struct Conn {
-    client: Client,
-    begin: Statement,
-    head: Statement,
-    streams: Statement,
-    ids: Statement,
-    insert: Statement,
-    move_head: Statement,
-    notify: Statement,
-    commit: Statement,
-    rollback: Statement,
-}
+/// Groups in flight at most, each on a connection of its own (a slot).
+const SLOTS: usize = 3;
+/// The longest pause between reconnection attempts; the first is 50 ms.
+const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(2);
 
-const HEAD: &str = "SELECT next_position, greatest(last_recorded_at, clock_timestamp()) FROM annals_head FOR UPDATE";
+const HEAD: &str = "SELECT next_position, last_group FROM annals_head";
 const STREAMS: &str = "SELECT s, (SELECT max(revision) FROM annals_events e WHERE e.stream = s) \
                        FROM unnest($1::text[]) AS s";
 const IDS: &str = "SELECT e.namespace, e.id, e.stream, e.revision, e.position \
                    FROM unnest($1::text[], $2::uuid[]) AS k(namespace, id) \
                    JOIN annals_events e ON e.namespace = k.namespace AND e.id = k.id";
-const INSERT: &str = "INSERT INTO annals_events \
-                      (position, stream, revision, namespace, id, event_type, data, metadata, recorded_at) \
-                      SELECT p, s, r, n, i, t, d, m, $9 FROM unnest($1::bigint[], $2::text[], $3::bigint[], \
-                      $4::text[], $5::uuid[], $6::text[], $7::bytea[], $8::bytea[]) AS u(p, s, r, n, i, t, d, m)";
-const MOVE_HEAD: &str = "UPDATE annals_head SET next_position = $1, last_recorded_at = $2";
-const NOTIFY: &str = "SELECT pg_notify('annals_events', '')";
+/// One statement, one transaction: move the head from where the checks assumed it ($11, $12:
+/// position and the token of the group that put it there) past the group, and insert the
+/// group's events only if that succeeded. 0 rows moved: the assumption was stale.
+const WRITE: &str = "WITH h AS ( \
+      UPDATE annals_head SET next_position = $9, last_group = $10, \
+             last_recorded_at = greatest(last_recorded_at, clock_timestamp()) \
+      WHERE next_position = $11 AND last_group = $12 RETURNING last_recorded_at), \
+    ins AS ( \
+      INSERT INTO annals_events (position, stream, revision, namespace, id, event_type, data, metadata, recorded_at) \
+      SELECT u.p, u.s, u.r, u.n, u.i, u.t, u.d, u.m, h.last_recorded_at FROM h, \
+             unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::uuid[], $6::text[], $7::bytea[], \
+                    $8::bytea[]) AS u(p, s, r, n, i, t, d, m) RETURNING 1) \
+    SELECT (SELECT count(*) FROM h), (SELECT count(*) FROM ins), pg_notify('annals_events', '')";
 
-/// The longest pause between reconnection attempts; the first is 50 ms.
-const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(2);
+struct Slot {
+    client: Arc<Client>,
+    head: Statement,
+    streams: Statement,
+    ids: Statement,
+    write: Statement,
+}
 
-async fn connect(pg: &tokio_postgres::Config) -> Result<Conn, StoreError> {
+async fn connect(pg: &tokio_postgres::Config) -> Result<Slot, StoreError> {
     let (client, connection) = pg.connect(NoTls).await.map_err(|e| db_error("connect", e))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -68,95 +69,377 @@ async fn connect(pg: &tokio_postgres::Config) -> Result<Conn, StoreError> {
         let client = &client;
         async move { client.prepare(sql).await.map_err(|e| db_error("prepare", e)) }
     };
-    Ok(Conn {
-        begin: prepare("BEGIN").await?,
+    Ok(Slot {
         head: prepare(HEAD).await?,
         streams: prepare(STREAMS).await?,
         ids: prepare(IDS).await?,
-        insert: prepare(INSERT).await?,
-        move_head: prepare(MOVE_HEAD).await?,
-        notify: prepare(NOTIFY).await?,
-        commit: prepare("COMMIT").await?,
-        rollback: prepare("ROLLBACK").await?,
-        client,
+        write: prepare(WRITE).await?,
+        client: Arc::new(client),
     })
 }
 
-/// Runs until every sender is gone; wakes local subscriptions after each commit.
+/// A group written but not yet answered.
+struct InFlight {
+    slot: usize,
+    requests: Vec<AppendRequest>,
+    results: Vec<Result<AppendResult, StoreError>>,
+    /// What the group adds to the log, for the checks of the groups decided after it.
+    added: View,
+    /// The head position and token once it is written.
+    end: i64,
+    token: Uuid,
+    /// Whether the head was where the group assumed (so it is written), or why not.
+    write: JoinHandle<Result<bool, tokio_postgres::Error>>,
+}
+
+struct Writer {
+    pg: tokio_postgres::Config,
+    shared: Arc<Shared>,
+    slots: Vec<Option<Slot>>,
+    in_flight: VecDeque<InFlight>,
+    /// Appends taken back from stale groups, to go first.
+    pending: VecDeque<AppendRequest>,
+    pause: Duration,
+    failed_at: Instant,
+}
+
+/// Runs until every sender is gone and every append taken is answered.
 pub async fn run(
     pg: tokio_postgres::Config,
     mut rx: mpsc::Receiver<AppendRequest>,
     max_group_bytes: usize,
     shared: Arc<Shared>,
 ) {
-    let mut conn: Option<Conn> = None;
-    let mut pause = Duration::ZERO;
-    let mut failed_at = Instant::now();
-    while let Some(first) = rx.recv().await {
-        let mut bytes = first.bytes;
-        let mut requests = vec![first];
+    let mut w = Writer {
+        pg,
+        shared,
+        slots: (0..SLOTS).map(|_| None).collect(),
+        in_flight: VecDeque::new(),
+        pending: VecDeque::new(),
+        pause: Duration::ZERO,
+        failed_at: Instant::now(),
+    };
+    let mut open = true;
+    loop {
+        if w.pending.is_empty() {
+            if !open && w.in_flight.is_empty() {
+                return;
+            }
+            let received = if w.in_flight.is_empty() {
+                rx.recv().await
+            } else if open {
+                // Cancel-safe: the write is only polled here, and taken below once it is done.
+                let front = w.in_flight.front_mut().expect("in flight");
+                let done = tokio::select! {
+                    biased;
+                    received = rx.recv() => Err(received),
+                    outcome = &mut front.write => Ok(outcome),
+                };
+                match done {
+                    Ok(outcome) => {
+                        w.finish_front(outcome).await;
+                        continue;
+                    }
+                    Err(received) => received,
+                }
+            } else {
+                w.complete_front().await;
+                continue;
+            };
+            match received {
+                Some(request) => w.pending.push_back(request),
+                None => {
+                    open = false;
+                    continue;
+                }
+            }
+        }
+        if w.in_flight.len() == SLOTS {
+            w.complete_front().await;
+            continue;
+        }
+        let mut bytes = 0;
+        let mut requests = Vec::new();
+        while let Some(request) = w.pending.pop_front() {
+            bytes += request.append.bytes;
+            requests.push(request);
+            if bytes >= max_group_bytes {
+                break;
+            }
+        }
         while bytes < max_group_bytes {
             match rx.try_recv() {
                 Ok(request) => {
-                    bytes += request.bytes;
+                    bytes += request.append.bytes;
                     requests.push(request);
                 }
                 Err(_) => break,
             }
         }
-        if conn.as_ref().is_some_and(|c| c.client.is_closed()) {
-            conn = None;
+        w.start_group(requests).await;
+    }
+}
+
+impl Writer {
+    /// A free slot, connected; `None` (and the appends answered) when no connection can be had.
+    async fn slot(&mut self, requests: &mut Vec<AppendRequest>) -> Option<usize> {
+        let index = (0..SLOTS).find(|i| !self.in_flight.iter().any(|g| g.slot == *i)).expect("a free slot");
+        if self.slots[index].as_ref().is_some_and(|s| s.client.is_closed()) {
+            self.slots[index] = None;
         }
-        if conn.is_none() {
-            // Backoff: while the server is away, appends fail at once instead of each paying
+        if self.slots[index].is_none() {
+            // Backoff: while the server is away, appends fail at once instead of each waiting
             // for a connection attempt.
-            if failed_at.elapsed() < pause {
-                answer_all(requests, || unavailable("append", "no connection to PostgreSQL; reconnecting"));
-                continue;
+            if self.failed_at.elapsed() < self.pause {
+                answer_all(std::mem::take(requests), || {
+                    unavailable("append", "no connection to PostgreSQL; reconnecting")
+                });
+                return None;
             }
-            match connect(&pg).await {
-                Ok(c) => {
-                    conn = Some(c);
-                    pause = Duration::ZERO;
+            match connect(&self.pg).await {
+                Ok(slot) => {
+                    self.slots[index] = Some(slot);
+                    self.pause = Duration::ZERO;
                 }
                 Err(e) => {
                     warn!(error = %e, "postgresql writer cannot connect");
-                    pause = (pause * 2).clamp(Duration::from_millis(50), MAX_RECONNECT_PAUSE);
-                    failed_at = Instant::now();
-                    let text = e.to_string();
-                    let transient = is_unavailable(&e);
-                    answer_all(requests, || same_error(transient, &text));
-                    continue;
+                    self.broken(index);
+                    let (transient, text) = (is_unavailable(&e), e.to_string());
+                    answer_all(std::mem::take(requests), || same_error(transient, &text));
+                    return None;
                 }
             }
         }
-        let c = conn.as_ref().expect("connected above");
-        match commit_group(c, &requests).await {
-            Ok((results, committed)) => {
+        Some(index)
+    }
+
+    fn broken(&mut self, slot: usize) {
+        self.slots[slot] = None;
+        self.pause = (self.pause * 2).clamp(Duration::from_millis(50), MAX_RECONNECT_PAUSE);
+        self.failed_at = Instant::now();
+    }
+
+    async fn start_group(&mut self, mut requests: Vec<AppendRequest>) {
+        let Some(index) = self.slot(&mut requests).await else { return };
+        let slot = self.slots[index].as_ref().expect("connected");
+        let (client, write) = (Arc::clone(&slot.client), slot.write.clone());
+        let (head_statement, streams_statement, ids_statement) =
+            (slot.head.clone(), slot.streams.clone(), slot.ids.clone());
+        let mut names: Vec<&str> = requests.iter().map(|r| r.append.stream.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let (mut namespaces, mut ids) = (Vec::new(), Vec::new());
+        for request in &requests {
+            for event in &request.append.events {
+                namespaces.push(request.append.stream.namespace());
+                ids.push(event.id());
+            }
+        }
+        // One round trip, no lock: the head first, so whatever the lookups see is at least as
+        // new as the head the group is checked against (anything newer makes the write stale).
+        let stream_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&names];
+        let id_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&namespaces, &ids];
+        let (head, stream_rows, id_rows) = tokio::join!(
+            client.query_one(&head_statement, &[]),
+            client.query(&streams_statement, &stream_params),
+            client.query(&ids_statement, &id_params),
+        );
+        let (head, stream_rows, id_rows) = match (head, stream_rows, id_rows) {
+            (Ok(h), Ok(s), Ok(i)) => (h, s, i),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                let e = db_error("append", e);
+                if is_unavailable(&e) {
+                    self.broken(index);
+                }
+                let (transient, text) = (is_unavailable(&e), e.to_string());
+                answer_all(requests, || same_error(transient, &text));
+                return;
+            }
+        };
+        let mut view = View::default();
+        for row in &stream_rows {
+            view.streams.insert(row.get(0), row.get(1));
+        }
+        for row in &id_rows {
+            let entry = Stored { stream: row.get(2), revision: row.get(3), position: row.get(4) };
+            view.ids.insert((row.get(0), row.get(1)), entry);
+        }
+        for group in &self.in_flight {
+            view.streams.extend(group.added.streams.iter().map(|(k, v)| (k.clone(), *v)));
+            view.ids.extend(group.added.ids.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let (expected_position, expected_token) = match self.in_flight.back() {
+            Some(last) => (last.end, last.token),
+            None => (head.get::<_, i64>(0), head.get::<_, Uuid>(1)),
+        };
+        let mut next = expected_position;
+        let mut accepted = Vec::new();
+        let results: Vec<_> = requests.iter().map(|r| decide(&r.append, &mut view, &mut next, &mut accepted)).collect();
+        if accepted.is_empty() {
+            if self.in_flight.is_empty() {
                 for (request, result) in requests.into_iter().zip(results) {
                     let _ = request.reply.send(result);
                 }
-                if committed {
-                    shared.wake_all();
+            } else {
+                // Answers that rest on groups not yet written wait until they are: decided
+                // again once nothing is in flight.
+                for request in requests.into_iter().rev() {
+                    self.pending.push_front(request);
                 }
+                self.complete_front().await;
             }
+            return;
+        }
+        let added = added_by(&accepted);
+        let token = Uuid::new_v4();
+        let write =
+            tokio::spawn(write_group(client, write, accepted, [next, expected_position], [token, expected_token]));
+        self.in_flight.push_back(InFlight { slot: index, requests, results, added, end: next, token, write });
+    }
+
+    /// Waits for the oldest group in flight and answers it, or takes its appends back when it
+    /// was stale (then every group after it is stale too: they assumed it).
+    async fn complete_front(&mut self) {
+        let Some(front) = self.in_flight.front_mut() else { return };
+        let outcome = (&mut front.write).await;
+        self.finish_front(outcome).await;
+    }
+
+    /// Answers the oldest group in flight, whose write ended with `outcome`.
+    async fn finish_front(&mut self, outcome: Result<Result<bool, tokio_postgres::Error>, tokio::task::JoinError>) {
+        let group = self.in_flight.pop_front().expect("a group in flight");
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
             Err(e) => {
-                let e = db_error("append", e);
-                if is_unavailable(&e) {
-                    // The outcome of a COMMIT without an answer is unknown: the appends are
-                    // answered as transient failures, and their retries (same ids) are answered
-                    // from the log if the group did commit.
-                    conn = None;
-                    failed_at = Instant::now();
-                    pause = Duration::from_millis(50);
-                }
-                warn!(error = %e, appends = requests.len(), "postgresql group commit failed");
-                let text = e.to_string();
-                let transient = is_unavailable(&e);
-                answer_all(requests, || same_error(transient, &text));
+                self.broken(group.slot);
+                answer_all(group.requests, || unavailable("append", format!("writer task failed: {e}")));
+                return;
             }
+        };
+        match outcome {
+            Ok(true) => {
+                for (request, result) in group.requests.into_iter().zip(group.results) {
+                    let _ = request.reply.send(result);
+                }
+                self.shared.wake_all();
+            }
+            Ok(false) => {
+                let mut retake = group.requests;
+                while let Some(mut later) = self.in_flight.pop_front() {
+                    match (&mut later.write).await {
+                        Ok(Ok(false)) => retake.extend(later.requests),
+                        Ok(Ok(true)) => unreachable_commit(later),
+                        Ok(Err(e)) => self.failed(later.slot, later.requests, later.results, e),
+                        Err(_) => {
+                            self.broken(later.slot);
+                            answer_all(later.requests, || unavailable("append", "writer task failed"));
+                        }
+                    }
+                }
+                for request in retake.into_iter().rev() {
+                    self.pending.push_front(request);
+                }
+            }
+            Err(e) => self.failed(group.slot, group.requests, group.results, e),
         }
     }
+
+    /// A group whose write failed. After a broken connection its outcome is unknown: the
+    /// appends are answered as transient failures, and their retries (same ids) are answered
+    /// from the log if it was written. Appends the checks refused keep their answers.
+    fn failed(
+        &mut self,
+        slot: usize,
+        requests: Vec<AppendRequest>,
+        results: Vec<Result<AppendResult, StoreError>>,
+        e: tokio_postgres::Error,
+    ) {
+        let e = db_error("append", e);
+        warn!(error = %e, appends = requests.len(), "postgresql group write failed");
+        if is_unavailable(&e) {
+            self.broken(slot);
+        }
+        let (transient, text) = (is_unavailable(&e), e.to_string());
+        for (request, result) in requests.into_iter().zip(results) {
+            let answer = match result {
+                Ok(_) => Err(same_error(transient, &text)),
+                refused => refused,
+            };
+            let _ = request.reply.send(answer);
+        }
+    }
+}
+
+/// A group after a stale one cannot have been written (it assumed the stale one's token).
+fn unreachable_commit(group: InFlight) {
+    tracing::error!("a group chained to a stale one was written; answering it as written");
+    for (request, result) in group.requests.into_iter().zip(group.results) {
+        let _ = request.reply.send(result);
+    }
+}
+
+fn added_by(accepted: &[Accepted]) -> View {
+    let mut view = View::default();
+    for a in accepted {
+        let stream = a.append.stream.as_str().to_owned();
+        let namespace = a.append.stream.namespace().to_owned();
+        for (i, event) in a.append.events.iter().enumerate() {
+            let entry = Stored {
+                stream: stream.clone(),
+                revision: a.first_revision + i as i64,
+                position: a.first_position + i as i64,
+            };
+            view.ids.insert((namespace.clone(), event.id()), entry);
+        }
+        view.streams.insert(stream, Some(a.first_revision + a.append.events.len() as i64 - 1));
+    }
+    view
+}
+
+/// Writes a group: `true` if the head was where it was assumed (the group is committed),
+/// `false` if not (nothing was written).
+async fn write_group(
+    client: Arc<Client>,
+    write: Statement,
+    accepted: Vec<Accepted>,
+    [end, expected_position]: [i64; 2],
+    [token, expected_token]: [Uuid; 2],
+) -> Result<bool, tokio_postgres::Error> {
+    let mut positions = Vec::new();
+    let (mut streams, mut revisions, mut namespaces) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ids, mut types, mut data, mut metadata) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for a in &accepted {
+        for (i, event) in a.append.events.iter().enumerate() {
+            positions.push(a.first_position + i as i64);
+            streams.push(a.append.stream.as_str());
+            revisions.push(a.first_revision + i as i64);
+            namespaces.push(a.append.stream.namespace());
+            ids.push(event.id());
+            types.push(event.event_type());
+            data.push(event.data().as_ref());
+            metadata.push(event.metadata().as_ref());
+        }
+    }
+    let row = client
+        .query_one(
+            &write,
+            &[
+                &positions,
+                &streams,
+                &revisions,
+                &namespaces,
+                &ids,
+                &types,
+                &data,
+                &metadata,
+                &end,
+                &token,
+                &expected_position,
+                &expected_token,
+            ],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) == 1)
 }
 
 fn answer_all(requests: Vec<AppendRequest>, error: impl Fn() -> StoreError) {
@@ -172,217 +455,4 @@ fn same_error(transient: bool, text: &str) -> StoreError {
     } else {
         StoreError::Index(text.to_owned())
     }
-}
-
-type Params<'a, const N: usize> = [&'a (dyn tokio_postgres::types::ToSql + Sync); N];
-
-/// A stored event id: its stream, revision and position.
-struct Stored {
-    stream: String,
-    revision: i64,
-    position: i64,
-}
-
-/// The events the group writes, as the columns of `INSERT … FROM unnest(…)`.
-#[derive(Default)]
-struct Columns<'a> {
-    positions: Vec<i64>,
-    streams: Vec<&'a str>,
-    revisions: Vec<i64>,
-    namespaces: Vec<&'a str>,
-    ids: Vec<Uuid>,
-    types: Vec<&'a str>,
-    data: Vec<&'a [u8]>,
-    metadata: Vec<&'a [u8]>,
-}
-
-/// One transaction for the group: the answers, and whether anything was committed.
-async fn commit_group(
-    c: &Conn,
-    requests: &[AppendRequest],
-) -> Result<(Vec<Result<AppendResult, StoreError>>, bool), tokio_postgres::Error> {
-    let mut names: Vec<&str> = requests.iter().map(|r| r.stream.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let (mut key_namespaces, mut key_ids) = (Vec::new(), Vec::new());
-    for request in requests {
-        for event in &request.events {
-            key_namespaces.push(request.stream.namespace());
-            key_ids.push(event.id());
-        }
-    }
-    let client = &c.client;
-    // Phase 1, one round trip: take the head row lock, then look up what the checks need.
-    let (stream_params, id_params): (Params<'_, 1>, Params<'_, 2>) = ([&names], [&key_namespaces, &key_ids]);
-    let (begin, head, stream_rows, id_rows) = tokio::join!(
-        client.execute(&c.begin, &[]),
-        client.query_one(&c.head, &[]),
-        client.query(&c.streams, &stream_params),
-        client.query(&c.ids, &id_params),
-    );
-    let phase1 = begin.and_then(|_| Ok((head?, stream_rows?, id_rows?)));
-    let (head, stream_rows, id_rows) = match phase1 {
-        Ok(rows) => rows,
-        Err(e) => {
-            let _ = client.execute(&c.rollback, &[]).await;
-            return Err(e);
-        }
-    };
-    let first_position: i64 = head.get(0);
-    let recorded_at: DateTime<Utc> = head.get(1);
-    let mut current: HashMap<String, Option<i64>> =
-        stream_rows.iter().map(|row| (row.get::<_, String>(0), row.get::<_, Option<i64>>(1))).collect();
-    let mut stored: HashMap<(String, Uuid), Stored> = id_rows
-        .iter()
-        .map(|row| {
-            let key = (row.get::<_, String>(0), row.get::<_, Uuid>(1));
-            (key, Stored { stream: row.get(2), revision: row.get(3), position: row.get(4) })
-        })
-        .collect();
-    let mut columns = Columns::default();
-    let mut next = first_position;
-    let results: Vec<_> =
-        requests.iter().map(|r| decide(r, &mut current, &mut stored, &mut next, &mut columns)).collect();
-    if columns.positions.is_empty() {
-        client.execute(&c.rollback, &[]).await?;
-        return Ok((results, false));
-    }
-    // Phase 2, one round trip: write, move the head, queue the wake-up, commit.
-    let insert_params: Params<'_, 9> = [
-        &columns.positions,
-        &columns.streams,
-        &columns.revisions,
-        &columns.namespaces,
-        &columns.ids,
-        &columns.types,
-        &columns.data,
-        &columns.metadata,
-        &recorded_at,
-    ];
-    let head_params: Params<'_, 2> = [&next, &recorded_at];
-    let (insert, moved, notified, commit) = tokio::join!(
-        client.execute(&c.insert, &insert_params),
-        client.execute(&c.move_head, &head_params),
-        client.query(&c.notify, &[]),
-        client.execute(&c.commit, &[]),
-    );
-    // A statement that failed aborted the transaction, and COMMIT then rolled it back.
-    insert?;
-    moved?;
-    notified?;
-    commit?;
-    Ok((results, true))
-}
-
-/// Checks one append as the engine does and, if it is new, adds its events to the group.
-fn decide<'a>(
-    request: &'a AppendRequest,
-    current: &mut HashMap<String, Option<i64>>,
-    stored: &mut HashMap<(String, Uuid), Stored>,
-    next: &mut i64,
-    columns: &mut Columns<'a>,
-) -> Result<AppendResult, StoreError> {
-    let stream = &request.stream;
-    let namespace = stream.namespace();
-    let found: Vec<(Uuid, &Stored)> = request
-        .events
-        .iter()
-        .filter_map(|e| stored.get(&(namespace.to_owned(), e.id())).map(|s| (e.id(), s)))
-        .collect();
-    if !found.is_empty() {
-        return retry_result(request, &found);
-    }
-    let last = current.get(stream.as_str()).copied().flatten();
-    let actual = last.map_or(CurrentRevision::NoStream, |r| CurrentRevision::Current(revision(r)));
-    let ok = match (request.expected, actual) {
-        (ExpectedRevision::Any, _) => true,
-        (ExpectedRevision::NoStream, CurrentRevision::NoStream) => true,
-        (ExpectedRevision::StreamExists, CurrentRevision::Current(_)) => true,
-        (ExpectedRevision::Exact(e), CurrentRevision::Current(a)) => e == a,
-        _ => false,
-    };
-    if !ok {
-        return Err(StoreError::WrongExpectedRevision { stream: stream.clone(), expected: request.expected, actual });
-    }
-    let first_revision = last.map_or(0, |r| r + 1);
-    let first_position = *next;
-    for (i, event) in request.events.iter().enumerate() {
-        let (rev, pos) = (first_revision + i as i64, first_position + i as i64);
-        columns.positions.push(pos);
-        columns.streams.push(stream.as_str());
-        columns.revisions.push(rev);
-        columns.namespaces.push(namespace);
-        columns.ids.push(event.id());
-        columns.types.push(event.event_type());
-        columns.data.push(event.data().as_ref());
-        columns.metadata.push(event.metadata().as_ref());
-        let entry = Stored { stream: stream.as_str().to_owned(), revision: rev, position: pos };
-        stored.insert((namespace.to_owned(), event.id()), entry);
-    }
-    let n = request.events.len() as i64;
-    *next += n;
-    current.insert(stream.as_str().to_owned(), Some(first_revision + n - 1));
-    Ok(AppendResult {
-        stream: stream.clone(),
-        first_revision: revision(first_revision),
-        last_revision: revision(first_revision + n - 1),
-        first_position: position_from_db(first_position),
-        last_position: position_from_db(first_position + n - 1),
-    })
-}
-
-fn revision(value: i64) -> Revision {
-    Revision(u64::try_from(value).expect("revisions are never negative"))
-}
-
-/// The answer to an append some of whose ids are stored (`found`, in the batch's order): the
-/// original result if it is an exact retry, else `IdempotencyConflict` — the engine's rules
-/// (`engine/retry.rs`), with the stream compared by name.
-fn retry_result(request: &AppendRequest, found: &[(Uuid, &Stored)]) -> Result<AppendResult, StoreError> {
-    let stream = &request.stream;
-    let conflict =
-        |event_id: Uuid, reason: String| StoreError::IdempotencyConflict { stream: stream.clone(), event_id, reason };
-    let n = request.events.len();
-    let (first_id, first) = found[0];
-    if found.len() < n {
-        let missing = request.events.iter().find(|e| !found.iter().any(|(id, _)| *id == e.id())).expect("one missing");
-        return Err(conflict(
-            first_id,
-            format!(
-                "{} of the {n} events are stored already and {} (at least) is not, so the batch is neither new nor a retry",
-                found.len(),
-                missing.id()
-            ),
-        ));
-    }
-    for (i, (id, entry)) in found.iter().enumerate() {
-        if entry.stream != stream.as_str() {
-            return Err(conflict(*id, "it is stored in another stream".into()));
-        }
-        if entry.revision != first.revision + i as i64 {
-            return Err(conflict(
-                *id,
-                format!("it is stored at revision {}, not in the order of this batch", entry.revision),
-            ));
-        }
-    }
-    let consistent = match request.expected {
-        ExpectedRevision::Any | ExpectedRevision::StreamExists => true,
-        ExpectedRevision::NoStream => first.revision == 0,
-        ExpectedRevision::Exact(r) => r.0.checked_add(1) == u64::try_from(first.revision).ok(),
-    };
-    if !consistent {
-        return Err(conflict(
-            first_id,
-            format!("it is stored at revision {}, which does not follow expected {}", first.revision, request.expected),
-        ));
-    }
-    let last = found[n - 1].1;
-    Ok(AppendResult {
-        stream: stream.clone(),
-        first_revision: revision(first.revision),
-        last_revision: revision(last.revision),
-        first_position: position_from_db(first.position),
-        last_position: position_from_db(last.position),
-    })
 }
