@@ -174,6 +174,23 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_event() {
     let url = cluster.create_database().await;
     let store = PostgresStore::connect(config(url)).await.expect("connect");
     let mut sub = store.subscribe_to_all(SubscribeFrom::Start, EventFilter::all()).await.expect("subscribe");
+    // The subscriber reads as events come, so it is reading (and failing) while the server
+    // is down; it stops once it has every acknowledged event.
+    let (total_tx, total_rx) = tokio::sync::watch::channel(usize::MAX);
+    let subscriber = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while seen.len() < *total_rx.borrow() {
+            match tokio::time::timeout(Duration::from_millis(200), sub.next_event()).await {
+                Ok(event) => {
+                    let event = event.expect("the subscription ended");
+                    assert_eq!(event.position.0, seen.len() as u64, "subscription skipped or repeated a position");
+                    seen.push(event);
+                }
+                Err(_) => assert!(Instant::now() < deadline_for_subscriber(), "subscription stalled"),
+            }
+        }
+        seen
+    });
     let deadline = Instant::now() + WAIT;
     let mut tasks = Vec::new();
     for t in 0..8u64 {
@@ -207,8 +224,13 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_event() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let restarting = std::sync::Arc::clone(&cluster);
-    tokio::task::spawn_blocking(move || restarting.restart()).await.unwrap().expect("restart postgres");
+    // Stopped as by a crash, and down for a while: the subscription's LISTEN connection breaks,
+    // which wakes it, and its reads fail until the server is back.
+    let stopping = std::sync::Arc::clone(&cluster);
+    tokio::task::spawn_blocking(move || stopping.stop()).await.unwrap().expect("stop postgres");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let starting = std::sync::Arc::clone(&cluster);
+    tokio::task::spawn_blocking(move || starting.start_server()).await.unwrap().expect("start postgres");
     let mut acked = Vec::new();
     let mut transient = 0;
     for task in tasks {
@@ -218,7 +240,8 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_event() {
     }
     assert!(transient > 0, "the restart did not happen under load (no append failed transiently)");
     let total: usize = acked.iter().map(|(_, ids)| ids.len()).sum();
-    let log = collect(&mut sub, total).await;
+    total_tx.send(total).expect("subscriber waits");
+    let log = subscriber.await.expect("the subscription delivered every event once, in order");
     check_acknowledged(&log, &acked);
     let all = store
         .read_all(annals_store::ReadFrom::Start, annals_store::Direction::Forwards, 100_000, &EventFilter::all())
@@ -226,6 +249,11 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_event() {
         .expect("read");
     assert_eq!(all.len(), total, "the log holds events that were never acknowledged (or lost some)");
     store.close().await.expect("close");
+}
+
+fn deadline_for_subscriber() -> Instant {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(Instant::now) + WAIT * 2
 }
 
 /// A database migrated by a newer annals is refused at connect with a message that says so,
