@@ -5,8 +5,10 @@
 //!
 //! ```text
 //! annals_schema  (version int, applied_at)          one row per applied migration
-//! annals_head    (singleton bool PK, next_position bigint, last_recorded_at timestamptz)
-//!                exactly one row: the position the next event gets, the time of the last one
+//! annals_head    (singleton bool PK, next_position bigint, last_recorded_at timestamptz,
+//!                 last_group uuid)
+//!                exactly one row: the position the next event gets, the time of the last one,
+//!                the token of the group that wrote last
 //! annals_events  (position bigint PK, stream text, revision bigint, namespace text, id uuid,
 //!                 event_type text, data bytea, metadata bytea, recorded_at timestamptz)
 //!                UNIQUE (stream, revision)   stream reads, and the stream's current revision
@@ -18,31 +20,40 @@
 //! `metadata` are `bytea`: the exact bytes the client sent, so hashes of events are stable (a
 //! `jsonb` column would reorder keys and drop duplicate whitespace).
 //!
-//! # Append protocol (`writer.rs`)
+//! # Append protocol (`writer.rs`, checks in `checks.rs`)
 //!
-//! One writer task per process owns one connection and does group commit: it takes every
-//! append waiting (up to `max_group_bytes`) and commits them in ONE transaction:
+//! One writer task per process does group commit: it takes every append waiting (up to
+//! `max_group_bytes`) as one group, and
 //!
-//! 1. `BEGIN`; `SELECT … FROM annals_head FOR UPDATE` — the head row is the one lock every
-//!    append of every process takes, so transactions that append run one at a time, in the
-//!    order in which they commit. Pipelined with it: the current revision of each stream of the
-//!    group and the stored ids of the group's namespaces.
-//! 2. In Rust, each append is checked as the engine checks it (expected revision, idempotent
-//!    retry or conflict), against the database state plus the appends accepted before it in
-//!    this group. A failed check fails only its own append; nothing is sent for it.
-//! 3. The accepted events get `next_position..` in order; one `INSERT … SELECT FROM unnest(…)`
-//!    writes them, the head row moves past them with `recorded_at = max(now, last)`, a
-//!    `pg_notify` is queued, and `COMMIT` — all pipelined in one round trip.
-//! 4. Only after `COMMIT` returned are the appenders answered.
+//! 1. looks up, in one round trip and without a lock, the head row (next position and the
+//!    token of the group that wrote last), the current revision of each stream of the group and
+//!    which of its event ids are stored (per namespace);
+//! 2. decides each append in Rust with the engine's rules (expected revision, idempotent retry
+//!    or conflict) against that, plus the groups of this process still in flight, plus the
+//!    appends accepted before it in the group: a failed check fails only its own append;
+//! 3. writes the accepted events with ONE statement (one transaction, autocommit): `UPDATE
+//!    annals_head … WHERE next_position = <assumed> AND last_group = <assumed token>` moves the
+//!    head past the group (with `recorded_at = max(now, last)` and the group's new token), and
+//!    `INSERT … SELECT FROM <that update>, unnest(…)` writes the events only if the update
+//!    did, and a `pg_notify` goes out on commit;
+//! 4. answers the group's appenders after that statement returned (committed). If the head was
+//!    not where the group assumed — another process wrote first, or a group before it in this
+//!    process failed — nothing was written, and the group (with every group after it, which
+//!    assumed it) is decided again from fresh lookups.
+//!
+//! Up to three groups are in flight, each on a connection of its own: the next group is looked
+//! up and decided while the previous one commits, and its statement waits on the server for
+//! the head row. So the lock every append of every process takes is held for one statement
+//! and its commit (`fsync`), never while a client process is scheduled, thinks, or talks.
 //!
 //! Why the head row instead of a sequence: a sequence hands out values at `INSERT` time, and
 //! transactions commit in another order, so a reader can see position 11 before 10 commits and
 //! skip 10 forever (Marten, Eventuous and SQLStreamStore all had this bug); a rolled-back
-//! transaction leaves a hole. Under the head row lock, the transaction that holds positions
-//! `n..m` commits (becomes visible) before the next one can even read `m`: every snapshot sees
-//! a prefix of the log, positions are dense, and a rollback gives its positions back. The cost
-//! is one append transaction at a time per database — which group commit turns into one
-//! `fsync` per group of appends, the same trade as the embedded engine's writer thread.
+//! transaction leaves a hole. The head row update and the events are one transaction, and the
+//! transaction that holds positions `n..m` commits (becomes visible) before the next one can
+//! even read `m`: every snapshot sees a prefix of the log, positions are dense, and a rollback
+//! gives its positions back. The cost is one appending transaction at a time per database —
+//! which group commit turns into one `fsync` per group, the embedded writer's trade.
 //!
 //! # Reads and subscriptions (`reader.rs`, `subscribe.rs`)
 //!
@@ -61,14 +72,14 @@
 //! uncommitted one vanishes whole (positions included). An append whose `COMMIT` got no answer
 //! (the connection broke) is answered with a transient error although it may have committed:
 //! the client retries with the same ids, and durable idempotency answers the retry with the
-//! original result. The writer reconnects on the next group.
+//! original result. The writer reconnects (with backoff) on the next group.
 //!
 //! # Why `tokio-postgres` + `deadpool-postgres`
 //!
 //! `tokio-postgres` is the asynchronous client the Rust PostgreSQL ecosystem builds on (sqlx
 //! and diesel-async have their own layers; we want none of their query macros or ORM): it
-//! pipelines concurrent queries on one connection — the writer's two round trips per group
-//! depend on that — speaks the binary format (`bytea` arrives as bytes, no hex decoding) and
+//! pipelines concurrent queries on one connection — the writer's lookups are one round trip
+//! because of that — speaks the binary format (`bytea` arrives as bytes, no hex decoding) and
 //! exposes `LISTEN/NOTIFY` messages directly. `deadpool-postgres` is the small, maintained pool
 //! for it, with a per-connection statement cache and a cheap liveness check on checkout, so a
 //! connection broken by a server restart is replaced, not handed out.
