@@ -24,6 +24,10 @@ pub struct PostgresConfig {
     /// The writer stops adding appends to a group past this many bytes: it bounds the memory a
     /// group takes and the size of its transaction.
     pub max_group_bytes: usize,
+    /// Groups the writer has in flight at most, each on a connection of its own: the next group
+    /// is looked up and decided while the previous one commits. More overlap hides round trips;
+    /// fewer makes bigger groups (more appends per commit).
+    pub groups_in_flight: usize,
     /// How long connecting, or waiting for a pooled connection, may take before the call fails
     /// as unavailable.
     pub connect_timeout: Duration,
@@ -39,6 +43,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("max_batch_events", &self.max_batch_events)
             .field("max_batch_bytes", &self.max_batch_bytes)
             .field("max_group_bytes", &self.max_group_bytes)
+            .field("groups_in_flight", &self.groups_in_flight)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
@@ -54,6 +59,7 @@ impl PostgresConfig {
             max_batch_events: 10_000,
             max_batch_bytes: 32 * 1024 * 1024,
             max_group_bytes: 8 * 1024 * 1024,
+            groups_in_flight: 2,
             connect_timeout: Duration::from_secs(5),
         }
     }
@@ -80,6 +86,11 @@ impl PostgresConfig {
 
     pub fn max_group_bytes(mut self, bytes: usize) -> Self {
         self.max_group_bytes = bytes;
+        self
+    }
+
+    pub fn groups_in_flight(mut self, groups: usize) -> Self {
+        self.groups_in_flight = groups.max(1);
         self
     }
 

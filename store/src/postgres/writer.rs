@@ -25,8 +25,6 @@ pub struct AppendRequest {
     pub reply: oneshot::Sender<Result<AppendResult, StoreError>>,
 }
 
-/// Groups in flight at most, each on a connection of its own (a slot).
-const SLOTS: usize = 3;
 /// The longest pause between reconnection attempts; the first is 50 ms.
 const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(2);
 
@@ -85,6 +83,8 @@ struct InFlight {
     results: Vec<Result<AppendResult, StoreError>>,
     /// What the group adds to the log, for the checks of the groups decided after it.
     added: View,
+    /// Whether its ids were looked up (else a stored id fails the write, and it is decided again).
+    checked: bool,
     /// The head position and token once it is written.
     end: i64,
     token: Uuid,
@@ -101,6 +101,10 @@ struct Writer {
     pending: VecDeque<AppendRequest>,
     pause: Duration,
     failed_at: Instant,
+    /// Look the group's ids up before writing. Off by default: the unique index on (namespace,
+    /// id) refuses a stored id anyway, and a group refused so is decided again with the lookup
+    /// (retries are rare; looking up every id of a 1,000-event batch is not).
+    check_ids: bool,
 }
 
 /// Runs until every sender is gone and every append taken is answered.
@@ -108,16 +112,18 @@ pub async fn run(
     pg: tokio_postgres::Config,
     mut rx: mpsc::Receiver<AppendRequest>,
     max_group_bytes: usize,
+    groups_in_flight: usize,
     shared: Arc<Shared>,
 ) {
     let mut w = Writer {
         pg,
         shared,
-        slots: (0..SLOTS).map(|_| None).collect(),
+        slots: (0..groups_in_flight.max(1)).map(|_| None).collect(),
         in_flight: VecDeque::new(),
         pending: VecDeque::new(),
         pause: Duration::ZERO,
         failed_at: Instant::now(),
+        check_ids: false,
     };
     let mut open = true;
     loop {
@@ -154,7 +160,7 @@ pub async fn run(
                 }
             }
         }
-        if w.in_flight.len() == SLOTS {
+        if w.in_flight.len() == w.slots.len() {
             w.complete_front().await;
             continue;
         }
@@ -183,7 +189,7 @@ pub async fn run(
 impl Writer {
     /// A free slot, connected; `None` (and the appends answered) when no connection can be had.
     async fn slot(&mut self, requests: &mut Vec<AppendRequest>) -> Option<usize> {
-        let index = (0..SLOTS).find(|i| !self.in_flight.iter().any(|g| g.slot == *i)).expect("a free slot");
+        let index = (0..self.slots.len()).find(|i| !self.in_flight.iter().any(|g| g.slot == *i)).expect("a free slot");
         if self.slots[index].as_ref().is_some_and(|s| s.client.is_closed()) {
             self.slots[index] = None;
         }
@@ -228,8 +234,9 @@ impl Writer {
         let mut names: Vec<&str> = requests.iter().map(|r| r.append.stream.as_str()).collect();
         names.sort_unstable();
         names.dedup();
+        let checked = std::mem::take(&mut self.check_ids);
         let (mut namespaces, mut ids) = (Vec::new(), Vec::new());
-        for request in &requests {
+        for request in requests.iter().filter(|_| checked) {
             for event in &request.append.events {
                 namespaces.push(request.append.stream.namespace());
                 ids.push(event.id());
@@ -275,6 +282,15 @@ impl Writer {
         let mut next = expected_position;
         let mut accepted = Vec::new();
         let results: Vec<_> = requests.iter().map(|r| decide(&r.append, &mut view, &mut next, &mut accepted)).collect();
+        // A refusal stands only if the ids were looked up: an append whose ids are stored is a
+        // retry, answered with the original result whatever its expected revision.
+        if !checked && results.iter().any(|r| matches!(r, Err(StoreError::WrongExpectedRevision { .. }))) {
+            self.check_ids = true;
+            for request in requests.into_iter().rev() {
+                self.pending.push_front(request);
+            }
+            return;
+        }
         if accepted.is_empty() {
             if self.in_flight.is_empty() {
                 for (request, result) in requests.into_iter().zip(results) {
@@ -294,7 +310,7 @@ impl Writer {
         let token = Uuid::new_v4();
         let write =
             tokio::spawn(write_group(client, write, accepted, [next, expected_position], [token, expected_token]));
-        self.in_flight.push_back(InFlight { slot: index, requests, results, added, end: next, token, write });
+        self.in_flight.push_back(InFlight { slot: index, requests, results, added, checked, end: next, token, write });
     }
 
     /// Waits for the oldest group in flight and answers it, or takes its appends back when it
@@ -323,24 +339,32 @@ impl Writer {
                 }
                 self.shared.wake_all();
             }
-            Ok(false) => {
-                let mut retake = group.requests;
-                while let Some(mut later) = self.in_flight.pop_front() {
-                    match (&mut later.write).await {
-                        Ok(Ok(false)) => retake.extend(later.requests),
-                        Ok(Ok(true)) => unreachable_commit(later),
-                        Ok(Err(e)) => self.failed(later.slot, later.requests, later.results, e),
-                        Err(_) => {
-                            self.broken(later.slot);
-                            answer_all(later.requests, || unavailable("append", "writer task failed"));
-                        }
-                    }
-                }
-                for request in retake.into_iter().rev() {
-                    self.pending.push_front(request);
-                }
+            Ok(false) => self.retake(group.requests).await,
+            Err(e) if !group.checked && stored_id(&e) => {
+                self.check_ids = true;
+                self.retake(group.requests).await;
             }
             Err(e) => self.failed(group.slot, group.requests, group.results, e),
+        }
+    }
+
+    /// Takes back the appends of a group that wrote nothing, and of every group after it (they
+    /// assumed it, so they wrote nothing either), to be decided again first.
+    async fn retake(&mut self, mut retake: Vec<AppendRequest>) {
+        while let Some(mut later) = self.in_flight.pop_front() {
+            match (&mut later.write).await {
+                Ok(Ok(false)) => retake.extend(later.requests),
+                Ok(Ok(true)) => unreachable_commit(later),
+                Err(_) => {
+                    self.broken(later.slot);
+                    answer_all(later.requests, || unavailable("append", "writer task failed"));
+                }
+                Ok(Err(e)) if !later.checked && stored_id(&e) => retake.extend(later.requests),
+                Ok(Err(e)) => self.failed(later.slot, later.requests, later.results, e),
+            }
+        }
+        for request in retake.into_iter().rev() {
+            self.pending.push_front(request);
         }
     }
 
@@ -368,6 +392,14 @@ impl Writer {
             let _ = request.reply.send(answer);
         }
     }
+}
+
+/// The write failed on the unique (namespace, id) index: an id of the group is stored.
+fn stored_id(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+            && db.constraint() == Some("annals_events_namespace_id")
+    })
 }
 
 /// A group after a stale one cannot have been written (it assumed the stale one's token).
