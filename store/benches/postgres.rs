@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         let url = cluster.create_database().await;
         let database = url.rsplit("dbname=").next().unwrap_or_default().to_owned();
-        let in_flight = env_u64("BENCH_GROUPS_IN_FLIGHT", 2) as usize;
+        let in_flight = env_u64("BENCH_GROUPS_IN_FLIGHT", 3) as usize;
         let store = PostgresStore::connect(PostgresConfig::new(url).pool_size(8).groups_in_flight(in_flight)).await?;
         println!("event: {} bytes of JSON data, type `message.sent`", sample_event(0, 0).data().len());
         println!();

@@ -59,7 +59,7 @@ impl PostgresConfig {
             max_batch_events: 10_000,
             max_batch_bytes: 32 * 1024 * 1024,
             max_group_bytes: 8 * 1024 * 1024,
-            groups_in_flight: 2,
+            groups_in_flight: 3,
             connect_timeout: Duration::from_secs(5),
         }
     }

@@ -26,8 +26,8 @@
 //! `max_group_bytes`) as one group, and
 //!
 //! 1. looks up, in one round trip and without a lock, the head row (next position and the
-//!    token of the group that wrote last), the current revision of each stream of the group and
-//!    which of its event ids are stored (per namespace);
+//!    token of the group that wrote last) and the current revision of each stream of the group
+//!    (and which of its event ids are stored, per namespace, when the group is checked: below);
 //! 2. decides each append in Rust with the engine's rules (expected revision, idempotent retry
 //!    or conflict) against that, plus the groups of this process still in flight, plus the
 //!    appends accepted before it in the group: a failed check fails only its own append;
@@ -40,6 +40,11 @@
 //!    not where the group assumed — another process wrote first, or a group before it in this
 //!    process failed — nothing was written, and the group (with every group after it, which
 //!    assumed it) is decided again from fresh lookups.
+//!
+//! Ids are left to the unique (namespace, id) index at first: a group whose write it refuses,
+//! or in which an expected revision was refused (a retry is answered with its original result
+//! whatever its expected revision, so a refusal stands only once the ids are known), is decided
+//! again with its ids looked up. Retries are rare; looking up every id of every batch is not.
 //!
 //! Up to three groups are in flight, each on a connection of its own: the next group is looked
 //! up and decided while the previous one commits, and its statement waits on the server for

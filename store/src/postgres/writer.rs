@@ -249,7 +249,12 @@ impl Writer {
         let (head, stream_rows, id_rows) = tokio::join!(
             client.query_one(&head_statement, &[]),
             client.query(&streams_statement, &stream_params),
-            client.query(&ids_statement, &id_params),
+            async {
+                match checked {
+                    true => client.query(&ids_statement, &id_params).await,
+                    false => Ok(Vec::new()),
+                }
+            },
         );
         let (head, stream_rows, id_rows) = match (head, stream_rows, id_rows) {
             (Ok(h), Ok(s), Ok(i)) => (h, s, i),
