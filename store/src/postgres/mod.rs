@@ -98,6 +98,7 @@ mod store;
 mod subscribe;
 #[cfg(feature = "testsuite")]
 pub mod testing;
+mod write;
 mod writer;
 
 use std::path::PathBuf;

@@ -14,8 +14,9 @@ use tokio_postgres::{Client, NoTls, Statement};
 use tracing::warn;
 use uuid::Uuid;
 
-use super::checks::{decide, Accepted, Append, Stored, View};
+use super::checks::{decide, Append, Stored, View};
 use super::store::Shared;
+use super::write::{added_by, stored_id, write_group, WRITE};
 use super::{db_error, is_unavailable, unavailable};
 use crate::error::StoreError;
 use crate::model::AppendResult;
@@ -34,20 +35,6 @@ const STREAMS: &str = "SELECT s, (SELECT max(revision) FROM annals_events e WHER
 const IDS: &str = "SELECT e.namespace, e.id, e.stream, e.revision, e.position \
                    FROM unnest($1::text[], $2::uuid[]) AS k(namespace, id) \
                    JOIN annals_events e ON e.namespace = k.namespace AND e.id = k.id";
-/// One statement, one transaction: move the head from where the checks assumed it ($11, $12:
-/// position and the token of the group that put it there) past the group, and insert the
-/// group's events only if that succeeded. 0 rows moved: the assumption was stale.
-const WRITE: &str = "WITH h AS ( \
-      UPDATE annals_head SET next_position = $9, last_group = $10, \
-             last_recorded_at = greatest(last_recorded_at, clock_timestamp()) \
-      WHERE next_position = $11 AND last_group = $12 RETURNING last_recorded_at), \
-    ins AS ( \
-      INSERT INTO annals_events (position, stream, revision, namespace, id, event_type, data, metadata, recorded_at) \
-      SELECT u.p, u.s, u.r, u.n, u.i, u.t, u.d, u.m, h.last_recorded_at FROM h, \
-             unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::uuid[], $6::text[], $7::bytea[], \
-                    $8::bytea[]) AS u(p, s, r, n, i, t, d, m) RETURNING 1) \
-    SELECT (SELECT count(*) FROM h), (SELECT count(*) FROM ins), pg_notify('annals_events', '')";
-
 struct Slot {
     client: Arc<Client>,
     head: Statement,
@@ -399,84 +386,12 @@ impl Writer {
     }
 }
 
-/// The write failed on the unique (namespace, id) index: an id of the group is stored.
-fn stored_id(e: &tokio_postgres::Error) -> bool {
-    e.as_db_error().is_some_and(|db| {
-        db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
-            && db.constraint() == Some("annals_events_namespace_id")
-    })
-}
-
 /// A group after a stale one cannot have been written (it assumed the stale one's token).
 fn unreachable_commit(group: InFlight) {
     tracing::error!("a group chained to a stale one was written; answering it as written");
     for (request, result) in group.requests.into_iter().zip(group.results) {
         let _ = request.reply.send(result);
     }
-}
-
-fn added_by(accepted: &[Accepted]) -> View {
-    let mut view = View::default();
-    for a in accepted {
-        let stream = a.append.stream.as_str().to_owned();
-        let namespace = a.append.stream.namespace().to_owned();
-        for (i, event) in a.append.events.iter().enumerate() {
-            let entry = Stored {
-                stream: stream.clone(),
-                revision: a.first_revision + i as i64,
-                position: a.first_position + i as i64,
-            };
-            view.ids.insert((namespace.clone(), event.id()), entry);
-        }
-        view.streams.insert(stream, Some(a.first_revision + a.append.events.len() as i64 - 1));
-    }
-    view
-}
-
-/// Writes a group: `true` if the head was where it was assumed (the group is committed),
-/// `false` if not (nothing was written).
-async fn write_group(
-    client: Arc<Client>,
-    write: Statement,
-    accepted: Vec<Accepted>,
-    [end, expected_position]: [i64; 2],
-    [token, expected_token]: [Uuid; 2],
-) -> Result<bool, tokio_postgres::Error> {
-    let mut positions = Vec::new();
-    let (mut streams, mut revisions, mut namespaces) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut ids, mut types, mut data, mut metadata) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for a in &accepted {
-        for (i, event) in a.append.events.iter().enumerate() {
-            positions.push(a.first_position + i as i64);
-            streams.push(a.append.stream.as_str());
-            revisions.push(a.first_revision + i as i64);
-            namespaces.push(a.append.stream.namespace());
-            ids.push(event.id());
-            types.push(event.event_type());
-            data.push(event.data().as_ref());
-            metadata.push(event.metadata().as_ref());
-        }
-    }
-    let row = client
-        .query_one(
-            &write,
-            &[
-                &positions,
-                &streams,
-                &revisions,
-                &namespaces,
-                &ids,
-                &types,
-                &data,
-                &metadata,
-                &end,
-                &token,
-                &expected_position,
-                &expected_token,
-            ],
-        )
-        .await?;
-    Ok(row.get::<_, i64>(0) == 1)
 }
 
 fn answer_all(requests: Vec<AppendRequest>, error: impl Fn() -> StoreError) {
