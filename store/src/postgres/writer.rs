@@ -1,8 +1,8 @@
-//! The writer task: group commit with up to two groups in flight (the append protocol of the
-//! module doc). It takes every append waiting, looks up what the checks need, decides each
-//! append against the database plus the groups still in flight, and writes the group with ONE
-//! statement that moves the head row only if it is where the decisions assumed — so the head
-//! row lock is held for that statement and its commit only, never while this process thinks.
+//! The writer task: group commit with several groups in flight (`groups_in_flight`, default 3;
+//! the append protocol of the module doc). It takes every append waiting, looks up what the
+//! checks need, decides each append against the database plus the groups still in flight, and
+//! writes the group with ONE statement that moves the head row only if it is where the decisions
+//! assumed — so the head row lock is held for that statement and its commit only.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
