@@ -23,6 +23,7 @@ pub mod status;
 pub mod tantivy_store;
 mod unapplied;
 pub mod view_store;
+pub mod view_match;
 pub mod views;
 
 pub use error::{ApplyError, ViewError};

@@ -19,8 +19,11 @@
 use annals_integrity::{ConsistencyProof, RangeProof, SignedTreeHead};
 use serde::{Deserialize, Serialize};
 
-/// The `format` of the trailer.
-pub const EXPORT_FORMAT: &str = "annals-export/1";
+pub use super::selection::Selection;
+
+/// The `format` of the trailer (2: the selection is the search route's, applied to the view's
+/// documents, `super::selection`).
+pub const EXPORT_FORMAT: &str = "annals-export/2";
 
 /// One line of an NDJSON export.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,58 +51,6 @@ pub struct Record {
     pub recorded_at: chrono::DateTime<chrono::Utc>,
     /// The event's data (JSON).
     pub data: serde_json::Value,
-}
-
-/// Which events of the tenant an export gives as records: its event types (exact, or a prefix
-/// ending in `*`) and, for the audit trail, the search route's filters over the event's data
-/// (`actor` = `actor.id`, `action` with a trailing `*` for a prefix, `target_type`, `target_id`,
-/// `outcome`) and its `recorded_at` (`from` included, `to` excluded).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Selection {
-    pub event_types: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<chrono::DateTime<chrono::Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-fn matches(pattern: &str, value: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => value.starts_with(prefix),
-        None => value == pattern,
-    }
-}
-
-impl Selection {
-    /// Whether an event of the tenant is a record of the export.
-    pub fn selects(
-        &self,
-        event_type: &str,
-        data: &serde_json::Value,
-        recorded_at: chrono::DateTime<chrono::Utc>,
-    ) -> bool {
-        let field = |pointer: &str| data.pointer(pointer).and_then(serde_json::Value::as_str);
-        let equals = |want: &Option<String>, pointer: &str| want.as_deref().is_none_or(|w| field(pointer) == Some(w));
-        self.event_types.iter().any(|t| matches(t, event_type))
-            && equals(&self.actor, "/actor/id")
-            && self.action.as_deref().is_none_or(|a| field("/action").is_some_and(|v| matches(a, v)))
-            && equals(&self.target_type, "/target/type")
-            && equals(&self.target_id, "/target/id")
-            && equals(&self.outcome, "/outcome")
-            && self.from.is_none_or(|from| recorded_at >= from)
-            && self.to.is_none_or(|to| recorded_at < to)
-    }
 }
 
 /// What ends an export.

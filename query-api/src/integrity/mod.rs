@@ -16,6 +16,7 @@
 
 pub mod export_format;
 pub mod leaf;
+pub mod selection;
 pub mod verify_export;
 
 use std::collections::BTreeMap;

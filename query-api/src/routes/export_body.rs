@@ -3,11 +3,13 @@
 //! chunk when asked, then the trailer; once the trailer is written the export is recorded in the
 //! tenant's audit trail. Constant memory: one page of events and one chunk at a time.
 
+use std::collections::HashMap;
 use std::io::Write as _;
 
 use annals_integrity::SignedTreeHead;
 use annals_store::{
-    Direction, EventData, EventFilter, EventStore, ExpectedRevision, Position, ReadFrom, RecordedEvent,
+    Direction, EventData, EventFilter, EventStore, ExpectedRevision, Position, ReadFrom, ReadStreamOutcome,
+    RecordedEvent,
 };
 use axum::body::{Body, Bytes};
 use base64::Engine as _;
@@ -17,10 +19,15 @@ use super::integrity::hex;
 use crate::app::AppState;
 use crate::auth::Tenant;
 use crate::integrity::export_format::{self, data_value, ExportLine, Record, Selection, Trailer};
+use crate::integrity::selection::fold_into;
 use crate::integrity::Integrity;
 
 /// Events read from the log per chunk of the body.
 const PAGE: usize = 512;
+
+/// Message streams whose selection a message export remembers (then forgets them all, and folds
+/// a message again when it meets it again): bounds the export's memory.
+const DECIDED: usize = 4096;
 
 /// Where the body stands: the next position to read, and what is left to write.
 pub(super) struct Cursor {
@@ -35,6 +42,8 @@ pub(super) struct Cursor {
     csv: bool,
     header: Option<String>,
     exported: Exported,
+    /// A message export: per message stream met lately, whether its document at the head is selected.
+    decided: HashMap<String, bool>,
 }
 
 /// How the body is written: gzip or not, CSV (and its header row, unless resuming) or NDJSON.
@@ -77,6 +86,7 @@ pub(super) fn body(
         csv,
         header,
         exported,
+        decided: HashMap::new(),
     };
     Body::from_stream(futures::stream::unfold(cursor, |mut c| async move {
         let chunk = match next_chunk(&mut c).await {
@@ -104,14 +114,21 @@ async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
             .read_all(ReadFrom::At(Position(c.next)), Direction::Forwards, want, &EventFilter::all())
             .await
             .map_err(std::io::Error::other)?;
-        for event in events.iter().take_while(|e| e.position.0 < c.end) {
+        let end = c.end;
+        for event in events.iter().take_while(|e| e.position.0 < end) {
             if event.position.0 != c.next {
                 return Err(std::io::Error::other(format!(
                     "the log has position {} where {} was expected",
                     event.position.0, c.next
                 )));
             }
-            let line = line(&c.state.integrity, &c.tenant, &c.selection, event);
+            let own = event.stream.as_str().starts_with(&c.tenant.prefix());
+            let selected = match own {
+                false => false,
+                true if c.selection.is_messages() => message_selected(c, event).await?,
+                true => c.selection.selects_audit(event),
+            };
+            let line = line(&c.state.integrity, &c.tenant, selected, event);
             c.exported.records += u64::from(matches!(line, ExportLine::Record(_)));
             write_line(&mut out, &line, c.csv);
             c.next += 1;
@@ -147,8 +164,40 @@ fn write_line(out: &mut Vec<u8>, line: &ExportLine, csv: bool) {
     }
 }
 
-/// The line of one log position for `tenant`.
-fn line(integrity: &Integrity, tenant: &Tenant, selection: &Selection, event: &RecordedEvent) -> ExportLine {
+/// For a message export: whether `event` is a record, from its stream's document folded from the
+/// stream's events before the export's head (the projector's fold; `selection` module).
+async fn message_selected(c: &mut Cursor, event: &RecordedEvent) -> Result<bool, std::io::Error> {
+    if !event.event_type.starts_with("message.") {
+        return Ok(false);
+    }
+    if let Some(&selected) = c.decided.get(event.stream.as_str()) {
+        return Ok(selected);
+    }
+    const READ: usize = 1_000;
+    let (mut doc, mut from) = (None, ReadFrom::Start);
+    loop {
+        let read = c.state.store.read_stream(&event.stream, from, Direction::Forwards, READ).await;
+        let page = match read.map_err(std::io::Error::other)? {
+            ReadStreamOutcome::StreamNotFound => break,
+            ReadStreamOutcome::Events(page) => page,
+        };
+        let before_head: Vec<&RecordedEvent> = page.iter().take_while(|e| e.position.0 < c.end).collect();
+        before_head.iter().for_each(|e| fold_into(&mut doc, e));
+        match page.last() {
+            Some(last) if page.len() == READ && before_head.len() == READ => from = ReadFrom::At(last.revision.next()),
+            _ => break,
+        }
+    }
+    let selected = c.selection.selects_message(event, doc.as_ref());
+    if c.decided.len() >= DECIDED {
+        c.decided.clear();
+    }
+    c.decided.insert(event.stream.as_str().to_owned(), selected);
+    Ok(selected)
+}
+
+/// The line of one log position for `tenant`; `selected`: whether it is a record.
+fn line(integrity: &Integrity, tenant: &Tenant, selected: bool, event: &RecordedEvent) -> ExportLine {
     let (bytes, leaf) = integrity.leaf_of(event);
     let position = event.position.0;
     if !event.stream.as_str().starts_with(&tenant.prefix()) {
@@ -156,7 +205,7 @@ fn line(integrity: &Integrity, tenant: &Tenant, selection: &Selection, event: &R
     }
     let event_bytes = base64::engine::general_purpose::STANDARD.encode(&bytes);
     let data = data_value(&event.data);
-    if !selection.selects(&event.event_type, &data, event.recorded_at) {
+    if !selected {
         return ExportLine::Other { position, event_bytes };
     }
     ExportLine::Record(Record {
