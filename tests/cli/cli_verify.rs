@@ -342,5 +342,7 @@ fn a_log_rewritten_on_disk_no_longer_makes_the_signed_head() {
     let out = verify(&export, &key_path, None);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "an export of a rewritten log verified");
-    assert!(stderr.contains("do not make the signed head"), "{stderr}");
+    // The first bad record is named: its line and position, proven against the signed head.
+    assert!(stderr.contains(&format!("line {} (position {target})", target + 1)), "{stderr}");
+    assert!(stderr.contains("which the signed head holds"), "{stderr}");
 }

@@ -143,7 +143,10 @@ async fn csv_exports_have_stable_columns_quote_and_neutralise_formulas() {
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/csv"));
     let text = String::from_utf8(body.clone()).unwrap();
     let rows: Vec<&str> = text.split_terminator("\r\n").collect();
-    assert_eq!(rows[0], "position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf");
+    assert_eq!(
+        rows[0],
+        "position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf,tree_leaf_hash"
+    );
     assert_eq!(rows.len() as u64, 1 + size + 1, "a header, one row per position, the trailer");
     assert!(text.contains(",record,'=SUM(A1),0,"), "a formula is neutralised: {text}");
     assert!(text.contains(",record,\"say,\"\"hi\"\"\",0,"), "quotes and commas are quoted: {text}");

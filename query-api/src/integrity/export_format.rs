@@ -30,8 +30,20 @@ pub const EXPORT_FORMAT: &str = "annals-export/2";
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ExportLine {
     Record(Record),
-    Other { position: u64, event_bytes: String },
-    Foreign { position: u64, leaf: String },
+    Other {
+        position: u64,
+        event_bytes: String,
+        /// As [`Record::tree_leaf_hash`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tree_leaf_hash: Option<String>,
+    },
+    Foreign {
+        position: u64,
+        leaf: String,
+        /// As [`Record::tree_leaf_hash`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tree_leaf_hash: Option<String>,
+    },
     Trailer(Box<Trailer>),
 }
 
@@ -51,6 +63,11 @@ pub struct Record {
     pub recorded_at: chrono::DateTime<chrono::Utc>,
     /// The event's data (JSON).
     pub data: serde_json::Value,
+    /// Only when the leaf hash the tree holds at this position (hex) differs from the one of this
+    /// line's bytes: the log was changed after the tree took the event in. The verifier checks
+    /// the range proof with the tree's hash and names this line as the first bad record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_leaf_hash: Option<String>,
 }
 
 /// What ends an export.
@@ -83,8 +100,19 @@ pub fn data_value(data: &[u8]) -> serde_json::Value {
 /// The columns of `format=csv`, in order (stable: new columns only ever go at the end). One row per
 /// line of the NDJSON export, the same fields: `data` is the event's JSON, and the trailer's row
 /// has `kind` = `trailer` and the trailer's JSON in `data`.
-pub const CSV_COLUMNS: [&str; 10] =
-    ["position", "kind", "stream", "revision", "event_id", "event_type", "recorded_at", "data", "event_bytes", "leaf"];
+pub const CSV_COLUMNS: [&str; 11] = [
+    "position",
+    "kind",
+    "stream",
+    "revision",
+    "event_id",
+    "event_type",
+    "recorded_at",
+    "data",
+    "event_bytes",
+    "leaf",
+    "tree_leaf_hash",
+];
 
 /// The header row of `format=csv`.
 pub fn csv_header() -> String {
@@ -93,7 +121,7 @@ pub fn csv_header() -> String {
 
 /// The CSV row of an export line (RFC 4180: CRLF, quoted when needed; formula cells neutralised).
 pub fn csv_row(line: &ExportLine) -> String {
-    let mut cells: [String; 10] = Default::default();
+    let mut cells: [String; 11] = Default::default();
     match line {
         ExportLine::Record(r) => {
             cells[0] = r.position.to_string();
@@ -105,16 +133,19 @@ pub fn csv_row(line: &ExportLine) -> String {
             cells[6] = r.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
             cells[7] = r.data.to_string();
             cells[8] = r.event_bytes.clone();
+            cells[10] = r.tree_leaf_hash.clone().unwrap_or_default();
         }
-        ExportLine::Other { position, event_bytes } => {
+        ExportLine::Other { position, event_bytes, tree_leaf_hash } => {
             cells[0] = position.to_string();
             cells[1] = "other".into();
             cells[8] = event_bytes.clone();
+            cells[10] = tree_leaf_hash.clone().unwrap_or_default();
         }
-        ExportLine::Foreign { position, leaf } => {
+        ExportLine::Foreign { position, leaf, tree_leaf_hash } => {
             cells[0] = position.to_string();
             cells[1] = "foreign".into();
             cells[9] = leaf.clone();
+            cells[10] = tree_leaf_hash.clone().unwrap_or_default();
         }
         ExportLine::Trailer(t) => {
             cells[1] = "trailer".into();
@@ -164,7 +195,7 @@ mod tests {
         assert_eq!(csv_cell("=HYPERLINK(\"x\",\"y\")"), "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\"");
         assert_eq!(
             csv_header(),
-            "position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf\r\n"
+            "position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf,tree_leaf_hash\r\n"
         );
     }
 }

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use annals_integrity::{
-    ConsistencyProof, InclusionProof, IntegrityError, LeafIndex, MerkleLog, RangeProof, SignedTreeHead, Timestamp,
+    ConsistencyProof, Hash, InclusionProof, IntegrityError, LeafIndex, MerkleLog, RangeProof, SignedTreeHead, Timestamp,
     TreePublicKey, TreeSigner, TreeSize,
 };
 use annals_store::{EventFilter, EventStore, Position, RecordedEvent, StoreError, SubscribeFrom, SubscriptionMessage};
@@ -129,6 +129,12 @@ impl Integrity {
 
     pub fn consistency_proof(&self, from: TreeSize, to: TreeSize) -> Result<ConsistencyProof, IntegrityError> {
         self.tree.read().expect("tree lock").consistency_proof(from, to)
+    }
+
+    /// The leaf hashes the tree holds at `first..first + count` (under one lock).
+    pub fn leaf_hashes(&self, first: u64, count: u64) -> Result<Vec<Hash>, IntegrityError> {
+        let tree = self.tree.read().expect("tree lock");
+        (first..first + count).map(|i| tree.leaf_hash(LeafIndex::new(i))).collect()
     }
 
     pub fn range_proof(&self, first: LeafIndex, last: LeafIndex, size: TreeSize) -> Result<RangeProof, IntegrityError> {

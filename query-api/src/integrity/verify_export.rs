@@ -73,6 +73,8 @@ pub fn verify_export(
     // Pass 2: one line per position, each leaf rebuilt and fed to the range verifier.
     let mut verifier = RangeVerifier::new(LeafIndex::new(trailer.from_position));
     let mut next = trailer.from_position;
+    // The first line whose bytes differ from the leaf the tree holds at its position.
+    let mut rewritten: Option<(u64, u64)> = None;
     let mut found = Verified {
         tenant: trailer.tenant.clone(),
         tree_size: size,
@@ -104,6 +106,11 @@ pub fn verify_export(
         if position >= size {
             return fail(n, Some(position), format!("position {position} is beyond the head's tree size {size}"));
         }
+        let tree_leaf_hash = match &line {
+            ExportLine::Record(r) => r.tree_leaf_hash.clone(),
+            ExportLine::Other { tree_leaf_hash, .. } | ExportLine::Foreign { tree_leaf_hash, .. } => tree_leaf_hash.clone(),
+            ExportLine::Trailer(_) => None,
+        };
         let leaf = match line {
             ExportLine::Record(record) => {
                 let (bytes, event) = own_event(&record.event_bytes, &trailer, n, position)?;
@@ -142,7 +149,19 @@ pub fn verify_export(
             }
             ExportLine::Trailer(_) => unreachable!("handled above"),
         };
-        verifier.push(leaf::leaf_hash(&leaf));
+        let computed = leaf::leaf_hash(&leaf);
+        match tree_leaf_hash {
+            Some(text) => {
+                let held = annals_integrity::Hash::from_hex(&text)
+                    .or_else(|e| fail(n, Some(position), format!("tree_leaf_hash: {e}")))?;
+                if held != computed {
+                    rewritten.get_or_insert((n, position));
+                }
+                // The tree's hash: if the signed head holds it, the range proof says so below.
+                verifier.push(held);
+            }
+            None => verifier.push(computed),
+        }
         next += 1;
     }
     if next != size.max(trailer.from_position) {
@@ -156,9 +175,16 @@ pub fn verify_export(
         if proof.first.get() != trailer.from_position || proof.last.get() + 1 != size {
             return fail(trailer_line, None, "the range proof is not for the exported positions");
         }
-        verifier
-            .finish(proof, &trailer.head.head())
-            .or_else(|e| fail(trailer_line, None, format!("the lines do not make the signed head: {e}")))?;
+        let made = verifier.finish(proof, &trailer.head.head());
+        if let Some((line, position)) = rewritten {
+            let signed = if made.is_ok() { "which the signed head holds" } else { "(and the lines do not make the signed head)" };
+            return fail(
+                line,
+                Some(position),
+                format!("the event bytes differ from the leaf the tree took in at this position, {signed}: the log was changed after the event was appended"),
+            );
+        }
+        made.or_else(|e| fail(trailer_line, None, format!("the lines do not make the signed head: {e}")))?;
     } else if trailer.from_position < size {
         return fail(trailer_line, None, "the trailer has no range proof");
     }

@@ -36,7 +36,7 @@ pub(super) const AUDIT_TYPE: &str = "audit.recorded";
 pub struct ExportParams {
     #[param(value_type = Option<ExportFormat>, inline)]
     /// `ndjson` (the default: what `annals verify` checks) or `csv` (the same lines as rows, with
-    /// a header row; columns `position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf`).
+    /// a header row; columns `position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf,tree_leaf_hash`).
     format: Option<String>,
     /// The first log position the export covers (default 0).
     #[serde(default, deserialize_with = "crate::wire::bounded")]

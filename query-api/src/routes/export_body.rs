@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 
-use annals_integrity::SignedTreeHead;
+use annals_integrity::{Hash, SignedTreeHead};
 use annals_store::{
     Direction, EventData, EventFilter, EventStore, ExpectedRevision, Position, ReadFrom, ReadStreamOutcome,
     RecordedEvent,
@@ -20,6 +20,7 @@ use crate::app::AppState;
 use crate::auth::Tenant;
 use crate::integrity::export_format::{self, data_value, ExportLine, Record, Selection, Trailer};
 use crate::integrity::selection::fold_into;
+use crate::integrity::leaf::leaf_hash;
 use crate::integrity::Integrity;
 
 /// Events read from the log per chunk of the body.
@@ -115,7 +116,11 @@ async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
             .await
             .map_err(std::io::Error::other)?;
         let end = c.end;
-        for event in events.iter().take_while(|e| e.position.0 < end) {
+        let in_range = events.iter().take_while(|e| e.position.0 < end).count() as u64;
+        // The tree's own leaf hashes: a line whose bytes no longer make it says so (the log was
+        // changed after the tree took the event in), so that the verifier can name it.
+        let stored = c.state.integrity.leaf_hashes(c.next, in_range).map_err(std::io::Error::other)?;
+        for (event, stored) in events.iter().zip(stored) {
             if event.position.0 != c.next {
                 return Err(std::io::Error::other(format!(
                     "the log has position {} where {} was expected",
@@ -128,7 +133,7 @@ async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
                 true if c.selection.is_messages() => message_selected(c, event).await?,
                 true => c.selection.selects_audit(event),
             };
-            let line = line(&c.state.integrity, &c.tenant, selected, event);
+            let line = line(&c.state.integrity, &c.tenant, selected, event, &stored);
             c.exported.records += u64::from(matches!(line, ExportLine::Record(_)));
             write_line(&mut out, &line, c.csv);
             c.next += 1;
@@ -197,16 +202,17 @@ async fn message_selected(c: &mut Cursor, event: &RecordedEvent) -> Result<bool,
 }
 
 /// The line of one log position for `tenant`; `selected`: whether it is a record.
-fn line(integrity: &Integrity, tenant: &Tenant, selected: bool, event: &RecordedEvent) -> ExportLine {
+fn line(integrity: &Integrity, tenant: &Tenant, selected: bool, event: &RecordedEvent, stored: &Hash) -> ExportLine {
     let (bytes, leaf) = integrity.leaf_of(event);
     let position = event.position.0;
+    let tree_leaf_hash = (leaf_hash(&leaf) != *stored).then(|| stored.to_hex());
     if !event.stream.as_str().starts_with(&tenant.prefix()) {
-        return ExportLine::Foreign { position, leaf: hex(&leaf) };
+        return ExportLine::Foreign { position, leaf: hex(&leaf), tree_leaf_hash };
     }
     let event_bytes = base64::engine::general_purpose::STANDARD.encode(&bytes);
     let data = data_value(&event.data);
     if !selected {
-        return ExportLine::Other { position, event_bytes };
+        return ExportLine::Other { position, event_bytes, tree_leaf_hash };
     }
     ExportLine::Record(Record {
         position,
@@ -217,6 +223,7 @@ fn line(integrity: &Integrity, tenant: &Tenant, selected: bool, event: &Recorded
         event_type: event.event_type.clone(),
         recorded_at: event.recorded_at,
         data,
+        tree_leaf_hash,
     })
 }
 
