@@ -192,6 +192,13 @@ mod tests {
         for formula in ["=SUM(A1)", "+1", "-2", "@cmd", "\tx", "\rx"] {
             assert!(csv_cell(formula).trim_start_matches('"').starts_with('\''), "{formula:?}");
         }
+        // Exactly: the `'` first, then RFC 4180 quoting where the cell needs it (CR does).
+        assert_eq!(csv_cell("\tcmd"), "'\tcmd");
+        assert_eq!(csv_cell("\rcmd"), "\"'\rcmd\"");
+        assert_eq!(csv_cell("-2"), "'-2");
+        assert_eq!(csv_cell("@cmd"), "'@cmd");
+        assert_eq!(csv_cell("+1"), "'+1");
+        assert_eq!(csv_cell("a=1"), "a=1", "only a leading character counts");
         assert_eq!(csv_cell("=HYPERLINK(\"x\",\"y\")"), "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\"");
         assert_eq!(
             csv_header(),
