@@ -53,7 +53,7 @@ async fn fill(app: &TestApp, variant: usize) -> u64 {
         data.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         json!({ "type": kind, "data": data })
     };
-    let subject = |i: usize| format!("Hello {} #{i}", h(i));
+    let subject = |i: usize| format!("Hello {} #{i} tenant-marker-{variant}", h(i));
     append(app, "message-m1", vec![
         m("m1", "message.enqueued", json!({ "recipient": { "email": "ada@example.com" }, "channel": "email",
             "template": { "id": "tmpl-a", "version": 1 }, "tags": ["orders"], "subject": subject(1) })),
@@ -197,12 +197,14 @@ async fn exports_hold_exactly_what_paging_the_search_returns_for_every_filter() 
     let key = TreePublicKey::parse(key["public_key"].as_str().unwrap()).unwrap();
     let mut searched = searched.into_iter();
     let mut nonempty = 0;
-    for tenant in [&app, &globex] {
+    for (tenant, theirs) in [(&app, "tenant-marker-1"), (&globex, "tenant-marker-0")] {
         let cases = audit_cases.iter().map(|c| ("/v1/audit/export", "event_id", c));
         for (path, id, case) in cases.chain(message_cases.iter().map(|c| ("/v1/messages/export", "stream", c))) {
             let query: Vec<_> = case.iter().cloned().chain([("tree_size", size.to_string())]).collect();
             let text = export(tenant, path, &query).await.unwrap();
             let expected = searched.next().unwrap();
+            assert!(!text.contains(theirs), "{path} {case:?}: another tenant's data in the export");
+            assert!(!text.contains("default/") && !text.contains("globex/"), "{path} {case:?}: a stored stream name");
             assert_eq!(records(&text, id), expected, "{path} {case:?}: the export's records are the search's items");
             nonempty += usize::from(!expected.is_empty());
             let file = tmp.path().join("export.ndjson");
