@@ -105,6 +105,11 @@ impl Selection {
         filters
     }
 
+    /// Whether no filter and no full text is given (`event_types` aside).
+    fn unfiltered(&self) -> bool {
+        self.filters().is_empty() && self.q.is_none()
+    }
+
     fn matches(&self, doc: &ViewDoc) -> bool {
         doc_matches(doc, &self.filters(), self.q.as_deref(), &["text"])
     }
@@ -120,7 +125,9 @@ impl Selection {
         if projection.doc_key(event).is_none() || projection.apply(&mut doc, event).is_err() {
             return false;
         }
-        doc.is_some_and(|doc| self.matches(&projection.to_view(&doc)))
+        // Without filters every document matches: the view's document is not built (an export
+        // of the whole trail is the common case, and `to_view` serializes the document).
+        doc.is_some_and(|doc| self.unfiltered() || self.matches(&projection.to_view(&doc)))
     }
 
     /// For a message export: whether `event` (of the tenant) is a record, given its stream's

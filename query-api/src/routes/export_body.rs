@@ -20,8 +20,7 @@ use crate::app::AppState;
 use crate::auth::Tenant;
 use crate::integrity::export_format::{self, data_value, ExportLine, Record, Selection, Trailer};
 use crate::integrity::selection::fold_into;
-use crate::integrity::leaf::leaf_hash;
-use crate::integrity::Integrity;
+use crate::integrity::leaf::{self, leaf_hash};
 
 /// Events read from the log per chunk of the body.
 const PAGE: usize = 512;
@@ -45,6 +44,8 @@ pub(super) struct Cursor {
     exported: Exported,
     /// A message export: per message stream met lately, whether its document at the head is selected.
     decided: HashMap<String, bool>,
+    /// The tags of the namespaces met lately (an HMAC each: worth keeping across a page).
+    tags: HashMap<String, [u8; 32]>,
 }
 
 /// How the body is written: gzip or not, CSV (and its header row, unless resuming) or NDJSON.
@@ -88,6 +89,7 @@ pub(super) fn body(
         header,
         exported,
         decided: HashMap::new(),
+        tags: HashMap::new(),
     };
     Body::from_stream(futures::stream::unfold(cursor, |mut c| async move {
         let chunk = match next_chunk(&mut c).await {
@@ -133,7 +135,14 @@ async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
                 true if c.selection.is_messages() => message_selected(c, event).await?,
                 true => c.selection.selects_audit(event),
             };
-            let line = line(&c.state.integrity, &c.tenant, selected, event, &stored);
+            let namespace = leaf::namespace(event.stream.as_str());
+            if !c.tags.contains_key(namespace) {
+                if c.tags.len() >= DECIDED {
+                    c.tags.clear();
+                }
+                c.tags.insert(namespace.to_owned(), c.state.integrity.tag(namespace));
+            }
+            let line = line(&c.tags[namespace], &c.tenant, selected, event, &stored);
             c.exported.records += u64::from(matches!(line, ExportLine::Record(_)));
             write_line(&mut out, &line, c.csv);
             c.next += 1;
@@ -202,8 +211,9 @@ async fn message_selected(c: &mut Cursor, event: &RecordedEvent) -> Result<bool,
 }
 
 /// The line of one log position for `tenant`; `selected`: whether it is a record.
-fn line(integrity: &Integrity, tenant: &Tenant, selected: bool, event: &RecordedEvent, stored: &Hash) -> ExportLine {
-    let (bytes, leaf) = integrity.leaf_of(event);
+fn line(tag: &[u8; 32], tenant: &Tenant, selected: bool, event: &RecordedEvent, stored: &Hash) -> ExportLine {
+    let bytes = leaf::event_bytes(event);
+    let leaf = leaf::leaf(tag, &bytes);
     let position = event.position.0;
     let tree_leaf_hash = (leaf_hash(&leaf) != *stored).then(|| stored.to_hex());
     if !event.stream.as_str().starts_with(&tenant.prefix()) {
