@@ -50,8 +50,10 @@ fn audit_event(i: u64) -> EventData {
 
 fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env_or("BENCH_DIR", "/var/tmp/annals-export-bench"));
-    let steps: Vec<u64> =
-        env_or("BENCH_EXPORT_EVENTS", "1000000,10000000").split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
+    let steps: Vec<u64> = env_or("BENCH_EXPORT_EVENTS", "1000000,10000000")
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
     let upkeep_secs: u64 = env_or("BENCH_UPKEEP_SECS", "5").parse()?;
     let rounds: usize = env_or("BENCH_UPKEEP_ROUNDS", "3").parse()?;
     let _ = std::fs::remove_dir_all(&root);
@@ -76,9 +78,8 @@ fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             let mut next = 0u64;
             while next < len {
-                let page = store
-                    .read_all(ReadFrom::At(Position(next)), Direction::Forwards, 512, &EventFilter::all())
-                    .await?;
+                let page =
+                    store.read_all(ReadFrom::At(Position(next)), Direction::Forwards, 512, &EventFilter::all()).await?;
                 next = page.last().map_or(len, |e| e.position.0 + 1);
                 std::hint::black_box(&page);
             }
@@ -101,7 +102,11 @@ fn main() -> anyhow::Result<()> {
         let repeat: usize = env_or("BENCH_EXPORT_REPEAT", "1").parse()?;
         for _ in 1..repeat {
             let (rate, peak, anon, _) = rt.block_on(server.export(&key, size, "ndjson"))?;
-            eprintln!("{n}: NDJSON again: {rate:.0} positions/s, peak RSS {} MiB, RssAnon {} MiB", peak >> 10, anon >> 10);
+            eprintln!(
+                "{n}: NDJSON again: {rate:.0} positions/s, peak RSS {} MiB, RssAnon {} MiB",
+                peak >> 10,
+                anon >> 10
+            );
         }
         let (ndjson_rate, ndjson_peak, ndjson_anon, ndjson_bytes) = rt.block_on(server.export(&key, size, "ndjson"))?;
         let (csv_rate, csv_peak, csv_anon, csv_bytes) = rt.block_on(server.export(&key, size, "csv"))?;

@@ -22,8 +22,8 @@ pub mod runtime;
 pub mod status;
 pub mod tantivy_store;
 mod unapplied;
-pub mod view_store;
 pub mod view_match;
+pub mod view_store;
 pub mod views;
 
 pub use error::{ApplyError, ViewError};

@@ -29,8 +29,13 @@ fn send(base: &str, method: reqwest::Method, path: &str, key: &str, body: Option
 }
 
 fn append(base: &str, key: &str, stream: &str, events: Vec<Value>) -> u64 {
-    let (status, text) =
-        send(base, reqwest::Method::POST, &format!("/v1/streams/{stream}/events"), key, Some(json!({ "events": events })));
+    let (status, text) = send(
+        base,
+        reqwest::Method::POST,
+        &format!("/v1/streams/{stream}/events"),
+        key,
+        Some(json!({ "events": events })),
+    );
     assert_eq!(status, 201, "{text}");
     serde_json::from_str::<Value>(&text).unwrap()["last_position"].as_u64().unwrap()
 }
@@ -162,7 +167,11 @@ fn exports_cut_mid_way_resume_to_the_unbroken_bytes() {
     let other = ["--tree-size", &size, "--format", "csv", "--action", "key.*"];
     let out = export(&server.base, &key, "audit", &cut, &other);
     assert!(!out.status.success(), "a resume with other filters is refused");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("another export"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another export"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = export(&server.base, &key, "audit", &cut, &args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read(&cut).unwrap() == full, "the audit export resumed in a later run is the unbroken one");

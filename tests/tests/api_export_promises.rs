@@ -23,7 +23,11 @@ async fn covered(app: &TestApp, last: u64) -> u64 {
     }
 }
 
-async fn get_text(app: &TestApp, path: &str, accept: Option<&str>) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+async fn get_text(
+    app: &TestApp,
+    path: &str,
+    accept: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
     let mut request = app.client.get(format!("{}{path}", app.base)).bearer_auth(&app.key);
     if let Some(accept) = accept {
         request = request.header("accept-encoding", accept);
@@ -40,24 +44,22 @@ fn trailer(text: &str) -> Value {
 async fn each_export_is_recorded_with_who_which_filters_how_many_and_the_head() {
     let tmp = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(tmp.path()).await;
-    let (status, created) = app
-        .as_operator()
-        .post("/v1/keys", &json!({ "tenant": "default", "role": "reader", "name": "auditor" }))
-        .await;
+    let (status, created) =
+        app.as_operator().post("/v1/keys", &json!({ "tenant": "default", "role": "reader", "name": "auditor" })).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let reader = app.with_key(created["key"].as_str().unwrap());
     let key_id = created["id"].as_str().or(created["key_id"].as_str()).expect("the key's id").to_owned();
     let events: Vec<Value> = (0..5).map(|n| event("audit.recorded", n)).collect();
     app.post("/v1/streams/audit-1/events", &json!({ "events": events })).await;
-    let (_, body) = app
-        .post("/v1/streams/message-m-1/events", &json!({ "events": [event("message.enqueued", 1)] }))
-        .await;
+    let (_, body) =
+        app.post("/v1/streams/message-m-1/events", &json!({ "events": [event("message.enqueued", 1)] })).await;
     let size = covered(&app, body["last_position"].as_u64().unwrap()).await;
 
     let audit_query = format!("?tree_size={size}&target_id=t-3&q=template");
     let (status, _, audit) = get_text(&reader, &format!("/v1/audit/export{audit_query}"), None).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _, messages) = get_text(&reader, &format!("/v1/messages/export?tree_size={size}&status=ENQUEUED"), None).await;
+    let (status, _, messages) =
+        get_text(&reader, &format!("/v1/messages/export?tree_size={size}&status=ENQUEUED"), None).await;
     assert_eq!(status, StatusCode::OK);
 
     let (status, page) = app.get("/v1/streams/audit-audit_log-exports/events").await;
@@ -135,7 +137,13 @@ async fn every_formula_character_a_client_can_place_is_neutralised_in_csv() {
     // (`export_format::tests`).
     let mut last = 0;
     // (Event types never reach a record's cells: a record's type is audit.recorded or message.*.)
-    for (stream, kind) in [("=1+1", "audit.recorded"), ("+1", "audit.recorded"), ("-1", "audit.recorded"), ("@SUM", "audit.recorded"), ("x", "=cmd")] {
+    for (stream, kind) in [
+        ("=1+1", "audit.recorded"),
+        ("+1", "audit.recorded"),
+        ("-1", "audit.recorded"),
+        ("@SUM", "audit.recorded"),
+        ("x", "=cmd"),
+    ] {
         let encoded: String = stream.bytes().map(|b| format!("%{b:02X}")).collect();
         let data = if kind == "audit.recorded" { event(kind, 1)["data"].clone() } else { json!({ "n": 1 }) };
         let events = json!({ "events": [{ "type": kind, "data": data }] });

@@ -43,7 +43,8 @@ async fn append(app: &TestApp, stream: &str, events: Vec<Value>) -> u64 {
 async fn fill(app: &TestApp, variant: usize) -> u64 {
     let h = |i: usize| HOSTILE[(i + variant) % HOSTILE.len()];
     for i in 0..7 {
-        let (action, outcome) = if (i + variant) % 3 == 0 { ("api_key.created", "failure") } else { ("template.updated", "success") };
+        let (action, outcome) =
+            if (i + variant) % 3 == 0 { ("api_key.created", "failure") } else { ("template.updated", "success") };
         let reason = (i % 2 == 0).then(|| h(i + 1));
         let event = audit(&format!("user-{}", i % 3), h(i), action, &format!("t-{}", h(i)), outcome, reason);
         append(app, &format!("audit-template-{i}"), vec![event]).await;
@@ -54,21 +55,47 @@ async fn fill(app: &TestApp, variant: usize) -> u64 {
         json!({ "type": kind, "data": data })
     };
     let subject = |i: usize| format!("Hello {} #{i} tenant-marker-{variant}", h(i));
-    append(app, "message-m1", vec![
-        m("m1", "message.enqueued", json!({ "recipient": { "email": "ada@example.com" }, "channel": "email",
-            "template": { "id": "tmpl-a", "version": 1 }, "tags": ["orders"], "subject": subject(1) })),
-    ]).await;
-    append(app, "message-m2", vec![
-        m("m2", "message.enqueued", json!({ "recipient": { "phone": "+14155550123" }, "channel": "sms", "subject": subject(2) })),
-    ]).await;
+    append(
+        app,
+        "message-m1",
+        vec![m(
+            "m1",
+            "message.enqueued",
+            json!({ "recipient": { "email": "ada@example.com" }, "channel": "email",
+            "template": { "id": "tmpl-a", "version": 1 }, "tags": ["orders"], "subject": subject(1) }),
+        )],
+    )
+    .await;
+    append(
+        app,
+        "message-m2",
+        vec![m(
+            "m2",
+            "message.enqueued",
+            json!({ "recipient": { "phone": "+14155550123" }, "channel": "sms", "subject": subject(2) }),
+        )],
+    )
+    .await;
     append(app, "message-m1", vec![m("m1", "message.sent", json!({ "channel": "email", "provider": "ses" }))]).await;
-    append(app, "message-m3", vec![
-        m("m3", "message.enqueued", json!({ "recipient": { "id": format!("user-{}", h(3)) },
-            "template": { "id": "tmpl-b", "version": 2 }, "tags": ["marketing", "orders"] })),
-    ]).await;
+    append(
+        app,
+        "message-m3",
+        vec![m(
+            "m3",
+            "message.enqueued",
+            json!({ "recipient": { "id": format!("user-{}", h(3)) },
+            "template": { "id": "tmpl-b", "version": 2 }, "tags": ["marketing", "orders"] }),
+        )],
+    )
+    .await;
     if variant == 0 {
         append(app, "message-m1", vec![m("m1", "message.delivered", json!({}))]).await;
-        append(app, "message-m2", vec![m("m2", "message.undeliverable", json!({ "reason": "BOUNCED", "provider": "twilio" }))]).await;
+        append(
+            app,
+            "message-m2",
+            vec![m("m2", "message.undeliverable", json!({ "reason": "BOUNCED", "provider": "twilio" }))],
+        )
+        .await;
     }
     // Events the view parks: a message id that differs from the stream's, a message event on a
     // stream that is no message's. Neither is a message the search shows.
@@ -97,7 +124,8 @@ async fn search(app: &TestApp, path: &str, query: &[(&str, String)], key: &str) 
 
 /// The export's text, or the problem.
 async fn export(app: &TestApp, path: &str, query: &[(&str, String)]) -> Result<String, Value> {
-    let response = app.client.get(format!("{}{path}", app.base)).query(query).bearer_auth(&app.key).send().await.unwrap();
+    let response =
+        app.client.get(format!("{}{path}", app.base)).query(query).bearer_auth(&app.key).send().await.unwrap();
     let status = response.status();
     if status != StatusCode::OK {
         let problem: Value = response.json().await.unwrap();
@@ -128,9 +156,15 @@ async fn exports_hold_exactly_what_paging_the_search_returns_for_every_filter() 
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     let split = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    append(&app, "audit-template-late", vec![audit("user-1", "late", "template.deleted", "t-late", "success", None)]).await;
+    append(&app, "audit-template-late", vec![audit("user-1", "late", "template.deleted", "t-late", "success", None)])
+        .await;
     append(&app, "message-m7", vec![json!({ "type": "message.enqueued", "data": { "message_id": "m7", "recipient": { "email": "ada@example.com" }, "channel": "email" } })]).await;
-    let last = append(&globex, "message-m7", vec![json!({ "type": "message.enqueued", "data": { "message_id": "m7", "recipient": { "id": "x" } } })]).await;
+    let last = append(
+        &globex,
+        "message-m7",
+        vec![json!({ "type": "message.enqueued", "data": { "message_id": "m7", "recipient": { "id": "x" } } })],
+    )
+    .await;
     let size = loop {
         let (_, head) = app.get("/v1/integrity/head?fresh=true").await;
         if head["tree_size"].as_u64().unwrap() > last {
@@ -240,7 +274,9 @@ async fn exports_hold_exactly_what_paging_the_search_returns_for_every_filter() 
         assert_eq!(exported, searched, "{case:?}");
     }
     // A parameter neither route takes is refused by both, naming it.
-    for (search_path, export_path, name) in [("/v1/audit", "/v1/audit/export", "colour"), ("/v1/messages", "/v1/messages/export", "actor")] {
+    for (search_path, export_path, name) in
+        [("/v1/audit", "/v1/audit/export", "colour"), ("/v1/messages", "/v1/messages/export", "actor")]
+    {
         let query = q(&[(name, "x")]);
         let searched = search(&app, search_path, &query, "id").await.unwrap_err();
         let exported = export(&app, export_path, &query).await.unwrap_err();

@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use annals_integrity::{
-    ConsistencyProof, Hash, InclusionProof, IntegrityError, LeafIndex, MerkleLog, RangeProof, SignedTreeHead, Timestamp,
-    TreePublicKey, TreeSigner, TreeSize,
+    ConsistencyProof, Hash, InclusionProof, IntegrityError, LeafIndex, MerkleLog, RangeProof, SignedTreeHead,
+    Timestamp, TreePublicKey, TreeSigner, TreeSize,
 };
 use annals_store::{EventFilter, EventStore, Position, RecordedEvent, StoreError, SubscribeFrom, SubscriptionMessage};
 use rand::RngCore;

@@ -108,7 +108,9 @@ pub fn verify_export(
         }
         let tree_leaf_hash = match &line {
             ExportLine::Record(r) => r.tree_leaf_hash.clone(),
-            ExportLine::Other { tree_leaf_hash, .. } | ExportLine::Foreign { tree_leaf_hash, .. } => tree_leaf_hash.clone(),
+            ExportLine::Other { tree_leaf_hash, .. } | ExportLine::Foreign { tree_leaf_hash, .. } => {
+                tree_leaf_hash.clone()
+            }
             ExportLine::Trailer(_) => None,
         };
         let leaf = match line {
@@ -177,7 +179,11 @@ pub fn verify_export(
         }
         let made = verifier.finish(proof, &trailer.head.head());
         if let Some((line, position)) = rewritten {
-            let signed = if made.is_ok() { "which the signed head holds" } else { "(and the lines do not make the signed head)" };
+            let signed = if made.is_ok() {
+                "which the signed head holds"
+            } else {
+                "(and the lines do not make the signed head)"
+            };
             return fail(
                 line,
                 Some(position),
@@ -220,7 +226,11 @@ fn message_selection(
         return Ok(None);
     }
     if trailer.from_position != 0 {
-        return fail(trailer_line, None, "a message export starts at position 0 (a message's state is its whole history)");
+        return fail(
+            trailer_line,
+            None,
+            "a message export starts at position 0 (a message's state is its whole history)",
+        );
     }
     let mut docs: HashMap<String, Option<annals_projectors::MessageDoc>> = HashMap::new();
     for text in lines.take(usize::try_from(trailer_line - 1).unwrap_or(usize::MAX)).map_while(Result::ok) {
@@ -237,7 +247,8 @@ fn message_selection(
         let Ok(recorded) = event.to_recorded() else { continue };
         super::selection::fold_into(docs.entry(event.stream.clone()).or_default(), &recorded);
     }
-    let selected = docs.into_iter().filter(|(_, doc)| doc.as_ref().is_some_and(|d| trailer.selection.selects_message_doc(d)));
+    let selected =
+        docs.into_iter().filter(|(_, doc)| doc.as_ref().is_some_and(|d| trailer.selection.selects_message_doc(d)));
     Ok(Some(selected.map(|(stream, _)| stream).collect()))
 }
 

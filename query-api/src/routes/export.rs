@@ -18,8 +18,8 @@ use utoipa::IntoParams;
 
 use super::events::query_error;
 use super::export_body;
-use super::search::within_index;
 use super::integrity::{hex, tree_error};
+use super::search::within_index;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -216,7 +216,9 @@ pub async fn messages(
     if p.from_position.is_some_and(|from| from > 0) {
         return Err(ApiError::InvalidParameter {
             parameter: "from_position",
-            detail: "a message export starts at position 0: the filters select on each message's state, its whole history".into(),
+            detail:
+                "a message export starts at position 0: the filters select on each message's state, its whole history"
+                    .into(),
         });
     }
     // The search route's checks, in its order and words (`routes::messages::search`).
@@ -348,7 +350,10 @@ fn statuses(list: &str) -> Result<Vec<String>, ApiError> {
     for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let status = MessageStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| ApiError::InvalidParameter {
             parameter: "status",
-            detail: format!("unknown status {s:?}; one of {}", MessageStatus::ALL.map(MessageStatus::as_str).join(", ")),
+            detail: format!(
+                "unknown status {s:?}; one of {}",
+                MessageStatus::ALL.map(MessageStatus::as_str).join(", ")
+            ),
         })?;
         values.push(status.as_str().to_owned());
     }

@@ -18,8 +18,8 @@ use super::export::AUDIT_TYPE;
 use crate::app::AppState;
 use crate::auth::Tenant;
 use crate::integrity::export_format::{self, data_value, ExportLine, Record, Selection, Trailer};
-use crate::integrity::selection::fold_into;
 use crate::integrity::leaf::{self, leaf_hash};
+use crate::integrity::selection::fold_into;
 
 /// Events read from the log per chunk of the body.
 const PAGE: usize = 512;
