@@ -38,7 +38,7 @@ fn env_or(name: &str, default: &str) -> String {
 fn audit_event(i: u64) -> EventData {
     let data = serde_json::json!({
         "actor": { "id": format!("user-{}", i % 1000), "type": "user", "name": "Ada Lovelace" },
-        "action": if i % 3 == 0 { "template.updated" } else { "message.sent" },
+        "action": if i.is_multiple_of(3) { "template.updated" } else { "message.sent" },
         "crud": "update",
         "target": { "type": "template", "id": format!("tmpl-{}", i % 5000), "name": "Order shipped" },
         "outcome": "success",

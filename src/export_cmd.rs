@@ -37,14 +37,14 @@ enum ExportWhat {
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
-        filters: AuditFilters,
+        filters: Box<AuditFilters>,
     },
     /// The message log (`GET /v1/messages/export`), filtered as `GET /v1/messages`.
     Messages {
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
-        filters: MessageFilters,
+        filters: Box<MessageFilters>,
     },
 }
 
@@ -214,8 +214,8 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
 fn progress(done: u64, total: u64, bytes: u64) {
     const WIDTH: u64 = 30;
     let done = done.min(total);
-    let filled = if total == 0 { WIDTH } else { done * WIDTH / total };
-    let percent = if total == 0 { 100 } else { done * 100 / total };
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let percent = (done * 100).checked_div(total).unwrap_or(100);
     let bar: String = (0..WIDTH).map(|i| if i < filled { '#' } else { ' ' }).collect();
     eprint!("\r[{bar}] {percent:>3}% {done} of {total} positions, {:.1} MiB", bytes as f64 / 1_048_576.0);
 }

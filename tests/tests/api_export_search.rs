@@ -43,8 +43,11 @@ async fn append(app: &TestApp, stream: &str, events: Vec<Value>) -> u64 {
 async fn fill(app: &TestApp, variant: usize) -> u64 {
     let h = |i: usize| HOSTILE[(i + variant) % HOSTILE.len()];
     for i in 0..7 {
-        let (action, outcome) =
-            if (i + variant) % 3 == 0 { ("api_key.created", "failure") } else { ("template.updated", "success") };
+        let (action, outcome) = if (i + variant).is_multiple_of(3) {
+            ("api_key.created", "failure")
+        } else {
+            ("template.updated", "success")
+        };
         let reason = (i % 2 == 0).then(|| h(i + 1));
         let event = audit(&format!("user-{}", i % 3), h(i), action, &format!("t-{}", h(i)), outcome, reason);
         append(app, &format!("audit-template-{i}"), vec![event]).await;
