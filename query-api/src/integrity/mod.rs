@@ -133,8 +133,7 @@ impl Integrity {
 
     /// The leaf hashes the tree holds at `first..first + count` (under one lock).
     pub fn leaf_hashes(&self, first: u64, count: u64) -> Result<Vec<Hash>, IntegrityError> {
-        let tree = self.tree.read().expect("tree lock");
-        (first..first + count).map(|i| tree.leaf_hash(LeafIndex::new(i))).collect()
+        self.tree.read().expect("tree lock").leaf_hashes(LeafIndex::new(first), count)
     }
 
     pub fn range_proof(&self, first: LeafIndex, last: LeafIndex, size: TreeSize) -> Result<RangeProof, IntegrityError> {
