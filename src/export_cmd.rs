@@ -1,11 +1,14 @@
-//! `annals export audit --output FILE`: downloads the tenant's audit export
-//! (`GET /v1/audit/export`) to a file, with progress on stderr, and resumes a broken download —
-//! after a dropped connection in the same run (a few retries), or in a later run on the same file —
-//! with `after_position` at the head the download started against, so that the file ends up
-//! byte-identical to an unbroken export. Needs a reader or admin key: `--key` or `ANNALS_KEY`.
+//! `annals export audit|messages [filters] --output FILE`: downloads the tenant's audit or message
+//! export (`GET /v1/audit/export`, `GET /v1/messages/export`, with the filters of the search
+//! routes) to a file, with a progress bar on stderr (positions written of the head's size), and
+//! resumes a broken download — after a dropped connection in the same run (a few retries), or in a
+//! later run of the same command on the same file — with `after_position` at the head the download
+//! started against, so that the file ends up byte-identical to an unbroken export. Needs a reader
+//! or admin key: `--key` or `ANNALS_KEY`.
 //!
-//! While a download is incomplete, `FILE.export.json` holds what resuming needs (the tree size
-//! and format); it is removed once the trailer is in the file.
+//! While a download is incomplete, `FILE.export.json` holds what resuming needs (the tree size,
+//! the route and its query); it is removed once the trailer is in the file. A later run with other
+//! filters or format is refused rather than appending another export's lines.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -29,18 +32,139 @@ pub struct ExportArgs {
 
 #[derive(Subcommand, Debug)]
 enum ExportWhat {
-    /// The audit trail (`GET /v1/audit/export`).
+    /// The audit trail (`GET /v1/audit/export`), filtered as `GET /v1/audit`.
     Audit {
-        /// Where to write it; an incomplete download there is resumed.
-        #[arg(long)]
-        output: PathBuf,
-        /// `ndjson` (what `annals verify` checks) or `csv`.
-        #[arg(long, default_value = "ndjson")]
-        format: String,
-        /// Carry the consistency proof from this earlier tree size (see `annals verify --previous-head`).
-        #[arg(long)]
-        since_tree_size: Option<u64>,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        filters: Box<AuditFilters>,
     },
+    /// The message log (`GET /v1/messages/export`), filtered as `GET /v1/messages`.
+    Messages {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        filters: Box<MessageFilters>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// Where to write it; an incomplete download there is resumed.
+    #[arg(long)]
+    output: PathBuf,
+    /// `ndjson` (what `annals verify` checks) or `csv`.
+    #[arg(long, default_value = "ndjson")]
+    format: String,
+    /// Carry the consistency proof from this earlier tree size (see `annals verify --previous-head`).
+    #[arg(long)]
+    since_tree_size: Option<u64>,
+    /// Cut the export at the signed head of this size (default: the tree now).
+    #[arg(long)]
+    tree_size: Option<u64>,
+}
+
+/// The filters of `GET /v1/audit` (the server checks them, as the search does).
+#[derive(Args, Debug)]
+struct AuditFilters {
+    /// The actor's id.
+    #[arg(long)]
+    actor: Option<String>,
+    /// An action, or every action under a prefix (`template.*`).
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long)]
+    target_type: Option<String>,
+    #[arg(long)]
+    target_id: Option<String>,
+    /// `success` or `failure`.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Full text over action, actor name, target name and reason.
+    #[arg(long)]
+    q: Option<String>,
+    /// Recorded at or after this time (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Recorded before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+}
+
+/// The filters of `GET /v1/messages` (the server checks them, as the search does).
+#[derive(Args, Debug)]
+struct MessageFilters {
+    /// Comma-separated statuses (`SENT,DELIVERED`).
+    #[arg(long)]
+    status: Option<String>,
+    /// A recipient id, email or phone, exactly.
+    #[arg(long)]
+    recipient: Option<String>,
+    #[arg(long)]
+    channel: Option<String>,
+    #[arg(long)]
+    provider: Option<String>,
+    /// A template id.
+    #[arg(long)]
+    template: Option<String>,
+    #[arg(long)]
+    tag: Option<String>,
+    /// `true`: messages with a delivery error; `false`: without.
+    #[arg(long)]
+    has_errors: Option<bool>,
+    /// Full text over subject, recipient and template.
+    #[arg(long)]
+    q: Option<String>,
+    /// Created at or after this time (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Created before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+}
+
+/// The route and the query (format, filters, `since_tree_size`) of the download.
+fn request_of(what: ExportWhat) -> (&'static str, PathBuf, Vec<(&'static str, String)>) {
+    let pairs = |pairs: Vec<(&'static str, Option<String>)>| -> Vec<(&'static str, String)> {
+        pairs.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
+    };
+    let (path, common, filters) = match what {
+        ExportWhat::Audit { common, filters: f } => (
+            "/v1/audit/export",
+            common,
+            pairs(vec![
+                ("actor", f.actor),
+                ("action", f.action),
+                ("target_type", f.target_type),
+                ("target_id", f.target_id),
+                ("outcome", f.outcome),
+                ("q", f.q),
+                ("from", f.from),
+                ("to", f.to),
+            ]),
+        ),
+        ExportWhat::Messages { common, filters: f } => (
+            "/v1/messages/export",
+            common,
+            pairs(vec![
+                ("status", f.status),
+                ("recipient", f.recipient),
+                ("channel", f.channel),
+                ("provider", f.provider),
+                ("template", f.template),
+                ("tag", f.tag),
+                ("has_errors", f.has_errors.map(|b| b.to_string())),
+                ("q", f.q),
+                ("from", f.from),
+                ("to", f.to),
+            ]),
+        ),
+    };
+    let mut query = vec![("format", common.format)];
+    query.extend(common.since_tree_size.map(|s| ("since_tree_size", s.to_string())));
+    query.extend(common.tree_size.map(|s| ("tree_size", s.to_string())));
+    query.extend(filters);
+    (path, common.output, query)
 }
 
 /// Retries of a dropped download within one run.
@@ -48,16 +172,14 @@ const RETRIES: u32 = 5;
 
 pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     let key = args.key.context("no key: pass --key or set ANNALS_KEY")?;
-    let ExportWhat::Audit { output, format, since_tree_size } = args.what;
+    let (path, output, base_query) = request_of(args.what);
+    let request = Request { url: format!("{}{path}", args.url.trim_end_matches('/')), key, path };
     let state_path = sidecar(&output);
     let client = reqwest::Client::new();
     let mut attempt = 0;
     loop {
-        let resume = resume_point(&output, &state_path)?;
-        let mut query = vec![("format", format.clone())];
-        if let Some(since) = since_tree_size {
-            query.push(("since_tree_size", since.to_string()));
-        }
+        let resume = resume_point(&output, &state_path, path, &base_query)?;
+        let mut query = base_query.clone();
         match &resume {
             Resume::Complete => {
                 let _ = std::fs::remove_file(&state_path);
@@ -66,12 +188,13 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
             }
             Resume::Fresh => {}
             Resume::After { position, tree_size } => {
-                query.push(("after_position", position.map_or_else(String::new, |p| p.to_string())));
+                // The head the download started against, whatever `--tree-size` said.
+                query.retain(|(k, _)| *k != "tree_size");
+                query.extend(position.map(|p| ("after_position", p.to_string())));
                 query.push(("tree_size", tree_size.to_string()));
-                query.retain(|(_, v)| !v.is_empty());
             }
         }
-        match download(&client, &args.url, &key, &query, &output, &state_path, &format, &resume).await {
+        match download(&client, &request, &query, &output, &state_path, &base_query, &resume).await {
             Ok(()) => {
                 let _ = std::fs::remove_file(&state_path);
                 eprintln!("\nwrote {}", output.display());
@@ -85,6 +208,16 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// One progress bar on stderr, redrawn in place: `[#####     ]  50% 1,234 of 2,468 positions, 3.1 MiB`.
+fn progress(done: u64, total: u64, bytes: u64) {
+    const WIDTH: u64 = 30;
+    let done = done.min(total);
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let percent = (done * 100).checked_div(total).unwrap_or(100);
+    let bar: String = (0..WIDTH).map(|i| if i < filled { '#' } else { ' ' }).collect();
+    eprint!("\r[{bar}] {percent:>3}% {done} of {total} positions, {:.1} MiB", bytes as f64 / 1_048_576.0);
 }
 
 /// The length of the file up to its last newline, and its last complete line, reading backwards
@@ -129,9 +262,21 @@ enum Resume {
     },
 }
 
+/// Where a download goes.
+struct Request {
+    url: String,
+    key: String,
+    path: &'static str,
+}
+
 /// What the file and its sidecar say: a fresh download, a complete one, or where to go on.
-/// A partial last line is cut off.
-fn resume_point(output: &Path, state_path: &Path) -> anyhow::Result<Resume> {
+/// A partial last line is cut off. A sidecar of another route or query is refused.
+fn resume_point(
+    output: &Path,
+    state_path: &Path,
+    path: &str,
+    query: &[(&'static str, String)],
+) -> anyhow::Result<Resume> {
     let Ok(state) = std::fs::read_to_string(state_path) else {
         if output.exists() {
             bail!(
@@ -143,6 +288,14 @@ fn resume_point(output: &Path, state_path: &Path) -> anyhow::Result<Resume> {
     };
     let state: Value = serde_json::from_str(&state).context("the download's state file")?;
     let tree_size = state["tree_size"].as_u64().context("the state file has no tree_size")?;
+    if let Some(started) = state.get("request") {
+        if *started != request_json(path, query) {
+            bail!(
+                "{} is an incomplete download of another export ({started}); run that command again or choose another --output",
+                output.display()
+            );
+        }
+    }
     let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(output)?;
     let (complete, last) = last_complete_line(&mut file)?;
     file.set_len(complete)?;
@@ -159,23 +312,21 @@ fn resume_point(output: &Path, state_path: &Path) -> anyhow::Result<Resume> {
     Ok(Resume::After { position, tree_size })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The route and query a sidecar records, to refuse resuming with another.
+fn request_json(path: &str, query: &[(&'static str, String)]) -> Value {
+    json!({ "path": path, "query": query.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>() })
+}
+
 async fn download(
     client: &reqwest::Client,
-    url: &str,
-    key: &str,
+    request: &Request,
     query: &[(&str, String)],
     output: &Path,
     state_path: &Path,
-    format: &str,
+    base_query: &[(&'static str, String)],
     resume: &Resume,
 ) -> anyhow::Result<()> {
-    let mut response = client
-        .get(format!("{}/v1/audit/export", url.trim_end_matches('/')))
-        .bearer_auth(key)
-        .query(query)
-        .send()
-        .await?;
+    let mut response = client.get(&request.url).bearer_auth(&request.key).query(query).send().await?;
     if !response.status().is_success() {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
@@ -188,20 +339,29 @@ async fn download(
         .and_then(|v| v.parse().ok())
         .context("the response has no Annals-Export-Tree-Size header")?;
     if matches!(resume, Resume::Fresh) {
-        std::fs::write(state_path, json!({ "tree_size": tree_size, "format": format }).to_string())?;
+        let state = json!({ "tree_size": tree_size, "request": request_json(request.path, base_query) });
+        std::fs::write(state_path, state.to_string())?;
     }
     let mut file = std::fs::OpenOptions::new().append(true).create(true).open(output)?;
+    // Progress: the export has one line per position up to the head's size, so lines written
+    // (after the position resumed from) over that size is the share done.
+    let mut done = match resume {
+        Resume::After { position: Some(p), .. } => p + 1,
+        _ => 0,
+    };
     let (mut written, mut shown) = (0u64, Instant::now());
     while let Some(chunk) = response.chunk().await? {
         file.write_all(&chunk)?;
         written += chunk.len() as u64;
-        if shown.elapsed() > Duration::from_millis(500) {
-            eprint!("\r{:.1} MiB of the export at tree size {tree_size}", written as f64 / 1_048_576.0);
+        done += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        if shown.elapsed() > Duration::from_millis(250) {
+            progress(done, tree_size, written);
             shown = Instant::now();
         }
     }
     file.sync_all()?;
-    match resume_point(output, state_path)? {
+    progress(tree_size, tree_size, written);
+    match resume_point(output, state_path, request.path, base_query)? {
         Resume::Complete => Ok(()),
         _ => bail!("the export ended without its trailer; run the same command again to resume"),
     }

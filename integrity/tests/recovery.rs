@@ -271,3 +271,29 @@ fn a_level_file_of_an_unknown_format_version_is_refused_not_dropped() {
     assert!(err.to_string().contains("format version 2"), "{err}");
     assert!(path.exists());
 }
+
+#[test]
+fn runs_of_leaf_hashes_are_the_single_reads_on_disk_and_pending_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = MerkleLog::open(dir.path()).unwrap();
+    for i in 0..700 {
+        log.append_leaf(&leaf(i)).unwrap();
+    }
+    log.sync().unwrap();
+    // Some leaves written to disk, the last ones still pending.
+    for i in 700..760 {
+        log.append_leaf(&leaf(i)).unwrap();
+    }
+    let reference = reference(760);
+    for (first, count) in [(0, 760), (0, 0), (5, 1), (650, 100), (700, 60), (759, 1), (100, 512)] {
+        let run = log.leaf_hashes(LeafIndex::new(first), count).unwrap();
+        let single: Vec<_> = (first..first + count).map(|i| reference.leaf_hash(LeafIndex::new(i)).unwrap()).collect();
+        assert_eq!(run, single, "{first}+{count}");
+    }
+    assert!(log.leaf_hashes(LeafIndex::new(700), 61).is_err(), "past the tree");
+    // A damaged record in a run is reported, never returned.
+    let file = OpenOptions::new().write(true).open(dir.path().join("level-00.nodes")).unwrap();
+    file.write_all_at(&[0xff], 32 + 36 * 5 + 3).unwrap();
+    let err = log.leaf_hashes(LeafIndex::new(0), 10).unwrap_err();
+    assert!(matches!(err, IntegrityError::Corrupt { .. }), "{err}");
+}

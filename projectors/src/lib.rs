@@ -10,7 +10,9 @@
 //!   workers), the same for live projection and rebuilds, and what it needs: what a projection
 //!   is ([`runtime::projection`]), parked events, the control stream, status figures;
 //! - [`host`]: serving a view in this process, with rebuilds into a new generation on request,
-//!   over a [`host::ViewHosting`] (tantivy: a directory per generation and a `CURRENT` file).
+//!   over a [`host::ViewHosting`] (tantivy: a directory per generation and a `CURRENT` file);
+//! - [`view_match`]: the view store's filters evaluated on one document in memory (what an export
+//!   selects with, so that its records are exactly what the search returns).
 //!
 //! **API boundary**: other crates use what this file re-exports and the public items of those
 //! modules; internal modules import each other by their own paths, never through these
@@ -20,6 +22,7 @@ pub mod background;
 pub mod error;
 pub mod host;
 pub mod runtime;
+pub mod view_match;
 pub mod view_store;
 pub mod views;
 

@@ -3,6 +3,7 @@
 //! One binary instead of one per file keeps a cold build small and fast.
 
 mod cli_demo;
+mod cli_export;
 mod cli_keys;
 mod cli_limits;
 mod cli_roles;

@@ -6,6 +6,8 @@ mod api;
 mod api_browser;
 mod api_edge;
 mod api_export;
+mod api_export_promises;
+mod api_export_search;
 mod api_fuzz;
 mod api_integrity;
 mod api_keys;

@@ -208,6 +208,29 @@ impl NodeStore for FileNodeStore {
         })
     }
 
+    fn leaf_run(&self, first: u64, count: u64) -> Result<Vec<Hash>, IntegrityError> {
+        let Some(Some(level)) = self.levels.first() else {
+            return (first..first + count).map(|i| self.get(NodeId::new(0, i))).collect();
+        };
+        // The written part in one read, each record still checked; the rest from `get`.
+        let on_disk = level.written.clamp(first, first + count) - first;
+        let mut buf = vec![0u8; (on_disk * RECORD_LEN) as usize];
+        let offset = HEADER_LEN + first * RECORD_LEN;
+        level.file.read_exact_at(&mut buf, offset).map_err(IntegrityError::io(&level.path))?;
+        let mut out = Vec::with_capacity(count as usize);
+        for (i, record) in buf.chunks_exact(RECORD_LEN as usize).enumerate() {
+            out.push(decode(record).ok_or_else(|| IntegrityError::Corrupt {
+                path: level.path.clone(),
+                offset: offset + i as u64 * RECORD_LEN,
+                detail: "node fails its checksum".into(),
+            })?);
+        }
+        for i in first + on_disk..first + count {
+            out.push(self.get(NodeId::new(0, i))?);
+        }
+        Ok(out)
+    }
+
     fn push(&mut self, node: NodeId, hash: Hash) -> Result<(), IntegrityError> {
         debug_assert_eq!(self.node_count(node.level()), node.index(), "nodes are pushed in order");
         let level = match self.levels[node.level() as usize] {

@@ -186,6 +186,15 @@ impl<S: NodeStore> MerkleLog<S> {
         self.store.get(NodeId::new(0, index.get()))
     }
 
+    /// The stored leaf hashes at `first..first + count` (all inside the tree), read at once.
+    pub fn leaf_hashes(&self, first: LeafIndex, count: u64) -> Result<Vec<Hash>, IntegrityError> {
+        if count > 0 && !self.size.contains(LeafIndex::new(first.get() + count - 1)) {
+            let index = LeafIndex::new(first.get() + count - 1);
+            return Err(IntegrityError::LeafOutsideTree { index, tree_size: self.size });
+        }
+        self.store.leaf_run(first.get(), count)
+    }
+
     /// Cuts the tree back to `size` leaves (when the log turned out shorter than the tree).
     pub fn truncate(&mut self, size: TreeSize) -> Result<(), IntegrityError> {
         self.check_size(size)?;

@@ -43,6 +43,12 @@ pub trait NodeStore: std::fmt::Debug + Send + Sync {
     /// The hash of a node this store holds.
     fn get(&self, node: NodeId) -> Result<Hash, IntegrityError>;
 
+    /// The leaf hashes (level 0) at `first..first + count`, which this store holds; a store may
+    /// read them at once (the file store: one read instead of one per leaf, for exports).
+    fn leaf_run(&self, first: u64, count: u64) -> Result<Vec<Hash>, IntegrityError> {
+        (first..first + count).map(|i| self.get(NodeId::new(0, i))).collect()
+    }
+
     /// Appends `node`, which must be the next one of its level (`node.index() == node_count(level)`).
     fn push(&mut self, node: NodeId, hash: Hash) -> Result<(), IntegrityError>;
 

@@ -19,16 +19,31 @@
 use annals_integrity::{ConsistencyProof, RangeProof, SignedTreeHead};
 use serde::{Deserialize, Serialize};
 
-/// The `format` of the trailer.
-pub const EXPORT_FORMAT: &str = "annals-export/1";
+pub use super::selection::Selection;
+
+/// The `format` of the trailer (2: the selection is the search route's, applied to the view's
+/// documents, `super::selection`).
+pub const EXPORT_FORMAT: &str = "annals-export/2";
 
 /// One line of an NDJSON export.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ExportLine {
     Record(Record),
-    Other { position: u64, event_bytes: String },
-    Foreign { position: u64, leaf: String },
+    Other {
+        position: u64,
+        event_bytes: String,
+        /// As [`Record::tree_leaf_hash`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tree_leaf_hash: Option<String>,
+    },
+    Foreign {
+        position: u64,
+        leaf: String,
+        /// As [`Record::tree_leaf_hash`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tree_leaf_hash: Option<String>,
+    },
     Trailer(Box<Trailer>),
 }
 
@@ -48,58 +63,11 @@ pub struct Record {
     pub recorded_at: chrono::DateTime<chrono::Utc>,
     /// The event's data (JSON).
     pub data: serde_json::Value,
-}
-
-/// Which events of the tenant an export gives as records: its event types (exact, or a prefix
-/// ending in `*`) and, for the audit trail, the search route's filters over the event's data
-/// (`actor` = `actor.id`, `action` with a trailing `*` for a prefix, `target_type`, `target_id`,
-/// `outcome`) and its `recorded_at` (`from` included, `to` excluded).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Selection {
-    pub event_types: Vec<String>,
+    /// Only when the leaf hash the tree holds at this position (hex) differs from the one of this
+    /// line's bytes: the log was changed after the tree took the event in. The verifier checks
+    /// the range proof with the tree's hash and names this line as the first bad record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<chrono::DateTime<chrono::Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-fn matches(pattern: &str, value: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => value.starts_with(prefix),
-        None => value == pattern,
-    }
-}
-
-impl Selection {
-    /// Whether an event of the tenant is a record of the export.
-    pub fn selects(
-        &self,
-        event_type: &str,
-        data: &serde_json::Value,
-        recorded_at: chrono::DateTime<chrono::Utc>,
-    ) -> bool {
-        let field = |pointer: &str| data.pointer(pointer).and_then(serde_json::Value::as_str);
-        let equals = |want: &Option<String>, pointer: &str| want.as_deref().is_none_or(|w| field(pointer) == Some(w));
-        self.event_types.iter().any(|t| matches(t, event_type))
-            && equals(&self.actor, "/actor/id")
-            && self.action.as_deref().is_none_or(|a| field("/action").is_some_and(|v| matches(a, v)))
-            && equals(&self.target_type, "/target/type")
-            && equals(&self.target_id, "/target/id")
-            && equals(&self.outcome, "/outcome")
-            && self.from.is_none_or(|from| recorded_at >= from)
-            && self.to.is_none_or(|to| recorded_at < to)
-    }
+    pub tree_leaf_hash: Option<String>,
 }
 
 /// What ends an export.
@@ -132,8 +100,19 @@ pub fn data_value(data: &[u8]) -> serde_json::Value {
 /// The columns of `format=csv`, in order (stable: new columns only ever go at the end). One row per
 /// line of the NDJSON export, the same fields: `data` is the event's JSON, and the trailer's row
 /// has `kind` = `trailer` and the trailer's JSON in `data`.
-pub const CSV_COLUMNS: [&str; 10] =
-    ["position", "kind", "stream", "revision", "event_id", "event_type", "recorded_at", "data", "event_bytes", "leaf"];
+pub const CSV_COLUMNS: [&str; 11] = [
+    "position",
+    "kind",
+    "stream",
+    "revision",
+    "event_id",
+    "event_type",
+    "recorded_at",
+    "data",
+    "event_bytes",
+    "leaf",
+    "tree_leaf_hash",
+];
 
 /// The header row of `format=csv`.
 pub fn csv_header() -> String {
@@ -142,7 +121,7 @@ pub fn csv_header() -> String {
 
 /// The CSV row of an export line (RFC 4180: CRLF, quoted when needed; formula cells neutralised).
 pub fn csv_row(line: &ExportLine) -> String {
-    let mut cells: [String; 10] = Default::default();
+    let mut cells: [String; 11] = Default::default();
     match line {
         ExportLine::Record(r) => {
             cells[0] = r.position.to_string();
@@ -154,16 +133,19 @@ pub fn csv_row(line: &ExportLine) -> String {
             cells[6] = r.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
             cells[7] = r.data.to_string();
             cells[8] = r.event_bytes.clone();
+            cells[10] = r.tree_leaf_hash.clone().unwrap_or_default();
         }
-        ExportLine::Other { position, event_bytes } => {
+        ExportLine::Other { position, event_bytes, tree_leaf_hash } => {
             cells[0] = position.to_string();
             cells[1] = "other".into();
             cells[8] = event_bytes.clone();
+            cells[10] = tree_leaf_hash.clone().unwrap_or_default();
         }
-        ExportLine::Foreign { position, leaf } => {
+        ExportLine::Foreign { position, leaf, tree_leaf_hash } => {
             cells[0] = position.to_string();
             cells[1] = "foreign".into();
             cells[9] = leaf.clone();
+            cells[10] = tree_leaf_hash.clone().unwrap_or_default();
         }
         ExportLine::Trailer(t) => {
             cells[1] = "trailer".into();
@@ -210,10 +192,17 @@ mod tests {
         for formula in ["=SUM(A1)", "+1", "-2", "@cmd", "\tx", "\rx"] {
             assert!(csv_cell(formula).trim_start_matches('"').starts_with('\''), "{formula:?}");
         }
+        // Exactly: the `'` first, then RFC 4180 quoting where the cell needs it (CR does).
+        assert_eq!(csv_cell("\tcmd"), "'\tcmd");
+        assert_eq!(csv_cell("\rcmd"), "\"'\rcmd\"");
+        assert_eq!(csv_cell("-2"), "'-2");
+        assert_eq!(csv_cell("@cmd"), "'@cmd");
+        assert_eq!(csv_cell("+1"), "'+1");
+        assert_eq!(csv_cell("a=1"), "a=1", "only a leading character counts");
         assert_eq!(csv_cell("=HYPERLINK(\"x\",\"y\")"), "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\"");
         assert_eq!(
             csv_header(),
-            "position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf\r\n"
+            "position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf,tree_leaf_hash\r\n"
         );
     }
 }

@@ -68,6 +68,23 @@ pub struct DecodedEvent {
     pub data: Vec<u8>,
 }
 
+impl DecodedEvent {
+    /// The recorded event these bytes are of (for the projections' code, which the verifier runs
+    /// to apply an export's selection again); `Err` when the stream name is not a valid one.
+    pub fn to_recorded(&self) -> Result<RecordedEvent, String> {
+        Ok(RecordedEvent {
+            id: self.id,
+            stream: annals_store::StreamId::new(&self.stream).map_err(|e| e.to_string())?,
+            revision: annals_store::Revision(self.revision),
+            position: annals_store::Position::from_code(self.position),
+            event_type: self.event_type.clone(),
+            data: self.data.clone().into(),
+            metadata: self.metadata.clone().into(),
+            recorded_at: self.recorded_at,
+        })
+    }
+}
+
 /// Parses event bytes; `Err` says what is wrong with them.
 pub fn decode_event_bytes(bytes: &[u8]) -> Result<DecodedEvent, String> {
     let mut r = Reader(bytes);

@@ -16,6 +16,7 @@
 
 pub mod export_format;
 pub mod leaf;
+pub mod selection;
 pub mod verify_export;
 
 use std::collections::BTreeMap;
@@ -27,8 +28,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use annals_integrity::{
-    ConsistencyProof, InclusionProof, IntegrityError, LeafIndex, MerkleLog, RangeProof, SignedTreeHead, Timestamp,
-    TreePublicKey, TreeSigner, TreeSize,
+    ConsistencyProof, Hash, InclusionProof, IntegrityError, LeafIndex, MerkleLog, RangeProof, SignedTreeHead,
+    Timestamp, TreePublicKey, TreeSigner, TreeSize,
 };
 use annals_store::{EventFilter, EventStore, RecordedEvent, StoreError, SubscribeFrom, SubscriptionMessage};
 use rand::RngCore;
@@ -128,6 +129,11 @@ impl Integrity {
 
     pub fn consistency_proof(&self, from: TreeSize, to: TreeSize) -> Result<ConsistencyProof, IntegrityError> {
         self.tree.read().expect("tree lock").consistency_proof(from, to)
+    }
+
+    /// The leaf hashes the tree holds at `first..first + count` (under one lock).
+    pub fn leaf_hashes(&self, first: u64, count: u64) -> Result<Vec<Hash>, IntegrityError> {
+        self.tree.read().expect("tree lock").leaf_hashes(LeafIndex::new(first), count)
     }
 
     pub fn range_proof(&self, first: LeafIndex, last: LeafIndex, size: TreeSize) -> Result<RangeProof, IntegrityError> {

@@ -7,6 +7,7 @@
 //! Two passes over the file, both streaming: the first finds the trailer (the tenant's tag is in
 //! it), the second rebuilds the leaves in O(log n) memory (`annals_integrity::RangeVerifier`).
 
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -67,10 +68,13 @@ pub fn verify_export(
     let tag = parse_hex::<32>(&trailer.tag)
         .ok_or_else(|| bad(trailer_line, None, "the trailer's tag is not 32 hex bytes"))?;
     let size = trailer.head.tree_size.get();
+    let messages = message_selection(&trailer, trailer_line, &mut lines()?)?;
 
     // Pass 2: one line per position, each leaf rebuilt and fed to the range verifier.
     let mut verifier = RangeVerifier::new(LeafIndex::new(trailer.from_position));
     let mut next = trailer.from_position;
+    // The first line whose bytes differ from the leaf the tree holds at its position.
+    let mut rewritten: Option<(u64, u64)> = None;
     let mut found = Verified {
         tenant: trailer.tenant.clone(),
         tree_size: size,
@@ -102,10 +106,17 @@ pub fn verify_export(
         if position >= size {
             return fail(n, Some(position), format!("position {position} is beyond the head's tree size {size}"));
         }
+        let tree_leaf_hash = match &line {
+            ExportLine::Record(r) => r.tree_leaf_hash.clone(),
+            ExportLine::Other { tree_leaf_hash, .. } | ExportLine::Foreign { tree_leaf_hash, .. } => {
+                tree_leaf_hash.clone()
+            }
+            ExportLine::Trailer(_) => None,
+        };
         let leaf = match line {
             ExportLine::Record(record) => {
                 let (bytes, event) = own_event(&record.event_bytes, &trailer, n, position)?;
-                if !trailer.selection.selects(&event.event_type, &data_value(&event.data), event.recorded_at) {
+                if !selects(&trailer, messages.as_ref(), &event, n)? {
                     return fail(n, Some(position), "a record that the export's selection does not select");
                 }
                 let stream = event.stream.strip_prefix(&format!("{}/", trailer.tenant)).unwrap_or(&event.stream);
@@ -123,7 +134,7 @@ pub fn verify_export(
             }
             ExportLine::Other { event_bytes, .. } => {
                 let (bytes, event) = own_event(&event_bytes, &trailer, n, position)?;
-                if trailer.selection.selects(&event.event_type, &data_value(&event.data), event.recorded_at) {
+                if selects(&trailer, messages.as_ref(), &event, n)? {
                     return fail(n, Some(position), "an event the export's selection selects is not given as a record");
                 }
                 found.other += 1;
@@ -140,7 +151,19 @@ pub fn verify_export(
             }
             ExportLine::Trailer(_) => unreachable!("handled above"),
         };
-        verifier.push(leaf::leaf_hash(&leaf));
+        let computed = leaf::leaf_hash(&leaf);
+        match tree_leaf_hash {
+            Some(text) => {
+                let held = annals_integrity::Hash::from_hex(&text)
+                    .or_else(|e| fail(n, Some(position), format!("tree_leaf_hash: {e}")))?;
+                if held != computed {
+                    rewritten.get_or_insert((n, position));
+                }
+                // The tree's hash: if the signed head holds it, the range proof says so below.
+                verifier.push(held);
+            }
+            None => verifier.push(computed),
+        }
         next += 1;
     }
     if next != size.max(trailer.from_position) {
@@ -154,13 +177,79 @@ pub fn verify_export(
         if proof.first.get() != trailer.from_position || proof.last.get() + 1 != size {
             return fail(trailer_line, None, "the range proof is not for the exported positions");
         }
-        verifier
-            .finish(proof, &trailer.head.head())
-            .or_else(|e| fail(trailer_line, None, format!("the lines do not make the signed head: {e}")))?;
+        let made = verifier.finish(proof, &trailer.head.head());
+        if let Some((line, position)) = rewritten {
+            let signed = if made.is_ok() {
+                "which the signed head holds"
+            } else {
+                "(and the lines do not make the signed head)"
+            };
+            return fail(
+                line,
+                Some(position),
+                format!("the event bytes differ from the leaf the tree took in at this position, {signed}: the log was changed after the event was appended"),
+            );
+        }
+        made.or_else(|e| fail(trailer_line, None, format!("the lines do not make the signed head: {e}")))?;
     } else if trailer.from_position < size {
         return fail(trailer_line, None, "the trailer has no range proof");
     }
     Ok(found)
+}
+
+/// Whether the trailer's selection selects `event` (of the tenant): for a message export, whether
+/// its stream is among the `selected` ones and it is a `message.*` event.
+fn selects(
+    trailer: &Trailer,
+    selected: Option<&HashSet<String>>,
+    event: &leaf::DecodedEvent,
+    line: u64,
+) -> Result<bool, VerifyFailure> {
+    Ok(match selected {
+        Some(streams) => event.event_type.starts_with("message.") && streams.contains(&event.stream),
+        None => {
+            let recorded = event.to_recorded().or_else(|e| fail(line, Some(event.position), e))?;
+            trailer.selection.selects_audit(&recorded)
+        }
+    })
+}
+
+/// For a message export: the streams whose message document, folded from every `message.*` event
+/// of the tenant in the export (the whole log up to the head), the selection selects. Memory: one
+/// document per message of the tenant. Lines this pass cannot read are left to pass 2 to name.
+fn message_selection(
+    trailer: &Trailer,
+    trailer_line: u64,
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+) -> Result<Option<HashSet<String>>, VerifyFailure> {
+    if !trailer.selection.is_messages() {
+        return Ok(None);
+    }
+    if trailer.from_position != 0 {
+        return fail(
+            trailer_line,
+            None,
+            "a message export starts at position 0 (a message's state is its whole history)",
+        );
+    }
+    let mut docs: HashMap<String, Option<annals_projectors::MessageDoc>> = HashMap::new();
+    for text in lines.take(usize::try_from(trailer_line - 1).unwrap_or(usize::MAX)).map_while(Result::ok) {
+        let event_bytes = match serde_json::from_str::<ExportLine>(&text) {
+            Ok(ExportLine::Record(r)) => r.event_bytes,
+            Ok(ExportLine::Other { event_bytes, .. }) => event_bytes,
+            _ => continue,
+        };
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(event_bytes) else { continue };
+        let Ok(event) = leaf::decode_event_bytes(&bytes) else { continue };
+        if leaf::namespace(&event.stream) != trailer.tenant || !event.event_type.starts_with("message.") {
+            continue;
+        }
+        let Ok(recorded) = event.to_recorded() else { continue };
+        super::selection::fold_into(docs.entry(event.stream.clone()).or_default(), &recorded);
+    }
+    let selected =
+        docs.into_iter().filter(|(_, doc)| doc.as_ref().is_some_and(|d| trailer.selection.selects_message_doc(d)));
+    Ok(Some(selected.map(|(stream, _)| stream).collect()))
 }
 
 fn bad(line: u64, position: Option<u64>, reason: &str) -> VerifyFailure {

@@ -18,10 +18,13 @@ use utoipa::IntoParams;
 use super::export_body;
 use super::integrity::{hex, tree_error};
 use super::params::QueryParams;
+use super::search::within_index;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
 use crate::integrity::export_format::{self, Selection, Trailer, EXPORT_FORMAT};
+use crate::integrity::selection::MESSAGE_TYPES;
 use crate::state::AppState;
+use annals_projectors::MessageStatus;
 
 /// The event type an audit export holds as records.
 pub(super) const AUDIT_TYPE: &str = "audit.recorded";
@@ -32,7 +35,7 @@ pub(super) const AUDIT_TYPE: &str = "audit.recorded";
 pub struct ExportParams {
     #[param(value_type = Option<ExportFormat>, inline)]
     /// `ndjson` (the default: what `annals verify` checks) or `csv` (the same lines as rows, with
-    /// a header row; columns `position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf`).
+    /// a header row; columns `position,kind,stream,revision,event_id,event_type,recorded_at,data,event_bytes,leaf,tree_leaf_hash`).
     format: Option<String>,
     /// The first log position the export covers (default 0).
     #[serde(default, deserialize_with = "crate::wire::bounded")]
@@ -55,9 +58,12 @@ pub struct ExportParams {
     target_id: Option<String>,
     /// `success` or `failure`.
     outcome: Option<String>,
-    /// Recorded at or after this time (RFC 3339; the event's `recorded_at`).
+    /// Full text over action, actor name, target name and reason, as `GET /v1/audit`'s `q`.
+    q: Option<String>,
+    /// Recorded at or after this time (RFC 3339; the event's `recorded_at`), from
+    /// 1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z as `GET /v1/audit`'s.
     from: Option<chrono::DateTime<chrono::Utc>>,
-    /// Recorded before this time (RFC 3339).
+    /// Recorded before this time (RFC 3339), within the same range.
     to: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -68,7 +74,8 @@ pub struct MessagesExportParams {
     /// `ndjson` (the default: what `annals verify` checks) or `csv`.
     #[param(value_type = Option<ExportFormat>, inline)]
     format: Option<String>,
-    /// The first log position the export covers (default 0).
+    /// The first log position the export covers: only 0 (the default), since a message's state,
+    /// which the filters select on, is its whole history.
     #[serde(default, deserialize_with = "crate::wire::bounded")]
     from_position: Option<u64>,
     /// Resume: only the lines after this position (the last one received), then the trailer.
@@ -80,6 +87,26 @@ pub struct MessagesExportParams {
     /// Also carry the consistency proof from this earlier tree size to the export's head.
     #[serde(default, deserialize_with = "crate::wire::bounded")]
     since_tree_size: Option<u64>,
+    /// Comma-separated statuses (ENQUEUED, ROUTED, SENT, DELIVERED, OPENED, CLICKED,
+    /// UNDELIVERABLE, CANCELED, THROTTLED), as `GET /v1/messages`'s: the message's status at the
+    /// export's head must be one of them.
+    status: Option<String>,
+    /// A recipient id, email or phone, exactly.
+    recipient: Option<String>,
+    channel: Option<String>,
+    provider: Option<String>,
+    /// A template id.
+    template: Option<String>,
+    tag: Option<String>,
+    /// Messages with (true) or without (false) a delivery error.
+    has_errors: Option<bool>,
+    /// Full text over subject, recipient and template, as `GET /v1/messages`'s `q`.
+    q: Option<String>,
+    /// Created (first event recorded) at or after this time (RFC 3339), from
+    /// 1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z as `GET /v1/messages`'s.
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Created before this time (RFC 3339), within the same range.
+    to: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The formats of an export (for the document; the handler checks the text and names `format`).
@@ -106,7 +133,7 @@ struct Common {
     operation_id = "export_audit",
     path = "/v1/audit/export",
     tag = "audit",
-    description = "The caller's tenant's audit trail, streamed from the log as NDJSON (or, with `format=csv`, the same lines as CSV rows under a header row: RFC 4180 quoting, cells starting with `=`, `+`, `-`, `@`, tab or CR prefixed with `'`) in position order: one line per log position of the range `from_position..tree_size` (`record`: an audit event with its exact event bytes; `other`: another event of the tenant, bytes only; `foreign`: another tenant's event, its leaf hash material only), then a `trailer` with the signed tree head, the tenant's tag, the range proof and optionally a consistency proof. `annals verify` checks it offline. Resume with `after_position` and `tree_size` (from the `Annals-Export-Tree-Size` header). Gzip when accepted. Each finished export is recorded in the audit trail (action `audit.log.exported`, stream `audit-audit_log-exports`). Filters (`actor`, `action` with `*`, `target_type`, `target_id`, `outcome`, `from`, `to` over `recorded_at`) choose which of the tenant's events are `record` lines; the trailer states them and the verifier applies them again to every line of the tenant.",
+    description = "The caller's tenant's audit trail, streamed from the log as NDJSON (or, with `format=csv`, the same lines as CSV rows under a header row: RFC 4180 quoting, cells starting with `=`, `+`, `-`, `@`, tab or CR prefixed with `'`) in position order: one line per log position of the range `from_position..tree_size` (`record`: an audit event with its exact event bytes; `other`: another event of the tenant, bytes only; `foreign`: another tenant's event, its leaf hash material only), then a `trailer` with the signed tree head, the tenant's tag, the range proof and optionally a consistency proof. `annals verify` checks it offline. Resume with `after_position` and `tree_size` (from the `Annals-Export-Tree-Size` header). Gzip when accepted. Each finished export is recorded in the audit trail (action `audit.log.exported`, stream `audit-audit_log-exports`). Filters: those of `GET /v1/audit`, same names, same checks and problems (`actor`, `action` with `*`, `target_type`, `target_id`, `outcome`, `q` full text, `from`, `to` over `recorded_at`); the `record` lines are exactly the entries paging through that search returns (the audit view's documents of the log's events, filtered with the view's semantics); the trailer states the filters and the verifier applies them again to every line of the tenant.",
     params(ExportParams),
     responses(
         (status = 200, description = "The export", content(
@@ -128,12 +155,13 @@ pub async fn audit(
 ) -> Result<Response, ApiError> {
     principal.require(Action::Read)?;
     let QueryParams(p) = params?;
+    // The search route's checks, in its order and words (`routes::audit::search`).
     if let Some(outcome) = p.outcome.as_deref().filter(|o| !matches!(*o, "success" | "failure")) {
-        return Err(ApiError::InvalidParameter {
-            parameter: "outcome",
-            detail: format!("outcome {outcome:?} is not one of success, failure"),
-        });
+        let detail = format!("outcome must be success or failure, got {outcome:?}");
+        return Err(ApiError::InvalidParameter { parameter: "outcome", detail });
     }
+    within_index("from", p.from)?;
+    within_index("to", p.to)?;
     let selection = Selection {
         event_types: vec![AUDIT_TYPE.into()],
         actor: p.actor,
@@ -141,8 +169,10 @@ pub async fn audit(
         target_type: p.target_type,
         target_id: p.target_id,
         outcome: p.outcome,
+        q: p.q,
         from: p.from,
         to: p.to,
+        ..Selection::default()
     };
     let common = Common {
         format: p.format,
@@ -160,7 +190,7 @@ pub async fn audit(
     operation_id = "export_messages",
     path = "/v1/messages/export",
     tag = "messages",
-    description = "The caller's tenant's message log (every `message.*` event), streamed from the log like `GET /v1/audit/export` (same lines, trailer, resume, gzip, `format=csv`); the message search's filters (status, channel, recipient) are over the view's state, not over single events, and are not offered here.",
+    description = "The caller's tenant's message log, streamed from the log like `GET /v1/audit/export` (same lines, trailer, resume, gzip, `format=csv`). Filters: those of `GET /v1/messages`, same names, same checks and problems (`status`, `recipient`, `channel`, `provider`, `template`, `tag`, `has_errors`, `q`, `from`/`to` over the message's creation); each is over the message's state at the export's head (its `message.*` events up to `tree_size`, folded as the messages view folds them), and every `message.*` event of a selected message is a `record` line: the messages with records are exactly those paging through that search returns once the view has reached the head. Events the view parks are `other` lines. The export starts at position 0 (`from_position` > 0 is a 400): the verifier folds every message again to apply the filters.",
     params(MessagesExportParams),
     responses(
         (status = 200, description = "The export", content(
@@ -182,7 +212,35 @@ pub async fn messages(
 ) -> Result<Response, ApiError> {
     principal.require(Action::Read)?;
     let QueryParams(p) = params?;
-    let selection = Selection { event_types: vec!["message.*".into()], ..Selection::default() };
+    if p.from_position.is_some_and(|from| from > 0) {
+        return Err(ApiError::InvalidParameter {
+            parameter: "from_position",
+            detail:
+                "a message export starts at position 0: the filters select on each message's state, its whole history"
+                    .into(),
+        });
+    }
+    // The search route's checks, in its order and words (`routes::messages::search`).
+    let status = match &p.status {
+        Some(list) => Some(statuses(list)?),
+        None => None,
+    };
+    within_index("from", p.from)?;
+    within_index("to", p.to)?;
+    let selection = Selection {
+        event_types: vec![MESSAGE_TYPES.into()],
+        status,
+        recipient: p.recipient,
+        channel: p.channel,
+        provider: p.provider,
+        template: p.template,
+        tag: p.tag,
+        has_errors: p.has_errors,
+        q: p.q,
+        from: p.from,
+        to: p.to,
+        ..Selection::default()
+    };
     let common = Common {
         format: p.format,
         from_position: p.from_position,
@@ -283,6 +341,25 @@ async fn export(
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     Ok(response)
+}
+
+/// `status=` as `GET /v1/messages` reads it: comma-separated, case-insensitive, at least one.
+fn statuses(list: &str) -> Result<Vec<String>, ApiError> {
+    let mut values = Vec::new();
+    for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let status = MessageStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| ApiError::InvalidParameter {
+            parameter: "status",
+            detail: format!(
+                "unknown status {s:?}; one of {}",
+                MessageStatus::ALL.map(MessageStatus::as_str).join(", ")
+            ),
+        })?;
+        values.push(status.as_str().to_owned());
+    }
+    if values.is_empty() {
+        return Err(ApiError::InvalidParameter { parameter: "status", detail: "status lists no status".into() });
+    }
+    Ok(values)
 }
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {

@@ -3,22 +3,30 @@
 //! chunk when asked, then the trailer; once the trailer is written the export is recorded in the
 //! tenant's audit trail. Constant memory: one page of events and one chunk at a time.
 
+use std::collections::HashMap;
 use std::io::Write as _;
 
-use annals_integrity::SignedTreeHead;
-use annals_store::{Direction, EventData, EventFilter, EventStore, ExpectedRevision, ReadFrom, RecordedEvent};
+use annals_integrity::{Hash, SignedTreeHead};
+use annals_store::{
+    DensePositions, Direction, EventData, EventFilter, EventStore, ExpectedRevision, ReadFrom, ReadStreamOutcome,
+    RecordedEvent,
+};
 use axum::body::{Body, Bytes};
 use base64::Engine as _;
 
 use super::export::AUDIT_TYPE;
-use super::integrity::hex;
 use crate::auth::Tenant;
 use crate::integrity::export_format::{self, data_value, ExportLine, Record, Selection, Trailer};
-use crate::integrity::Integrity;
+use crate::integrity::leaf::{self, leaf_hash};
+use crate::integrity::selection::fold_into;
 use crate::state::AppState;
 
 /// Events read from the log per chunk of the body.
 const PAGE: usize = 512;
+
+/// Message streams whose selection a message export remembers (then forgets them all, and folds
+/// a message again when it meets it again): bounds the export's memory.
+const DECIDED: usize = 4096;
 
 /// Where the body stands: the next position to read, and what is left to write.
 pub(super) struct Cursor {
@@ -33,6 +41,10 @@ pub(super) struct Cursor {
     csv: bool,
     header: Option<String>,
     exported: Exported,
+    /// A message export: per message stream met lately, whether its document at the head is selected.
+    decided: HashMap<String, bool>,
+    /// The tags of the namespaces met lately (an HMAC each: worth keeping across a page).
+    tags: HashMap<String, [u8; 32]>,
 }
 
 /// How the body is written: gzip or not, CSV (and its header row, unless resuming) or NDJSON.
@@ -75,6 +87,8 @@ pub(super) fn body(
         csv,
         header,
         exported,
+        decided: HashMap::new(),
+        tags: HashMap::new(),
     };
     Body::from_stream(futures::stream::unfold(cursor, |mut c| async move {
         let chunk = match next_chunk(&mut c).await {
@@ -98,23 +112,37 @@ async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
     if c.next < c.end {
         let want = usize::try_from(c.end - c.next).unwrap_or(usize::MAX).min(PAGE);
         let store: &dyn EventStore = c.state.store.as_ref();
-        // The export walks the integrity tree's leaves, which are the log's dense positions.
-        let dense = store
-            .capabilities()
-            .dense_positions
-            .ok_or_else(|| std::io::Error::other("the export needs a store with dense positions"))?;
+        let dense = dense_positions(store)?;
         let events = store
             .read_all(ReadFrom::At(dense.position(c.next)), Direction::Forwards, want, &EventFilter::all())
             .await
             .map_err(std::io::Error::other)?;
-        for event in events.iter().take_while(|e| dense.index(e.position) < c.end) {
+        let end = c.end;
+        let in_range = events.iter().take_while(|e| dense.index(e.position) < end).count() as u64;
+        // The tree's own leaf hashes: a line whose bytes no longer make it says so (the log was
+        // changed after the tree took the event in), so that the verifier can name it.
+        let stored = c.state.integrity.leaf_hashes(c.next, in_range).map_err(std::io::Error::other)?;
+        for (event, stored) in events.iter().zip(stored) {
             if dense.index(event.position) != c.next {
                 return Err(std::io::Error::other(format!(
                     "the log has position {} where {} was expected",
                     event.position, c.next
                 )));
             }
-            let line = line(&c.state.integrity, &c.tenant, &c.selection, event);
+            let own = event.stream.as_str().starts_with(&c.tenant.prefix());
+            let selected = match own {
+                false => false,
+                true if c.selection.is_messages() => message_selected(c, event).await?,
+                true => c.selection.selects_audit(event),
+            };
+            let namespace = leaf::namespace(event.stream.as_str());
+            if !c.tags.contains_key(namespace) {
+                if c.tags.len() >= DECIDED {
+                    c.tags.clear();
+                }
+                c.tags.insert(namespace.to_owned(), c.state.integrity.tag(namespace));
+            }
+            let line = line(&c.tags[namespace], &c.tenant, selected, event, &stored);
             c.exported.records += u64::from(matches!(line, ExportLine::Record(_)));
             write_line(&mut out, &line, c.csv);
             c.next += 1;
@@ -141,6 +169,14 @@ async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
     }))
 }
 
+/// The export walks the integrity tree's leaves, which are the log's dense positions.
+fn dense_positions(store: &dyn EventStore) -> Result<DensePositions, std::io::Error> {
+    store
+        .capabilities()
+        .dense_positions
+        .ok_or_else(|| std::io::Error::other("the export needs a store with dense positions"))
+}
+
 fn write_line(out: &mut Vec<u8>, line: &ExportLine, csv: bool) {
     if csv {
         out.extend_from_slice(export_format::csv_row(line).as_bytes());
@@ -150,17 +186,52 @@ fn write_line(out: &mut Vec<u8>, line: &ExportLine, csv: bool) {
     }
 }
 
-/// The line of one log position for `tenant`.
-fn line(integrity: &Integrity, tenant: &Tenant, selection: &Selection, event: &RecordedEvent) -> ExportLine {
-    let (bytes, leaf) = integrity.leaf_of(event);
+/// For a message export: whether `event` is a record, from its stream's document folded from the
+/// stream's events before the export's head (the projector's fold; `selection` module).
+async fn message_selected(c: &mut Cursor, event: &RecordedEvent) -> Result<bool, std::io::Error> {
+    if !event.event_type.starts_with("message.") {
+        return Ok(false);
+    }
+    if let Some(&selected) = c.decided.get(event.stream.as_str()) {
+        return Ok(selected);
+    }
+    const READ: usize = 1_000;
+    let dense = dense_positions(c.state.store.as_ref())?;
+    let (mut doc, mut from) = (None, ReadFrom::Start);
+    loop {
+        let read = c.state.store.read_stream(&event.stream, from, Direction::Forwards, READ).await;
+        let page = match read.map_err(std::io::Error::other)? {
+            ReadStreamOutcome::StreamNotFound => break,
+            ReadStreamOutcome::Events(page) => page,
+        };
+        let before_head: Vec<&RecordedEvent> = page.iter().take_while(|e| dense.index(e.position) < c.end).collect();
+        before_head.iter().for_each(|e| fold_into(&mut doc, e));
+        match page.last() {
+            Some(last) if page.len() == READ && before_head.len() == READ => from = ReadFrom::After(last.revision),
+            _ => break,
+        }
+    }
+    let selected = c.selection.selects_message(event, doc.as_ref());
+    if c.decided.len() >= DECIDED {
+        c.decided.clear();
+    }
+    c.decided.insert(event.stream.as_str().to_owned(), selected);
+    Ok(selected)
+}
+
+/// The line of one log position for `tenant`; `selected`: whether it is a record.
+fn line(tag: &[u8; 32], tenant: &Tenant, selected: bool, event: &RecordedEvent, stored: &Hash) -> ExportLine {
+    let bytes = leaf::event_bytes(event);
+    let leaf = leaf::leaf(tag, &bytes);
     let position = event.position.code();
+    let tree_leaf_hash = (leaf_hash(&leaf) != *stored).then(|| stored.to_hex());
     if !event.stream.as_str().starts_with(&tenant.prefix()) {
-        return ExportLine::Foreign { position, leaf: hex(&leaf) };
+        return ExportLine::Foreign { position, leaf: hex(&leaf), tree_leaf_hash };
     }
     let event_bytes = base64::engine::general_purpose::STANDARD.encode(&bytes);
     let data = data_value(&event.data);
-    if !selection.selects(&event.event_type, &data, event.recorded_at) {
-        return ExportLine::Other { position, event_bytes };
+    if !selected {
+        return ExportLine::Other { position, event_bytes, tree_leaf_hash };
     }
     ExportLine::Record(Record {
         position,
@@ -171,6 +242,7 @@ fn line(integrity: &Integrity, tenant: &Tenant, selection: &Selection, event: &R
         event_type: event.event_type.clone(),
         recorded_at: event.recorded_at,
         data,
+        tree_leaf_hash,
     })
 }
 
@@ -201,4 +273,15 @@ async fn record_export(c: &Cursor) {
     if let Err(error) = appended.await {
         tracing::warn!(%error, tenant = %c.tenant, "cannot record the audit export");
     }
+}
+
+/// Lowercase hex, without a `format!` per byte (a foreign line's 64-byte leaf is on the hot path).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
 }

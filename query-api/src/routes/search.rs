@@ -96,7 +96,7 @@ pub const EARLIEST_TIME: &str = "1677-09-21T00:12:44Z";
 pub const LATEST_TIME: &str = "2262-04-11T23:47:16Z";
 
 /// A `400` naming `parameter` when `time` is outside what the view indexes.
-fn within_index(parameter: &'static str, time: Option<DateTime<Utc>>) -> Result<(), ApiError> {
+pub(crate) fn within_index(parameter: &'static str, time: Option<DateTime<Utc>>) -> Result<(), ApiError> {
     match time {
         Some(t) if !annals_projectors::projection::indexed_times().contains(&t) => Err(ApiError::InvalidParameter {
             parameter,

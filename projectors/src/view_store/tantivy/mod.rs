@@ -17,7 +17,7 @@
 //! [`analyzer`] splits Text fields into words; [`counts`] keeps totals and facets at commit,
 //! and [`topk`] finds a page of many matches without visiting them all.
 
-mod analyzer;
+pub(crate) mod analyzer;
 mod counts;
 mod facets;
 mod lookup;
