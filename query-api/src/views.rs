@@ -94,6 +94,31 @@ impl Views {
     }
 }
 
+impl Views {
+    /// Opens the views under `dir` to read only, beside projector processes that write them
+    /// (an `api` process): each follows its view's switches of generation
+    /// (`annals_projectors::host::follow`: staleness bounded there); the followers stop when
+    /// `shutdown` fires.
+    pub async fn follow(
+        dir: &Path,
+        store: &Arc<dyn EventStore>,
+        shutdown: &CancellationToken,
+    ) -> Result<(Views, Vec<JoinHandle<()>>), Error> {
+        let views = |e: annals_projectors::ViewError| Error::Views(e.to_string());
+        let messages = TantivyHosting::open(&dir.join(MessagesProjection::NAME), MessagesProjection.schema());
+        let audit = TantivyHosting::open(&dir.join(AuditProjection::NAME), AuditProjection.schema());
+        use annals_projectors::host::follow;
+        let (messages, m) =
+            follow(Arc::new(messages.map_err(views)?), &MessagesProjection, Arc::clone(store), shutdown.clone())
+                .await
+                .map_err(views)?;
+        let (audit, a) = follow(Arc::new(audit.map_err(views)?), &AuditProjection, Arc::clone(store), shutdown.clone())
+            .await
+            .map_err(views)?;
+        Ok((Views { messages, audit }, vec![m, a]))
+    }
+}
+
 /// Views opened, projectors not started yet.
 #[derive(Debug)]
 pub struct OpenViews {

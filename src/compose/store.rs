@@ -24,6 +24,13 @@ impl OpenStore {
         }
     }
 
+    /// The leases of a store several processes share (`None`: one process owns it).
+    pub fn leases(&self) -> Option<crate::compose::Leases> {
+        match self {
+            OpenStore::Embedded(_) => None,
+        }
+    }
+
     /// Closes it: every acknowledged append is durable, and the directory is free again.
     pub async fn close(self) -> Result<(), Error> {
         match self {
