@@ -10,6 +10,7 @@ mod errors;
 mod messages;
 mod non_atomic;
 mod order_independence;
+mod overlap;
 mod replay;
 mod runtime;
 mod view_store_tantivy;
