@@ -34,8 +34,22 @@ fn a_backend_missing_from_this_build_stops_startup_by_name() {
     let url = ("ANNALS_STORE__URL", "postgres://annals@127.0.0.1:1/annals");
     let err = refused(&["--listen", "127.0.0.1:0"], &[("ANNALS_STORE__KIND", "postgres"), url]);
     assert!(err.contains("store.kind") && err.contains("postgres") && err.contains("kind = \"embedded\""), "{err}");
-    let err = refused(&["--listen", "127.0.0.1:0", "--role", "api"], &[("ANNALS_STORE__KIND", "postgres"), url]);
+    let views = ("ANNALS_VIEWS__DIR", "/tmp/annals-shared-views");
+    let err = refused(&["--listen", "127.0.0.1:0", "--role", "api"], &[("ANNALS_STORE__KIND", "postgres"), url, views]);
     assert!(err.contains("store.kind") && err.contains("not available in this build"), "{err}");
+}
+
+/// An `api` or `projector` process shares the views with the others: without `[views] dir` it
+/// would read (or write) views in its own data directory that no other process sees, so the
+/// start stops, naming the setting.
+#[test]
+fn api_and_projector_roles_need_the_shared_views_dir() {
+    let pg = [("ANNALS_STORE__KIND", "postgres"), ("ANNALS_STORE__URL", "postgres://annals@127.0.0.1:1/annals")];
+    for role in ["api", "projector"] {
+        let err = refused(&["--listen", "127.0.0.1:0", "--role", role], &pg);
+        assert!(err.contains("views.dir") && err.contains("ANNALS_VIEWS__DIR"), "{err}");
+        assert!(err.contains(&format!("role \"{role}\"")) && err.contains("set [views] dir"), "{err}");
+    }
 }
 
 #[tokio::test]
