@@ -140,10 +140,13 @@ impl Follower {
     async fn swap(&mut self, old: Generation, new: Generation, shutdown: &CancellationToken) {
         let name = self.view.name;
         let started = Instant::now();
+        // What this process last read from the old generation: the floor when the old one is
+        // already gone (the projector removes it only after the new one passed its last commit).
+        let floor = self.seen.get(&old.number).copied().flatten();
         loop {
-            let (old_at, new_at) = (old.reader.checkpoint().await, new.reader.checkpoint().await);
-            match (old_at, new_at) {
-                (Ok(o), Ok(n)) if n.map(|c| c.position) >= o.map(|c| c.position) => break,
+            let old_at = old.reader.checkpoint().await.map(|c| c.map(|c| c.position)).unwrap_or(floor);
+            match new.reader.checkpoint().await {
+                Ok(n) if n.map(|c| c.position) >= old_at => break,
                 _ if started.elapsed() >= CATCH_UP_LIMIT || shutdown.is_cancelled() => {
                     warn!(
                         projection = name,
