@@ -10,7 +10,7 @@
 //! stops answering is noticed within a heartbeat), so two holders may overlap for a moment.
 //! Their writes are versioned by position (the view keeps only newer ones), parked ids are
 //! derived from stream and position, and rebuilds are decided by expected revision on
-//! `$projections`; `tests/tests/distributed.rs` runs two hosts on one view at once.
+//! `$projections`; `projectors/tests/overlap.rs` runs two projectors on one view at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
