@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use lease::{Boxed, Held, Lease, LeaseSource, Leases};
-pub use projector::lease_name;
+pub use projector::{lease_name, start as start_projectors_under_leases, Holding};
 pub use store::OpenStore;
 pub use views::ProjectorHost;
 

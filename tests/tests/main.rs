@@ -21,4 +21,5 @@ mod api_views;
 mod api_views_edges;
 mod browser_live;
 mod crash;
+mod roles;
 mod support;
