@@ -46,11 +46,14 @@ pub struct Progress {
     pub lag_events: u64,
     /// The age of the oldest event the projection reads and has not applied; 0 when none.
     pub lag_seconds: f64,
-    /// Events applied (parked ones included, replayed ones again) since this process started.
+    /// Events applied (parked ones included, replayed ones again) since this process started; in
+    /// an `api` process, which runs no projector, the positions the view's committed checkpoint
+    /// has passed since it started.
     pub applied_events: u64,
     /// Parked events of the serving generation that no replay has applied yet.
     pub parked_events: u64,
-    /// Events applied per second by the serving generation's projector, over the last seconds.
+    /// Events applied per second by the serving generation's projector, over the last seconds (in
+    /// an `api` process: as `applied_events` counts them).
     pub events_per_second: f64,
     /// The rebuild in progress, if any.
     pub rebuild: Option<RebuildProgress>,
