@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use annals_store::postgres::{PostgresConfig, PostgresLease};
 use annals_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
@@ -59,5 +60,40 @@ impl Leases {
 
     pub async fn acquire(&self, name: &str) -> Result<Lease, StoreError> {
         self.0.acquire(name).await
+    }
+}
+
+/// PostgreSQL's leases: a session-level advisory lock per name, each on a connection of its own
+/// (`annals_store::postgres::PostgresLease`), lost the moment that connection ends or stops
+/// answering its heartbeat.
+pub struct PostgresLeases {
+    config: PostgresConfig,
+}
+
+impl PostgresLeases {
+    pub fn new(config: PostgresConfig) -> PostgresLeases {
+        PostgresLeases { config }
+    }
+}
+
+impl std::fmt::Debug for PostgresLeases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration holds the URL, which may hold a password.
+        f.debug_struct("PostgresLeases").finish_non_exhaustive()
+    }
+}
+
+impl LeaseSource for PostgresLeases {
+    fn acquire<'a>(&'a self, name: &'a str) -> Boxed<'a, Result<Lease, StoreError>> {
+        Box::pin(async move {
+            let lease = PostgresLease::acquire(&self.config, name).await?;
+            Ok(Lease::new(lease.lost(), Box::new(lease)))
+        })
+    }
+}
+
+impl Held for PostgresLease {
+    fn release(self: Box<Self>) -> Boxed<'static, ()> {
+        Box::pin(async move { (*self).release().await })
     }
 }

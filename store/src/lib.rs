@@ -9,6 +9,8 @@
 //!   idempotency for every expected revision, …); [`Position`] is opaque outside its backend.
 //! - `conformance` (behind the `testsuite` feature, so release binaries do not carry it) is the
 //!   test suite every backend must pass.
+//! - `postgres::PostgresStore` (feature `postgres`) keeps the same contract in a PostgreSQL
+//!   database that several processes share; see the module doc of `postgres`.
 
 mod capabilities;
 #[cfg(feature = "testsuite")]
@@ -20,6 +22,8 @@ mod ids;
 mod model;
 mod names;
 mod page;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use capabilities::{Capabilities, DensePositions};
 pub use error::StoreError;

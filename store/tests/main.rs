@@ -4,6 +4,7 @@
 
 mod capabilities;
 mod conformance_embedded;
+mod conformance_postgres;
 mod corruption;
 mod full_disk;
 mod index_layout;

@@ -21,5 +21,6 @@ mod api_views;
 mod api_views_edges;
 mod browser_live;
 mod crash;
+mod distributed;
 mod roles;
 mod support;

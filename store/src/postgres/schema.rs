@@ -1,0 +1,86 @@
+//! The database schema as numbered migrations, applied at connect in one transaction under an
+//! advisory lock (two processes starting at once do not both migrate). A database whose
+//! schema is newer than this build knows is refused: an older build must not write events a
+//! newer one would misread, nor "repair" what it does not understand.
+
+use tokio_postgres::Client;
+
+use super::db_error;
+use crate::error::StoreError;
+
+/// Migrations in order; the schema version is the number of migrations applied. Never edit a
+/// published one: add the next.
+const MIGRATIONS: &[&str] = &[
+    // 1: the log, its head row, and the indexes of the append checks and the reads.
+    r#"
+    CREATE TABLE annals_head (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        next_position bigint NOT NULL,
+        last_recorded_at timestamptz NOT NULL,
+        last_group uuid NOT NULL
+    );
+    INSERT INTO annals_head (singleton, next_position, last_recorded_at, last_group)
+        VALUES (true, 0, 'epoch', '00000000-0000-0000-0000-000000000000');
+    CREATE TABLE annals_events (
+        position bigint PRIMARY KEY,
+        stream text COLLATE "C" NOT NULL,
+        revision bigint NOT NULL,
+        namespace text COLLATE "C" NOT NULL,
+        id uuid NOT NULL,
+        event_type text COLLATE "C" NOT NULL,
+        data bytea NOT NULL,
+        metadata bytea NOT NULL,
+        recorded_at timestamptz NOT NULL,
+        CONSTRAINT annals_events_stream_revision UNIQUE (stream, revision),
+        CONSTRAINT annals_events_namespace_id UNIQUE (namespace, id)
+    );
+    CREATE INDEX annals_events_namespace_position ON annals_events (namespace, position);
+    "#,
+];
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Key of the advisory lock held while migrating (any constant; "annals" in ASCII).
+const MIGRATION_LOCK: i64 = 0x616e_6e61_6c73;
+
+/// Brings the database to [`SCHEMA_VERSION`], or refuses one that is newer.
+pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(|e| db_error("migrate", e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(|e| db_error("migrate", e))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS annals_schema (
+            version integer PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .await
+    .map_err(|e| db_error("migrate", e))?;
+    let row = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM annals_schema", &[])
+        .await
+        .map_err(|e| db_error("migrate", e))?;
+    let current: i32 = row.get(0);
+    if current > SCHEMA_VERSION {
+        return Err(newer_schema(current));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i32 + 1;
+        tx.batch_execute(sql).await.map_err(|e| db_error("migrate", e))?;
+        tx.execute("INSERT INTO annals_schema (version) VALUES ($1)", &[&version])
+            .await
+            .map_err(|e| db_error("migrate", e))?;
+        tracing::info!(version, "applied postgresql schema migration");
+    }
+    tx.commit().await.map_err(|e| db_error("migrate", e))
+}
+
+fn newer_schema(found: i32) -> StoreError {
+    StoreError::UnsupportedFormat {
+        file: "postgresql table annals_schema".into(),
+        reason: format!(
+            "the database has schema version {found}, newer than version {SCHEMA_VERSION} that this build of annals \
+             knows; run a newer annals against it (nothing was changed)"
+        ),
+    }
+}

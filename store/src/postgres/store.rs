@@ -1,0 +1,257 @@
+//! `PostgresStore`: the handle callers hold. It migrates the schema at connect, starts the
+//! writer task (group commit) and the `LISTEN` task, validates appends before they reach the
+//! writer, and reads through a pool.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+use super::checks::Append;
+use super::config::PostgresConfig;
+use super::writer::{self, AppendRequest};
+use super::{db_error, pool_error, position_from_db, reader, schema, subscribe, unavailable};
+use crate::capabilities::Capabilities;
+use crate::error::StoreError;
+use crate::event_store::{EventStore, Subscription};
+use crate::model::{
+    AllPage, AppendResult, Direction, EventData, EventFilter, ExpectedRevision, PageLimits, Position, ReadFrom,
+    ReadStreamOutcome, RecordedEvent, Revision, StreamId, SubscribeFrom,
+};
+
+/// How many appends may wait for the writer before callers wait to enqueue (back-pressure).
+const QUEUE_DEPTH: usize = 4096;
+
+/// The PostgreSQL event store. Cheap to clone; all clones share one writer task and one pool.
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    writer_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Ends the LISTEN task and the subscriptions; the writer ends with its channel.
+        self.shared.cancel.cancel();
+    }
+}
+
+/// What the writer, the listener and subscriptions share.
+pub(super) struct Shared {
+    pub config: PostgresConfig,
+    pub pool: Pool,
+    /// Bumped after every commit seen (ours at once, others' through NOTIFY) and after the
+    /// LISTEN connection comes back: subscriptions re-read when it changes.
+    pub wake: watch::Sender<u64>,
+    /// Cancelled by `close` or when the last handle is dropped.
+    pub cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// A pooled connection, or why not (`Closed` once the store is closed).
+    pub async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        if self.cancel.is_cancelled() {
+            return Err(StoreError::Closed);
+        }
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    pub fn wake_all(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+impl PostgresStore {
+    /// Connects, creates or migrates the schema (refusing a newer one), and starts the writer.
+    pub async fn connect(config: PostgresConfig) -> Result<PostgresStore, StoreError> {
+        let pg = config.pg_config()?;
+        let (mut client, connection) = pg.connect(NoTls).await.map_err(|e| db_error("connect", e))?;
+        let driver = tokio::spawn(connection);
+        let migrated = schema::migrate(&mut client).await;
+        drop(client);
+        let _ = driver.await;
+        migrated?;
+        let manager =
+            Manager::from_config(pg.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.connect_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| unavailable("create pool", e))?;
+        let (wake, _) = watch::channel(0u64);
+        let (max_group_bytes, groups_in_flight) = (config.max_group_bytes, config.groups_in_flight);
+        let shared = Arc::new(Shared { config, pool, wake, cancel: CancellationToken::new() });
+        tokio::spawn(subscribe::listen(pg.clone(), Arc::clone(&shared)));
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let task = tokio::spawn(writer::run(pg, rx, max_group_bytes, groups_in_flight, Arc::clone(&shared)));
+        Ok(PostgresStore {
+            inner: Arc::new(Inner { shared, writer: Mutex::new(Some(tx)), writer_task: Mutex::new(Some(task)) }),
+        })
+    }
+
+    /// Stops taking appends, lets the writer finish its group, ends subscriptions and closes the
+    /// pool. Every clone then answers `StoreError::Closed`.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.inner.writer.lock().expect("writer lock").take();
+        let task = self.inner.writer_task.lock().expect("writer lock").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.inner.shared.cancel.cancel();
+        self.inner.shared.pool.close();
+        Ok(())
+    }
+
+    fn check_batch(&self, events: &[EventData]) -> Result<usize, StoreError> {
+        let config = &self.inner.shared.config;
+        if events.is_empty() {
+            return Err(StoreError::EmptyBatch);
+        }
+        let mut bytes = 0;
+        for (index, event) in events.iter().enumerate() {
+            let size = event.payload_len();
+            if size > config.max_event_size {
+                return Err(StoreError::EventTooLarge { index, size, max: config.max_event_size });
+            }
+            if events[..index].iter().any(|e| e.id() == event.id()) {
+                return Err(StoreError::DuplicateIdInBatch { event_id: event.id() });
+            }
+            bytes += size;
+        }
+        if events.len() > config.max_batch_events || bytes > config.max_batch_bytes {
+            return Err(StoreError::BatchTooLarge {
+                count: events.len(),
+                bytes,
+                max_events: config.max_batch_events,
+                max_bytes: config.max_batch_bytes,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    /// Everything the embedded engine promises: positions are given under the one head row, so
+    /// they are dense; ids are held by a unique index (durable, for every expected revision,
+    /// within a namespace across streams).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::everything()
+    }
+
+    async fn distance(&self, after: Option<Position>, through: Position) -> Result<Option<u64>, StoreError> {
+        // Dense positions: the events after `after` up to `through` are the positions between.
+        let first = after.map_or(0, |p| p.code().saturating_add(1));
+        Ok(Some(through.code().saturating_add(1).saturating_sub(first)))
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        PostgresStore::close(self).await
+    }
+
+    async fn append_to_stream(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        let bytes = self.check_batch(&events)?;
+        let (reply, answer) = oneshot::channel();
+        let append = Arc::new(Append { stream: stream.clone(), expected, events, bytes });
+        let request = AppendRequest { append, reply };
+        let tx = self.inner.writer.lock().expect("writer lock").clone().ok_or(StoreError::Closed)?;
+        tx.send(request).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: ReadFrom<Revision>,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<ReadStreamOutcome, StoreError> {
+        self.read_stream_bounded(stream, from, direction, max_count, usize::MAX).await
+    }
+
+    async fn read_stream_bounded(
+        &self,
+        stream: &StreamId,
+        from: ReadFrom<Revision>,
+        direction: Direction,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<ReadStreamOutcome, StoreError> {
+        let client = self.inner.shared.client().await?;
+        reader::read_stream(&client, stream, from, direction, max_count, max_bytes).await
+    }
+
+    async fn read_all(
+        &self,
+        from: ReadFrom<Position>,
+        direction: Direction,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        Ok(self.read_all_page(from, direction, PageLimits::count(max_count), filter).await?.events)
+    }
+
+    async fn read_all_page(
+        &self,
+        from: ReadFrom<Position>,
+        direction: Direction,
+        limits: PageLimits,
+        filter: &EventFilter,
+    ) -> Result<AllPage, StoreError> {
+        let client = self.inner.shared.client().await?;
+        reader::read_all_page(&client, from, direction, limits, filter).await
+    }
+
+    async fn subscribe_to_all(
+        &self,
+        from: SubscribeFrom<Position>,
+        filter: EventFilter,
+    ) -> Result<Subscription, StoreError> {
+        subscribe::to_all(&self.inner.shared, from, filter).await
+    }
+
+    async fn subscribe_to_stream(
+        &self,
+        stream: &StreamId,
+        from: SubscribeFrom<Revision>,
+    ) -> Result<Subscription, StoreError> {
+        subscribe::to_stream(&self.inner.shared, stream.clone(), from).await
+    }
+
+    async fn writable(&self) -> Result<(), StoreError> {
+        self.head().await.map(|_| ())
+    }
+
+    async fn head(&self) -> Result<Option<Position>, StoreError> {
+        let writer_gone = self.inner.writer.lock().expect("writer lock").as_ref().is_none_or(mpsc::Sender::is_closed);
+        if writer_gone {
+            return Err(StoreError::Closed);
+        }
+        let client = self.inner.shared.client().await?;
+        let next = reader::next_position(&client).await?;
+        Ok((next > 0).then(|| position_from_db(next - 1)))
+    }
+}
