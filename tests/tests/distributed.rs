@@ -54,17 +54,19 @@ impl Proc {
             .env("ANNALS_STORE__POOL_SIZE", "4")
             .env("ANNALS_VIEWS__DIR", dir.join("views"))
             .env("ANNALS_ADMIN_KEY", ADMIN_KEY)
-            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawn annals");
+        // Owned at once, so that a start that fails below is killed and reaped on the way out.
+        let mut process = Proc { name: name.to_owned(), child, base: String::new(), log };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let text = process.log();
             if let Some(addr) = text.lines().find_map(|l| l.strip_prefix("annals listening on ")) {
-                return Proc { name: name.to_owned(), child, base: addr.trim().to_owned(), log };
+                process.base = addr.trim().to_owned();
+                return process;
             }
             assert!(Instant::now() < deadline, "{name} did not start within 30 s:\n{text}");
             std::thread::sleep(Duration::from_millis(50));
