@@ -10,7 +10,8 @@
 //!   workers), the same for live projection and rebuilds, and what it needs: what a projection
 //!   is ([`runtime::projection`]), parked events, the control stream, status figures;
 //! - [`host`]: serving a view in this process, with rebuilds into a new generation on request,
-//!   over a [`host::ViewHosting`] (tantivy: a directory per generation and a `CURRENT` file);
+//!   over a [`host::ViewHosting`] (tantivy: a directory per generation and a `CURRENT` file), or
+//!   following read-only a view another process projects ([`host::follow`]: an `api` process);
 //! - [`view_match`]: the view store's filters evaluated on one document in memory (what an export
 //!   selects with, so that its records are exactly what the search returns).
 //!

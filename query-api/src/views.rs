@@ -46,11 +46,14 @@ pub struct Progress {
     pub lag_events: u64,
     /// The age of the oldest event the projection reads and has not applied; 0 when none.
     pub lag_seconds: f64,
-    /// Events applied (parked ones included, replayed ones again) since this process started.
+    /// Events applied (parked ones included, replayed ones again) since this process started; in
+    /// an `api` process, which runs no projector, the positions the view's committed checkpoint
+    /// has passed since it started.
     pub applied_events: u64,
     /// Parked events of the serving generation that no replay has applied yet.
     pub parked_events: u64,
-    /// Events applied per second by the serving generation's projector, over the last seconds.
+    /// Events applied per second by the serving generation's projector, over the last seconds (in
+    /// an `api` process: as `applied_events` counts them).
     pub events_per_second: f64,
     /// The rebuild in progress, if any.
     pub rebuild: Option<RebuildProgress>,
@@ -91,6 +94,31 @@ impl Views {
             messages: OpenView::open(Arc::new(messages.map_err(views)?), MessagesProjection).await.map_err(views)?,
             audit: OpenView::open(Arc::new(audit.map_err(views)?), AuditProjection).await.map_err(views)?,
         })
+    }
+}
+
+impl Views {
+    /// Opens the views under `dir` to read only, beside projector processes that write them
+    /// (an `api` process): each follows its view's switches of generation
+    /// (`annals_projectors::host::follow`: staleness bounded there); the followers stop when
+    /// `shutdown` fires.
+    pub async fn follow(
+        dir: &Path,
+        store: &Arc<dyn EventStore>,
+        shutdown: &CancellationToken,
+    ) -> Result<(Views, Vec<JoinHandle<()>>), Error> {
+        let views = |e: annals_projectors::ViewError| Error::Views(e.to_string());
+        let messages = TantivyHosting::open(&dir.join(MessagesProjection::NAME), MessagesProjection.schema());
+        let audit = TantivyHosting::open(&dir.join(AuditProjection::NAME), AuditProjection.schema());
+        use annals_projectors::host::follow;
+        let (messages, m) =
+            follow(Arc::new(messages.map_err(views)?), &MessagesProjection, Arc::clone(store), shutdown.clone())
+                .await
+                .map_err(views)?;
+        let (audit, a) = follow(Arc::new(audit.map_err(views)?), &AuditProjection, Arc::clone(store), shutdown.clone())
+            .await
+            .map_err(views)?;
+        Ok((Views { messages, audit }, vec![m, a]))
     }
 }
 

@@ -5,12 +5,16 @@
 //! the reverse: the HTTP server finishes its requests, the projectors commit their batch, the
 //! store closes with every acknowledged append on disk.
 //!
-//! Roles: `all` is wired here (HTTP, appends, key ring, views and their projectors in one
-//! process). `api` is `Application::build` over a shared store and view *readers*, no projector
-//! host; `projector` is `views::start_projectors` alone (with `/healthz` and `/metrics`). Both
-//! need a store several processes share and the views' reader/writer split, so they are refused
-//! until those are merged (`Settings::check`, `store::open_postgres`).
+//! Roles: `all` runs HTTP, appends, the key ring, the views and their projectors in one process.
+//! `api` is `Application::build` over a shared store and view *readers* that follow the
+//! projector processes' switches of generation (`views::follow`), no projector and no writer
+//! lock. `projector` runs the projections alone, one owner per view through a lease
+//! (`projector.rs`, `lease.rs`), with `/healthz` and `/metrics` only (`health.rs`). Both need a
+//! store several processes share (`Settings::check` refuses them on the embedded one).
 
+mod health;
+mod lease;
+mod projector;
 mod store;
 mod views;
 
@@ -20,6 +24,8 @@ use annals_query_api::{Application, Deps};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use lease::{Boxed, Held, Lease, LeaseSource, Leases};
+pub use projector::{lease_name, start as start_projectors_under_leases, Holding};
 pub use store::OpenStore;
 pub use views::ProjectorHost;
 
@@ -29,7 +35,7 @@ use crate::Error;
 /// A built, not yet serving, `annals serve`.
 #[derive(Debug)]
 pub struct Server {
-    app: Application,
+    front: Front,
     projectors: ProjectorHost,
     store: OpenStore,
 }
@@ -43,15 +49,56 @@ impl Server {
         let store = store::open(&settings.store).await?;
         match settings.role {
             Role::All => Self::all(settings, store).await,
-            // `check` admits these only with a shared store, which `store::open` refuses in
-            // this build; wired at merge (see the module's doc).
-            role @ (Role::Api | Role::Projector) => {
+            Role::Api => Self::api(settings, store).await,
+            Role::Projector => Self::projector(settings, store).await,
+        }
+    }
+
+    /// The API over view readers: no projector, no view writer.
+    async fn api(settings: Settings, store: OpenStore) -> Result<Server, Error> {
+        let (views, followers) = match views::follow(&settings, &store.events()).await {
+            Ok(followed) => followed,
+            Err(e) => {
                 close_after_failure(store).await;
-                Err(Error::NotBuilt {
-                    setting: "role (ANNALS_ROLE, --role)",
-                    value: role.as_str(),
-                    reason: "it needs the shared store and the views' reader/writer split: use role \"all\"",
-                })
+                return Err(e);
+            }
+        };
+        match Application::build(settings.api(), Deps { store: store.events(), views }).await {
+            Ok(app) => Ok(Server { front: Front::Api(app), projectors: followers, store }),
+            Err(e) => {
+                followers.stop().await;
+                close_after_failure(store).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The projections under leases, and `/healthz` + `/metrics`.
+    async fn projector(settings: Settings, store: OpenStore) -> Result<Server, Error> {
+        let Some(leases) = store.leases() else {
+            close_after_failure(store).await;
+            return Err(Error::NotBuilt {
+                setting: "role (ANNALS_ROLE, --role)",
+                value: "projector",
+                reason:
+                    "this store has no leases to share views among projector processes: use [store] kind = \"postgres\"",
+            });
+        };
+        let health = match health::HealthServer::bind(settings.http.listen, Default::default()).await {
+            Ok(h) => h,
+            Err(e) => {
+                close_after_failure(store).await;
+                return Err(e);
+            }
+        };
+        match projector::start(&settings, store.events(), leases) {
+            Ok((projectors, holding)) => {
+                let health = health.holding(holding);
+                Ok(Server { front: Front::Health(health), projectors, store })
+            }
+            Err(e) => {
+                close_after_failure(store).await;
+                Err(e)
             }
         }
     }
@@ -67,7 +114,7 @@ impl Server {
         };
         let (views, projectors) = views::start_projectors(opened, &store.events(), &settings.projectors);
         match Application::build(settings.api(), Deps { store: store.events(), views }).await {
-            Ok(app) => Ok(Server { app, projectors, store }),
+            Ok(app) => Ok(Server { front: Front::Api(app), projectors, store }),
             Err(e) => {
                 projectors.stop().await;
                 close_after_failure(store).await;
@@ -79,19 +126,25 @@ impl Server {
     /// The operator key made at the first start of a store, to be shown once (see
     /// `Application::bootstrap_key`).
     pub fn bootstrap_key(&self) -> Option<&str> {
-        self.app.bootstrap_key()
+        match &self.front {
+            Front::Api(app) => app.bootstrap_key(),
+            Front::Health(_) => None,
+        }
     }
 
     /// The address it listens on (the real port when the settings said 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.app.local_addr()
+        match &self.front {
+            Front::Api(app) => app.local_addr(),
+            Front::Health(health) => health.local_addr(),
+        }
     }
 
     /// Stops a server that never served: its projectors commit and stop, the store closes (the
     /// data directory is free again when this returns). Dropping a `Server` instead only asks
     /// its projectors to stop, and the store is released when they have.
     pub async fn close(self) -> Result<(), Error> {
-        drop(self.app);
+        drop(self.front);
         self.projectors.stop().await;
         self.store.close().await
     }
@@ -99,13 +152,25 @@ impl Server {
     /// Serves until `shutdown` is cancelled, then lets requests in flight finish, the
     /// projectors commit the batch in hand, and closes the store.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
-        let served = self.app.run_until_stopped(shutdown).await;
+        let served = match self.front {
+            Front::Api(app) => app.run_until_stopped(shutdown).await.map_err(Error::from),
+            Front::Health(health) => health.run_until_stopped(shutdown).await,
+        };
         info!("waiting for the projectors to commit");
         self.projectors.stop().await;
         info!("closing the store");
         self.store.close().await?;
-        Ok(served?)
+        served
     }
+}
+
+/// What a process answers HTTP with.
+#[derive(Debug)]
+enum Front {
+    /// The API (roles `all` and `api`).
+    Api(Application),
+    /// `/healthz` and `/metrics` (role `projector`).
+    Health(health::HealthServer),
 }
 
 /// Closes a store opened by a start that failed afterwards; the start's own error is the one

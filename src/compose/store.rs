@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use annals_store::engine::{EmbeddedStore, EngineConfig};
+use annals_store::postgres::{PostgresConfig, PostgresStore};
 use annals_store::EventStore;
 
 use crate::settings::{StoreKind, StoreSettings};
@@ -14,6 +15,8 @@ use crate::Error;
 #[derive(Debug)]
 pub enum OpenStore {
     Embedded(EmbeddedStore),
+    /// With the configuration its leases connect with (a connection of their own each).
+    Postgres(PostgresStore, PostgresConfig),
 }
 
 impl OpenStore {
@@ -21,6 +24,17 @@ impl OpenStore {
     pub fn events(&self) -> Arc<dyn EventStore> {
         match self {
             OpenStore::Embedded(store) => Arc::new(store.clone()),
+            OpenStore::Postgres(store, _) => Arc::new(store.clone()),
+        }
+    }
+
+    /// The leases of a store several processes share (`None`: one process owns it).
+    pub fn leases(&self) -> Option<crate::compose::Leases> {
+        match self {
+            OpenStore::Embedded(_) => None,
+            OpenStore::Postgres(_, config) => {
+                Some(crate::compose::Leases::new(Arc::new(crate::compose::lease::PostgresLeases::new(config.clone()))))
+            }
         }
     }
 
@@ -28,6 +42,7 @@ impl OpenStore {
     pub async fn close(self) -> Result<(), Error> {
         match self {
             OpenStore::Embedded(store) => Ok(store.close().await?),
+            OpenStore::Postgres(store, _) => Ok(store.close().await?),
         }
     }
 }
@@ -46,14 +61,10 @@ pub async fn open(settings: &StoreSettings) -> Result<OpenStore, Error> {
     }
 }
 
-/// The PostgreSQL arm, wired at merge with the PostgreSQL store:
-/// `annals_store::postgres::PostgresStore::connect(PostgresConfig::new(url).pool_size(pool_size))`
-/// into an `OpenStore::Postgres` variant. Until then a start with `kind = "postgres"` stops
-/// here, saying so.
-async fn open_postgres(_url: &str, _pool_size: usize) -> Result<OpenStore, Error> {
-    Err(Error::NotBuilt {
-        setting: "store.kind (ANNALS_STORE__KIND)",
-        value: "postgres",
-        reason: "this build has no PostgreSQL store yet: use kind = \"embedded\" (the default)",
-    })
+/// The PostgreSQL arm: connects (creating or migrating the schema; a newer schema than this
+/// build knows is refused).
+async fn open_postgres(url: &str, pool_size: usize) -> Result<OpenStore, Error> {
+    let config = PostgresConfig::new(url).pool_size(pool_size);
+    let store = PostgresStore::connect(config.clone()).await?;
+    Ok(OpenStore::Postgres(store, config))
 }

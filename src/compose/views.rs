@@ -36,7 +36,19 @@ pub fn start_projectors(
     (views, ProjectorHost { stop, tasks })
 }
 
-/// The projectors of this process.
+/// Opens the views of `settings` to read only (an `api` process, beside projector processes);
+/// returns the views and the host of their followers.
+pub async fn follow(settings: &Settings, store: &Arc<dyn EventStore>) -> Result<(Views, ProjectorHost), Error> {
+    match settings.views.kind {
+        ViewsKind::Tantivy => {
+            let stop = CancellationToken::new();
+            let (views, tasks) = Views::follow(&settings.views_dir(), store, &stop).await?;
+            Ok((views, ProjectorHost { stop, tasks }))
+        }
+    }
+}
+
+/// The projectors of this process (or, in an `api` process, the followers of its views).
 #[derive(Debug)]
 pub struct ProjectorHost {
     stop: CancellationToken,
@@ -44,6 +56,11 @@ pub struct ProjectorHost {
 }
 
 impl ProjectorHost {
+    /// Tasks that stop, committing what they hold, when `stop` fires.
+    pub fn new(stop: CancellationToken, tasks: Vec<JoinHandle<()>>) -> ProjectorHost {
+        ProjectorHost { stop, tasks }
+    }
+
     /// Stops every projector once it has committed the batch in hand.
     pub async fn stop(mut self) {
         self.stop.cancel();

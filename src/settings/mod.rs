@@ -124,6 +124,17 @@ impl Settings {
                 ),
             );
         }
+        if self.role != Role::All && self.views.dir.is_none() {
+            return refuse(
+                "views.dir (ANNALS_VIEWS__DIR)",
+                format!(
+                    "role \"{}\" shares the views with the other processes of the deployment (projector processes \
+                     write them, api processes read them): set [views] dir to the directory they share; the default, \
+                     views in this process's own data_dir, is read by no other process",
+                    self.role.as_str()
+                ),
+            );
+        }
         match (self.store.kind, &self.store.url) {
             (StoreKind::Postgres, None) => {
                 return refuse(

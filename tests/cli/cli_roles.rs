@@ -1,5 +1,5 @@
-//! `annals serve --role …` and `[store] kind`: a combination that no process can run, or a backend
-//! this build does not have, stops startup with a message naming the setting and what to use
+//! `annals serve --role …` and `[store] kind`: a combination that no process can run, or a store
+//! that cannot be reached, stops startup with a message naming the setting and what to use
 //! instead, before anything is opened; `--role all` is the default and serves as before.
 
 use crate::cli_serve::refused;
@@ -27,15 +27,31 @@ fn a_postgres_store_needs_a_url_and_says_so() {
     assert!(err.contains("store.url") && err.contains("remove the url"), "{err}");
 }
 
-/// Until the PostgreSQL store is merged into this build, `kind = "postgres"` is refused by name
-/// rather than started on something else.
+/// `kind = "postgres"` is in this build: a start whose database cannot be reached stops with
+/// the store's reason (every role alike), rather than serving without a log.
 #[test]
-fn a_backend_missing_from_this_build_stops_startup_by_name() {
+fn a_postgres_store_that_cannot_be_reached_stops_startup() {
     let url = ("ANNALS_STORE__URL", "postgres://annals@127.0.0.1:1/annals");
-    let err = refused(&["--listen", "127.0.0.1:0"], &[("ANNALS_STORE__KIND", "postgres"), url]);
-    assert!(err.contains("store.kind") && err.contains("postgres") && err.contains("kind = \"embedded\""), "{err}");
-    let err = refused(&["--listen", "127.0.0.1:0", "--role", "api"], &[("ANNALS_STORE__KIND", "postgres"), url]);
-    assert!(err.contains("store.kind") && err.contains("not available in this build"), "{err}");
+    let views = ("ANNALS_VIEWS__DIR", "/tmp/annals-shared-views");
+    for role in ["all", "api", "projector"] {
+        let err =
+            refused(&["--listen", "127.0.0.1:0", "--role", role], &[("ANNALS_STORE__KIND", "postgres"), url, views]);
+        assert!(err.contains("postgres") && err.contains("unavailable"), "{role}: {err}");
+        assert!(!err.contains("not available in this build"), "{role}: {err}");
+    }
+}
+
+/// An `api` or `projector` process shares the views with the others: without `[views] dir` it
+/// would read (or write) views in its own data directory that no other process sees, so the
+/// start stops, naming the setting.
+#[test]
+fn api_and_projector_roles_need_the_shared_views_dir() {
+    let pg = [("ANNALS_STORE__KIND", "postgres"), ("ANNALS_STORE__URL", "postgres://annals@127.0.0.1:1/annals")];
+    for role in ["api", "projector"] {
+        let err = refused(&["--listen", "127.0.0.1:0", "--role", role], &pg);
+        assert!(err.contains("views.dir") && err.contains("ANNALS_VIEWS__DIR"), "{err}");
+        assert!(err.contains(&format!("role \"{role}\"")) && err.contains("set [views] dir"), "{err}");
+    }
 }
 
 #[tokio::test]

@@ -197,7 +197,13 @@ fn combinations_no_process_can_run_are_refused_with_what_to_use_instead() {
     let err = error(None, &[("ANNALS_STORE__POOL_SIZE", "4")]);
     assert!(err.contains("store.pool_size") && err.contains("kind = \"postgres\""), "{err}");
     let url = ("ANNALS_STORE__URL", "postgres://annals@localhost/annals");
-    let s =
-        Settings::load(None, env(&[("ANNALS_STORE__KIND", "postgres"), url, ("ANNALS_ROLE", "api")]), Flags::default());
-    assert!(s.is_ok(), "api processes on a shared store are a valid combination: {s:?}");
+    let err = error(None, &[("ANNALS_STORE__KIND", "postgres"), url, ("ANNALS_ROLE", "api")]);
+    assert!(err.contains("views.dir") && err.contains("ANNALS_VIEWS__DIR"), "the views the processes share: {err}");
+    let views = ("ANNALS_VIEWS__DIR", "/srv/annals/views");
+    let s = Settings::load(
+        None,
+        env(&[("ANNALS_STORE__KIND", "postgres"), url, ("ANNALS_ROLE", "api"), views]),
+        Flags::default(),
+    );
+    assert!(s.is_ok(), "api processes on a shared store and views are a valid combination: {s:?}");
 }

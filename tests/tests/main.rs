@@ -23,4 +23,6 @@ mod api_views;
 mod api_views_edges;
 mod browser_live;
 mod crash;
+mod distributed;
+mod roles;
 mod support;

@@ -31,6 +31,10 @@ pub trait ViewHosting: Send + Sync + std::fmt::Debug {
     /// writer's commits.
     async fn open_reader(&self, generation: u64) -> Result<Arc<dyn ViewReader>, ViewError>;
 
+    /// Whether generation `generation` has been made (by [`open`](ViewHosting::open)): a reader
+    /// in another process opens a rebuild's generation only once its projector has.
+    async fn exists(&self, generation: u64) -> Result<bool, ViewError>;
+
     /// Makes `generation` the serving one, durably and at once: after a crash, `current` names
     /// either the old generation or the new one, and a reader that opens the view afterwards
     /// reads the one named.

@@ -38,8 +38,10 @@ use crate::runtime::unapplied::UnappliedScan;
 use crate::runtime::{Projector, ProjectorConfig};
 use crate::view_store::{Checkpoint, ViewHalves, ViewReader};
 
+pub use follow::follow;
 pub use hosting::ViewHosting;
 
+pub mod follow;
 mod hosting;
 pub mod tantivy;
 
@@ -158,11 +160,31 @@ impl<P: Projection + Clone> OpenView<P> {
 /// How often the host reads the control stream and checks a rebuild's progress.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// A projector running on one generation.
+/// A projector running on one generation. Dropping it aborts the projector (what a holder that
+/// lost its lease does: `abort` on the host's task drops the host, and with it this), so
+/// nothing more is applied; a shutdown instead cancels `stop` and awaits the task, which
+/// commits the batch in hand.
 struct Running {
     generation: Generation,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    task: AbortOnDrop,
+}
+
+/// A task aborted when its handle is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::future::Future for AbortOnDrop {
+    type Output = Result<(), tokio::task::JoinError>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
 }
 
 impl Running {
@@ -180,7 +202,7 @@ impl Running {
         let stream = parked::parked_stream(status.name, number).expect("view names make valid stream names");
         let parked = Arc::new(tokio::sync::Mutex::new(ParkedLog::new(stream)));
         let stop = shutdown.child_token();
-        let task = tokio::spawn(projector.run(stop.clone()));
+        let task = AbortOnDrop(tokio::spawn(projector.run(stop.clone())));
         Running { generation: Generation { number, reader: halves.reader, status, parked }, stop, task }
     }
 }
@@ -256,6 +278,11 @@ impl<P: Projection + Clone> Host<P> {
                 self.rebuild = Some(running);
                 Ok(())
             }
+            Err(e) if writer_busy(&e) => {
+                // Another process still holds the generation's writer (a projector that lost
+                // its lease and is stopping): the next tick tries again.
+                Err(format!("generation {generation}'s writer is still held elsewhere: {e}"))
+            }
             Err(e) => {
                 error!(projection = name, generation, error = %e, "rebuild cannot start");
                 self.swept = false;
@@ -299,6 +326,12 @@ impl<P: Projection + Clone> Host<P> {
         self.hosting.remove_others(&[number]).await.map_err(|e| e.to_string())?;
         Ok(())
     }
+}
+
+/// Whether opening a generation failed only because another holder still has its writer (a
+/// lock the backend releases when that holder stops or dies): worth retrying, not a failure.
+pub fn writer_busy(e: &ViewError) -> bool {
+    matches!(e, ViewError::Backend { op: "open writer", reason, .. } if reason.contains("LockBusy"))
 }
 
 /// Whether `new` may replace `serving`: it has reached the head once, and has applied at least

@@ -96,6 +96,11 @@ impl ViewHosting for TantivyHosting {
         Ok(Arc::new(reader))
     }
 
+    async fn exists(&self, generation: u64) -> Result<bool, ViewError> {
+        // An index exists once its first `meta.json` is written (tantivy writes it atomically).
+        self.blocking("look for generation", move |g| g.path(generation).join("meta.json").try_exists()).await
+    }
+
     async fn switch(&self, generation: u64) -> Result<(), ViewError> {
         self.blocking("write CURRENT", move |g| g.set_current(generation)).await
     }
@@ -229,6 +234,24 @@ mod tests {
         assert_eq!(removed, [dir.path().join("gen-1").display().to_string()]);
         let reader = reopened.open_reader(2).await.unwrap();
         assert_eq!(reader.checkpoint().await.unwrap(), Some(checkpoint));
+    }
+
+    /// One writer per generation: a second `open` (another projector process after a takeover,
+    /// while the first still stops) is refused as busy, which the host retries; a reader
+    /// beside it is not refused, and `exists` sees the generation once it is made.
+    #[tokio::test]
+    async fn a_second_writer_is_busy_and_a_reader_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = crate::runtime::projection::MessagesProjection.schema();
+        let hosting = TantivyHosting::open(dir.path(), schema).unwrap();
+        assert!(!hosting.exists(1).await.unwrap());
+        let first = hosting.open(1).await.unwrap();
+        assert!(hosting.exists(1).await.unwrap());
+        let second = hosting.open(1).await.expect_err("the writer is held");
+        assert!(super::super::writer_busy(&second), "{second}");
+        hosting.open_reader(1).await.unwrap();
+        drop(first);
+        hosting.open(1).await.expect("free again once the first writer is dropped");
     }
 
     #[test]

@@ -80,7 +80,9 @@ pub struct RebuildAccepted {
 /// beside the serving one, which keeps answering queries until the new one has caught up.
 ///
 /// The request is an event on the system stream `$projections`; the process running the
-/// projector picks it up (this one, in embedded mode).
+/// projector picks it up (this one with `role = "all"`; with `api` and `projector` processes,
+/// the projector process that holds the view's lease), and every API process serves the new
+/// generation once it has caught up.
 #[utoipa::path(
     post,
     operation_id = "rebuild_projection",
