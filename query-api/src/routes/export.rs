@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::export_body;
+use super::export_body::{self, AUDIT_TYPE};
 use super::integrity::{hex, tree_error};
 use super::params::QueryParams;
 use super::search::within_index;
@@ -25,9 +25,6 @@ use crate::integrity::export_format::{self, Selection, Trailer, EXPORT_FORMAT};
 use crate::integrity::selection::MESSAGE_TYPES;
 use crate::state::AppState;
 use annals_projectors::MessageStatus;
-
-/// The event type an audit export holds as records.
-pub(super) const AUDIT_TYPE: &str = "audit.recorded";
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

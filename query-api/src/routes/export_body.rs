@@ -14,12 +14,14 @@ use annals_store::{
 use axum::body::{Body, Bytes};
 use base64::Engine as _;
 
-use super::export::AUDIT_TYPE;
 use crate::auth::Tenant;
 use crate::integrity::export_format::{self, data_value, ExportLine, Record, Selection, Trailer};
 use crate::integrity::leaf::{self, leaf_hash};
 use crate::integrity::selection::fold_into;
 use crate::state::AppState;
+
+/// The event type an audit export holds as records.
+pub(super) const AUDIT_TYPE: &str = "audit.recorded";
 
 /// Events read from the log per chunk of the body.
 const PAGE: usize = 512;

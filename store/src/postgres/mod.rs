@@ -94,6 +94,7 @@ mod config;
 mod lease;
 mod reader;
 mod schema;
+mod shared;
 mod store;
 mod subscribe;
 #[cfg(feature = "testsuite")]

@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::checks::Append;
 use super::config::PostgresConfig;
+use super::shared::Shared;
 use super::writer::{self, AppendRequest};
-use super::{db_error, pool_error, position_from_db, reader, schema, subscribe, unavailable};
+use super::{db_error, position_from_db, reader, schema, subscribe, unavailable};
 use crate::capabilities::Capabilities;
 use crate::error::StoreError;
 use crate::event_store::{EventStore, Subscription};
@@ -43,37 +44,6 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Ends the LISTEN task and the subscriptions; the writer ends with its channel.
         self.shared.cancel.cancel();
-    }
-}
-
-/// What the writer, the listener and subscriptions share.
-pub(super) struct Shared {
-    pub config: PostgresConfig,
-    pub pool: Pool,
-    /// Bumped after every commit seen (ours at once, others' through NOTIFY) and after the
-    /// LISTEN connection comes back: subscriptions re-read when it changes.
-    pub wake: watch::Sender<u64>,
-    /// Cancelled by `close` or when the last handle is dropped.
-    pub cancel: CancellationToken,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("config", &self.config).finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    /// A pooled connection, or why not (`Closed` once the store is closed).
-    pub async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        if self.cancel.is_cancelled() {
-            return Err(StoreError::Closed);
-        }
-        self.pool.get().await.map_err(pool_error)
-    }
-
-    pub fn wake_all(&self) {
-        self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 

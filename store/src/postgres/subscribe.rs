@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tracing::warn;
 
-use super::store::Shared;
+use super::shared::Shared;
 use super::{is_unavailable, position_from_db, position_to_db, reader};
 use crate::error::StoreError;
 use crate::event_store::{Batch, Pace, Subscription, SubscriptionMessage};

@@ -15,7 +15,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::checks::{decide, Append, Stored, View};
-use super::store::Shared;
+use super::shared::Shared;
 use super::write::{added_by, stored_id, write_group, WRITE};
 use super::{db_error, is_unavailable, unavailable};
 use crate::error::StoreError;
