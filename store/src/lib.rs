@@ -12,6 +12,7 @@
 //! - `postgres::PostgresStore` (feature `postgres`) keeps the same contract in a PostgreSQL
 //!   database that several processes share; see the module doc of `postgres`.
 
+mod batch_check;
 mod capabilities;
 #[cfg(feature = "testsuite")]
 pub mod conformance;

@@ -20,6 +20,7 @@ use super::shared::{Head, Shared};
 use super::space::Space;
 use super::subscribe;
 use super::writer::{AppendRequest, Writer, WriterState};
+use crate::batch_check::{check_batch, BatchLimits};
 use crate::capabilities::Capabilities;
 use crate::error::StoreError;
 use crate::event_store::{EventStore, Subscription};
@@ -198,29 +199,12 @@ impl EmbeddedStore {
 
     fn check_batch(&self, events: &[EventData]) -> Result<usize, StoreError> {
         let config = &self.shared.config;
-        if events.is_empty() {
-            return Err(StoreError::EmptyBatch);
-        }
-        let mut bytes = 0;
-        for (index, event) in events.iter().enumerate() {
-            let size = event.payload_len();
-            if size > config.max_event_size {
-                return Err(StoreError::EventTooLarge { index, size, max: config.max_event_size });
-            }
-            if events[..index].iter().any(|e| e.id() == event.id()) {
-                return Err(StoreError::DuplicateIdInBatch { event_id: event.id() });
-            }
-            bytes += size;
-        }
-        if events.len() > config.max_batch_events || bytes > config.max_batch_bytes {
-            return Err(StoreError::BatchTooLarge {
-                count: events.len(),
-                bytes,
-                max_events: config.max_batch_events,
-                max_bytes: config.max_batch_bytes,
-            });
-        }
-        Ok(bytes)
+        let limits = BatchLimits {
+            max_event_size: config.max_event_size,
+            max_batch_events: config.max_batch_events,
+            max_batch_bytes: config.max_batch_bytes,
+        };
+        check_batch(events, limits)
     }
 
     async fn blocking<T: Send + 'static>(
