@@ -8,9 +8,10 @@
 //! acknowledged append survives `kill -9` of an API process and a PostgreSQL restart under load,
 //! exactly once.
 //!
-//! The binary is the `annals` that cargo builds for the workspace (`target/debug/annals`, next
-//! to this test binary's `deps/`), or `ANNALS_BIN`: `cargo test --workspace` builds it; alone,
-//! run `cargo build -p annals` first.
+//! The binary is `ANNALS_BIN`, which the test command (`scripts/test.sh`) points at the release
+//! build, the one operators run; without it, the `annals` that cargo builds for the workspace
+//! (`target/debug/annals`, next to this test binary's `deps/`: `cargo test --workspace` builds
+//! it; alone, run `cargo build -p annals` first).
 
 use crate::support::{self, ADMIN_KEY};
 
