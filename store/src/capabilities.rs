@@ -74,4 +74,11 @@ impl DensePositions {
     pub fn position(self, index: u64) -> Position {
         Position(index)
     }
+
+    /// The events after `after` (`None`: from the first) up to `through` (included): with dense
+    /// positions, the positions between. What a dense backend answers to `EventStore::distance`.
+    pub(crate) fn distance(self, after: Option<Position>, through: Position) -> u64 {
+        let first = after.map_or(0, |p| p.0.saturating_add(1));
+        through.0.saturating_add(1).saturating_sub(first)
+    }
 }

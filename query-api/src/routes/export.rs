@@ -15,8 +15,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::audit::check_outcome;
 use super::export_body::{self, AUDIT_TYPE};
 use super::integrity::{hex, tree_error};
+use super::messages::statuses;
 use super::params::QueryParams;
 use super::search::within_index;
 use crate::auth::{Action, Principal};
@@ -24,7 +26,6 @@ use crate::error::ApiError;
 use crate::integrity::export_format::{self, Selection, Trailer, EXPORT_FORMAT};
 use crate::integrity::selection::MESSAGE_TYPES;
 use crate::state::AppState;
-use annals_projectors::MessageStatus;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -153,10 +154,7 @@ pub async fn audit(
     principal.require(Action::Read)?;
     let QueryParams(p) = params?;
     // The search route's checks, in its order and words (`routes::audit::search`).
-    if let Some(outcome) = p.outcome.as_deref().filter(|o| !matches!(*o, "success" | "failure")) {
-        let detail = format!("outcome must be success or failure, got {outcome:?}");
-        return Err(ApiError::InvalidParameter { parameter: "outcome", detail });
-    }
+    check_outcome(p.outcome.as_deref())?;
     within_index("from", p.from)?;
     within_index("to", p.to)?;
     let selection = Selection {
@@ -338,25 +336,6 @@ async fn export(
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     Ok(response)
-}
-
-/// `status=` as `GET /v1/messages` reads it: comma-separated, case-insensitive, at least one.
-fn statuses(list: &str) -> Result<Vec<String>, ApiError> {
-    let mut values = Vec::new();
-    for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let status = MessageStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| ApiError::InvalidParameter {
-            parameter: "status",
-            detail: format!(
-                "unknown status {s:?}; one of {}",
-                MessageStatus::ALL.map(MessageStatus::as_str).join(", ")
-            ),
-        })?;
-        values.push(status.as_str().to_owned());
-    }
-    if values.is_empty() {
-        return Err(ApiError::InvalidParameter { parameter: "status", detail: "status lists no status".into() });
-    }
-    Ok(values)
 }
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {

@@ -95,21 +95,7 @@ pub async fn search(
     search::wait_for(&state, &state.views.messages, p.min_position).await?;
     let mut filters = Vec::new();
     if let Some(list) = &p.status {
-        let mut values = Vec::new();
-        for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let status = MessageStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| ApiError::InvalidParameter {
-                parameter: "status",
-                detail: format!(
-                    "unknown status {s:?}; one of {}",
-                    MessageStatus::ALL.map(MessageStatus::as_str).join(", ")
-                ),
-            })?;
-            values.push(status.as_str().to_owned());
-        }
-        if values.is_empty() {
-            return Err(ApiError::InvalidParameter { parameter: "status", detail: "status lists no status".into() });
-        }
-        filters.push(Filter::Term { field: "status", values });
+        filters.push(Filter::Term { field: "status", values: statuses(list)? });
     }
     for (field, value) in [
         ("recipient", &p.recipient),
@@ -287,4 +273,24 @@ async fn read_until(
             return Ok(events);
         }
     }
+}
+
+/// `status=` as the message search (and its export) reads it: comma-separated, case-insensitive,
+/// at least one known status.
+pub(crate) fn statuses(list: &str) -> Result<Vec<String>, ApiError> {
+    let mut values = Vec::new();
+    for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let status = MessageStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| ApiError::InvalidParameter {
+            parameter: "status",
+            detail: format!(
+                "unknown status {s:?}; one of {}",
+                MessageStatus::ALL.map(MessageStatus::as_str).join(", ")
+            ),
+        })?;
+        values.push(status.as_str().to_owned());
+    }
+    if values.is_empty() {
+        return Err(ApiError::InvalidParameter { parameter: "status", detail: "status lists no status".into() });
+    }
+    Ok(values)
 }

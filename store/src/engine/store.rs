@@ -326,9 +326,7 @@ impl EventStore for EmbeddedStore {
     }
 
     async fn distance(&self, after: Option<Position>, through: Position) -> Result<Option<u64>, StoreError> {
-        // Dense positions: the events after `after` up to `through` are the positions between.
-        let first = after.map_or(0, |p| p.0.saturating_add(1));
-        Ok(Some(through.0.saturating_add(1).saturating_sub(first)))
+        Ok(Some(crate::capabilities::DENSE.distance(after, through)))
     }
 
     async fn close(&self) -> Result<(), StoreError> {
