@@ -12,6 +12,8 @@
 //! - [`host`]: serving a view in this process, with rebuilds into a new generation on request,
 //!   over a [`host::ViewHosting`] (tantivy: a directory per generation and a `CURRENT` file), or
 //!   following read-only a view another process projects ([`host::follow`]: an `api` process);
+//! - [`invalidation`]: what a cache invalidation is, and the sink and feed traits its backends
+//!   (in-process, Redis) implement;
 //! - [`view_match`]: the view store's filters evaluated on one document in memory (what an export
 //!   selects with, so that its records are exactly what the search returns).
 //!
@@ -22,6 +24,7 @@
 pub mod background;
 pub mod error;
 pub mod host;
+pub mod invalidation;
 pub mod runtime;
 pub mod view_match;
 pub mod view_store;
