@@ -10,7 +10,9 @@
 //!   over at least 2 M events as the peer reads.
 //!
 //! `cargo bench -p annals-store --bench postgres` prints a markdown table. Environment:
-//! `BENCH_SINGLE_SECS` (20), `BENCH_BATCH_SECS` (20), `BENCH_READ_EVENTS` (2,000,000).
+//! `BENCH_SINGLE_SECS` (20), `BENCH_BATCH_SECS` (20), `BENCH_READ_EVENTS` (2,000,000),
+//! `BENCH_GROUPS_IN_FLIGHT` (3), `BENCH_PARALLEL_INSERT_MIN_EVENTS` (the default; a huge value
+//! writes every group locking the head first, as schema 1 did, to compare the two paths).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,7 +39,13 @@ fn main() -> anyhow::Result<()> {
         let url = cluster.create_database().await;
         let database = url.rsplit("dbname=").next().unwrap_or_default().to_owned();
         let in_flight = env_u64("BENCH_GROUPS_IN_FLIGHT", 3) as usize;
-        let store = PostgresStore::connect(PostgresConfig::new(url).pool_size(8).groups_in_flight(in_flight)).await?;
+        let defaults = PostgresConfig::new(String::new());
+        let parallel_min = env_u64("BENCH_PARALLEL_INSERT_MIN_EVENTS", defaults.parallel_insert_min_events as u64);
+        let config = PostgresConfig::new(url)
+            .pool_size(8)
+            .groups_in_flight(in_flight)
+            .parallel_insert_min_events(parallel_min as usize);
+        let store = PostgresStore::connect(config).await?;
         println!("event: {} bytes of JSON data, type `message.sent`", sample_event(0, 0).data().len());
         println!();
         println!("| measure | result |");

@@ -40,3 +40,22 @@ mod load;
 
 #[path = "conformance_postgres/lease.rs"]
 mod lease;
+
+/// The same suite with every group inserting before it locks the head (`write.rs`,
+/// `INSERT_THEN_LOCK`; by default only groups of 128 events or more do), so both write paths
+/// keep the whole contract, and the load cases below run on both too.
+mod insert_then_lock {
+    use super::*;
+
+    pub(crate) fn config(url: String) -> PostgresConfig {
+        super::config(url).parallel_insert_min_events(1)
+    }
+
+    async fn fresh_store() -> (PostgresStore, ()) {
+        let url = PgCluster::shared().create_database().await;
+        let store = PostgresStore::connect(config(url)).await.expect("connect to a fresh database");
+        (store, ())
+    }
+
+    annals_store::event_store_test_suite!(fresh_store, limits = limits());
+}

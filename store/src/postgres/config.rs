@@ -28,6 +28,11 @@ pub struct PostgresConfig {
     /// is looked up and decided while the previous one commits. More overlap hides round trips;
     /// fewer makes bigger groups (more appends per commit).
     pub groups_in_flight: usize,
+    /// Groups of at least this many events insert their rows before they lock the head row,
+    /// so that the groups in flight insert in parallel (`write.rs`, `INSERT_THEN_LOCK`); smaller
+    /// groups lock first, which costs the server less per group. Single-event appends from many
+    /// clients make groups of up to one event per client, under the default.
+    pub parallel_insert_min_events: usize,
     /// How long connecting, or waiting for a pooled connection, may take before the call fails
     /// as unavailable.
     pub connect_timeout: Duration,
@@ -44,6 +49,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("max_batch_bytes", &self.max_batch_bytes)
             .field("max_group_bytes", &self.max_group_bytes)
             .field("groups_in_flight", &self.groups_in_flight)
+            .field("parallel_insert_min_events", &self.parallel_insert_min_events)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
@@ -60,6 +66,7 @@ impl PostgresConfig {
             max_batch_bytes: 32 * 1024 * 1024,
             max_group_bytes: 8 * 1024 * 1024,
             groups_in_flight: 3,
+            parallel_insert_min_events: 128,
             connect_timeout: Duration::from_secs(5),
         }
     }
@@ -91,6 +98,11 @@ impl PostgresConfig {
 
     pub fn groups_in_flight(mut self, groups: usize) -> Self {
         self.groups_in_flight = groups.max(1);
+        self
+    }
+
+    pub fn parallel_insert_min_events(mut self, events: usize) -> Self {
+        self.parallel_insert_min_events = events.max(1);
         self
     }
 

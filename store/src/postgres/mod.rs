@@ -1,7 +1,7 @@
 //! The PostgreSQL event store: the same [`EventStore`](crate::EventStore) contract as the
 //! embedded engine, kept by a PostgreSQL database that several annals processes share.
 //!
-//! # Schema (`schema.rs`, version 1; created and migrated at connect)
+//! # Schema (`schema.rs`, version 2; created and migrated at connect)
 //!
 //! ```text
 //! annals_schema  (version int, applied_at)          one row per applied migration
@@ -14,6 +14,7 @@
 //!                UNIQUE (stream, revision)   stream reads, and the stream's current revision
 //!                UNIQUE (namespace, id)      durable idempotency, ids scoped by namespace
 //!                INDEX  (namespace, position) `$all` reads filtered to one namespace (a tenant)
+//! annals_append(…)  (version 2) the write of a large group: insert, then move the head
 //! ```
 //!
 //! Text columns use the `C` collation (bytes, like the engine's comparisons). `data` and
@@ -31,11 +32,15 @@
 //! 2. decides each append in Rust with the engine's rules (expected revision, idempotent retry
 //!    or conflict) against that, plus the groups of this process still in flight, plus the
 //!    appends accepted before it in the group: a failed check fails only its own append;
-//! 3. writes the accepted events with ONE statement (one transaction, autocommit): `UPDATE
-//!    annals_head … WHERE next_position = <assumed> AND last_group = <assumed token>` moves the
-//!    head past the group (with `recorded_at = max(now, last)` and the group's new token), and
-//!    `INSERT … SELECT FROM <that update>, unnest(…)` writes the events only if the update
-//!    did, and a `pg_notify` goes out on commit;
+//! 3. writes the accepted events with ONE statement (one transaction, autocommit) that inserts
+//!    them and moves the head row past the group — `UPDATE annals_head … WHERE next_position =
+//!    <assumed> AND last_group = <assumed token>`, with `recorded_at = max(now, last)` and the
+//!    group's new token — so that the events are written only if the head was where the
+//!    group assumed; a `pg_notify` goes out on commit. A small group locks the head first and
+//!    inserts under the lock (`INSERT … SELECT FROM <that update>, unnest(…)`); a group of
+//!    `parallel_insert_min_events` or more inserts first and moves the head after
+//!    (`annals_append`), so that the groups in flight insert in parallel (`write.rs` says how
+//!    it waits for the group before it, and why it never waits on the head row);
 //! 4. answers the group's appenders after that statement returned (committed). If the head was
 //!    not where the group assumed — another process wrote first, or a group before it in this
 //!    process failed — nothing was written, and the group (with every group after it, which
@@ -47,8 +52,8 @@
 //! again with its ids looked up. Retries are rare; looking up every id of every batch is not.
 //!
 //! Up to three groups are in flight, each on a connection of its own: the next group is looked
-//! up and decided while the previous one commits, and its statement waits on the server for
-//! the head row. So the lock every append of every process takes is held for one statement
+//! up and decided (and, if large, inserted) while the previous one commits, and its statement
+//! waits on the server for it. So the lock every append of every process takes is held for one statement
 //! and its commit (`fsync`), never while a client process is scheduled, thinks, or talks.
 //!
 //! Why the head row instead of a sequence: a sequence hands out values at `INSERT` time, and

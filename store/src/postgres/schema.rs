@@ -36,6 +36,54 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX annals_events_namespace_position ON annals_events (namespace, position);
     "#,
+    // 2: the append of a large group as one function (`write.rs`, `INSERT_THEN_LOCK`): the rows
+    // are inserted before the head row is locked, so the groups in flight insert in parallel.
+    r#"
+    CREATE FUNCTION annals_append(
+        _positions bigint[], _streams text[], _revisions bigint[], _namespaces text[], _ids uuid[],
+        _types text[], _data bytea[], _metadata bytea[],
+        _from bigint, _from_group uuid, _from_key integer, _end bigint, _group uuid, _key integer
+    ) RETURNS void LANGUAGE plpgsql AS $$
+    DECLARE
+        _at timestamptz := clock_timestamp();
+        _head bigint;
+        _last timestamptz;
+    BEGIN
+        -- Held until this transaction ends: the next group of this process waits on it.
+        PERFORM pg_advisory_xact_lock(1634627169, _key);
+        INSERT INTO annals_events (position, stream, revision, namespace, id, event_type, data, metadata, recorded_at)
+            SELECT u.p, u.s, u.r, u.n, u.i, u.t, u.d, u.m, _at
+            FROM unnest(_positions, _streams, _revisions, _namespaces, _ids, _types, _data, _metadata)
+                AS u(p, s, r, n, i, t, d, m);
+        -- The group before this one, if this process is still writing it: wait for its end.
+        PERFORM pg_advisory_xact_lock_shared(1634627169, _from_key);
+        -- Its statement may not have taken that lock yet (it went out first, but on another
+        -- connection): while the committed head is short of where this group assumed it, wait
+        -- and look again (bounded: a group that failed leaves it short forever).
+        FOR _attempt IN 1..40 LOOP
+            SELECT next_position INTO _head FROM annals_head;
+            EXIT WHEN _head >= _from;
+            PERFORM pg_sleep(0.0005);
+        END LOOP;
+        -- NOWAIT: a head that is where this group assumed and locked is held by a group of
+        -- another process that assumed the same and will win; waiting for it could deadlock
+        -- (it may wait for this group's rows). Both that and a head elsewhere are stale.
+        PERFORM 1 FROM annals_head WHERE next_position = _from AND last_group = _from_group FOR UPDATE NOWAIT;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'annals: the head is not at position % of group %', _from, _from_group
+                USING ERRCODE = 'AN001';
+        END IF;
+        UPDATE annals_head
+            SET next_position = _end, last_group = _group, last_recorded_at = greatest(last_recorded_at, _at)
+            RETURNING last_recorded_at INTO _last;
+        -- A group that started later committed first with a later time: never go back.
+        IF _last > _at THEN
+            UPDATE annals_events SET recorded_at = _last WHERE position >= _from AND position < _end;
+        END IF;
+        PERFORM pg_notify('annals_events', '');
+    END
+    $$;
+    "#,
 ];
 
 /// The schema version this build writes and reads.

@@ -68,11 +68,15 @@ impl PostgresStore {
             .build()
             .map_err(|e| unavailable("create pool", e))?;
         let (wake, _) = watch::channel(0u64);
-        let (max_group_bytes, groups_in_flight) = (config.max_group_bytes, config.groups_in_flight);
+        let groups = writer::GroupSettings {
+            max_bytes: config.max_group_bytes,
+            in_flight: config.groups_in_flight,
+            parallel_insert_min_events: config.parallel_insert_min_events,
+        };
         let shared = Arc::new(Shared { config, pool, wake, cancel: CancellationToken::new() });
         tokio::spawn(subscribe::listen(pg.clone(), Arc::clone(&shared)));
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let task = tokio::spawn(writer::run(pg, rx, max_group_bytes, groups_in_flight, Arc::clone(&shared)));
+        let task = tokio::spawn(writer::run(pg, rx, groups, Arc::clone(&shared)));
         Ok(PostgresStore {
             inner: Arc::new(Inner { shared, writer: Mutex::new(Some(tx)), writer_task: Mutex::new(Some(task)) }),
         })

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::checks::{decide, Append, Stored, View};
 use super::shared::Shared;
-use super::write::{added_by, stored_id, write_group, WRITE};
+use super::write::{added_by, stored_id, write_group, WritePath, INSERT_THEN_LOCK, LOCK_THEN_INSERT};
 use super::{db_error, is_unavailable, unavailable};
 use crate::error::StoreError;
 use crate::model::AppendResult;
@@ -40,7 +40,17 @@ struct Slot {
     head: Statement,
     streams: Statement,
     ids: Statement,
-    write: Statement,
+    lock_then_insert: Statement,
+    insert_then_lock: Statement,
+}
+
+/// How the writer forms and writes groups (from `PostgresConfig`).
+#[derive(Clone, Copy, Debug)]
+pub struct GroupSettings {
+    pub max_bytes: usize,
+    pub in_flight: usize,
+    /// Groups of at least this many events are written with `WritePath::InsertThenLock`.
+    pub parallel_insert_min_events: usize,
 }
 
 async fn connect(pg: &tokio_postgres::Config) -> Result<Slot, StoreError> {
@@ -58,7 +68,8 @@ async fn connect(pg: &tokio_postgres::Config) -> Result<Slot, StoreError> {
         head: prepare(HEAD).await?,
         streams: prepare(STREAMS).await?,
         ids: prepare(IDS).await?,
-        write: prepare(WRITE).await?,
+        lock_then_insert: prepare(LOCK_THEN_INSERT).await?,
+        insert_then_lock: prepare(INSERT_THEN_LOCK).await?,
         client: Arc::new(client),
     })
 }
@@ -82,6 +93,7 @@ struct InFlight {
 struct Writer {
     pg: tokio_postgres::Config,
     shared: Arc<Shared>,
+    parallel_insert_min_events: usize,
     slots: Vec<Option<Slot>>,
     in_flight: VecDeque<InFlight>,
     /// Appends taken back from stale groups, to go first.
@@ -98,14 +110,15 @@ struct Writer {
 pub async fn run(
     pg: tokio_postgres::Config,
     mut rx: mpsc::Receiver<AppendRequest>,
-    max_group_bytes: usize,
-    groups_in_flight: usize,
+    groups: GroupSettings,
     shared: Arc<Shared>,
 ) {
+    let max_group_bytes = groups.max_bytes;
     let mut w = Writer {
         pg,
         shared,
-        slots: (0..groups_in_flight.max(1)).map(|_| None).collect(),
+        parallel_insert_min_events: groups.parallel_insert_min_events,
+        slots: (0..groups.in_flight.max(1)).map(|_| None).collect(),
         in_flight: VecDeque::new(),
         pending: VecDeque::new(),
         pause: Duration::ZERO,
@@ -215,7 +228,8 @@ impl Writer {
     async fn start_group(&mut self, mut requests: Vec<AppendRequest>) {
         let Some(index) = self.slot(&mut requests).await else { return };
         let slot = self.slots[index].as_ref().expect("connected");
-        let (client, write) = (Arc::clone(&slot.client), slot.write.clone());
+        let client = Arc::clone(&slot.client);
+        let statements = [slot.lock_then_insert.clone(), slot.insert_then_lock.clone()];
         let (head_statement, streams_statement, ids_statement) =
             (slot.head.clone(), slot.streams.clone(), slot.ids.clone());
         let mut names: Vec<&str> = requests.iter().map(|r| r.append.stream.as_str()).collect();
@@ -300,6 +314,12 @@ impl Writer {
         }
         let added = added_by(&accepted);
         let token = Uuid::new_v4();
+        let events: usize = accepted.iter().map(|a| a.append.events.len()).sum();
+        let [lock_then_insert, insert_then_lock] = statements;
+        let write = match events >= self.parallel_insert_min_events {
+            true => (WritePath::InsertThenLock, insert_then_lock),
+            false => (WritePath::LockThenInsert, lock_then_insert),
+        };
         let write =
             tokio::spawn(write_group(client, write, accepted, [next, expected_position], [token, expected_token]));
         self.in_flight.push_back(InFlight { slot: index, requests, results, added, checked, end: next, token, write });

@@ -59,6 +59,24 @@ fn check_acknowledged(log: &[annals_store::RecordedEvent], acked: &[(AppendResul
 /// no gap — also those committed by the other store, which only NOTIFY tells it about.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_appenders_on_two_stores_and_a_subscriber_see_a_gapless_log() {
+    two_stores_and_a_subscriber(config, 5).await;
+}
+
+/// The same with every group inserting before it locks the head (`INSERT_THEN_LOCK`): the two
+/// stores' groups then insert at once and meet on positions and revisions, not on the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appenders_inserting_before_the_head_lock_see_a_gapless_log() {
+    two_stores_and_a_subscriber(super::insert_then_lock::config, 5).await;
+}
+
+/// The same with batches of 150 events among the single ones, under the default settings: large
+/// groups insert before the head lock and small ones after, in one log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appenders_of_both_write_paths_see_a_gapless_log() {
+    two_stores_and_a_subscriber(config, 150).await;
+}
+
+async fn two_stores_and_a_subscriber(config: fn(String) -> annals_store::postgres::PostgresConfig, batch: u64) {
     let url = PgCluster::shared().create_database().await;
     let a = PostgresStore::connect(config(url.clone())).await.expect("connect a");
     let b = PostgresStore::connect(config(url)).await.expect("connect b");
@@ -71,7 +89,8 @@ async fn concurrent_appenders_on_two_stores_and_a_subscriber_see_a_gapless_log()
             let mut acked = Vec::new();
             let mut last: Option<Revision> = None;
             for op in 0..20u64 {
-                let batch: Vec<EventData> = (0..if op % 3 == 0 { 5 } else { 1 }).map(|i| event(op * 10 + i)).collect();
+                let batch: Vec<EventData> =
+                    (0..if op % 3 == 0 { batch } else { 1 }).map(|i| event(op * 10 + i)).collect();
                 let ids: Vec<Uuid> = batch.iter().map(EventData::id).collect();
                 if op % 7 == 3 {
                     // A wrong expected revision fails alone and writes nothing.
@@ -281,7 +300,41 @@ async fn a_newer_schema_is_refused() {
         .iter()
         .map(|r| (r.get(0), ()))
         .collect();
-    assert_eq!(versions.keys().copied().collect::<Vec<_>>(), vec![1, 99], "the refusal changed the schema table");
+    assert_eq!(versions.keys().copied().collect::<Vec<_>>(), vec![1, 2, 99], "the refusal changed the schema table");
     let events: i64 = client.query_one("SELECT count(*) FROM annals_events", &[]).await.expect("count").get(0);
     assert_eq!(events, 1);
+}
+
+/// A database written before schema migration 2 (the append function) is migrated at connect:
+/// its events stay as they were, and a large batch then appends after them through the
+/// function, gapless, with `recorded_at` never going back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_1_database_is_migrated_and_keeps_its_events() {
+    let cluster = PgCluster::shared();
+    let url = cluster.create_database().await;
+    let database = url.rsplit("dbname=").next().expect("dbname").to_owned();
+    let store = PostgresStore::connect(config(url.clone())).await.expect("connect");
+    let old: Vec<_> = (0..3).map(event).collect();
+    store.append_to_stream(&stream("old"), ExpectedRevision::NoStream, old).await.expect("append");
+    store.close().await.expect("close");
+    // Back to what version 1 had: no function, one migration recorded.
+    let client = cluster.connect(&database).await;
+    client
+        .batch_execute("DROP FUNCTION annals_append; DELETE FROM annals_schema WHERE version = 2;")
+        .await
+        .expect("undo migration 2");
+    let store = PostgresStore::connect(super::insert_then_lock::config(url)).await.expect("migrate and connect");
+    let batch: Vec<_> = (3..503).map(event).collect();
+    store.append_to_stream(&stream("new"), ExpectedRevision::NoStream, batch).await.expect("append");
+    let all = store
+        .read_all(annals_store::ReadFrom::Start, annals_store::Direction::Forwards, 1_000, &EventFilter::all())
+        .await
+        .expect("read");
+    assert_eq!(all.len(), 503);
+    assert!(all.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at), "recorded_at went back");
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(all.iter().filter(|e| e.stream.as_str() == "old").count(), 3);
+    let versions: i64 = client.query_one("SELECT count(*) FROM annals_schema", &[]).await.expect("count").get(0);
+    assert_eq!(versions, 2, "migration 2 was applied once");
+    store.close().await.expect("close");
 }
