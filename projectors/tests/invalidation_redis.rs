@@ -103,22 +103,22 @@ async fn delivery_drops_the_keys_of_its_tenant_and_nobody_else_s() {
     fill(&mut con, &all).await;
     let sink = RedisSink::new(config(&server.url(), 1000)).expect("sink");
 
-    // Every other tenant's invalidation first, then tenant "a"'s, for the same ids.
-    let others: Vec<Invalidation> = TENANTS[1..].iter().map(|t| keys(t, 4, &["m2"])).collect();
+    // Every other tenant's invalidation first (of an id nobody cached), then tenant "a"'s, whose
+    // last id spelled raw after "a" would name tenant "a:message:m1"'s message "m2".
+    let others: Vec<Invalidation> = TENANTS[1..].iter().map(|t| keys(t, 4, &["zz"])).collect();
     sink.deliver(&others).await.expect("deliver");
     let before: Vec<_> = entries(&mut con, "messages").await;
-    sink.deliver(&[keys("a", 9, &["m1", "*"])]).await.expect("deliver");
+    let theirs = keys("a", 9, &["m1", "*", "m1:message:m2"]);
+    sink.deliver(std::slice::from_ref(&theirs)).await.expect("deliver");
 
     let gone: Vec<String> = [cache_keys("a", "m1"), cache_keys("a", "*")].concat();
-    let mut expected: Vec<String> = all.iter().filter(|k| !gone.contains(k)).cloned().collect();
-    // The others' m2 went with their own invalidations.
-    expected.retain(|k| !TENANTS[1..].iter().any(|t| cache_keys(t, "m2").contains(k)));
+    let expected: Vec<String> = all.iter().filter(|k| !gone.contains(k)).cloned().collect();
     assert_eq!(existing(&mut con, &all).await, expected, "exactly the invalidated keys are gone");
 
     let after = entries(&mut con, "messages").await;
     assert_eq!(after[..before.len()], before[..], "other tenants' entries are untouched");
     assert_eq!(after.len(), TENANTS.len());
-    assert_eq!(after.last().expect("an entry").1, keys("a", 9, &["m1", "*"]));
+    assert_eq!(after.last().expect("an entry").1, theirs);
     assert_eq!(
         after.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>()[..2],
         ["4-1", "4-2"],
@@ -201,6 +201,16 @@ async fn a_republish_after_a_crash_adds_no_entry_and_drops_no_refill() {
     assert_eq!(ids, ["3-1", "3-2", "8-1"], "one entry per invalidation");
     assert_eq!(existing(&mut con, &refilled).await, refilled, "a re-publish unlinks nothing");
     assert_eq!(second.checkpoint("messages").await.expect("checkpoint"), Some(position(8)));
+
+    // Once trimmed away, an old invalidation is refused by the stream's order itself.
+    let short = RedisSink::new(config(&server.url(), 10)).expect("sink");
+    let later: Vec<Invalidation> = (10..400u64).map(|p| keys("c", p, &["m9"])).collect();
+    short.deliver(&later).await.expect("deliver");
+    let len: u64 = con.xlen("annals:invalidations:messages").await.expect("xlen");
+    assert!(len < 200, "the stream was trimmed ({len} entries)");
+    let old = short.deliver_counted(&batch[..1]).await.expect("a trimmed re-publish is no error");
+    assert_eq!((old.appended, old.duplicates), (0, 1));
+    assert_eq!(con.xlen::<_, u64>("annals:invalidations:messages").await.expect("xlen"), len);
 }
 
 /// Delivers `batch` as a dispatcher would: retrying transient failures with a short backoff.
