@@ -11,7 +11,7 @@ use annals_projectors::invalidation::redis::testing::{redis, RedisServer};
 use annals_projectors::invalidation::redis::{
     RedisConfig, RedisFeed, RedisHealth, RedisOptions, RedisProbe, RedisSink,
 };
-use annals_projectors::invalidation::testsuite::{keys, position, Backend};
+use annals_projectors::invalidation::testsuite::{keys, position, take, Backend};
 use annals_projectors::invalidation::{
     FlushReason, Invalidation, InvalidationError, InvalidationFeed, InvalidationSink, KeyKind, Scope,
 };
@@ -372,4 +372,36 @@ async fn a_feed_ends_with_a_transient_error_when_redis_dies_and_health_says_degr
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_that_fails_has_given_each_position_whole() {
+    let server = RedisServer::start().expect("start redis-server");
+    let config = config(&server.url(), 10_000);
+    let sink = RedisSink::new(config.clone()).expect("sink");
+    // One entry, then pairs: the feed's first read (512 entries) ends inside a pair.
+    let mut delivered = vec![keys("a", 1, &["m"])];
+    delivered.extend((2..300u64).flat_map(|p| [keys("a", p, &["m"]), keys("b", p, &["m"])]));
+    sink.deliver(&delivered).await.expect("deliver");
+    let mut follower = RedisFeed::new(config).follow("messages", Some(position(0))).await.expect("follow");
+    let mut received = take(&mut follower, 500).await;
+    server.kill();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), follower.next()).await.expect("an answer") {
+            Some(Ok(invalidation)) => received.push(invalidation),
+            Some(Err(e)) => {
+                assert!(e.is_transient(), "{e}");
+                break;
+            }
+            None => panic!("the feed ended without an error"),
+        }
+    }
+    let last = received.last().expect("something").position;
+    assert_eq!(
+        received.iter().filter(|i| i.position == last).count(),
+        2,
+        "the last position before the error came whole ({} received)",
+        received.len()
+    );
+    assert_eq!(received[..], delivered[..received.len()]);
 }
