@@ -181,11 +181,6 @@ impl<'s> Pipeline<'s> {
     /// Queues one group (one view, one position).
     fn push(&mut self, config: &RedisConfig, group: &[Invalidation]) -> Result<(), InvalidationError> {
         let Some(first) = group.first() else { return Ok(()) };
-        if self.calls == 0 {
-            // Loading costs one hash lookup when the script is cached; after a Redis restart
-            // the cache is empty and `EVALSHA` alone would fail.
-            self.pipe.load_script(self.script).ignore();
-        }
         let mut invocation = self.script.key(config.stream(&first.view));
         invocation.arg(first.position.code()).arg(config.maxlen()).arg(config.channel(&first.view));
         for invalidation in group {
@@ -218,7 +213,21 @@ impl<'s> Pipeline<'s> {
         if self.calls == 0 {
             return Ok(());
         }
-        let answers: Vec<Vec<(u8, String)>> = self.pipe.query_async(con).await.map_err(classify)?;
+        let answers: Vec<Vec<(u8, String)>> = match self.pipe.query_async(con).await {
+            // A Redis that restarted (or flushed its scripts) has no script to run: the calls
+            // failed having done nothing (or, had another process loaded it meanwhile, the later
+            // ones ran and are found as duplicates), so loading it and sending them again
+            // delivers each once.
+            Err(e)
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+                    || e.to_string().contains("NOSCRIPT") =>
+            {
+                tracing::debug!("loading the invalidation script into redis");
+                self.script.load_async(con).await.map_err(classify)?;
+                self.pipe.query_async(con).await.map_err(classify)?
+            }
+            answer => answer.map_err(classify)?,
+        };
         self.pipe = redis::pipe();
         self.calls = 0;
         for (fresh, id) in answers.into_iter().flatten() {

@@ -33,12 +33,20 @@ pub struct RedisServer {
     dir: PathBuf,
     listen: Listen,
     child: Mutex<Option<Child>>,
+    /// Extra `redis-server` arguments (a benchmark's `--appendfsync everysec`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// A server on a Unix socket in its directory.
     pub fn start() -> Result<RedisServer, Error> {
-        Self::start_listening(Listen::Unix)
+        Self::start_listening(Listen::Unix, &[])
+    }
+
+    /// A server on a Unix socket with extra `redis-server` arguments, which override the
+    /// harness's (`["--appendfsync", "everysec"]`).
+    pub fn start_with(extra: &[&str]) -> Result<RedisServer, Error> {
+        Self::start_listening(Listen::Unix, extra)
     }
 
     /// A server on a free loopback TCP port (for `redis://` URLs).
@@ -46,15 +54,16 @@ impl RedisServer {
         // The port is free when asked; another process taking it before the server binds makes
         // the start fail loudly, never a test talk to a stranger's server.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        Self::start_listening(Listen::Tcp(port))
+        Self::start_listening(Listen::Tcp(port), &[])
     }
 
-    fn start_listening(listen: Listen) -> Result<RedisServer, Error> {
+    fn start_listening(listen: Listen, extra: &[&str]) -> Result<RedisServer, Error> {
         let n = SERVERS.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("annals-redis-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let server = RedisServer { dir, listen, child: Mutex::new(None) };
+        let extra = extra.iter().map(|a| (*a).to_owned()).collect();
+        let server = RedisServer { dir, listen, child: Mutex::new(None), extra };
         server.watch_parent()?;
         server.start_server()?;
         Ok(server)
@@ -113,6 +122,7 @@ impl RedisServer {
                 command.arg("--port").arg(port.to_string());
             }
         }
+        command.args(&self.extra);
         let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| {
             format!("start {}: {e} (install redis-server, or set ANNALS_REDIS_SERVER)", server_program().display())
         })?;
