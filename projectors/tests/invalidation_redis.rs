@@ -172,7 +172,7 @@ async fn a_whole_view_drops_every_key_of_its_tenant_and_no_other() {
         position: position(6),
         scope: Scope::WholeView { reason: FlushReason::Rebuild },
     };
-    sink.deliver(&[everyone.clone()]).await.expect("deliver");
+    sink.deliver(std::slice::from_ref(&everyone)).await.expect("deliver");
     assert!(existing(&mut con, &messages).await.is_empty(), "a flush of every tenant drops every message key");
     assert_eq!(existing(&mut con, &[audit.clone(), foreign.clone()].concat()).await, [audit, foreign].concat());
     assert_eq!(entries(&mut con, "messages").await.last().expect("an entry").1, everyone);

@@ -2,11 +2,13 @@
 //! the API processes of a multi-process deployment (each invalidates its in-process cache) and
 //! for anything else that follows a view's invalidations from another process.
 //!
-//! Why it checks `max-deleted-entry-id` before reading: a stream trimmed with `MAXLEN ~` forgets
-//! its oldest entries, and a reader resuming from a position whose successors were trimmed would
-//! otherwise see a silent gap. Redis 7 records the highest id it removed; when that is past the
-//! resume point, the reader gets a [`FlushReason::Trimmed`] whole-view invalidation first
-//! (guarantee 4). Each `follow` has its own connection, because a blocking read holds its
+//! Why it looks at `XINFO STREAM` before reading: a stream trimmed with `MAXLEN ~` forgets its
+//! oldest entries, and a reader resuming from a position whose successors were trimmed would
+//! otherwise see a silent gap. When the stream has lost entries (more were ever added than it
+//! holds, or an `XDEL` past the resume point) and its oldest entry is past the resume point, the
+//! reader gets a [`FlushReason::Trimmed`] whole-view invalidation first (guarantee 4). (Redis 7's
+//! `max-deleted-entry-id` counts `XDEL` only, not trimming: checked against 7.0.15.) Each
+//! `follow` has its own connection, because a blocking read holds its
 //! connection until it answers.
 
 use std::collections::VecDeque;
