@@ -8,8 +8,8 @@
 //! holds, or an `XDEL` past the resume point) and its oldest entry is past the resume point, the
 //! reader gets a [`FlushReason::Trimmed`] whole-view invalidation first (guarantee 4). (Redis 7's
 //! `max-deleted-entry-id` counts `XDEL` only, not trimming: checked against 7.0.15.) Each
-//! `follow` has its own connection, because a blocking read holds its
-//! connection until it answers.
+//! `follow` has its own connection, because a blocking read holds its connection until it
+//! answers.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
