@@ -32,6 +32,13 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends postgresql-15
 fi
 
+# The Redis invalidation tests (projectors/tests/invalidation_redis.rs) start throwaway servers
+# with Debian's redis-server; annals-projectors' tests turn its `redis` feature on themselves.
+if ! command -v redis-server >/dev/null; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends redis-server
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings denied)"

@@ -25,7 +25,7 @@ pub struct ServeArgs {
     /// [env: ANNALS_ROLE].
     #[arg(long)]
     role: Option<String>,
-    /// TOML file of settings by section ([store], [views], [http], [projectors]; the README
+    /// TOML file of settings by section ([store], [views], [http], [projectors], [invalidations]; the README
     /// lists them all); ANNALS_* variables and flags override it [env: ANNALS_CONFIG].
     #[arg(long, env = "ANNALS_CONFIG")]
     config: Option<PathBuf>,

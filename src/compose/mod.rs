@@ -13,6 +13,7 @@
 //! store several processes share (`Settings::check` refuses them on the embedded one).
 
 mod health;
+pub mod invalidations;
 mod lease;
 mod projector;
 mod store;

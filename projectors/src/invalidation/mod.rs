@@ -162,3 +162,8 @@ pub trait InvalidationFeed: Send + Sync + fmt::Debug {
         after: Option<Position>,
     ) -> Result<futures::stream::BoxStream<'static, Result<Invalidation, InvalidationError>>, InvalidationError>;
 }
+
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
