@@ -181,7 +181,9 @@ fn dense_positions(store: &dyn EventStore) -> Result<DensePositions, std::io::Er
 
 fn write_line(out: &mut Vec<u8>, line: &ExportLine, csv: bool) {
     if csv {
-        out.extend_from_slice(export_format::csv_row(line).as_bytes());
+        // A scratch buffer per thread: the CSV writer serializes the event's JSON there first.
+        thread_local!(static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+        SCRATCH.with_borrow_mut(|scratch| export_format::write_csv_row(out, scratch, line));
     } else {
         serde_json::to_writer(&mut *out, line).expect("an export line serializes");
         out.push(b'\n');
