@@ -21,6 +21,7 @@
 //! modules; internal modules import each other by their own paths, never through these
 //! re-exports.
 
+mod backoff;
 pub mod background;
 pub mod error;
 pub mod host;

@@ -8,6 +8,7 @@ mod common;
 mod crash_restart;
 mod errors;
 mod follow;
+mod invalidations;
 mod messages;
 mod non_atomic;
 mod order_independence;

@@ -27,6 +27,10 @@
 //!    view of every tenant, which says nothing of any tenant's data. A feed served to a tenant
 //!    carries only its own and the `None` ones.
 
+pub mod dispatch;
+pub mod memory;
+pub mod queue;
+
 use std::fmt;
 
 use annals_store::Position;
