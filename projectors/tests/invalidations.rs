@@ -90,7 +90,7 @@ async fn host(sink: Arc<Recording>, capacity: usize) -> Hosted {
     let (audit, t2) = a.invalidations(out).start(shared, config, shutdown.clone());
     *sink.views.lock().unwrap() = vec![Arc::clone(&messages), Arc::clone(&audit)];
     let sink_dyn: Arc<dyn InvalidationSink> = sink;
-    let t3 = dispatch::start(sink_dyn, Arc::clone(&queue), Vec::new(), shutdown.clone());
+    let t3 = dispatch::start(sink_dyn, Arc::clone(&queue), std::future::ready(Vec::new()), shutdown.clone());
     Hosted { store, messages, audit, queue, shutdown, tasks: vec![t1, t2, t3], _dir: dir }
 }
 

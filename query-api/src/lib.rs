@@ -11,6 +11,7 @@
 
 mod app;
 mod auth;
+mod cache;
 mod contract;
 mod documents;
 mod edge;
@@ -27,6 +28,7 @@ mod views;
 mod wire;
 
 pub use app::{Application, Deps, BOOTSTRAP_TENANT};
+pub use cache::{CacheSettings, InvalidationDeps};
 pub use auth::{generate_token, Role};
 pub use error::{ApiError, Error};
 pub use settings::{parse_cors_origins, ApiSettings};

@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "messages", description = "The message log view: search, one message, its history"),
         (name = "audit", description = "The audit trail view"),
         (name = "integrity", description = "The Merkle tree over the log: public key, signed tree heads, inclusion and consistency proofs"),
+        (name = "invalidations", description = "Cache invalidations projected from the log, as Server-Sent Events"),
         (name = "projections", description = "Where each view's projection stands, rebuilds, parked events (operator keys)"),
         (name = "keys", description = "API keys (operator keys: every tenant's; admin keys: their tenant's)"),
         (name = "operations", description = "Health, readiness, metrics, this document")

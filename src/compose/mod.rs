@@ -13,6 +13,7 @@
 //! store several processes share (`Settings::check` refuses them on the embedded one).
 
 mod health;
+mod invalidations;
 mod lease;
 mod projector;
 mod store;
@@ -20,13 +21,14 @@ mod views;
 
 use std::net::SocketAddr;
 
-use annals_query_api::{Application, Deps};
+use annals_query_api::{Application, Deps, InvalidationDeps};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use lease::{Boxed, Held, Lease, LeaseSource, Leases};
 pub use projector::{lease_name, start as start_projectors_under_leases, Holding};
 pub use store::OpenStore;
+pub use invalidations::{shared_feed, shared_sinks, Wiring};
 pub use views::ProjectorHost;
 
 use crate::settings::{Role, Settings};
@@ -63,7 +65,9 @@ impl Server {
                 return Err(e);
             }
         };
-        match Application::build(settings.api(), Deps { store: store.events(), views }).await {
+        // Without a shared feed the response cache is off and `/v1/invalidations` is a 503.
+        let invalidations = InvalidationDeps { feed: invalidations::shared_feed(&settings), queues: Vec::new() };
+        match Application::build(settings.api(), Deps { store: store.events(), views, invalidations }).await {
             Ok(app) => Ok(Server { front: Front::Api(app), projectors: followers, store }),
             Err(e) => {
                 followers.stop().await;
@@ -112,8 +116,17 @@ impl Server {
                 return Err(e);
             }
         };
-        let (views, projectors) = views::start_projectors(opened, &store.events(), &settings.projectors);
-        match Application::build(settings.api(), Deps { store: store.events(), views }).await {
+        let wiring = Wiring::in_process(&settings, invalidations::shared_sinks(&settings));
+        let started = views::start_projectors(opened, &store.events(), &settings.projectors, &wiring).await;
+        let (views, projectors) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                close_after_failure(store).await;
+                return Err(e);
+            }
+        };
+        let invalidations = wiring.deps();
+        match Application::build(settings.api(), Deps { store: store.events(), views, invalidations }).await {
             Ok(app) => Ok(Server { front: Front::Api(app), projectors, store }),
             Err(e) => {
                 projectors.stop().await;

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use super::http::HttpSettings;
+use super::invalidations::InvalidationSettings;
 use super::parse::Section;
 use super::projectors::ProjectorSettings;
 use super::store::StoreSettings;
@@ -18,12 +19,13 @@ use crate::Error;
 type Keys = &'static [(&'static str, Option<&'static str>)];
 
 /// Every section; the top level is the section without a name (`role`).
-const SECTIONS: [(&str, Keys); 5] = [
+const SECTIONS: [(&str, Keys); 6] = [
     ("", &[("role", None)]),
     (StoreSettings::NAME, StoreSettings::KEYS),
     (ViewsSettings::NAME, ViewsSettings::KEYS),
     (HttpSettings::NAME, HttpSettings::KEYS),
     (ProjectorSettings::NAME, ProjectorSettings::KEYS),
+    (InvalidationSettings::NAME, InvalidationSettings::KEYS),
 ];
 
 /// The settings `annals serve` takes as flags; `None` where not given.
@@ -79,7 +81,7 @@ fn from_file(path: &Path) -> Result<Vec<Given>, Error> {
         if let toml::Value::Table(inner) = value {
             let Some((section, keys)) = SECTIONS.iter().find(|(s, _)| !s.is_empty() && *s == name) else {
                 return Err(config(format!(
-                    "unknown section [{name}]; the sections are [store], [views], [http], [projectors]"
+                    "unknown section [{name}]; the sections are [store], [views], [http], [projectors], [invalidations]"
                 )));
             };
             for (key, value) in inner {

@@ -7,6 +7,7 @@
 //! process can run, naming the setting and what to use instead.
 
 mod http;
+mod invalidations;
 mod load;
 mod parse;
 mod projectors;
@@ -16,6 +17,7 @@ mod views;
 use std::path::PathBuf;
 
 pub use http::HttpSettings;
+pub use invalidations::InvalidationSettings;
 pub use load::{env_name, Flags};
 pub use projectors::ProjectorSettings;
 pub use store::{StoreKind, StoreSettings};
@@ -35,6 +37,7 @@ pub struct Settings {
     pub views: ViewsSettings,
     pub http: HttpSettings,
     pub projectors: ProjectorSettings,
+    pub invalidations: InvalidationSettings,
 }
 
 /// What one `annals serve` process runs.
@@ -102,6 +105,7 @@ impl Settings {
             ViewsSettings::NAME => self.views.set(key, value),
             HttpSettings::NAME => self.http.set(key, value),
             ProjectorSettings::NAME => self.projectors.set(key, value),
+            InvalidationSettings::NAME => self.invalidations.set(key, value),
             _ => {
                 self.role = value.parse()?;
                 Ok(())
@@ -188,6 +192,7 @@ impl Settings {
             idle_timeout: h.idle_timeout,
             max_connections: h.max_connections,
             max_catchup_tails: h.max_catchup_tails,
+            cache: self.invalidations.cache(),
         }
     }
 }

@@ -131,6 +131,12 @@ impl<P: Projection + Clone> OpenView<P> {
         Ok(OpenView { projection, hosting, serving: (number, halves), invalidations: Invalidations::default() })
     }
 
+    /// The serving generation's committed checkpoint (before its projector starts: where an
+    /// invalidation sink's dispatcher compares its own checkpoint).
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, ViewError> {
+        self.serving.1.reader.checkpoint().await
+    }
+
     /// Where its projectors' invalidations go (none by default).
     pub fn invalidations(mut self, out: Invalidations) -> Self {
         self.invalidations = out;

@@ -8,6 +8,7 @@
 //! restart lost what was queued, or the sink is new) first gets one [`FlushReason::Resumed`]
 //! whole-view invalidation of every tenant at the view's checkpoint (guarantee 4).
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -23,19 +24,20 @@ use crate::backoff::Backoff;
 /// Invalidations delivered in one call at most.
 const BATCH: usize = 256;
 
-/// Starts the dispatcher of `sink`, fed by `queue`. `views` are the views whose invalidations
-/// it carries, with their committed checkpoints at start. It stops when `shutdown` fires (what
-/// is still queued then is lost with the process: the next start's checkpoint comparison
-/// flushes it).
+/// Starts the dispatcher of `sink`, fed by `queue`. `views` gives the views whose invalidations
+/// it carries, with their committed checkpoints at start (read before their projectors start,
+/// so the `Resumed` flush comes before anything queued). It stops when `shutdown` fires (what is
+/// still queued then is lost with the process: the next start's checkpoint comparison flushes
+/// it).
 pub fn start(
     sink: Arc<dyn InvalidationSink>,
     queue: Arc<SinkQueue>,
-    views: Vec<(String, Option<Position>)>,
+    views: impl Future<Output = Vec<(String, Option<Position>)>> + Send + 'static,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         tokio::select! {
-            _ = run(sink, queue, views, &shutdown) => {}
+            _ = async { run(sink, queue, views.await, &shutdown).await } => {}
             _ = shutdown.cancelled() => {}
         }
     })
