@@ -133,12 +133,12 @@ impl Application {
         let metrics = Metrics::new();
         // Off without a feed: a cache that cannot be invalidated must never serve.
         let cache = match &self.invalidations.feed {
-            Some(feed) => {
+            Some(feed) if self.settings.cache.max_bytes > 0 => {
                 let cache = Arc::new(ResponseCache::new(self.settings.cache, Arc::clone(&metrics)));
                 crate::cache::follow::start(Arc::clone(&cache), Arc::clone(feed), shutdown.clone());
                 cache
             }
-            None => Arc::new(ResponseCache::off()),
+            _ => Arc::new(ResponseCache::off()),
         };
         let state = AppState(Arc::new(Shared {
             store,

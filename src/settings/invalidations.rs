@@ -15,7 +15,7 @@ pub struct InvalidationSettings {
     /// `ring_size`: invalidations the in-process feed keeps per view for followers that resume
     /// (`Last-Event-ID`; 1 to 1,000,000, default 10,000); an older resume point gets a flush.
     pub ring_size: usize,
-    /// `cache_max_bytes`: the API's response cache's size (default 64 MiB; 0 turns it off).
+    /// `cache_max_bytes`: the API's response cache's size in bytes (default 64 MiB; 0 turns the cache off).
     pub cache_max_bytes: u64,
     /// `cache_ttl_secs`: how long an answer stays cached at most (default 300).
     pub cache_ttl: Duration,

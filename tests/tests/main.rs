@@ -8,6 +8,7 @@ mod api_edge;
 mod api_export;
 mod api_export_promises;
 mod api_export_search;
+mod api_invalidations;
 mod api_fuzz;
 mod api_integrity;
 mod api_keys;

@@ -34,6 +34,7 @@ use annals_store::Position;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
@@ -187,6 +188,14 @@ impl ResponseCache {
             })
             .time_to_live(settings.ttl)
             .build();
+        // Every series from the start, at 0.
+        for view in VIEWS {
+            let label = crate::metrics::CacheLabels { view };
+            let c = &metrics.cache;
+            for family in [&c.hits, &c.misses, &c.invalidations, &c.refused_fills] {
+                let _ = family.get_or_create(&label);
+            }
+        }
         let connected = VIEWS.iter().map(|v| (*v, AtomicBool::new(false))).collect();
         let applied = VIEWS.iter().map(|v| (*v, watch::channel(None).0)).collect();
         ResponseCache { inner: Some(Inner { entries, floors: Mutex::default(), connected, applied, metrics }) }
@@ -230,19 +239,25 @@ impl ResponseCache {
             return response;
         }
         let (parts, body) = response.into_parts();
-        // Only answers of a known, bounded size (every cached route's are) are buffered.
-        let small = http_body::Body::size_hint(&body).upper().is_some_and(|n| n <= MAX_ENTRY_BYTES as u64);
-        if !small {
-            return Response::from_parts(parts, body);
-        }
-        let body = match axum::body::to_bytes(body, MAX_ENTRY_BYTES).await {
-            Ok(body) => body,
-            Err(e) => {
-                tracing::warn!(error = %e, "an answer's body failed while cached");
-                let failed = annals_projectors::ViewError::Backend { view: key.view, op: "answer", reason: e.to_string() };
-                return crate::error::ApiError::View(failed).into_response();
+        // Read up to an entry's size; past it, the answer is sent on as it comes, not cached.
+        let mut stream = body.into_data_stream();
+        let (mut chunks, mut size) = (Vec::new(), 0usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let failed = annals_projectors::ViewError::Backend { view: key.view, op: "answer", reason: e.to_string() };
+                    return crate::error::ApiError::View(failed).into_response();
+                }
+            };
+            size += chunk.len();
+            chunks.push(Ok::<_, axum::Error>(chunk));
+            if size > MAX_ENTRY_BYTES {
+                let body = axum::body::Body::from_stream(futures::stream::iter(chunks).chain(stream));
+                return Response::from_parts(parts, body);
             }
-        };
+        }
+        let body: Bytes = chunks.into_iter().filter_map(Result::ok).flatten().collect::<Vec<u8>>().into();
         let cached = Arc::new(Cached { version, status: parts.status, headers: parts.headers, body });
         let response = cached.response();
         let floor = inner.floors.lock().unwrap_or_else(|p| p.into_inner()).of(&key);
