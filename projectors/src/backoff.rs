@@ -17,5 +17,4 @@ impl Backoff {
         let jitter = rand::random::<f64>() * 0.5 + 0.5;
         Duration::from_millis((ceiling as f64 * jitter) as u64)
     }
-
 }

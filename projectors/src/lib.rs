@@ -21,8 +21,8 @@
 //! modules; internal modules import each other by their own paths, never through these
 //! re-exports.
 
-mod backoff;
 pub mod background;
+mod backoff;
 pub mod error;
 pub mod host;
 pub mod invalidation;

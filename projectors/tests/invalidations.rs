@@ -151,8 +151,10 @@ async fn appends_hand_out_each_tenants_keys_at_the_batchs_position_once_visible(
     h.append("acme/message-m1", "message.enqueued", enqueued("m1")).await;
     h.append("other/message-m2", "message.enqueued", enqueued("m2")).await;
     let a = h.append("acme/audit-api_key-k1", "audit.recorded", audit("k1", "key_9")).await;
-    let last = h.append("acme/message-m1", "message.sent", json!({ "message_id": "m1", "channel": "email" })).await;
-    until("every invalidation", Duration::from_secs(10), || {
+    let last = h
+        .append("acme/message-m1", "message.sent", json!({ "message_id": "m1", "channel": "email", "provider": "ses" }))
+        .await;
+    until("every invalidation", Duration::from_secs(30), || {
         let got = sink.got.lock().unwrap();
         got.iter().any(|i| i.view == "messages" && i.position >= last) && got.iter().any(|i| i.view == "audit")
     })
@@ -184,7 +186,8 @@ async fn appends_hand_out_each_tenants_keys_at_the_batchs_position_once_visible(
     for i in &got {
         // One per tenant and batch, at the batch's last position: within what the view applied.
         assert!(i.tenant.is_some() && matches!(i.scope, Scope::Keys { .. }), "{i:?}");
-        let at = |p: Position| got.iter().filter(|j| j.view == i.view && j.position == p && j.tenant == i.tenant).count();
+        let at =
+            |p: Position| got.iter().filter(|j| j.view == i.view && j.position == p && j.tenant == i.tenant).count();
         assert_eq!(at(i.position), 1, "one invalidation per tenant and batch: {got:?}");
     }
     let audit_inv = got.iter().find(|i| i.view == "audit").unwrap();
@@ -203,7 +206,7 @@ async fn a_rebuild_hands_out_one_whole_view_invalidation_at_its_switch_and_nothi
     for i in 0..15 {
         last = h.append(&format!("acme/message-r{i}"), "message.enqueued", enqueued(&format!("r{i}"))).await;
     }
-    until("the live generation's invalidations", Duration::from_secs(10), || {
+    until("the live generation's invalidations", Duration::from_secs(30), || {
         sink.got.lock().unwrap().iter().any(|i| i.position >= last)
     })
     .await;
@@ -211,11 +214,11 @@ async fn a_rebuild_hands_out_one_whole_view_invalidation_at_its_switch_and_nothi
     let shared: Arc<dyn EventStore> = Arc::new(h.store.clone());
     control::request_rebuild(shared.as_ref(), MessagesProjection::NAME).await.unwrap();
     let messages = Arc::clone(&h.messages);
-    until("the switch", Duration::from_secs(20), || messages.serving().number == 2).await;
-    until("the switch's invalidation", Duration::from_secs(5), || sink.got.lock().unwrap().len() > before).await;
+    until("the switch", Duration::from_secs(40), || messages.serving().number == 2).await;
+    until("the switch's invalidation", Duration::from_secs(20), || sink.got.lock().unwrap().len() > before).await;
     // The new generation is live now: a later append is handed out per key again.
     let after = h.append("acme/message-r99", "message.enqueued", enqueued("r99")).await;
-    until("the new generation's invalidations", Duration::from_secs(10), || {
+    until("the new generation's invalidations", Duration::from_secs(30), || {
         sink.got.lock().unwrap().iter().any(|i| i.position >= after)
     })
     .await;
@@ -235,7 +238,7 @@ async fn a_rebuild_hands_out_one_whole_view_invalidation_at_its_switch_and_nothi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_sinks_queue_collapses_into_whole_view_invalidations_and_the_projection_goes_on() {
-    let sink = Arc::new(Recording { delay: Duration::from_millis(300), ..Recording::default() });
+    let sink = Arc::new(Recording { delay: Duration::from_millis(500), ..Recording::default() });
     let h = host(Arc::clone(&sink), 4).await;
     let started = Instant::now();
     let mut last = Position::from_code(0);
@@ -248,15 +251,13 @@ async fn a_slow_sinks_queue_collapses_into_whole_view_invalidations_and_the_proj
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let messages = Arc::clone(&h.messages);
-    until("the projection applies everything", Duration::from_secs(5), || {
-        messages.serving().status.has_applied(last)
-    })
-    .await;
+    until("the projection applies everything", Duration::from_secs(30), || messages.serving().status.has_applied(last))
+        .await;
     let projected = started.elapsed();
     assert!(h.queue.stats.overflows.load(std::sync::atomic::Ordering::Relaxed) > 0, "the queue overflowed");
-    // 40 batches at 300 ms per delivery would take 12 s: the projection did not wait for them.
-    assert!(projected < Duration::from_secs(5), "{projected:?}");
-    until("the sink catches up", Duration::from_secs(15), || {
+    // 40 batches at 500 ms per delivery would take 20 s: the projection did not wait for them.
+    assert!(projected < Duration::from_secs(12), "{projected:?}");
+    until("the sink catches up", Duration::from_secs(30), || {
         sink.got.lock().unwrap().iter().any(|i| i.position >= last)
     })
     .await;

@@ -233,7 +233,11 @@ impl Metrics {
         );
         let cache = CacheMetrics::default();
         registry.register("annals_cache_hits", "Answers served from the response cache", cache.hits.clone());
-        registry.register("annals_cache_misses", "Cacheable answers not found fresh in the cache", cache.misses.clone());
+        registry.register(
+            "annals_cache_misses",
+            "Cacheable answers not found fresh in the cache",
+            cache.misses.clone(),
+        );
         registry.register(
             "annals_cache_invalidations",
             "Invalidations the response cache received",
@@ -245,7 +249,11 @@ impl Metrics {
             cache.refused_fills.clone(),
         );
         let invalidations = InvalidationMetrics::default();
-        registry.register("annals_invalidation_handed", "Invalidations handed to the sink's queue", invalidations.handed.clone());
+        registry.register(
+            "annals_invalidation_handed",
+            "Invalidations handed to the sink's queue",
+            invalidations.handed.clone(),
+        );
         registry.register(
             "annals_invalidation_overflows",
             "Times the sink's queue was full and collapsed into whole-view invalidations",
@@ -256,9 +264,21 @@ impl Metrics {
             "Invalidations replaced by whole-view ones when the queue overflowed",
             invalidations.collapsed.clone(),
         );
-        registry.register("annals_invalidation_delivered", "Invalidations the sink accepted", invalidations.delivered.clone());
-        registry.register("annals_invalidation_retries", "Deliveries to the sink retried after a failure", invalidations.retries.clone());
-        registry.register("annals_invalidation_queued", "Invalidations waiting for the sink", invalidations.queued.clone());
+        registry.register(
+            "annals_invalidation_delivered",
+            "Invalidations the sink accepted",
+            invalidations.delivered.clone(),
+        );
+        registry.register(
+            "annals_invalidation_retries",
+            "Deliveries to the sink retried after a failure",
+            invalidations.retries.clone(),
+        );
+        registry.register(
+            "annals_invalidation_queued",
+            "Invalidations waiting for the sink",
+            invalidations.queued.clone(),
+        );
         let appends = AppendOutcome::ALL
             .map(|outcome| appends.get_or_create(&OutcomeLabels { outcome: outcome.label() }).clone());
         Arc::new(Metrics {

@@ -79,7 +79,9 @@ impl Wiring {
         let checkpoints = futures::future::FutureExt::shared(checkpoints);
         self.sinks
             .iter()
-            .map(|(sink, queue)| dispatch::start(Arc::clone(sink), Arc::clone(queue), checkpoints.clone(), stop.clone()))
+            .map(|(sink, queue)| {
+                dispatch::start(Arc::clone(sink), Arc::clone(queue), checkpoints.clone(), stop.clone())
+            })
             .collect()
     }
 }

@@ -25,10 +25,10 @@ use annals_query_api::{Application, Deps, InvalidationDeps};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use invalidations::{shared_feed, shared_sinks, Wiring};
 pub use lease::{Boxed, Held, Lease, LeaseSource, Leases};
 pub use projector::{lease_name, start as start_projectors_under_leases, Holding};
 pub use store::OpenStore;
-pub use invalidations::{shared_feed, shared_sinks, Wiring};
 pub use views::ProjectorHost;
 
 use crate::settings::{Role, Settings};

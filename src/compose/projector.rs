@@ -18,15 +18,15 @@ use std::time::Duration;
 
 use annals_projectors::host::tantivy::TantivyHosting;
 use annals_projectors::host::writer_busy;
-use annals_projectors::{AuditProjection, MessagesProjection, OpenView, Projection, ProjectorConfig, ViewHosting};
 use annals_projectors::invalidation::queue::Invalidations;
+use annals_projectors::{AuditProjection, MessagesProjection, OpenView, Projection, ProjectorConfig, ViewHosting};
 use annals_store::{EventStore, Position};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::lease::Leases;
 use super::invalidations::{shared_sinks, Wiring};
+use super::lease::Leases;
 use super::views::ProjectorHost;
 use crate::settings::Settings;
 use crate::Error;
@@ -89,7 +89,9 @@ async fn checkpoints(hostings: [Arc<dyn ViewHosting>; 2]) -> Vec<(String, Option
         };
         match checkpoint.await {
             Ok(c) => found.push((hosting.name().to_owned(), c.map(|c| c.position))),
-            Err(e) => warn!(projection = hosting.name(), error = %e, "cannot read the view's checkpoint for its invalidation sinks"),
+            Err(e) => {
+                warn!(projection = hosting.name(), error = %e, "cannot read the view's checkpoint for its invalidation sinks")
+            }
         }
     }
     found

@@ -54,7 +54,8 @@ async fn until_message(sse: &mut SseReader, id: &str, at: u64) -> Vec<(u64, Stri
     let mut seen = Vec::new();
     loop {
         let got = next(sse).await;
-        let names = got.2["keys"].as_array().is_some_and(|keys| keys.contains(&json!({ "kind": "message", "value": id })));
+        let names =
+            got.2["keys"].as_array().is_some_and(|keys| keys.contains(&json!({ "kind": "message", "value": id })));
         let done = names && got.0 >= at;
         seen.push(got);
         if done {
@@ -203,7 +204,8 @@ async fn cached_answers_are_byte_identical_to_uncached_ones_and_counted() {
     let key = app.tenant_admin_key("acme").await;
     let acme = app.with_key(&key);
     append(&acme, "message-b1", &[("message.enqueued", enqueued("b1")), ("message.opened", opened("b1"))]).await;
-    let last = append(&acme, "audit-template-t1", &[("audit.recorded", audit("t1")), ("audit.recorded", audit("t1"))]).await;
+    let last =
+        append(&acme, "audit-template-t1", &[("audit.recorded", audit("t1")), ("audit.recorded", audit("t1"))]).await;
     let wait = acme.get(&format!("/v1/audit?min_position={last}")).await;
     assert_eq!(wait.0, StatusCode::OK);
     let (_, _) = acme.get(&format!("/v1/messages?min_position={last}")).await;
@@ -235,11 +237,12 @@ async fn cached_answers_are_byte_identical_to_uncached_ones_and_counted() {
 
 #[tokio::test]
 async fn a_process_without_a_feed_answers_503_and_never_caches() {
-    use annals_query_api::{Application, ApiSettings, Deps, InvalidationDeps, Views};
+    use annals_query_api::{ApiSettings, Application, Deps, InvalidationDeps, Views};
     let dir = tempfile::tempdir().unwrap();
-    let store = annals_store::engine::EmbeddedStore::open(annals_store::engine::EngineConfig::new(dir.path().join("store")))
-        .await
-        .unwrap();
+    let store =
+        annals_store::engine::EmbeddedStore::open(annals_store::engine::EngineConfig::new(dir.path().join("store")))
+            .await
+            .unwrap();
     let shared: Arc<dyn annals_store::EventStore> = Arc::new(store.clone());
     let stop = tokio_util::sync::CancellationToken::new();
     let opened = Views::open(&dir.path().join("views")).await.unwrap();
@@ -263,8 +266,7 @@ async fn a_process_without_a_feed_answers_503_and_never_caches() {
         .await
         .unwrap();
     let key = support::decode(response).await.1["key"].as_str().unwrap().to_owned();
-    let response =
-        client.get(format!("{base}/v1/invalidations?view=messages")).bearer_auth(&key).send().await.unwrap();
+    let response = client.get(format!("{base}/v1/invalidations?view=messages")).bearer_auth(&key).send().await.unwrap();
     let (status, body) = support::decode(response).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["type"], json!("https://annals.dev/problems/invalidations-unavailable"));

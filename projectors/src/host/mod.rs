@@ -35,12 +35,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::error::ViewError;
+use crate::invalidation::queue::Invalidations;
 use crate::runtime::control;
 use crate::runtime::parked::{self, ParkedLog};
 use crate::runtime::projection::Projection;
 use crate::runtime::status::ProjectionStatus;
 use crate::runtime::unapplied::UnappliedScan;
-use crate::invalidation::queue::Invalidations;
 use crate::runtime::{Emission, Projector, ProjectorConfig};
 use crate::view_store::{Checkpoint, ViewHalves, ViewReader};
 
@@ -298,8 +298,15 @@ impl<P: Projection + Clone> Host<P> {
             Ok(halves) => {
                 info!(projection = name, generation, "rebuild started");
                 let out = (&self.invalidations, false);
-                let running =
-                    Running::start(&self.store, halves, generation, &self.projection, &self.config, &self.shutdown, out);
+                let running = Running::start(
+                    &self.store,
+                    halves,
+                    generation,
+                    &self.projection,
+                    &self.config,
+                    &self.shutdown,
+                    out,
+                );
                 *self.view.rebuild.write().unwrap_or_else(|p| p.into_inner()) =
                     Some(Rebuild { generation: running.generation.clone(), started: Instant::now() });
                 self.rebuild = Some(running);

@@ -54,8 +54,12 @@ impl Emission {
         for (tenant, mut keys) in tenants {
             keys.sort_unstable();
             keys.dedup();
-            let invalidation =
-                Invalidation { tenant: Some(tenant), view: self.status.name.to_owned(), position: last, scope: Scope::Keys { keys } };
+            let invalidation = Invalidation {
+                tenant: Some(tenant),
+                view: self.status.name.to_owned(),
+                position: last,
+                scope: Scope::Keys { keys },
+            };
             self.out.hand(invalidation, not_before);
         }
     }

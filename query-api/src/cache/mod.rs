@@ -139,7 +139,9 @@ impl Floors {
         Self::raise(&mut self.latest, view, i.position);
         match (&i.scope, &i.tenant) {
             (Scope::WholeView { .. }, None) => Self::raise(&mut self.views, view, i.position),
-            (Scope::WholeView { .. }, Some(tenant)) => Self::raise(&mut self.tenants, (view, tenant.clone()), i.position),
+            (Scope::WholeView { .. }, Some(tenant)) => {
+                Self::raise(&mut self.tenants, (view, tenant.clone()), i.position)
+            }
             // Keys of no tenant say nothing the mod.rs guarantees: treat them as a flush.
             (Scope::Keys { .. }, None) => Self::raise(&mut self.views, view, i.position),
             (Scope::Keys { keys }, Some(tenant)) => {
@@ -246,7 +248,8 @@ impl ResponseCache {
             let chunk = match chunk {
                 Ok(chunk) => chunk,
                 Err(e) => {
-                    let failed = annals_projectors::ViewError::Backend { view: key.view, op: "answer", reason: e.to_string() };
+                    let failed =
+                        annals_projectors::ViewError::Backend { view: key.view, op: "answer", reason: e.to_string() };
                     return crate::error::ApiError::View(failed).into_response();
                 }
             };

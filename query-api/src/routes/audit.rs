@@ -101,7 +101,12 @@ pub async fn search(
 }
 
 /// A page of the audit trail, as `GET /v1/audit` answers it.
-async fn page(state: &AppState, principal: &Principal, raw: Option<&str>, p: AuditSearch) -> Result<Response, ApiError> {
+async fn page(
+    state: &AppState,
+    principal: &Principal,
+    raw: Option<&str>,
+    p: AuditSearch,
+) -> Result<Response, ApiError> {
     let mut filters = Vec::new();
     if let Some(action) = &p.action {
         filters.push(match action.strip_suffix('*') {
