@@ -266,12 +266,12 @@ async fn a_slow_sinks_queue_collapses_into_whole_view_invalidations_and_the_proj
     assert!(got.iter().any(|i| i.scope == overflow), "a whole-view invalidation replaced the keys: {got:?}");
     // Nothing lost: every message is named by a key, or covered by a flush of its tenant (or of
     // every tenant) at or after its position.
-    for i in 0..40 {
+    for (i, &appended) in at.iter().enumerate() {
         let tenant = if i % 2 == 0 { "acme" } else { "other" };
         let id = format!("s{i}");
         let named = keys_of(&got, tenant, "messages").contains(&key(KeyKind::Message, &id));
         let flushed = got.iter().any(|j| {
-            j.scope == overflow && (j.tenant.is_none() || j.tenant.as_deref() == Some(tenant)) && j.position >= at[i]
+            j.scope == overflow && (j.tenant.is_none() || j.tenant.as_deref() == Some(tenant)) && j.position >= appended
         });
         assert!(named || flushed, "message {id} of {tenant} is neither invalidated nor flushed: {got:?}");
     }
