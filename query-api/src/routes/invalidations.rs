@@ -35,8 +35,16 @@ const CACHE_APPLIED_WITHIN: Duration = Duration::from_secs(1);
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct InvalidationParams {
-    /// The view whose invalidations to follow: `messages` or `audit`.
-    view: Option<String>,
+    /// The view whose invalidations to follow.
+    view: ViewName,
+}
+
+/// A view with invalidations.
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewName {
+    Messages,
+    Audit,
 }
 
 /// `GET /v1/invalidations`: Server-Sent Events.
@@ -75,16 +83,9 @@ pub async fn follow(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     principal.require(Action::Read)?;
     let QueryParams(params) = params?;
-    let view: &'static str = match params.view.as_deref() {
-        Some("messages") => "messages",
-        Some("audit") => "audit",
-        other => {
-            let detail = match other {
-                None => "view is required: messages or audit".to_owned(),
-                Some(v) => format!("unknown view {v:?}: messages or audit"),
-            };
-            return Err(ApiError::InvalidParameter { parameter: "view", detail });
-        }
+    let view: &'static str = match params.view {
+        ViewName::Messages => "messages",
+        ViewName::Audit => "audit",
     };
     let after = match headers.get("last-event-id") {
         None => None,
