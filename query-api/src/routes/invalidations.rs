@@ -36,13 +36,13 @@ const CACHE_APPLIED_WITHIN: Duration = Duration::from_secs(1);
 #[into_params(parameter_in = Query)]
 pub struct InvalidationParams {
     /// The view whose invalidations to follow.
-    view: ViewName,
+    view: InvalidationView,
 }
 
 /// A view with invalidations.
 #[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum ViewName {
+pub enum InvalidationView {
     Messages,
     Audit,
 }
@@ -84,8 +84,8 @@ pub async fn follow(
     principal.require(Action::Read)?;
     let QueryParams(params) = params?;
     let view: &'static str = match params.view {
-        ViewName::Messages => "messages",
-        ViewName::Audit => "audit",
+        InvalidationView::Messages => "messages",
+        InvalidationView::Audit => "audit",
     };
     let after = match headers.get("last-event-id") {
         None => None,
