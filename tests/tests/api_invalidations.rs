@@ -284,3 +284,61 @@ async fn a_process_without_a_feed_answers_503_and_never_caches() {
     }
     store.close().await.unwrap();
 }
+
+/// Not a check but a measurement, behind `ANNALS_INVALIDATION_DELAY=N` (N appends): the delay
+/// from an append's acknowledgement to its invalidation arriving over SSE, against the view's own
+/// lag measured in the same run (a read-your-writes read of the same message, `min_position`,
+/// which polls every 10 ms). Prints p50/p99 of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_from_append_to_invalidation_against_the_views_lag() {
+    let Some(n) = std::env::var("ANNALS_INVALIDATION_DELAY").ok().and_then(|v| v.parse::<usize>().ok()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(dir.path()).await;
+    let acme = app.with_key(&app.tenant_admin_key("acme").await);
+    let mut sse = SseReader::open(&acme, "/v1/invalidations?view=messages", None).await;
+    let heard = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<String, Instant>::new()));
+    let listener = {
+        let heard = Arc::clone(&heard);
+        tokio::spawn(async move {
+            loop {
+                let (_, _, data) = next(&mut sse).await;
+                let now = Instant::now();
+                for key in data["keys"].as_array().into_iter().flatten().filter(|k| k["kind"] == "message") {
+                    heard.lock().unwrap().entry(key["value"].as_str().unwrap().to_owned()).or_insert(now);
+                }
+            }
+        })
+    };
+    let (mut acked, mut lag) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let id = format!("d{i}");
+        let at = append(&acme, &format!("message-{id}"), &[("message.enqueued", enqueued(&id))]).await;
+        let ack = Instant::now();
+        acked.push((id.clone(), ack));
+        // One reader at a time: the view's lag as a client waiting for its write sees it.
+        let (status, _) = acme.get(&format!("/v1/messages/{id}?min_position={at}")).await;
+        assert_eq!(status, StatusCode::OK);
+        lag.push(ack.elapsed());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while heard.lock().unwrap().len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    listener.abort();
+    let heard = heard.lock().unwrap().clone();
+    let mut delay: Vec<Duration> = acked.iter().map(|(id, ack)| heard[id].duration_since(*ack)).collect();
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+    };
+    let (d50, d99, l50, l99) = (pct(&mut delay, 0.5), pct(&mut delay, 0.99), pct(&mut lag, 0.5), pct(&mut lag, 0.99));
+    println!(
+        "appends {n}: invalidation delay p50 {d50:?} p99 {d99:?}; view lag p50 {l50:?} p99 {l99:?}; ratio p50 {:.2} p99 {:.2}",
+        d50.as_secs_f64() / l50.as_secs_f64(),
+        d99.as_secs_f64() / l99.as_secs_f64()
+    );
+    app.stop().await;
+}
