@@ -317,3 +317,64 @@ async fn the_memory_feed_resumes_from_its_ring_and_flushes_a_resume_point_it_tri
     let rest: Vec<Invalidation> = lagging.take(3).map(|i| i.unwrap()).collect().await;
     assert_eq!(rest, vec![inv("acme", 197), inv("acme", 198), inv("acme", 199)]);
 }
+
+/// A sink that fails its first `failures` deliveries with a transient error, and says it has
+/// delivered nothing yet.
+#[derive(Debug, Default)]
+struct Flaky {
+    failures: Mutex<u32>,
+    got: Mutex<Vec<(Instant, Invalidation)>>,
+}
+
+#[async_trait]
+impl InvalidationSink for Flaky {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+
+    async fn deliver(&self, batch: &[Invalidation]) -> Result<(), InvalidationError> {
+        {
+            let mut failures = self.failures.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(InvalidationError::Unavailable { backend: "flaky", reason: "down".into() });
+            }
+        }
+        self.got.lock().unwrap().extend(batch.iter().map(|i| (Instant::now(), i.clone())));
+        Ok(())
+    }
+
+    async fn checkpoint(&self, _view: &str) -> Result<Option<Position>, InvalidationError> {
+        Ok(None)
+    }
+}
+
+#[tokio::test]
+async fn a_dispatcher_flushes_a_sink_behind_its_view_retries_in_order_and_waits_for_visibility() {
+    use annals_projectors::invalidation::queue::Queued;
+    let sink = Arc::new(Flaky { failures: Mutex::new(2), ..Flaky::default() });
+    let queue = SinkQueue::new("flaky", 16);
+    let later = tokio::time::Instant::now() + Duration::from_millis(400);
+    queue.push(Queued { invalidation: inv("acme", 6), not_before: None });
+    queue.push(Queued { invalidation: inv("acme", 7), not_before: Some(later) });
+    let shutdown = CancellationToken::new();
+    let views = std::future::ready(vec![("messages".to_owned(), Some(Position::from_code(5)))]);
+    let started = Instant::now();
+    let sink_dyn: Arc<dyn InvalidationSink> = Arc::clone(&sink) as Arc<dyn InvalidationSink>;
+    let task = dispatch::start(sink_dyn, Arc::clone(&queue), views, shutdown.clone());
+    until("every delivery", Duration::from_secs(10), || sink.got.lock().unwrap().len() == 3).await;
+    let got = sink.got.lock().unwrap().clone();
+    let resumed = Invalidation {
+        tenant: None,
+        view: "messages".into(),
+        position: Position::from_code(5),
+        scope: Scope::WholeView { reason: FlushReason::Resumed },
+    };
+    let delivered: Vec<Invalidation> = got.iter().map(|(_, i)| i.clone()).collect();
+    assert_eq!(delivered, vec![resumed, inv("acme", 6), inv("acme", 7)], "the flush first, then in order");
+    assert_eq!(queue.stats.retries.load(std::sync::atomic::Ordering::Relaxed), 2);
+    // Held until the view shows it: not before its `not_before`.
+    assert!(got[2].0.duration_since(started) >= Duration::from_millis(390), "{:?}", got[2].0.duration_since(started));
+    shutdown.cancel();
+    task.await.unwrap();
+}

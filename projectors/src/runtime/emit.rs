@@ -19,11 +19,28 @@ use tokio::time::Instant;
 use crate::invalidation::queue::Invalidations;
 use crate::invalidation::{FlushReason, InvalidatedKey, Invalidation, Scope};
 
+use super::projection::Projection;
 use super::status::ProjectionStatus;
+use super::Projector;
 
 /// How long after `commit` returns a view without `visible_on_return` may still hide it
 /// (view-store guarantee 3).
 const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
+
+impl<P: Projection> Projector<P> {
+    /// Hands the invalidations of its commits to `out` — from the start when `live`, else only
+    /// once [`Emission::go_live`] is called (a rebuilding generation, at its switch).
+    pub fn invalidations(mut self, out: Invalidations, live: bool) -> Self {
+        let visible = self.view.capabilities().visible_on_return;
+        self.emission = Arc::new(Emission::new(out, Arc::clone(&self.status), live, visible));
+        self
+    }
+
+    /// The handle the host turns a rebuilt generation's invalidations on with.
+    pub fn emission(&self) -> Arc<Emission> {
+        Arc::clone(&self.emission)
+    }
+}
 
 /// A projector's way out for invalidations.
 #[derive(Debug)]

@@ -131,19 +131,6 @@ impl<P: Projection> Projector<P> {
         Projector { store, view, projection: Arc::new(projection), config, status, parked, emission }
     }
 
-    /// Hands the invalidations of its commits to `out` — from the start when `live`, else only
-    /// once [`Emission::go_live`] is called (a rebuilding generation, at its switch).
-    pub fn invalidations(mut self, out: Invalidations, live: bool) -> Self {
-        let visible = self.view.capabilities().visible_on_return;
-        self.emission = Arc::new(Emission::new(out, Arc::clone(&self.status), live, visible));
-        self
-    }
-
-    /// The handle the host turns a rebuilt generation's invalidations on with.
-    pub fn emission(&self) -> Arc<Emission> {
-        Arc::clone(&self.emission)
-    }
-
     /// The projector of generation `generation` of the view (1 by default): it parks into, and
     /// takes replay requests from, that generation's parked stream.
     pub fn generation(mut self, generation: u64) -> Self {
