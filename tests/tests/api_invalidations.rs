@@ -134,6 +134,13 @@ async fn the_feed_is_tenant_scoped_resumable_and_flushes_a_trimmed_resume_point(
     assert_eq!((status, body["parameter"].clone()), (StatusCode::BAD_REQUEST, json!("view")), "{body}");
     let (status, body) = acme.get("/v1/invalidations").await;
     assert_eq!((status, body["parameter"].clone()), (StatusCode::BAD_REQUEST, json!("view")), "{body}");
+
+    // A revoked key's feed ends, idle or not.
+    let key_id = acme.key.split('_').nth(1).unwrap().to_owned();
+    let (status, body) = app.as_operator().delete(&format!("/v1/keys/{key_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ended = tokio::time::timeout(Duration::from_secs(5), trimmed.until_end()).await;
+    assert!(ended.is_ok(), "the feed of a revoked key ends");
     app.stop().await;
 }
 

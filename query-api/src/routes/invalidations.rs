@@ -18,7 +18,7 @@ use annals_store::Position;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::stream::{Stream, StreamExt};
+use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use tracing::{debug, warn};
 use utoipa::IntoParams;
@@ -109,31 +109,45 @@ pub async fn follow(
     let feed = feed.follow(view, after).await.map_err(|e| ApiError::InvalidationFeed(e.to_string()))?;
     let tenant = principal.tenant.as_str().to_owned();
     let (key_id, keys, cache) = (principal.key_id, Arc::clone(&state.keys), Arc::clone(&state.cache));
-    let events = feed
-        .take_while(move |item| {
-            let go = match item {
-                Ok(_) => keys.is_active(&key_id),
-                Err(e) => {
-                    // The client reconnects with its Last-Event-ID and loses nothing.
-                    warn!(error = %e, "invalidation feed failed; the stream ends");
-                    false
+    // A feed outlives requests: the key is checked again before each event and, while idle,
+    // every second, as the live tail does; a revoked key's stream ends.
+    let recheck = state.settings.sse_heartbeat.min(Duration::from_secs(1));
+    let events = stream::unfold(feed, move |mut feed| {
+        let (tenant, key_id, keys, cache) = (tenant.clone(), key_id.clone(), Arc::clone(&keys), Arc::clone(&cache));
+        async move {
+            loop {
+                let item = tokio::select! {
+                    item = feed.next() => item?,
+                    _ = tokio::time::sleep(recheck) => {
+                        if keys.is_active(&key_id) {
+                            continue;
+                        }
+                        debug!(key_id, "invalidation feed ends: its key was revoked");
+                        return None;
+                    }
+                };
+                if !keys.is_active(&key_id) {
+                    debug!(key_id, "invalidation feed ends: its key was revoked");
+                    return None;
                 }
-            };
-            std::future::ready(go)
-        })
-        .filter_map(move |item| {
-            let mine = item.ok().filter(|i| i.tenant.as_deref().is_none_or(|t| t == tenant));
-            std::future::ready(mine)
-        })
-        .then(move |invalidation| {
-            let cache = Arc::clone(&cache);
-            async move {
+                let invalidation = match item {
+                    Ok(invalidation) => invalidation,
+                    Err(e) => {
+                        // The client reconnects with its Last-Event-ID and loses nothing.
+                        warn!(error = %e, "invalidation feed failed; the stream ends");
+                        return None;
+                    }
+                };
+                if invalidation.tenant.as_deref().is_some_and(|t| t != tenant) {
+                    continue;
+                }
                 if !cache.applied(view, invalidation.position, CACHE_APPLIED_WITHIN).await {
                     debug!(view, position = %invalidation.position, "the response cache has not applied an invalidation in time");
                 }
-                Ok(event(&invalidation))
+                return Some((Ok(event(&invalidation)), feed));
             }
-        });
+        }
+    });
     let events = events.take_until(state.shutdown.clone().cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.settings.sse_heartbeat).text("heartbeat")))
 }
