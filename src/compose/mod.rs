@@ -27,7 +27,9 @@ use tracing::{info, warn};
 
 pub use invalidations::{shared_feed, shared_sinks, Wiring};
 pub use lease::{Boxed, Held, Lease, LeaseSource, Leases};
-pub use projector::{lease_name, start as start_projectors_under_leases, Holding};
+pub use projector::{
+    lease_name, start as start_projectors_under_leases, start_with_sinks as start_projectors_with_sinks, Holding,
+};
 pub use store::OpenStore;
 pub use views::ProjectorHost;
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 use annals_projectors::host::tantivy::TantivyHosting;
 use annals_projectors::host::writer_busy;
 use annals_projectors::invalidation::queue::Invalidations;
+use annals_projectors::invalidation::{FlushReason, Invalidation, InvalidationSink, Scope};
 use annals_projectors::{AuditProjection, MessagesProjection, OpenView, Projection, ProjectorConfig, ViewHosting};
 use annals_store::{EventStore, Position};
 use tokio::task::JoinHandle;
@@ -43,6 +44,16 @@ pub fn start(
     store: Arc<dyn EventStore>,
     leases: Leases,
 ) -> Result<(ProjectorHost, Holding), Error> {
+    start_with_sinks(settings, store, leases, shared_sinks(settings))
+}
+
+/// [`start`] with the invalidation sinks given (the shared ones, or a test's).
+pub fn start_with_sinks(
+    settings: &Settings,
+    store: Arc<dyn EventStore>,
+    leases: Leases,
+    sinks: Vec<Arc<dyn InvalidationSink>>,
+) -> Result<(ProjectorHost, Holding), Error> {
     annals_projectors::background::set_priority(settings.projectors.priority);
     let dir = settings.views_dir();
     let views = |e: annals_projectors::ViewError| Error::Api(annals_query_api::Error::Views(e.to_string()));
@@ -56,7 +67,7 @@ pub fn start(
     let mut holding = Holding::default();
     // The shared sinks (none until a backend such as Redis is configured), fed by whichever
     // process holds each view's lease.
-    let wiring = Wiring::sinks_only(settings, shared_sinks(settings));
+    let wiring = Wiring::sinks_only(settings, sinks);
     let invalidations = wiring.out();
     let hostings = [Arc::clone(&messages), Arc::clone(&audit)];
     let mut tasks = wiring.dispatch(Box::pin(checkpoints(hostings)), &stop);
@@ -76,6 +87,32 @@ pub fn start(
     keep(messages, |k| tokio::spawn(k.run(MessagesProjection)));
     keep(audit, |k| tokio::spawn(k.run(AuditProjection)));
     Ok((ProjectorHost::new(stop, tasks), holding))
+}
+
+impl Keeper {
+    /// What the previous holder had queued for the sinks died with it: the view is flushed for
+    /// every tenant at its checkpoint before this holder's projector hands anything out
+    /// (guarantee 4 of `annals_projectors::invalidation`; a duplicate flush is harmless).
+    async fn flush_on_takeover<P: Projection + Clone>(&self, opened: &OpenView<P>) {
+        if !self.invalidations.is_active() {
+            return;
+        }
+        match opened.checkpoint().await {
+            Ok(Some(checkpoint)) => self.invalidations.hand(
+                Invalidation {
+                    tenant: None,
+                    view: self.hosting.name().to_owned(),
+                    position: checkpoint.position,
+                    scope: Scope::WholeView { reason: FlushReason::Resumed },
+                },
+                None,
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(projection = self.hosting.name(), error = %e, "cannot read the view's checkpoint to flush its sinks")
+            }
+        }
+    }
 }
 
 /// The serving generations' checkpoints, as a sink's dispatcher compares them at start (a view
@@ -143,6 +180,7 @@ impl Keeper {
                 continue;
             };
             let stop = CancellationToken::new();
+            self.flush_on_takeover(&opened).await;
             let opened = opened.invalidations(self.invalidations.clone());
             let (view, task) = opened.start(Arc::clone(&self.store), self.config.clone(), stop.clone());
             self.held.store(true, Ordering::Relaxed);
