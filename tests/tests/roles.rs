@@ -167,12 +167,11 @@ async fn each_takeover_flushes_the_view_before_its_invalidations() {
     let of_messages = |sink: &Recording| -> Vec<_> {
         sink.0.lock().unwrap().iter().filter(|i| i.view == "messages").cloned().collect()
     };
-    let wait = |what: &'static str,
-                want: Box<dyn Fn(&[annals_projectors::invalidation::Invalidation]) -> bool + Send>| {
+    let wait = |what: &'static str, at: Position| {
         let sink = Arc::clone(&sink);
         async move {
             let deadline = Instant::now() + Duration::from_secs(20);
-            while !want(&of_messages(&sink)) {
+            while !of_messages(&sink).iter().any(|i| i.position >= at) {
                 assert!(Instant::now() < deadline, "{what}: {:?}", of_messages(&sink));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -181,13 +180,13 @@ async fn each_takeover_flushes_the_view_before_its_invalidations() {
     let lost = CancellationToken::new();
     grant.send(lost.clone()).unwrap();
     let first = append(&store, 0).await;
-    wait("the first holder's invalidation", Box::new(move |got| got.iter().any(|i| i.position >= first))).await;
+    wait("the first holder's invalidation", first).await;
     lost.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = of_messages(&sink).len();
     grant.send(CancellationToken::new()).unwrap();
     let second = append(&store, 1).await;
-    wait("the second holder's invalidation", Box::new(move |got| got.iter().any(|i| i.position >= second))).await;
+    wait("the second holder's invalidation", second).await;
     let got = of_messages(&sink);
     let flush = Scope::WholeView { reason: FlushReason::Resumed };
     assert_eq!(got[before].scope, flush, "the takeover's flush comes first: {got:?}");
