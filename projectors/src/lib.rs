@@ -22,6 +22,7 @@
 //! re-exports.
 
 pub mod background;
+mod backoff;
 pub mod error;
 pub mod host;
 pub mod invalidation;

@@ -9,6 +9,7 @@ mod crash_restart;
 mod errors;
 mod follow;
 mod invalidation_redis;
+mod invalidations;
 mod messages;
 mod non_atomic;
 mod order_independence;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::auth::{KeyRing, Tenant};
+use crate::cache::{InvalidationDeps, ResponseCache};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::routes;
@@ -29,6 +30,8 @@ pub struct Deps {
     pub store: Arc<dyn EventStore>,
     /// The read views the query routes serve.
     pub views: Views,
+    /// The invalidations this process follows and hands out (issue 15).
+    pub invalidations: InvalidationDeps,
 }
 
 impl std::fmt::Debug for Deps {
@@ -45,6 +48,7 @@ pub struct Application {
     settings: Arc<ApiSettings>,
     keys: Arc<KeyRing>,
     views: Views,
+    invalidations: InvalidationDeps,
     bootstrap_key: Option<String>,
 }
 
@@ -64,7 +68,7 @@ impl Application {
                 )));
             }
         }
-        let Deps { store, views } = deps;
+        let Deps { store, views, invalidations } = deps;
         let listener =
             TcpListener::bind(settings.listen).await.map_err(|source| Error::Bind { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| Error::Bind { addr: settings.listen, source })?;
@@ -94,7 +98,16 @@ impl Application {
             }
             None => {}
         }
-        Ok(Application { listener, addr, store, settings: Arc::new(settings), keys, views, bootstrap_key })
+        Ok(Application {
+            listener,
+            addr,
+            store,
+            settings: Arc::new(settings),
+            keys,
+            views,
+            invalidations,
+            bootstrap_key,
+        })
     }
 
     /// The operator key generated on the first start of a store (no active operator key, no
@@ -117,11 +130,23 @@ impl Application {
         let integrity =
             crate::integrity::Integrity::open(&self.settings.data_dir).map_err(|e| Error::Integrity(e.to_string()))?;
         let integrity_task = crate::integrity::follow(Arc::clone(&integrity), Arc::clone(&store), shutdown.clone());
+        let metrics = Metrics::new();
+        // Off without a feed: a cache that cannot be invalidated must never serve.
+        let cache = match &self.invalidations.feed {
+            Some(feed) if self.settings.cache.max_bytes > 0 => {
+                let cache = Arc::new(ResponseCache::new(self.settings.cache, Arc::clone(&metrics)));
+                crate::cache::follow::start(Arc::clone(&cache), Arc::clone(feed), shutdown.clone());
+                cache
+            }
+            _ => Arc::new(ResponseCache::off()),
+        };
         let state = AppState(Arc::new(Shared {
             store,
             settings: Arc::clone(&self.settings),
             keys: Arc::clone(&self.keys),
-            metrics: Metrics::new(),
+            metrics,
+            cache,
+            invalidations: self.invalidations,
             schemas: Arc::new(Registry::new()),
             openapi: Arc::default(),
             shutdown: shutdown.clone(),

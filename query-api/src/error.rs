@@ -117,6 +117,12 @@ pub enum ApiError {
     /// A replay named positions that are not parked events waiting for one.
     #[error("projection {projection} has no parked event waiting at position(s) {positions:?}")]
     NotParked { projection: String, positions: Vec<u64> },
+    /// This process has no invalidation feed (role `api` without a shared backend).
+    #[error("this process has no invalidation feed: invalidations need a shared backend (such as Redis) for an api process beside projector processes, or role all")]
+    InvalidationsUnavailable,
+    /// The invalidation feed failed when a follower started (its backend is unreachable).
+    #[error("the invalidation feed is unavailable: {0}")]
+    InvalidationFeed(String),
     /// The integrity tree's files failed it (transient I/O, or a tree to rebuild from the log).
     #[error("the integrity tree cannot answer: {0}")]
     Integrity(String),
@@ -207,6 +213,12 @@ impl ApiError {
             ApiError::UnsupportedMediaType { content_type } => {
                 extra.insert("content_type".into(), json!(content_type));
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
+            }
+            ApiError::InvalidationFeed(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "invalidations-unavailable", "The invalidation feed is unavailable")
+            }
+            ApiError::InvalidationsUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "invalidations-unavailable", "No invalidation feed")
             }
             ApiError::TooManyCatchUpTails { limit } => {
                 extra.insert("limit".into(), json!(limit));
@@ -330,7 +342,10 @@ impl IntoResponse for ApiError {
             // sooner only costs a request.
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
         }
-        if matches!(self, ApiError::NotYetApplied { .. } | ApiError::TooManyCatchUpTails { .. }) {
+        if matches!(
+            self,
+            ApiError::NotYetApplied { .. } | ApiError::TooManyCatchUpTails { .. } | ApiError::InvalidationFeed(_)
+        ) {
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         if status == StatusCode::UNAUTHORIZED {

@@ -11,6 +11,7 @@
 
 mod app;
 mod auth;
+mod cache;
 mod contract;
 mod documents;
 mod edge;
@@ -28,6 +29,7 @@ mod wire;
 
 pub use app::{Application, Deps, BOOTSTRAP_TENANT};
 pub use auth::{generate_token, Role};
+pub use cache::{CacheSettings, InvalidationDeps};
 pub use error::{ApiError, Error};
 pub use settings::{parse_cors_origins, ApiSettings};
 pub use views::{OpenViews, Views};

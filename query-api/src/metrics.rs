@@ -21,6 +21,13 @@
 //! - `annals_projection_generation{projection}` — the generation that serves reads
 //! - `annals_projection_rebuild_progress{projection}` — a rebuild's progress from 0 to 1 (-1: none
 //!   runs), and `annals_projection_rebuild_eta_seconds{projection}` (-1: none or unknown)
+//! - `annals_cache_hits_total{view}`, `annals_cache_misses_total{view}`,
+//!   `annals_cache_invalidations_total{view}` (invalidations received),
+//!   `annals_cache_refused_fills_total{view}` (fills older than the key's last invalidation) —
+//!   the response cache (`cache/`)
+//! - `annals_invalidation_handed{sink}`, `…_overflows{sink}`, `…_collapsed{sink}`,
+//!   `…_delivered{sink}`, `…_retries{sink}`, `…_queued{sink}` — this process's invalidation
+//!   queues and dispatchers, since it started (`annals_projectors::invalidation::queue`)
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -96,6 +103,51 @@ impl ProjectionMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub view: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    pub sink: &'static str,
+}
+
+/// The response cache's counters.
+#[derive(Debug, Default)]
+pub struct CacheMetrics {
+    pub hits: Family<CacheLabels, Counter>,
+    pub misses: Family<CacheLabels, Counter>,
+    pub invalidations: Family<CacheLabels, Counter>,
+    pub refused_fills: Family<CacheLabels, Counter>,
+}
+
+/// The invalidation queues' figures, set from their atomics when metrics are scraped.
+#[derive(Debug, Default)]
+pub struct InvalidationMetrics {
+    pub handed: Family<SinkLabels, Gauge>,
+    pub overflows: Family<SinkLabels, Gauge>,
+    pub collapsed: Family<SinkLabels, Gauge>,
+    pub delivered: Family<SinkLabels, Gauge>,
+    pub retries: Family<SinkLabels, Gauge>,
+    pub queued: Family<SinkLabels, Gauge>,
+}
+
+impl InvalidationMetrics {
+    pub fn set(&self, queue: &annals_projectors::invalidation::queue::SinkQueue) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let labels = SinkLabels { sink: queue.sink() };
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let s = &queue.stats;
+        self.handed.get_or_create(&labels).set(int(s.handed.load(Relaxed)));
+        self.overflows.get_or_create(&labels).set(int(s.overflows.load(Relaxed)));
+        self.collapsed.get_or_create(&labels).set(int(s.collapsed.load(Relaxed)));
+        self.delivered.get_or_create(&labels).set(int(s.delivered.load(Relaxed)));
+        self.retries.get_or_create(&labels).set(int(s.retries.load(Relaxed)));
+        self.queued.get_or_create(&labels).set(int(queue.len() as u64));
+    }
+}
+
 /// The application's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -109,6 +161,8 @@ pub struct Metrics {
     pub head_position: Gauge,
     pub live_subscribers: Gauge,
     pub projections: ProjectionMetrics,
+    pub cache: CacheMetrics,
+    pub invalidations: InvalidationMetrics,
 }
 
 impl Metrics {
@@ -177,6 +231,54 @@ impl Metrics {
             "Seconds until the running rebuild catches up (-1: none or unknown)",
             projections.rebuild_eta_seconds.clone(),
         );
+        let cache = CacheMetrics::default();
+        registry.register("annals_cache_hits", "Answers served from the response cache", cache.hits.clone());
+        registry.register(
+            "annals_cache_misses",
+            "Cacheable answers not found fresh in the cache",
+            cache.misses.clone(),
+        );
+        registry.register(
+            "annals_cache_invalidations",
+            "Invalidations the response cache received",
+            cache.invalidations.clone(),
+        );
+        registry.register(
+            "annals_cache_refused_fills",
+            "Fills refused because the answer was older than its key's last invalidation",
+            cache.refused_fills.clone(),
+        );
+        let invalidations = InvalidationMetrics::default();
+        registry.register(
+            "annals_invalidation_handed",
+            "Invalidations handed to the sink's queue",
+            invalidations.handed.clone(),
+        );
+        registry.register(
+            "annals_invalidation_overflows",
+            "Times the sink's queue was full and collapsed into whole-view invalidations",
+            invalidations.overflows.clone(),
+        );
+        registry.register(
+            "annals_invalidation_collapsed",
+            "Invalidations replaced by whole-view ones when the queue overflowed",
+            invalidations.collapsed.clone(),
+        );
+        registry.register(
+            "annals_invalidation_delivered",
+            "Invalidations the sink accepted",
+            invalidations.delivered.clone(),
+        );
+        registry.register(
+            "annals_invalidation_retries",
+            "Deliveries to the sink retried after a failure",
+            invalidations.retries.clone(),
+        );
+        registry.register(
+            "annals_invalidation_queued",
+            "Invalidations waiting for the sink",
+            invalidations.queued.clone(),
+        );
         let appends = AppendOutcome::ALL
             .map(|outcome| appends.get_or_create(&OutcomeLabels { outcome: outcome.label() }).clone());
         Arc::new(Metrics {
@@ -188,6 +290,8 @@ impl Metrics {
             head_position,
             live_subscribers,
             projections,
+            cache,
+            invalidations,
         })
     }
 

@@ -23,7 +23,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
         ExpectedRevision,
         Direction,
         crate::documents::Message,
-        crate::documents::AuditEntry
+        crate::documents::AuditEntry,
+        crate::routes::InvalidationView
     )),
     tags(
         (name = "streams", description = "Append to and read one stream"),
@@ -32,6 +33,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "messages", description = "The message log view: search, one message, its history"),
         (name = "audit", description = "The audit trail view"),
         (name = "integrity", description = "The Merkle tree over the log: public key, signed tree heads, inclusion and consistency proofs"),
+        (name = "invalidations", description = "Cache invalidations projected from the log, as Server-Sent Events"),
         (name = "projections", description = "Where each view's projection stands, rebuilds, parked events (operator keys)"),
         (name = "keys", description = "API keys (operator keys: every tenant's; admin keys: their tenant's)"),
         (name = "operations", description = "Health, readiness, metrics, this document")
@@ -130,6 +132,7 @@ pub fn document(mut api: utoipa::openapi::OpenApi) -> String {
     crate::contract::constrain(&mut doc);
     typed_documents(&mut doc);
     live_events(&mut doc);
+    invalidation_events(&mut doc);
     links(&mut doc);
     serde_json::to_string(&doc).expect("the OpenAPI document serializes")
 }
@@ -261,6 +264,60 @@ fn live_events(doc: &mut serde_json::Value) {
          one `caught-up` event once the history is sent, and `: heartbeat` comments while idle"
     );
     ok["content"]["text/event-stream"]["schema"] = json!({ "$ref": "#/components/schemas/LiveEvent" });
+}
+
+/// The `InvalidationEvent` schema: the SSE fields of `GET /v1/invalidations`, with each
+/// `data`'s JSON (an `annals_projectors::invalidation::Invalidation`) as its content schema.
+fn invalidation_events(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let position = json!({ "type": "string", "pattern": "^[0-9]+$" });
+    let int = json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": i64::MAX });
+    let common = |scope: &str, extra: serde_json::Value| {
+        let mut properties = json!({
+            "tenant": { "type": ["string", "null"], "description": "The tenant; null: every tenant (whole-view only)." },
+            "view": { "$ref": "#/components/schemas/InvalidationView" },
+            "position": int,
+            "scope": { "type": "string", "const": scope }
+        });
+        let mut required = vec!["tenant", "view", "position", "scope"];
+        for (name, schema) in extra.as_object().expect("an object") {
+            properties[name] = schema.clone();
+            required.push(if name == "keys" { "keys" } else { "reason" });
+        }
+        json!({ "type": "object", "required": required, "properties": properties })
+    };
+    let key = json!({
+        "type": "object",
+        "required": ["kind", "value"],
+        "properties": {
+            "kind": { "type": "string", "enum": ["message", "recipient", "audit_target", "actor"] },
+            "value": { "type": "string" }
+        }
+    });
+    let keys = common("keys", json!({ "keys": { "type": "array", "items": key } }));
+    let reasons = json!({ "type": "string", "enum": ["overflow", "rebuild", "trimmed", "resumed"] });
+    let flush = common("whole_view", json!({ "reason": reasons }));
+    let event = |name: &str, description: &str, data: serde_json::Value| {
+        json!({
+            "description": description,
+            "type": "object",
+            "required": ["event", "id", "data"],
+            "properties": {
+                "event": { "type": "string", "const": name },
+                "id": position,
+                "data": { "type": "string", "contentMediaType": "application/json", "contentSchema": data }
+            }
+        })
+    };
+    doc["components"]["schemas"]["InvalidationEvent"] = json!({
+        "description": "One Server-Sent Event of `GET /v1/invalidations`, as its SSE fields; `id` is the position.",
+        "oneOf": [
+            event("invalidation", "These keys of the tenant changed at or before `position`.", keys),
+            event("flush", "Drop everything cached from the view (for the tenant, or every tenant when null).", flush)
+        ]
+    });
+    let ok = &mut doc["paths"]["/v1/invalidations"]["get"]["responses"]["200"];
+    ok["content"]["text/event-stream"]["schema"] = json!({ "$ref": "#/components/schemas/InvalidationEvent" });
 }
 
 /// `"any"` (the default), `"no_stream"`, `"stream_exists"`, or the revision the stream's last

@@ -53,6 +53,9 @@ pub struct ApiSettings {
     /// Live tails reading history at once (`ANNALS_MAX_CATCHUP_TAILS`, default 64); one more
     /// is a `503` with `Retry-After`. A tail stops counting once it has caught up.
     pub max_catchup_tails: usize,
+    /// The response cache's bounds (`[http] cache_max_bytes`, `cache_ttl_secs`); it is on only
+    /// when the process has an invalidation feed.
+    pub cache: crate::cache::CacheSettings,
 }
 
 impl Default for ApiSettings {
@@ -74,6 +77,7 @@ impl Default for ApiSettings {
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
             max_catchup_tails: 64,
+            cache: crate::cache::CacheSettings::default(),
         }
     }
 }
@@ -96,6 +100,7 @@ impl std::fmt::Debug for ApiSettings {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_catchup_tails", &self.max_catchup_tails)
+            .field("cache", &self.cache)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }

@@ -41,6 +41,10 @@ pub struct Shared {
     pub views: Views,
     /// One permit per live tail reading history (`max_catchup_tails`).
     pub catchup_tails: Arc<tokio::sync::Semaphore>,
+    /// The response cache (off without an invalidation feed, `cache/`).
+    pub cache: Arc<crate::cache::ResponseCache>,
+    /// The invalidation feed (`GET /v1/invalidations`) and this process's queues (`/metrics`).
+    pub invalidations: crate::cache::InvalidationDeps,
     /// The integrity tree over the log, its keys and signed heads (`crate::integrity`).
     pub integrity: Arc<crate::integrity::Integrity>,
 }

@@ -130,6 +130,21 @@ pub struct OpenViews {
 }
 
 impl OpenViews {
+    /// Hands its projectors' invalidations to `out` (issue 15).
+    pub fn invalidations(mut self, out: annals_projectors::invalidation::queue::Invalidations) -> Self {
+        self.messages = self.messages.invalidations(out.clone());
+        self.audit = self.audit.invalidations(out);
+        self
+    }
+
+    /// Each view's committed checkpoint, before its projector starts.
+    pub async fn checkpoints(&self) -> Result<Vec<(String, Option<annals_store::Position>)>, Error> {
+        let views = |e: annals_projectors::ViewError| Error::Views(e.to_string());
+        let messages = self.messages.checkpoint().await.map_err(views)?.map(|c| c.position);
+        let audit = self.audit.checkpoint().await.map_err(views)?.map(|c| c.position);
+        Ok(vec![(MessagesProjection::NAME.to_owned(), messages), (AuditProjection::NAME.to_owned(), audit)])
+    }
+
     /// Hosts each view (its projector, rebuilds); they stop, committing their batch, when
     /// `shutdown` fires.
     pub fn start(

@@ -1,102 +1,88 @@
-//! The Redis invalidation backend built from `[invalidations]` (issue 15): the sink a projector
-//! process's dispatcher delivers to, the feed an API process follows to invalidate its own
-//! cache, and the probe `/readyz` asks. None of them when `redis_url` is not set. Building them
-//! never connects: a Redis that is down at start makes the process degraded, not failed (the
-//! sink answers `Unavailable` until Redis is back, and its dispatcher retries).
+//! Wiring the cache invalidations (issue 15): which sinks a process's projectors hand their
+//! committed keys to, through one bounded queue and one dispatcher per sink, and which feed its
+//! API's response cache and `GET /v1/invalidations` follow.
 //!
-//! Wiring (at merge): roles `all` and `projector` hand `sink` to the invalidation dispatcher
-//! next to the in-process sink; roles `all` and `api` may follow `feed` per view; every role's
-//! readiness reports `probe`.
+//! - role `all`: the in-process sink and feed (`MemoryInvalidations`, a ring of `ring_size`
+//!   per view), plus any shared sinks; the API follows the in-process feed.
+//! - role `projector`: the shared sinks only ([`shared_sinks`]).
+//! - role `api`: the shared feed ([`shared_feed`]); without one the response cache is off and
+//!   `GET /v1/invalidations` answers `503`.
+//!
+//! The two hooks below open the shared backend `[invalidations]` names: Redis (`redis.rs`) when
+//! `redis_url` is set, else none.
 
-use annals_projectors::invalidation::redis::{RedisFeed, RedisProbe, RedisSink};
-use tracing::info;
+use std::sync::Arc;
+
+use annals_projectors::invalidation::memory::MemoryInvalidations;
+use annals_projectors::invalidation::queue::{Invalidations, SinkQueue};
+use annals_projectors::invalidation::{dispatch, InvalidationFeed, InvalidationSink};
+use annals_query_api::InvalidationDeps;
+use annals_store::Position;
+use futures::future::BoxFuture;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
 use crate::Error;
 
-/// What `[invalidations]` asks for.
-#[derive(Clone, Debug)]
-pub struct RedisInvalidations {
-    pub sink: RedisSink,
-    pub feed: RedisFeed,
-    pub probe: RedisProbe,
+/// The sinks shared with other processes that this process's projectors feed (role `all` and
+/// `projector`): the Redis sink when `redis_url` is set.
+pub fn shared_sinks(settings: &Settings) -> Result<Vec<Arc<dyn InvalidationSink>>, Error> {
+    Ok(super::redis::redis_sink(settings)?.into_iter().map(|s| Arc::new(s) as Arc<dyn InvalidationSink>).collect())
 }
 
-/// The Redis sink, feed and probe of `settings`, or `None` without `redis_url`. Must be called
-/// inside the tokio runtime.
-pub fn redis(settings: &Settings) -> Result<Option<RedisInvalidations>, Error> {
-    let config = match settings.invalidations.redis_config() {
-        Ok(Some(config)) => config,
-        Ok(None) => return Ok(None),
-        Err((setting, reason)) => return Err(Error::Combination { setting, reason }),
-    };
-    let refused = |e: annals_projectors::invalidation::InvalidationError| Error::Combination {
-        setting: "invalidations.redis_url (ANNALS_INVALIDATIONS__REDIS_URL)".to_owned(),
-        reason: e.to_string(),
-    };
-    let sink = RedisSink::new(config.clone()).map_err(refused)?;
-    let probe = RedisProbe::new(&config).map_err(refused)?;
-    info!(url = %annals_projectors::invalidation::redis::config::redact(config.url()), "cache invalidations go to redis");
-    Ok(Some(RedisInvalidations { sink, feed: RedisFeed::new(config), probe }))
+/// The feed an `api` process follows, written by projector processes' sinks: the Redis feed
+/// when `redis_url` is set.
+pub fn shared_feed(settings: &Settings) -> Result<Option<Arc<dyn InvalidationFeed>>, Error> {
+    Ok(super::redis::redis_feed(settings)?.map(|f| Arc::new(f) as Arc<dyn InvalidationFeed>))
 }
 
-/// The sink alone (roles that project).
-pub fn redis_sink(settings: &Settings) -> Result<Option<RedisSink>, Error> {
-    Ok(redis(settings)?.map(|r| r.sink))
+/// The sinks of a process, each with its queue, not dispatched yet.
+#[derive(Debug)]
+pub struct Wiring {
+    sinks: Vec<(Arc<dyn InvalidationSink>, Arc<SinkQueue>)>,
+    feed: Option<Arc<dyn InvalidationFeed>>,
 }
 
-/// The feed alone (roles that serve the API from views another process projects).
-pub fn redis_feed(settings: &Settings) -> Result<Option<RedisFeed>, Error> {
-    Ok(redis(settings)?.map(|r| r.feed))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::settings::Flags;
-    use annals_projectors::invalidation::InvalidationSink;
-
-    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, Error> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("annals.toml");
-        std::fs::write(&file, toml).expect("write");
-        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
-        Settings::load(Some(&file), env, Flags::default())
+impl Wiring {
+    /// Role `all`: the in-process sink and feed, then `shared` sinks.
+    pub fn in_process(settings: &Settings, shared: Vec<Arc<dyn InvalidationSink>>) -> Wiring {
+        let memory = MemoryInvalidations::new(settings.invalidations.ring_size);
+        let mut sinks: Vec<Arc<dyn InvalidationSink>> = vec![Arc::new(memory.clone())];
+        sinks.extend(shared);
+        let feed: Arc<dyn InvalidationFeed> = Arc::new(memory);
+        Wiring { feed: Some(feed), ..Wiring::sinks_only(settings, sinks) }
     }
 
-    #[tokio::test]
-    async fn the_section_builds_a_sink_that_waits_for_redis_instead_of_failing() {
-        let settings = load(
-            "[invalidations]\nmaxlen = 5000\nmessage_key = \"app:{tenant}:m:{value}\"\n",
-            &[("ANNALS_INVALIDATIONS__REDIS_URL", "unix:///nonexistent/annals-test-redis.sock")],
-        )
-        .expect("valid settings");
-        let built = redis(&settings).expect("built").expect("redis is on");
-        assert_eq!(built.sink.config().maxlen(), 5000);
-        assert_eq!(
-            built
-                .sink
-                .config()
-                .template(annals_projectors::invalidation::KeyKind::Message)
-                .expect("a template")
-                .as_str(),
-            "app:{tenant}:m:{value}"
-        );
-        let error = built.sink.checkpoint("messages").await.expect_err("nothing listens");
-        assert!(error.is_transient(), "{error}");
-        assert!(redis(&load("", &[]).expect("defaults")).expect("built").is_none(), "no url, no redis");
+    /// Role `projector`: `sinks`, and no feed.
+    pub fn sinks_only(settings: &Settings, sinks: Vec<Arc<dyn InvalidationSink>>) -> Wiring {
+        let capacity = settings.invalidations.queue_capacity;
+        let sinks = sinks.into_iter().map(|s| (Arc::clone(&s), SinkQueue::new(s.name(), capacity))).collect();
+        Wiring { sinks, feed: None }
     }
 
-    #[test]
-    fn a_bad_section_is_refused_naming_the_setting() {
-        let error = load("[invalidations]\nredis_url = \"redis://localhost\"\nstream = \"one:stream\"\n", &[])
-            .expect_err("refused");
-        assert!(error.to_string().contains("invalidations.stream (ANNALS_INVALIDATIONS__STREAM)"), "{error}");
-        let error = load("", &[("ANNALS_INVALIDATIONS__MAXLEN", "0")]).expect_err("refused");
-        assert!(error.to_string().contains("ANNALS_INVALIDATIONS__MAXLEN"), "{error}");
-        let error = load("[invalidations]\nactor_key = \"x:{tenant}{value}\"\n", &[]).expect_err("refused");
-        assert!(error.to_string().contains("invalidations.actor_key"), "{error}");
-        let error = load("", &[("ANNALS_INVALIDATIONS__CHANNEL", "c")]).expect_err("refused");
-        assert!(error.to_string().contains("redis_url"), "{error}");
+    /// What the projectors hand their invalidations to.
+    pub fn out(&self) -> Invalidations {
+        Invalidations::new(self.sinks.iter().map(|(_, q)| Arc::clone(q)).collect())
+    }
+
+    /// What the API follows and reports.
+    pub fn deps(&self) -> InvalidationDeps {
+        InvalidationDeps { feed: self.feed.clone(), queues: self.sinks.iter().map(|(_, q)| Arc::clone(q)).collect() }
+    }
+
+    /// Starts a dispatcher per sink; `checkpoints` gives the views' checkpoints at start.
+    pub fn dispatch(
+        &self,
+        checkpoints: BoxFuture<'static, Vec<(String, Option<Position>)>>,
+        stop: &CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
+        let checkpoints = futures::future::FutureExt::shared(checkpoints);
+        self.sinks
+            .iter()
+            .map(|(sink, queue)| {
+                dispatch::start(Arc::clone(sink), Arc::clone(queue), checkpoints.clone(), stop.clone())
+            })
+            .collect()
     }
 }

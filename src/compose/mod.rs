@@ -16,17 +16,21 @@ mod health;
 pub mod invalidations;
 mod lease;
 mod projector;
+pub mod redis;
 mod store;
 mod views;
 
 use std::net::SocketAddr;
 
-use annals_query_api::{Application, Deps};
+use annals_query_api::{Application, Deps, InvalidationDeps};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use invalidations::{shared_feed, shared_sinks, Wiring};
 pub use lease::{Boxed, Held, Lease, LeaseSource, Leases};
-pub use projector::{lease_name, start as start_projectors_under_leases, Holding};
+pub use projector::{
+    lease_name, start as start_projectors_under_leases, start_with_sinks as start_projectors_with_sinks, Holding,
+};
 pub use store::OpenStore;
 pub use views::ProjectorHost;
 
@@ -64,7 +68,17 @@ impl Server {
                 return Err(e);
             }
         };
-        match Application::build(settings.api(), Deps { store: store.events(), views }).await {
+        // Without a shared feed the response cache is off and `/v1/invalidations` is a 503.
+        let feed = match invalidations::shared_feed(&settings) {
+            Ok(feed) => feed,
+            Err(e) => {
+                followers.stop().await;
+                close_after_failure(store).await;
+                return Err(e);
+            }
+        };
+        let invalidations = InvalidationDeps { feed, queues: Vec::new() };
+        match Application::build(settings.api(), Deps { store: store.events(), views, invalidations }).await {
             Ok(app) => Ok(Server { front: Front::Api(app), projectors: followers, store }),
             Err(e) => {
                 followers.stop().await;
@@ -113,8 +127,24 @@ impl Server {
                 return Err(e);
             }
         };
-        let (views, projectors) = views::start_projectors(opened, &store.events(), &settings.projectors);
-        match Application::build(settings.api(), Deps { store: store.events(), views }).await {
+        let shared = match invalidations::shared_sinks(&settings) {
+            Ok(shared) => shared,
+            Err(e) => {
+                close_after_failure(store).await;
+                return Err(e);
+            }
+        };
+        let wiring = Wiring::in_process(&settings, shared);
+        let started = views::start_projectors(opened, &store.events(), &settings.projectors, &wiring).await;
+        let (views, projectors) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                close_after_failure(store).await;
+                return Err(e);
+            }
+        };
+        let invalidations = wiring.deps();
+        match Application::build(settings.api(), Deps { store: store.events(), views, invalidations }).await {
             Ok(app) => Ok(Server { front: Front::Api(app), projectors, store }),
             Err(e) => {
                 projectors.stop().await;

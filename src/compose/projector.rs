@@ -18,12 +18,15 @@ use std::time::Duration;
 
 use annals_projectors::host::tantivy::TantivyHosting;
 use annals_projectors::host::writer_busy;
+use annals_projectors::invalidation::queue::Invalidations;
+use annals_projectors::invalidation::{FlushReason, Invalidation, InvalidationSink, Scope};
 use annals_projectors::{AuditProjection, MessagesProjection, OpenView, Projection, ProjectorConfig, ViewHosting};
-use annals_store::EventStore;
+use annals_store::{EventStore, Position};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::invalidations::{shared_sinks, Wiring};
 use super::lease::Leases;
 use super::views::ProjectorHost;
 use crate::settings::Settings;
@@ -41,6 +44,16 @@ pub fn start(
     store: Arc<dyn EventStore>,
     leases: Leases,
 ) -> Result<(ProjectorHost, Holding), Error> {
+    start_with_sinks(settings, store, leases, shared_sinks(settings)?)
+}
+
+/// [`start`] with the invalidation sinks given (the shared ones, or a test's).
+pub fn start_with_sinks(
+    settings: &Settings,
+    store: Arc<dyn EventStore>,
+    leases: Leases,
+    sinks: Vec<Arc<dyn InvalidationSink>>,
+) -> Result<(ProjectorHost, Holding), Error> {
     annals_projectors::background::set_priority(settings.projectors.priority);
     let dir = settings.views_dir();
     let views = |e: annals_projectors::ViewError| Error::Api(annals_query_api::Error::Views(e.to_string()));
@@ -52,7 +65,12 @@ pub fn start(
     let stop = CancellationToken::new();
     let config = settings.projectors.config();
     let mut holding = Holding::default();
-    let mut tasks = Vec::new();
+    // The shared sinks (none until a backend such as Redis is configured), fed by whichever
+    // process holds each view's lease.
+    let wiring = Wiring::sinks_only(settings, sinks);
+    let invalidations = wiring.out();
+    let hostings = [Arc::clone(&messages), Arc::clone(&audit)];
+    let mut tasks = wiring.dispatch(Box::pin(checkpoints(hostings)), &stop);
     let mut keep = |hosting: Arc<dyn ViewHosting>, task: fn(Keeper) -> JoinHandle<()>| {
         let held = Arc::new(AtomicBool::new(false));
         holding.views.push((hosting.name(), Arc::clone(&held)));
@@ -63,11 +81,57 @@ pub fn start(
             leases: leases.clone(),
             shutdown: stop.clone(),
             held,
+            invalidations: invalidations.clone(),
         }));
     };
     keep(messages, |k| tokio::spawn(k.run(MessagesProjection)));
     keep(audit, |k| tokio::spawn(k.run(AuditProjection)));
     Ok((ProjectorHost::new(stop, tasks), holding))
+}
+
+impl Keeper {
+    /// What the previous holder had queued for the sinks died with it: the view is flushed for
+    /// every tenant at its checkpoint before this holder's projector hands anything out
+    /// (guarantee 4 of `annals_projectors::invalidation`; a duplicate flush is harmless).
+    async fn flush_on_takeover<P: Projection + Clone>(&self, opened: &OpenView<P>) {
+        if !self.invalidations.is_active() {
+            return;
+        }
+        match opened.checkpoint().await {
+            Ok(Some(checkpoint)) => self.invalidations.hand(
+                Invalidation {
+                    tenant: None,
+                    view: self.hosting.name().to_owned(),
+                    position: checkpoint.position,
+                    scope: Scope::WholeView { reason: FlushReason::Resumed },
+                },
+                None,
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(projection = self.hosting.name(), error = %e, "cannot read the view's checkpoint to flush its sinks")
+            }
+        }
+    }
+}
+
+/// The serving generations' checkpoints, as a sink's dispatcher compares them at start (a view
+/// that cannot be read counts as having none: the sink is then not flushed for it).
+async fn checkpoints(hostings: [Arc<dyn ViewHosting>; 2]) -> Vec<(String, Option<Position>)> {
+    let mut found = Vec::new();
+    for hosting in hostings {
+        let checkpoint = async {
+            let reader = hosting.open_reader(hosting.current().await?).await?;
+            reader.checkpoint().await
+        };
+        match checkpoint.await {
+            Ok(c) => found.push((hosting.name().to_owned(), c.map(|c| c.position))),
+            Err(e) => {
+                warn!(projection = hosting.name(), error = %e, "cannot read the view's checkpoint for its invalidation sinks")
+            }
+        }
+    }
+    found
 }
 
 /// The lease's name for a view: one lock per view name, whatever its generation.
@@ -85,6 +149,7 @@ struct Keeper {
     leases: Leases,
     shutdown: CancellationToken,
     held: Arc<AtomicBool>,
+    invalidations: Invalidations,
 }
 
 impl Keeper {
@@ -115,6 +180,8 @@ impl Keeper {
                 continue;
             };
             let stop = CancellationToken::new();
+            self.flush_on_takeover(&opened).await;
+            let opened = opened.invalidations(self.invalidations.clone());
             let (view, task) = opened.start(Arc::clone(&self.store), self.config.clone(), stop.clone());
             self.held.store(true, Ordering::Relaxed);
             tokio::select! {

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use super::invalidations::Wiring;
 use crate::settings::{ProjectorSettings, Settings, ViewsKind};
 use crate::Error;
 
@@ -24,16 +25,21 @@ pub async fn open(settings: &Settings) -> Result<OpenViews, Error> {
     }
 }
 
-/// Starts a projector per view (with its rebuilds); returns the views to read and the host
-/// that stops them.
-pub fn start_projectors(
+/// Starts a projector per view (with its rebuilds) handing its invalidations to `wiring`'s
+/// sinks, and a dispatcher per sink; returns the views to read and the host that stops them.
+pub async fn start_projectors(
     opened: OpenViews,
     store: &Arc<dyn EventStore>,
     settings: &ProjectorSettings,
-) -> (Views, ProjectorHost) {
+    wiring: &Wiring,
+) -> Result<(Views, ProjectorHost), Error> {
     let stop = CancellationToken::new();
-    let (views, tasks) = opened.start(store, settings.config(), &stop);
-    (views, ProjectorHost { stop, tasks })
+    // Read before the projectors start: a sink's `Resumed` flush then precedes what they queue.
+    let checkpoints = opened.checkpoints().await?;
+    let opened = opened.invalidations(wiring.out());
+    let (views, mut tasks) = opened.start(store, settings.config(), &stop);
+    tasks.extend(wiring.dispatch(Box::pin(std::future::ready(checkpoints)), &stop));
+    Ok((views, ProjectorHost { stop, tasks }))
 }
 
 /// Opens the views of `settings` to read only (an `api` process, beside projector processes);

@@ -1,20 +1,32 @@
-//! `[invalidations]`: where cache invalidations go besides this process (issue 15). Today one
-//! backend, Redis: set `redis_url` and the projectors' invalidations unlink the application's
-//! cached keys in Redis and are appended to a stream per view there (`compose/invalidations.rs`
-//! builds the sink and the feed; the templates' rules are `annals_projectors::invalidation::redis`).
-//! Every key but `redis_url` has a default; setting one without `redis_url` is refused, since it
-//! would do nothing.
+//! `[invalidations]`: the cache invalidations this process hands out and follows (issue 15) —
+//! the bounded queue between the projectors and each sink, the in-process feed's ring, the API's
+//! response cache — and where they go besides this process. Today one shared backend, Redis: set
+//! `redis_url` and the projectors' invalidations unlink the application's cached keys in Redis
+//! and are appended to a stream per view there, which API processes follow
+//! (`compose/invalidations.rs` builds the sink and the feed; the templates' rules are
+//! `annals_projectors::invalidation::redis`). Every Redis key but `redis_url` has a default;
+//! setting one without `redis_url` is refused, since it would do nothing.
 
 use std::time::Duration;
 
 use annals_projectors::invalidation::redis::{RedisConfig, RedisOptions};
 use annals_projectors::invalidation::KeyKind;
 
-use super::parse::{positive, Section};
+use super::parse::{positive, seconds, Section};
 
 /// `[invalidations]`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct InvalidationSettings {
+    /// `queue_capacity`: invalidations waiting for one sink at most (1 to 1,000,000, default
+    /// 10,000); past it they collapse into one whole-view invalidation per affected tenant.
+    pub queue_capacity: usize,
+    /// `ring_size`: invalidations the in-process feed keeps per view for followers that resume
+    /// (`Last-Event-ID`; 1 to 1,000,000, default 10,000); an older resume point gets a flush.
+    pub ring_size: usize,
+    /// `cache_max_bytes`: the API's response cache's size in bytes (default 64 MiB; 0 turns the cache off).
+    pub cache_max_bytes: u64,
+    /// `cache_ttl_secs`: how long an answer stays cached at most (default 300).
+    pub cache_ttl: Duration,
     /// `redis_url`: `redis://HOST:PORT[/DB]`, `rediss://…` or `unix:///path/to/redis.sock`; none:
     /// no Redis.
     pub redis_url: Option<String>,
@@ -31,6 +43,24 @@ pub struct InvalidationSettings {
     pub timeout: Option<Duration>,
 }
 
+impl Default for InvalidationSettings {
+    fn default() -> Self {
+        let cache = annals_query_api::CacheSettings::default();
+        InvalidationSettings {
+            queue_capacity: 10_000,
+            ring_size: 10_000,
+            cache_max_bytes: cache.max_bytes,
+            cache_ttl: cache.ttl,
+            redis_url: None,
+            templates: Vec::new(),
+            stream: None,
+            channel: None,
+            maxlen: None,
+            timeout: None,
+        }
+    }
+}
+
 /// The template keys, in the order the README lists them.
 const TEMPLATE_KEYS: [(&str, KeyKind); 4] = [
     ("message_key", KeyKind::Message),
@@ -40,6 +70,11 @@ const TEMPLATE_KEYS: [(&str, KeyKind); 4] = [
 ];
 
 impl InvalidationSettings {
+    /// The response cache's bounds.
+    pub fn cache(&self) -> annals_query_api::CacheSettings {
+        annals_query_api::CacheSettings { max_bytes: self.cache_max_bytes, ttl: self.cache_ttl }
+    }
+
     /// The Redis backend's options, when `redis_url` is set: the defaults, with what was given.
     pub fn redis_options(&self) -> Option<RedisOptions> {
         let url = self.redis_url.as_ref()?;
@@ -109,6 +144,10 @@ fn setting(key: &str) -> String {
 impl Section for InvalidationSettings {
     const NAME: &'static str = "invalidations";
     const KEYS: &'static [(&'static str, Option<&'static str>)] = &[
+        ("queue_capacity", None),
+        ("ring_size", None),
+        ("cache_max_bytes", None),
+        ("cache_ttl_secs", None),
         ("redis_url", None),
         ("message_key", None),
         ("recipient_key", None),
@@ -121,6 +160,7 @@ impl Section for InvalidationSettings {
     ];
 
     fn set(&mut self, key: &str, v: &str) -> Result<(), String> {
+        let at_most = |n: usize| if n > 1_000_000 { Err("at most 1000000".to_owned()) } else { Ok(n) };
         let text = || {
             let v = v.trim();
             if v.is_empty() {
@@ -130,6 +170,12 @@ impl Section for InvalidationSettings {
             }
         };
         match key {
+            "queue_capacity" => self.queue_capacity = at_most(positive(v)?)?,
+            "ring_size" => self.ring_size = at_most(positive(v)?)?,
+            "cache_max_bytes" => {
+                self.cache_max_bytes = v.trim().parse().map_err(|_| "not a number of bytes (0 or more)".to_owned())?
+            }
+            "cache_ttl_secs" => self.cache_ttl = seconds(v)?,
             "redis_url" => self.redis_url = Some(text()?),
             "stream" => self.stream = Some(text()?),
             "channel" => self.channel = Some(text()?),

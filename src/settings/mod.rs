@@ -195,6 +195,7 @@ impl Settings {
             idle_timeout: h.idle_timeout,
             max_connections: h.max_connections,
             max_catchup_tails: h.max_catchup_tails,
+            cache: self.invalidations.cache(),
         }
     }
 }

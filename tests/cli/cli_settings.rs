@@ -207,3 +207,21 @@ fn combinations_no_process_can_run_are_refused_with_what_to_use_instead() {
     );
     assert!(s.is_ok(), "api processes on a shared store and views are a valid combination: {s:?}");
 }
+
+#[test]
+fn invalidation_settings_read_alike_from_the_file_and_the_environment_and_reach_the_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let toml = "[invalidations]\nqueue_capacity = 64\nring_size = 32\ncache_max_bytes = 1024\ncache_ttl_secs = 9\n";
+    let s = Settings::load(Some(&file(tmp.path(), toml)), [], Flags::default()).unwrap();
+    let i = &s.invalidations;
+    assert_eq!((i.queue_capacity, i.ring_size, i.cache_max_bytes, i.cache_ttl), (64, 32, 1024, Duration::from_secs(9)));
+    let api = s.api();
+    assert_eq!((api.cache.max_bytes, api.cache.ttl), (1024, Duration::from_secs(9)));
+    let vars = [("ANNALS_INVALIDATIONS__RING_SIZE", "5"), ("ANNALS_INVALIDATIONS__CACHE_MAX_BYTES", "0")];
+    let s = Settings::load(None, env(&vars), Flags::default()).unwrap();
+    assert_eq!((s.invalidations.ring_size, s.invalidations.cache_max_bytes), (5, 0));
+    let err = error(None, &[("ANNALS_INVALIDATIONS__QUEUE_CAPACITY", "0")]);
+    assert!(err.contains("ANNALS_INVALIDATIONS__QUEUE_CAPACITY") && err.contains("at least 1"), "{err}");
+    let err = error(Some(&file(tmp.path(), "[invalidations]\nring = 3\n")), &[]);
+    assert!(err.contains("invalidations.ring") && err.contains("ring_size"), "{err}");
+}

@@ -53,6 +53,13 @@ request-timeout = 1.5
 max-stream-events = 5
 checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 401, 403, 404]
 
+# The invalidation feed does not end either; a `Last-Event-ID` is a position, as above.
+[[operations]]
+include-path = "/v1/invalidations"
+request-timeout = 1.5
+max-stream-events = 5
+checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 401, 403, 404]
+
 # Read-your-writes: a `min_position` the view has not applied after 5 s (any position past the
 # log's head, which most generated ones are) is a documented `503` with `Retry-After`, by design.
 [[operations]]

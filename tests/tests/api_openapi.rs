@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/audit"),
     ("get", "/v1/audit/export"),
     ("get", "/v1/audit/{event_id}"),
+    ("get", "/v1/invalidations"),
     ("get", "/v1/projections"),
     ("get", "/v1/projections/{name}"),
     ("post", "/v1/projections/{name}/rebuild"),

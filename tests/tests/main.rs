@@ -10,6 +10,7 @@ mod api_export_promises;
 mod api_export_search;
 mod api_fuzz;
 mod api_integrity;
+mod api_invalidations;
 mod api_keys;
 mod api_keys_upgrade;
 mod api_live;

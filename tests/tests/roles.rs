@@ -120,3 +120,78 @@ async fn a_view_is_applied_only_while_its_lease_is_held() {
     host.stop().await;
     store.close().await.unwrap();
 }
+
+/// Records what a projector process's keepers hand its invalidation sink.
+#[derive(Debug, Default)]
+struct Recording(std::sync::Mutex<Vec<annals_projectors::invalidation::Invalidation>>);
+
+#[async_trait::async_trait]
+impl annals_projectors::invalidation::InvalidationSink for Recording {
+    fn name(&self) -> &'static str {
+        "recording"
+    }
+
+    async fn deliver(
+        &self,
+        batch: &[annals_projectors::invalidation::Invalidation],
+    ) -> Result<(), annals_projectors::invalidation::InvalidationError> {
+        self.0.lock().unwrap().extend(batch.iter().cloned());
+        Ok(())
+    }
+
+    async fn checkpoint(
+        &self,
+        _: &str,
+    ) -> Result<Option<Position>, annals_projectors::invalidation::InvalidationError> {
+        Ok(None)
+    }
+}
+
+/// What a holder that lost its lease had queued for the sinks is gone with it: each takeover
+/// flushes the view at its checkpoint before the new holder hands out anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_takeover_flushes_the_view_before_its_invalidations() {
+    use annals_projectors::invalidation::{FlushReason, Scope};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(EngineConfig::new(tmp.path().join("store"))).await.unwrap();
+    let shared: Arc<dyn EventStore> = Arc::new(store.clone());
+    let mut settings = Settings::default();
+    settings.views.dir = Some(tmp.path().join("views"));
+    settings.projectors.flush = Duration::from_millis(20);
+    let (grant, grants) = mpsc::unbounded_channel();
+    let leases = Leases::new(Arc::new(TestLeases { grants: Mutex::new(grants) }));
+    let sink = Arc::new(Recording::default());
+    let sinks: Vec<Arc<dyn annals_projectors::invalidation::InvalidationSink>> = vec![sink.clone()];
+    let (host, _) =
+        annals::compose::start_projectors_with_sinks(&settings, Arc::clone(&shared), leases, sinks).unwrap();
+    let of_messages = |sink: &Recording| -> Vec<_> {
+        sink.0.lock().unwrap().iter().filter(|i| i.view == "messages").cloned().collect()
+    };
+    let wait = |what: &'static str, at: Position| {
+        let sink = Arc::clone(&sink);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !of_messages(&sink).iter().any(|i| i.position >= at) {
+                assert!(Instant::now() < deadline, "{what}: {:?}", of_messages(&sink));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let lost = CancellationToken::new();
+    grant.send(lost.clone()).unwrap();
+    let first = append(&store, 0).await;
+    wait("the first holder's invalidation", first).await;
+    lost.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = of_messages(&sink).len();
+    grant.send(CancellationToken::new()).unwrap();
+    let second = append(&store, 1).await;
+    wait("the second holder's invalidation", second).await;
+    let got = of_messages(&sink);
+    let flush = Scope::WholeView { reason: FlushReason::Resumed };
+    assert_eq!(got[before].scope, flush, "the takeover's flush comes first: {got:?}");
+    assert_eq!((got[before].tenant.clone(), got[before].position), (None, first));
+    assert!(got[before + 1..].iter().all(|i| i.position > first), "{got:?}");
+    host.stop().await;
+    store.close().await.unwrap();
+}

@@ -17,6 +17,11 @@
 //!    last), appends `$rebuild-completed`, and removes the old directory. The new generation's
 //!    projector simply goes on as the live one.
 //!
+//! Invalidations (issue 15): the serving generation's projector hands its commits' keys out; a
+//! rebuilding one hands out nothing per document, and at the switch, once reads go to it, one
+//! whole-view invalidation of every tenant (`tenant: None`, `FlushReason::Rebuild`) goes out at
+//! its checkpoint and its per-document ones start (`runtime/emit.rs`).
+//!
 //! A crash before the switch is recorded leaves the old generation serving and the request open:
 //! the next start resumes the rebuild. A crash after it serves the new generation, and the
 //! missing `$rebuild-completed` is appended at start (the host reconciles before anything else).
@@ -30,12 +35,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::error::ViewError;
+use crate::invalidation::queue::Invalidations;
 use crate::runtime::control;
 use crate::runtime::parked::{self, ParkedLog};
 use crate::runtime::projection::Projection;
 use crate::runtime::status::ProjectionStatus;
 use crate::runtime::unapplied::UnappliedScan;
-use crate::runtime::{Projector, ProjectorConfig};
+use crate::runtime::{Emission, Projector, ProjectorConfig};
 use crate::view_store::{Checkpoint, ViewHalves, ViewReader};
 
 pub use follow::follow;
@@ -114,6 +120,7 @@ pub struct OpenView<P: Projection> {
     projection: P,
     hosting: Arc<dyn ViewHosting>,
     serving: (u64, ViewHalves),
+    invalidations: Invalidations,
 }
 
 impl<P: Projection + Clone> OpenView<P> {
@@ -121,7 +128,19 @@ impl<P: Projection + Clone> OpenView<P> {
     pub async fn open(hosting: Arc<dyn ViewHosting>, projection: P) -> Result<Self, ViewError> {
         let number = hosting.current().await?;
         let halves = hosting.open(number).await?;
-        Ok(OpenView { projection, hosting, serving: (number, halves) })
+        Ok(OpenView { projection, hosting, serving: (number, halves), invalidations: Invalidations::default() })
+    }
+
+    /// The serving generation's committed checkpoint (before its projector starts: where an
+    /// invalidation sink's dispatcher compares its own checkpoint).
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, ViewError> {
+        self.serving.1.reader.checkpoint().await
+    }
+
+    /// Where its projectors' invalidations go (none by default).
+    pub fn invalidations(mut self, out: Invalidations) -> Self {
+        self.invalidations = out;
+        self
     }
 
     /// Starts the serving generation's projector and the host task (which resumes a pending
@@ -133,7 +152,8 @@ impl<P: Projection + Clone> OpenView<P> {
         shutdown: CancellationToken,
     ) -> (Arc<HostedView>, JoinHandle<()>) {
         let (number, halves) = self.serving;
-        let live = Running::start(&store, halves, number, &self.projection, &config, &shutdown);
+        let out = self.invalidations;
+        let live = Running::start(&store, halves, number, &self.projection, &config, &shutdown, (&out, true));
         let view = Arc::new(HostedView {
             name: self.projection.schema().name,
             filter: self.projection.filter(),
@@ -150,6 +170,7 @@ impl<P: Projection + Clone> OpenView<P> {
             shutdown,
             live,
             rebuild: None,
+            invalidations: out,
             swept: false,
             control: control::ControlReader::new(view.name),
         };
@@ -166,6 +187,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// commits the batch in hand.
 struct Running {
     generation: Generation,
+    emission: Arc<Emission>,
     stop: CancellationToken,
     task: AbortOnDrop,
 }
@@ -195,15 +217,18 @@ impl Running {
         projection: &P,
         config: &ProjectorConfig,
         shutdown: &CancellationToken,
+        (out, live): (&Invalidations, bool),
     ) -> Running {
-        let projector =
-            Projector::new(Arc::clone(store), halves.writer, projection.clone(), config.clone()).generation(number);
+        let projector = Projector::new(Arc::clone(store), halves.writer, projection.clone(), config.clone())
+            .generation(number)
+            .invalidations(out.clone(), live);
         let status = projector.status();
+        let emission = projector.emission();
         let stream = parked::parked_stream(status.name, number).expect("view names make valid stream names");
         let parked = Arc::new(tokio::sync::Mutex::new(ParkedLog::new(stream)));
         let stop = shutdown.child_token();
         let task = AbortOnDrop(tokio::spawn(projector.run(stop.clone())));
-        Running { generation: Generation { number, reader: halves.reader, status, parked }, stop, task }
+        Running { generation: Generation { number, reader: halves.reader, status, parked }, emission, stop, task }
     }
 }
 
@@ -216,6 +241,7 @@ struct Host<P: Projection> {
     shutdown: CancellationToken,
     live: Running,
     rebuild: Option<Running>,
+    invalidations: Invalidations,
     /// Whether generation directories that serve nothing have been removed since the last
     /// rebuild ended (at start, or after a failed one); a switch removes its predecessor itself.
     swept: bool,
@@ -271,8 +297,16 @@ impl<P: Projection + Clone> Host<P> {
         match self.hosting.open(generation).await {
             Ok(halves) => {
                 info!(projection = name, generation, "rebuild started");
-                let running =
-                    Running::start(&self.store, halves, generation, &self.projection, &self.config, &self.shutdown);
+                let out = (&self.invalidations, false);
+                let running = Running::start(
+                    &self.store,
+                    halves,
+                    generation,
+                    &self.projection,
+                    &self.config,
+                    &self.shutdown,
+                    out,
+                );
                 *self.view.rebuild.write().unwrap_or_else(|p| p.into_inner()) =
                     Some(Rebuild { generation: running.generation.clone(), started: Instant::now() });
                 self.rebuild = Some(running);
@@ -315,6 +349,8 @@ impl<P: Projection + Clone> Host<P> {
         }
         *self.view.serving.write().unwrap_or_else(|p| p.into_inner()) = new.generation.clone();
         *self.view.rebuild.write().unwrap_or_else(|p| p.into_inner()) = None;
+        // Reads go to the new generation now: its one whole-view invalidation, then its keys.
+        new.emission.go_live();
         self.live = new;
         info!(
             projection = name,

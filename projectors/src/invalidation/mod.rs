@@ -20,12 +20,31 @@
 //! 3. **Position floors**: every invalidation carries its [`Position`], and every view document
 //!    its version, so a cache refuses a fill whose document version is older than the last
 //!    invalidation it received for that key (the slow reader that refills a stale value).
+//!    What the code taught: the position an invalidation carries is its *batch's* last one, past
+//!    the version of every document of the batch but one, so a floor compared with a document's
+//!    own version would refuse fresh fills for ever. The version a fill is compared with is the
+//!    view's committed checkpoint read *before* the answer (view-store guarantee 4 makes the
+//!    answer at least that new), which is exactly comparable: an invalidation's position is the
+//!    checkpoint of the commit it announces (query-api `cache/`).
 //! 4. **No silent gap**: a consumer that cannot be given what it missed (a queue overflowed, a
 //!    resume point was trimmed away, a sink's checkpoint is behind the view after a restart)
 //!    gets a whole-view invalidation (a "flush") instead.
 //! 5. **Tenant scope**: an invalidation names one tenant's keys, or (`tenant: None`) a whole
 //!    view of every tenant, which says nothing of any tenant's data. A feed served to a tenant
 //!    carries only its own and the `None` ones.
+//!
+//! # The parts
+//! - `runtime/emit.rs` hands a landed commit's keys out (the projection names them:
+//!   `Projection::invalidated_keys`); `host/` turns a rebuilt generation's on at its switch.
+//! - [`queue`]: the bounded queue per sink, collapsing into whole-view invalidations when full.
+//! - [`dispatch`]: one task per sink, in order, transient failures retried with backoff, and the
+//!   `Resumed` flush at start when the sink is behind the view.
+//! - [`memory`]: the in-process sink and feed (a ring per view, broadcast to followers).
+//! - `redis/` (feature `redis`): the sink and feed several processes share.
+
+pub mod dispatch;
+pub mod memory;
+pub mod queue;
 
 use std::fmt;
 

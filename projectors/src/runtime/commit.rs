@@ -17,6 +17,7 @@ use annals_store::Position;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::invalidation::InvalidatedKey;
 use crate::view_store::{Checkpoint, ViewBatch, ViewDoc, ViewWriter};
 
 use super::stop::{Backoff, Stop};
@@ -75,12 +76,15 @@ pub(super) struct InFlight {
     pub(super) last: Option<Position>,
     pub(super) events: u64,
     pub(super) parked: u64,
+    /// The cache keys its documents invalidate, handed out once it lands (`emit.rs`).
+    pub(super) keys: Vec<(String, InvalidatedKey)>,
 }
 
 pub(super) struct InFlightDone {
     pub(super) last: Option<Position>,
     pub(super) events: u64,
     pub(super) parked: u64,
+    pub(super) keys: Vec<(String, InvalidatedKey)>,
 }
 
 /// Waits for the commit in flight to land; never returns when there is none (for `select!`).
@@ -89,7 +93,7 @@ pub(super) async fn wait_for(in_flight: &mut Option<InFlight>) -> Option<Result<
     let result = (&mut running.task).await;
     let done = in_flight.take()?;
     Some(match result {
-        Ok(Ok(())) => Ok(InFlightDone { last: done.last, events: done.events, parked: done.parked }),
+        Ok(Ok(())) => Ok(InFlightDone { last: done.last, events: done.events, parked: done.parked, keys: done.keys }),
         Ok(Err(stop)) => Err(stop),
         Err(e) => Err(Stop::Retry(format!("commit task failed: {e}"))),
     })

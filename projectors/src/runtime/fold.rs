@@ -26,6 +26,7 @@ use annals_store::{Position, RecordedEvent};
 use tracing::warn;
 
 use crate::error::ApplyError;
+use crate::invalidation::InvalidatedKey;
 use crate::view_store::{StoredDoc, ViewDoc};
 
 use super::projection::{DocKey, Projection};
@@ -64,6 +65,8 @@ pub(crate) enum Order {
 pub(crate) struct Prepared {
     pub(crate) upserts: Vec<ViewDoc>,
     pub(crate) parked: Vec<(RecordedEvent, ApplyError)>,
+    /// The cache keys the upserts invalidate, with their tenants (`Projection::invalidated_keys`).
+    pub(crate) keys: Vec<(String, InvalidatedKey)>,
 }
 
 /// The documents of a batch's events as far as the batch and the cache know them, and the
@@ -146,12 +149,20 @@ pub(crate) fn apply<P: Projection>(
     upserts.extend(
         changed.iter().filter_map(|key| docs.get(*key).and_then(Option::as_ref).map(|doc| projection.to_view(doc))),
     );
+    let mut keys = Vec::new();
+    let mut named = Vec::new();
+    for key in &changed {
+        if let Some(doc) = docs.get(*key).and_then(Option::as_ref) {
+            projection.invalidated_keys(doc, &mut named);
+            keys.extend(named.drain(..).map(|k| (key.tenant.clone(), k)));
+        }
+    }
     for (key, doc) in docs {
         if let Some(doc) = doc {
             cache.put(key, doc);
         }
     }
-    Prepared { upserts, parked }
+    Prepared { upserts, parked, keys }
 }
 
 /// Recent documents by key, at most `capacity` of them (see the module doc).

@@ -23,6 +23,10 @@
 //!   never skip: a failed batch is retried whole; a broken subscription restarts from the last
 //!   committed checkpoint.
 //! - **Shutdown**: on cancellation the batch in hand is committed, then `run` returns.
+//! - **Invalidations** (issue 15): once a batch's commit has landed, its documents' cache keys
+//!   (`Projection::invalidated_keys`) are handed to the process's invalidation queues, one
+//!   invalidation per tenant at the batch's last position, without waiting (`emit.rs`); a
+//!   rebuilding generation hands out nothing until its switch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +40,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::error::ApplyError;
+use crate::invalidation::queue::Invalidations;
+use crate::invalidation::InvalidatedKey;
 use crate::view_store::{Checkpoint, ViewDoc, ViewWriter};
 use commit::{commit_with_retry, wait_for, InFlight, InFlightDone};
 use fold::{EventBatch, Order, Prepared};
@@ -47,6 +53,7 @@ use stop::{Backoff, Stop};
 
 mod commit;
 pub mod control;
+mod emit;
 mod fold;
 mod hash;
 pub mod parked;
@@ -55,6 +62,8 @@ pub mod projection;
 pub mod status;
 mod stop;
 pub(crate) mod unapplied;
+
+pub use emit::Emission;
 
 /// How a projector batches.
 #[derive(Clone, Debug)]
@@ -99,6 +108,8 @@ pub struct Projector<P: Projection> {
     status: Arc<ProjectionStatus>,
     /// The parked stream of the generation this projector writes (`parked.rs`).
     parked: StreamId,
+    /// Where committed batches' invalidations go (`emit.rs`).
+    emission: Arc<Emission>,
 }
 
 impl<P: Projection> Projector<P> {
@@ -115,7 +126,9 @@ impl<P: Projection> Projector<P> {
         let name = projection.schema().name;
         let status = Arc::new(ProjectionStatus::new(name));
         let parked = parked::parked_stream(name, 1).expect("view names make valid stream names");
-        Projector { store, view, projection: Arc::new(projection), config, status, parked }
+        let visible = view.capabilities().visible_on_return;
+        let emission = Arc::new(Emission::new(Invalidations::default(), Arc::clone(&status), true, visible));
+        Projector { store, view, projection: Arc::new(projection), config, status, parked, emission }
     }
 
     /// The projector of generation `generation` of the view (1 by default): it parks into, and
@@ -238,7 +251,8 @@ impl<P: Projection> Projector<P> {
             self.park(event, error).await?;
         }
         let parked = prepared.parked.len() as u64;
-        self.start_commit(prepared.upserts, Some(last), count, parked, in_flight, shutdown).await
+        let keys = prepared.keys;
+        self.start_commit(prepared.upserts, keys, Some(last), count, parked, in_flight, shutdown).await
     }
 
     /// Applies the parked events a replay request selects (`parked.rs`), in chunks of at most
@@ -260,7 +274,7 @@ impl<P: Projection> Projector<P> {
             Ok(wanted) => wanted,
             Err(e) => {
                 warn!(projection = name, position = %at, error = %e, "a replay request does not decode; skipped");
-                return self.start_commit(Vec::new(), Some(at), 0, 0, in_flight, shutdown).await;
+                return self.start_commit(Vec::new(), Vec::new(), Some(at), 0, 0, in_flight, shutdown).await;
             }
         };
         self.settle(in_flight).await?;
@@ -268,6 +282,8 @@ impl<P: Projection> Projector<P> {
         log.refresh(self.store.as_ref()).await.map_err(Stop::store)?;
         let selected = log.to_replay(at, wanted.positions.as_deref());
         info!(projection = name, position = %at, events = selected.len(), "replaying parked events");
+        // Handed out with the request's checkpoint, once every chunk is in.
+        let mut replayed_keys = Vec::new();
         for chunk in selected.chunks(self.config.batch_size) {
             if shutdown.is_cancelled() {
                 return Err(Stop::Abandoned);
@@ -285,7 +301,7 @@ impl<P: Projection> Projector<P> {
                 }
             }
             let positions: Vec<Position> = events.iter().map(|e| e.position).collect();
-            let Prepared { mut upserts, parked: failed } =
+            let Prepared { mut upserts, parked: failed, keys } =
                 workers.fold(&self.projection, &self.view, &mut events, Order::Replay).await.map_err(Stop::Retry)?;
             let mut failed: HashMap<Position, String> =
                 failed.into_iter().map(|(event, error)| (event.position, error.to_string())).collect();
@@ -305,19 +321,23 @@ impl<P: Projection> Projector<P> {
             for doc in &mut upserts {
                 doc.version = doc.version.max(at);
             }
+            replayed_keys.extend(keys);
             // Not the checkpoint yet: it passes the request only once every chunk is in.
-            self.start_commit(upserts, None, 0, 0, in_flight, shutdown).await?;
+            self.start_commit(upserts, Vec::new(), None, 0, 0, in_flight, shutdown).await?;
             self.settle(in_flight).await?;
         }
-        self.start_commit(Vec::new(), Some(at), selected.len() as u64, 0, in_flight, shutdown).await?;
+        let replayed = selected.len() as u64;
+        self.start_commit(Vec::new(), replayed_keys, Some(at), replayed, 0, in_flight, shutdown).await?;
         self.settle(in_flight).await
     }
 
     /// Starts the commit of `upserts` with checkpoint `last` (or the view's current one), once
     /// the previous commit landed.
+    #[allow(clippy::too_many_arguments)]
     async fn start_commit(
         &self,
         upserts: Vec<ViewDoc>,
+        keys: Vec<(String, InvalidatedKey)>,
         last: Option<Position>,
         events: u64,
         parked: u64,
@@ -329,7 +349,7 @@ impl<P: Projection> Projector<P> {
         let view = Arc::clone(&self.view);
         let (name, shutdown) = (self.status.name, shutdown.clone());
         let task = tokio::spawn(commit_with_retry(view, upserts, checkpoint, name, shutdown));
-        *in_flight = Some(InFlight { task, last, events, parked });
+        *in_flight = Some(InFlight { task, last, events, parked, keys });
         Ok(())
     }
 
@@ -348,7 +368,7 @@ impl<P: Projection> Projector<P> {
         let done = done?;
         if let Some(last) = done.last {
             debug!(projection = self.status.name, position = %last, events = done.events, "batch committed");
-            self.status.committed(last, done.events, done.parked);
+            self.emission.landed(last, done.events, done.parked, done.keys);
         }
         Ok(())
     }

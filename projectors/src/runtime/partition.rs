@@ -67,7 +67,7 @@ impl<D: Send + 'static> Workers<D> {
             let part = slot.take().ok_or("a worker's cache was lost")?;
             jobs.push(tokio::spawn(fold_part(Arc::clone(projection), Arc::clone(view), part, order)));
         }
-        let mut all = Prepared { upserts: Vec::new(), parked: Vec::new() };
+        let mut all = Prepared { upserts: Vec::new(), parked: Vec::new(), keys: Vec::new() };
         let mut failure = None;
         for (slot, job) in self.parts.iter_mut().zip(jobs) {
             match job.await {
@@ -75,6 +75,7 @@ impl<D: Send + 'static> Workers<D> {
                     *slot = Some(part);
                     all.upserts.extend(prepared.upserts);
                     all.parked.extend(prepared.parked);
+                    all.keys.extend(prepared.keys);
                 }
                 Ok(Err(e)) => failure = Some(e),
                 Err(_) => failure = Some("a fold job panicked".to_owned()),

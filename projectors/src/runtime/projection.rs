@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::ApplyError;
+use crate::invalidation::{InvalidatedKey, KeyKind};
 use crate::view_store::{FieldDef, FieldKind, FieldValue, ViewDoc, ViewSchema};
 use crate::views::audit::{AuditDoc, AUDIT_RECORDED};
 use crate::views::message::MessageDoc;
@@ -45,6 +46,14 @@ pub trait Projection: Send + Sync + std::fmt::Debug + 'static {
 
     /// The document as the view store indexes it.
     fn to_view(&self, doc: &Self::Doc) -> ViewDoc;
+
+    /// The cache keys a commit of `doc` invalidates (issue 15: what caches of the API's answers
+    /// are named by), pushed onto `keys`; the runtime hands them out, per tenant, once the
+    /// commit is visible. Declared here, not in the runtime, because only the projection knows
+    /// which answers a document feeds. None by default.
+    fn invalidated_keys(&self, doc: &Self::Doc, keys: &mut Vec<InvalidatedKey>) {
+        let _ = (doc, keys);
+    }
 }
 
 /// Which document an event changes: its id in the view, and the tenant it belongs to.
@@ -148,6 +157,16 @@ impl Projection for MessagesProjection {
             source: serde_json::value::to_raw_value(doc).expect("a message document serializes"),
         }
     }
+
+    /// The message (its detail and history) and each of its recipients (their message lists).
+    /// A message's recipient is set by its first event, so the document after the batch names
+    /// every recipient whose list the batch changed.
+    fn invalidated_keys(&self, doc: &MessageDoc, keys: &mut Vec<InvalidatedKey>) {
+        keys.push(InvalidatedKey { kind: KeyKind::Message, value: doc.message_id.clone() });
+        for recipient in [&doc.recipient_id, &doc.recipient_email, &doc.recipient_phone].into_iter().flatten() {
+            keys.push(InvalidatedKey { kind: KeyKind::Recipient, value: recipient.clone() });
+        }
+    }
 }
 
 /// `audit`: one document per `audit.recorded` event.
@@ -220,6 +239,18 @@ impl Projection for AuditProjection {
             source: serde_json::value::to_raw_value(doc).expect("an audit document serializes"),
         }
     }
+
+    /// The audited target (`{target_type}:{target_id}`: `GET /v1/audit?target_type=…&target_id=…`)
+    /// and the actor.
+    fn invalidated_keys(&self, doc: &AuditDoc, keys: &mut Vec<InvalidatedKey>) {
+        keys.push(InvalidatedKey { kind: KeyKind::AuditTarget, value: audit_target(&doc.target_type, &doc.target_id) });
+        keys.push(InvalidatedKey { kind: KeyKind::Actor, value: doc.actor_id.clone() });
+    }
+}
+
+/// The value of an audit target's invalidation key.
+pub fn audit_target(target_type: &str, target_id: &str) -> String {
+    format!("{target_type}:{target_id}")
 }
 
 /// The times a view indexes, in whole seconds: 1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z

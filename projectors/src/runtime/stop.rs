@@ -1,8 +1,6 @@
 //! Why one subscription of the projector ended, and how long it waits before the next: shared by
 //! the loop (`mod.rs`) and the commits it starts (`commit.rs`).
 
-use std::time::Duration;
-
 pub(super) enum Stop {
     /// The store is gone: nothing to retry.
     Closed,
@@ -24,17 +22,5 @@ impl Stop {
     }
 }
 
-/// Jittered exponential backoff, 50 ms doubling to 5 s ("full jitter": uniform in [d/2, d]).
-#[derive(Default)]
-pub(super) struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    pub(super) fn next_delay(&mut self) -> Duration {
-        let ceiling = 50u64.saturating_mul(1 << self.attempt.min(7)).min(5_000);
-        self.attempt += 1;
-        let jitter = rand::random::<f64>() * 0.5 + 0.5;
-        Duration::from_millis((ceiling as f64 * jitter) as u64)
-    }
-}
+/// The backoff between retries (`crate::backoff`, shared with the invalidation dispatchers).
+pub(super) use crate::backoff::Backoff;

@@ -7,10 +7,17 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use annals_projectors::invalidation::{InvalidatedKey, KeyKind};
+use annals_projectors::projection::audit_target;
+use annals_projectors::AuditProjection;
+use axum::response::{IntoResponse, Response};
+
+use super::cached;
 use super::params::QueryParams;
 use super::path::PathParam;
 use super::search::{self, Paging, SearchPage};
 use crate::auth::{Action, Principal};
+use crate::cache::CacheKey;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -74,10 +81,32 @@ pub async fn search(
     principal: Principal,
     RawQuery(raw): RawQuery,
     params: Result<QueryParams<AuditSearch>, ApiError>,
-) -> Result<Json<SearchPage>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Action::Read)?;
     let QueryParams(p) = params?;
     search::wait_for(&state, &state.views.audit, p.min_position).await?;
+    // The history of one target (`target_type` and `target_id`) is cached, invalidated by the
+    // target's key; read-your-writes (`min_position`) asks the view itself.
+    let key = match (&p.target_type, &p.target_id, p.min_position) {
+        (Some(target_type), Some(target_id), None) => Some(CacheKey {
+            view: AuditProjection::NAME,
+            tenant: principal.tenant.as_str().to_owned(),
+            depends_on: InvalidatedKey { kind: KeyKind::AuditTarget, value: audit_target(target_type, target_id) },
+            variant: format!("search?{}", raw.as_deref().unwrap_or_default()),
+        }),
+        _ => None,
+    };
+    let audit = &state.views.audit;
+    cached::answer(&state, audit, key, || page(&state, &principal, raw.as_deref(), p)).await
+}
+
+/// A page of the audit trail, as `GET /v1/audit` answers it.
+async fn page(
+    state: &AppState,
+    principal: &Principal,
+    raw: Option<&str>,
+    p: AuditSearch,
+) -> Result<Response, ApiError> {
     let mut filters = Vec::new();
     if let Some(action) = &p.action {
         filters.push(match action.strip_suffix('*') {
@@ -110,7 +139,7 @@ pub async fn search(
         vec!["outcome"],
     )?;
     let page = search::run(&state.views.audit.serving().reader, query).await?;
-    Ok(Json(SearchPage::new(page, "/v1/audit", raw.as_deref(), &principal.tenant)))
+    Ok(Json(SearchPage::new(page, "/v1/audit", raw, &principal.tenant)).into_response())
 }
 
 /// `GET /v1/audit/{event_id}`: one audit entry.

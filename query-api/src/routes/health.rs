@@ -65,6 +65,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     for view in state.views.all() {
         state.metrics.projections.set(&crate::views::progress(view, state.store.as_ref()).await?);
     }
+    for queue in &state.invalidations.queues {
+        state.metrics.invalidations.set(queue);
+    }
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()))
 }
 

@@ -10,10 +10,16 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use annals_projectors::invalidation::{InvalidatedKey, KeyKind};
+use annals_projectors::MessagesProjection;
+use axum::response::{IntoResponse, Response};
+
+use super::cached;
 use super::params::{encode, limit, QueryParams};
 use super::path::PathParam;
 use super::search::{self, Paging, SearchPage};
 use crate::auth::{Action, Principal};
+use crate::cache::CacheKey;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::wire::Page;
@@ -167,11 +173,26 @@ pub async fn get(
     principal: Principal,
     PathParam(id): PathParam,
     params: Result<QueryParams<AsOf>, ApiError>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Action::Read)?;
     let QueryParams(AsOf { as_of, min_position }) = params?;
     search::wait_for(&state, &state.views.messages, min_position).await?;
     let stream = message_stream(&principal, &id)?;
+    // Read-your-writes asks for the view, not for what the cache has heard of yet.
+    let cacheable = as_of.is_none() && min_position.is_none();
+    let key = cacheable.then(|| message_key(&principal, &id, "detail".to_owned()));
+    let messages = &state.views.messages;
+    cached::answer(&state, messages, key, || detail(&state, &principal, id, stream, as_of)).await
+}
+
+/// The message document (at `as_of`, folded from the log), as `GET /v1/messages/{id}` answers.
+async fn detail(
+    state: &AppState,
+    principal: &Principal,
+    id: String,
+    stream: StreamId,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<Response, ApiError> {
     let not_found = || ApiError::DocumentNotFound { kind: "message", id: id.clone() };
     let source = match as_of {
         None => {
@@ -182,12 +203,22 @@ pub async fn get(
         Some(at) => {
             // The same fold the projector runs, over the events recorded by `at`; events the
             // projector parks are left out the same way.
-            let by_then = read_until(&state, &stream, at).await?;
+            let by_then = read_until(state, &stream, at).await?;
             let doc = fold_message_skipping(by_then.iter(), |_, _| {}).ok_or_else(not_found)?;
             serde_json::to_value(doc).expect("a message document serializes")
         }
     };
-    Ok(Json(search::client_source(source, &principal.tenant)))
+    Ok(Json(search::client_source(source, &principal.tenant)).into_response())
+}
+
+/// The cache entry of message `id`'s answer `variant`, invalidated with the message's key.
+fn message_key(principal: &Principal, id: &str, variant: String) -> CacheKey {
+    CacheKey {
+        view: MessagesProjection::NAME,
+        tenant: principal.tenant.as_str().to_owned(),
+        depends_on: InvalidatedKey { kind: KeyKind::Message, value: id.to_owned() },
+        variant,
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -223,12 +254,26 @@ pub async fn history(
     State(state): State<AppState>,
     principal: Principal,
     PathParam(id): PathParam,
+    RawQuery(raw): RawQuery,
     params: Result<QueryParams<HistoryParams>, ApiError>,
-) -> Result<axum::response::Response, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Action::Read)?;
     let QueryParams(p) = params?;
+    // From the log, which is ahead of the view: the messages view's checkpoint read before it is
+    // a version the page is at least as new as.
+    let key = Some(message_key(&principal, &id, format!("history?{}", raw.unwrap_or_default())));
+    let messages = &state.views.messages;
+    cached::answer(&state, messages, key, || history_page(&state, &principal, id, p)).await
+}
+
+async fn history_page(
+    state: &AppState,
+    principal: &Principal,
+    id: String,
+    p: HistoryParams,
+) -> Result<Response, ApiError> {
     let limit = limit(p.limit, state.settings.max_page)?;
-    let stream = message_stream(&principal, &id)?;
+    let stream = message_stream(principal, &id)?;
     let from = p.from_revision.map_or(ReadFrom::Start, |r| ReadFrom::At(Revision(r)));
     let max_bytes = state.settings.max_page_bytes;
     let read =

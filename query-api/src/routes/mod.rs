@@ -3,12 +3,14 @@
 //! the OpenAPI document as it adds the route: nothing is served undocumented.
 
 mod audit;
+mod cached;
 mod cors;
 mod events;
 mod export;
 mod export_body;
 mod health;
 mod integrity;
+mod invalidations;
 mod keys;
 mod live;
 mod live_tokens;
@@ -21,6 +23,8 @@ mod projections;
 mod schemas;
 pub(crate) mod search;
 mod streams;
+
+pub(crate) use invalidations::InvalidationView;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::Router;
@@ -47,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(audit::search))
         .routes(routes!(export::audit))
         .routes(routes!(audit::get))
+        .routes(routes!(invalidations::follow))
         .routes(routes!(projections::list))
         .routes(routes!(projections::get))
         .routes(routes!(projections::rebuild))

@@ -35,14 +35,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
 
 /// A `400` for a query string that does not parse, naming the parameter where the parser says
 /// which: its messages read "limit: invalid digit found in string", "unknown field `colour`,
-/// expected one of …" or "duplicate field `limit`".
+/// expected one of …", "duplicate field `limit`" or "missing field `view`".
 fn query_error(rejection: QueryRejection) -> ApiError {
     let text = rejection.body_text();
     let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text).to_owned();
     let is_name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
     let parameter = match detail.split_once(": ") {
         Some((name, _)) if is_name(name) => Some(name.to_owned()),
-        _ => ["unknown field `", "duplicate field `"].iter().find_map(|lead| {
+        _ => ["unknown field `", "duplicate field `", "missing field `"].iter().find_map(|lead| {
             let rest = detail.strip_prefix(lead)?;
             rest.split_once('`').map(|(name, _)| name.to_owned())
         }),
