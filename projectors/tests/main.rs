@@ -7,6 +7,7 @@ mod audit;
 mod common;
 mod crash_restart;
 mod errors;
+mod es_wire;
 mod follow;
 mod messages;
 mod non_atomic;
