@@ -15,4 +15,5 @@ mod order_independence;
 mod overlap;
 mod replay;
 mod runtime;
+mod view_store_elasticsearch;
 mod view_store_tantivy;

@@ -288,3 +288,27 @@ async fn get_many_is_one_real_time_mget_routed_by_tenant() {
     assert_eq!(mget[0].query, "", "real time: no realtime=false");
     golden("mget.json", &mget[0].body);
 }
+
+/// A document the schema does not allow is a projection bug: the whole batch is refused before
+/// anything is sent, so nothing of it is written (the contract's `BadQuery`).
+#[tokio::test]
+async fn a_document_the_schema_does_not_allow_refuses_the_batch_before_any_request() {
+    use annals_projectors::view_store::FieldValue;
+    let server = MockEs::start(|r, _| routine(r).unwrap_or_else(|| bulk_answer(&r.body, |_, _| (201, None)))).await;
+    let view = open(&server, WriteMode::ExternalVersion).await;
+    let invalid = |field: &'static str, values: Vec<FieldValue>| {
+        let mut doc = Doc::new(T, "c", 3, 3);
+        doc.0.fields.insert(field, values);
+        doc
+    };
+    for doc in [
+        invalid("no_such_field", vec![FieldValue::Str("x".into())]),
+        invalid("sent_at", vec![FieldValue::Str("yesterday".into())]),
+        invalid("status", vec![FieldValue::Bool(true)]),
+        invalid("sent_at", vec![FieldValue::Time(at(1)), FieldValue::Time(at(2))]),
+    ] {
+        let err = view.writer.commit(Arc::new(batch([Doc::new(T, "b", 2, 2), doc], None))).await.expect_err("refused");
+        assert!(matches!(err, ViewError::BadQuery { .. }), "{err}");
+    }
+    assert!(server.to("POST", "/_bulk").is_empty());
+}

@@ -102,7 +102,13 @@ impl EsHosting {
 
     fn halves(&self, generation: u64) -> ViewHalves {
         let index = self.index(generation);
-        let writer = EsViewWriter::new(self.client.clone(), index.clone(), self.mode, Arc::clone(&self.config));
+        let writer = EsViewWriter::new(
+            self.client.clone(),
+            index.clone(),
+            self.mode,
+            self.schema.clone(),
+            Arc::clone(&self.config),
+        );
         let reader = EsViewReader::new(self.client.clone(), index, self.schema.clone());
         ViewHalves { reader: Arc::new(reader), writer: Arc::new(writer) }
     }

@@ -13,7 +13,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::error::ViewError;
-use crate::view_store::{FieldKind, ViewSchema};
+use crate::view_store::{FieldKind, FieldValue, ViewDoc, ViewSchema};
 
 /// Fields every document has besides the schema's: the tenant (filter and routing), the view id
 /// (the sort's tie-break: `_id` is not sortable by default), the version, and the stored source.
@@ -80,4 +80,39 @@ pub fn index_template(schema: &ViewSchema, prefix: &str, shards: u32, replicas: 
         },
         "_meta": { "managed_by": "annals" }
     })
+}
+
+/// Refuses a document the mapping would refuse for annals' own fault (a field the schema does not
+/// declare, a value of another kind, several values in a Time or Bool field), before anything
+/// of its batch is sent: such a batch is a projection bug, and writes nothing (the contract's
+/// `BadQuery`). What only Elasticsearch can judge (a value its field cannot parse) comes back
+/// per item as a `400`.
+pub(crate) fn validate(schema: &ViewSchema, doc: &ViewDoc) -> Result<(), ViewError> {
+    let bad = |reason: String| ViewError::BadQuery { view: schema.name, reason };
+    for (name, values) in &doc.fields {
+        let Some(field) = schema.fields.iter().find(|f| f.name == *name) else {
+            return Err(bad(format!("document {:?} has the undeclared field {name:?}", doc.id)));
+        };
+        let single = matches!(field.kind, FieldKind::Time | FieldKind::Bool);
+        if single && values.len() > 1 {
+            return Err(bad(format!(
+                "document {:?} has {} values in the {:?} field {name:?}",
+                doc.id,
+                values.len(),
+                field.kind
+            )));
+        }
+        for value in values {
+            let fits = matches!(
+                (field.kind, value),
+                (FieldKind::Keyword | FieldKind::Text, FieldValue::Str(_))
+                    | (FieldKind::Time, FieldValue::Time(_))
+                    | (FieldKind::Bool, FieldValue::Bool(_))
+            );
+            if !fits {
+                return Err(bad(format!("document {:?} has {value:?} in the {:?} field {name:?}", doc.id, field.kind)));
+            }
+        }
+    }
+    Ok(())
 }

@@ -23,11 +23,12 @@ use tracing::{debug, warn};
 
 use super::bulk::{self, WriteMode, CHECKPOINT_ID};
 use super::config::EsConfig;
+use super::mapping;
 use super::retry::Backoff;
 use super::{Client, Reply};
 use crate::error::ViewError;
 use crate::view_store::{
-    Capabilities, Checkpoint, CommitOutcome, RejectedDoc, StoredDoc, ViewBatch, ViewDoc, ViewWriter,
+    Capabilities, Checkpoint, CommitOutcome, RejectedDoc, StoredDoc, ViewBatch, ViewDoc, ViewSchema, ViewWriter,
 };
 
 /// Elasticsearch commits no batch atomically; a live batch is written with `refresh=wait_for`,
@@ -43,6 +44,7 @@ pub struct EsViewWriter {
     client: Client,
     index: String,
     mode: WriteMode,
+    schema: ViewSchema,
     config: Arc<EsConfig>,
     /// Set by `bulk_load(true)`: batches skip `refresh=wait_for` (the index does not refresh).
     bulk: AtomicBool,
@@ -58,8 +60,14 @@ enum Item {
 }
 
 impl EsViewWriter {
-    pub(crate) fn new(client: Client, index: String, mode: WriteMode, config: Arc<EsConfig>) -> Self {
-        EsViewWriter { client, index, mode, config, bulk: AtomicBool::new(false) }
+    pub(crate) fn new(
+        client: Client,
+        index: String,
+        mode: WriteMode,
+        schema: ViewSchema,
+        config: Arc<EsConfig>,
+    ) -> Self {
+        EsViewWriter { client, index, mode, schema, config, bulk: AtomicBool::new(false) }
     }
 
     fn refresh(&self) -> Vec<(&'static str, String)> {
@@ -216,6 +224,9 @@ impl ViewWriter for EsViewWriter {
             // Without an atomic checkpoint the runtime sends documents and checkpoint apart.
             let reason = "a batch with documents and a checkpoint: commit them separately".to_owned();
             return Err(ViewError::BadQuery { view: self.client.view, reason });
+        }
+        for doc in &batch.upserts {
+            mapping::validate(&self.schema, doc)?;
         }
         let outcome =
             if batch.upserts.is_empty() { CommitOutcome::default() } else { self.write_docs(&batch.upserts).await? };
