@@ -27,7 +27,7 @@ use tracing::{info, warn};
 pub use lease::{Boxed, Held, Lease, LeaseSource, Leases};
 pub use projector::{lease_name, start as start_projectors_under_leases, Holding};
 pub use store::OpenStore;
-pub use views::ProjectorHost;
+pub use views::{es_config, ProjectorHost};
 
 use crate::settings::{Role, Settings};
 use crate::Error;

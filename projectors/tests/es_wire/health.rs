@@ -59,7 +59,7 @@ async fn a_healthy_cluster_passes_and_is_asked_for_every_privilege_used() {
 async fn missing_privileges_name_the_auth_setting_and_the_privilege() {
     let server = MockEs::start(|r, _| if r.path == "/" { info("9.0.1") } else { privileges(false) }).await;
     let (name, reason) = setting(check(&server.config()).await.expect_err("lacks write"));
-    assert_eq!(name, "views.elasticsearch.auth");
+    assert_eq!(name, "views.api_key or views.username and views.password");
     assert!(reason.contains("index privilege write on annals-*"), "{reason}");
 }
 
@@ -67,7 +67,7 @@ async fn missing_privileges_name_the_auth_setting_and_the_privilege() {
 async fn too_old_a_cluster_names_the_urls_setting() {
     let server = MockEs::start(|_, _| info("7.17.9")).await;
     let (name, reason) = setting(check(&server.config()).await.expect_err("too old"));
-    assert_eq!(name, "views.elasticsearch.urls");
+    assert_eq!(name, "views.urls (ANNALS_VIEWS__URLS)");
     assert!(reason.contains("7.17.9") && reason.contains("8.0"), "{reason}");
 }
 
@@ -78,7 +78,7 @@ async fn refused_credentials_name_the_auth_setting() {
     })
     .await;
     let (name, _) = setting(check(&server.config()).await.expect_err("refused"));
-    assert_eq!(name, "views.elasticsearch.auth");
+    assert_eq!(name, "views.api_key or views.username and views.password");
 }
 
 #[tokio::test]
@@ -90,7 +90,7 @@ async fn an_unreachable_cluster_names_the_urls_setting() {
     let mut config = annals_projectors::view_store::elasticsearch::EsConfig::new(url);
     config.request_timeout = std::time::Duration::from_secs(5);
     let (name, reason) = setting(check(&config).await.expect_err("unreachable"));
-    assert_eq!(name, "views.elasticsearch.urls");
+    assert_eq!(name, "views.urls (ANNALS_VIEWS__URLS)");
     assert!(reason.contains("no Elasticsearch answers"), "{reason}");
 }
 

@@ -1,5 +1,5 @@
 //! How annals reaches an Elasticsearch cluster: node URLs, credentials, TLS, the index prefix
-//! and the bulk bounds. Plain data, filled by the settings layer (`[views.elasticsearch]`) and by
+//! and the bulk bounds. Plain data, filled by the settings layer (`[views]` with `kind = "elasticsearch"`) and by
 //! tests; [`EsConfig::transport`] turns it into the client's transport.
 
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::transport::{MultiNodeConnectionPool, SingleNodeConnectionPool, Transport, TransportBuilder};
-use url::Url;
+pub use url::Url;
 
 use crate::error::ViewError;
 
@@ -98,7 +98,12 @@ impl EsConfig {
     /// The client transport these settings describe. Errors name the setting at fault.
     pub fn transport(&self) -> Result<Transport, ViewError> {
         let builder = match self.urls.as_slice() {
-            [] => return Err(ViewError::Config { setting: "views.elasticsearch.urls", reason: "no URL given".into() }),
+            [] => {
+                return Err(ViewError::Config {
+                    setting: "views.urls (ANNALS_VIEWS__URLS)",
+                    reason: "no URL given".into(),
+                })
+            }
             [one] => TransportBuilder::new(SingleNodeConnectionPool::new(one.clone())),
             many => TransportBuilder::new(MultiNodeConnectionPool::round_robin(many.to_vec(), None)),
         };
@@ -116,11 +121,11 @@ impl EsConfig {
             (None, true) => CertificateValidation::Default,
             (Some(path), true) => {
                 let pem = std::fs::read(path).map_err(|e| ViewError::Config {
-                    setting: "views.elasticsearch.tls.ca_certificate",
+                    setting: "views.ca_certificate (ANNALS_VIEWS__CA_CERTIFICATE)",
                     reason: format!("cannot read {}: {e}", path.display()),
                 })?;
                 let cert = Certificate::from_pem(&pem).map_err(|e| ViewError::Config {
-                    setting: "views.elasticsearch.tls.ca_certificate",
+                    setting: "views.ca_certificate (ANNALS_VIEWS__CA_CERTIFICATE)",
                     reason: format!("{} is not a PEM certificate: {e}", path.display()),
                 })?;
                 CertificateValidation::Full(cert)
@@ -129,7 +134,7 @@ impl EsConfig {
         builder
             .cert_validation(validation)
             .build()
-            .map_err(|e| ViewError::Config { setting: "views.elasticsearch.urls", reason: e.to_string() })
+            .map_err(|e| ViewError::Config { setting: "views.urls (ANNALS_VIEWS__URLS)", reason: e.to_string() })
     }
 }
 

@@ -32,17 +32,17 @@ pub async fn check(config: &EsConfig) -> Result<String, ViewError> {
     let info = match client.send(Method::Get, "/", &[], None, false, "ping").await {
         Err(e) => {
             let reason = format!("no Elasticsearch answers at {urls:?}: {e}");
-            return Err(ViewError::Config { setting: "views.elasticsearch.urls", reason });
+            return Err(ViewError::Config { setting: "views.urls (ANNALS_VIEWS__URLS)", reason });
         }
         Ok(reply) if reply.status == 401 => {
             return Err(ViewError::Config {
-                setting: "views.elasticsearch.auth",
+                setting: "views.api_key or views.username and views.password",
                 reason: format!("the credentials were refused: {}", reply.error()),
             });
         }
         Ok(reply) if !reply.ok() => {
             return Err(ViewError::Config {
-                setting: "views.elasticsearch.urls",
+                setting: "views.urls (ANNALS_VIEWS__URLS)",
                 reason: format!("GET / answered {}", reply.error()),
             });
         }
@@ -55,7 +55,7 @@ pub async fn check(config: &EsConfig) -> Result<String, ViewError> {
         _ => {
             let reason =
                 format!("the cluster at {urls:?} runs Elasticsearch {version:?}; annals needs {MIN_MAJOR}.0 or newer");
-            return Err(ViewError::Config { setting: "views.elasticsearch.urls", reason });
+            return Err(ViewError::Config { setting: "views.urls (ANNALS_VIEWS__URLS)", reason });
         }
     }
     let body = privileges_request(&config.index_prefix);
@@ -75,7 +75,7 @@ pub async fn check(config: &EsConfig) -> Result<String, ViewError> {
             return Ok(version);
         }
         return Err(ViewError::Config {
-            setting: "views.elasticsearch.auth",
+            setting: "views.api_key or views.username and views.password",
             reason: format!("checking privileges failed: {}", reply.error()),
         });
     }
@@ -83,7 +83,7 @@ pub async fn check(config: &EsConfig) -> Result<String, ViewError> {
     let missing = missing_privileges(&answer);
     if !missing.is_empty() {
         let reason = format!("the credentials lack {}", missing.join(", "));
-        return Err(ViewError::Config { setting: "views.elasticsearch.auth", reason });
+        return Err(ViewError::Config { setting: "views.api_key or views.username and views.password", reason });
     }
     Ok(version)
 }

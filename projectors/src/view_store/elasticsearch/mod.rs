@@ -57,7 +57,7 @@ use elasticsearch::http::transport::Transport;
 use elasticsearch::http::Method;
 
 pub use bulk::WriteMode;
-pub use config::{EsAuth, EsConfig, EsTls, RetryPolicy};
+pub use config::{EsAuth, EsConfig, EsTls, RetryPolicy, Url};
 pub use hosting::EsHosting;
 pub use reader::EsViewReader;
 pub use writer::EsViewWriter;
