@@ -10,7 +10,7 @@
 //! - create-once views (audit: one document per event): `{"create":{"_index":…,"_id":…,
 //!   "routing":tenant}}`: a `409` means the document is already there.
 
-use chrono::SecondsFormat;
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Serialize;
 
 use crate::view_store::{FieldValue, ViewDoc};
@@ -53,7 +53,9 @@ struct Action<'a> {
 }
 
 /// The bodies carrying `which` (indexes into `docs`), each at most `max_docs` documents and
-/// `max_bytes` bytes (a single document larger than that goes alone rather than never).
+/// `max_bytes` bytes (a single document larger than that goes alone rather than never). Each
+/// document is written straight into the body it goes in; one that would overflow it is moved
+/// to the next body.
 pub fn bodies(
     index: &str,
     mode: WriteMode,
@@ -63,16 +65,17 @@ pub fn bodies(
     max_bytes: usize,
 ) -> Vec<BulkBody> {
     let mut out = Vec::new();
-    let mut current = BulkBody { body: Vec::new(), docs: Vec::new() };
-    let mut line = Vec::with_capacity(1024);
+    let mut current = BulkBody { body: Vec::with_capacity(max_bytes.min(1 << 20)), docs: Vec::new() };
     for &i in which {
-        line.clear();
-        write_doc(&mut line, index, mode, &docs[i]);
-        let full = current.docs.len() >= max_docs.max(1) || current.body.len() + line.len() > max_bytes;
+        let start = current.body.len();
+        write_doc(&mut current.body, index, mode, &docs[i]);
+        let full = current.docs.len() >= max_docs.max(1) || current.body.len() > max_bytes;
         if full && !current.docs.is_empty() {
-            out.push(std::mem::replace(&mut current, BulkBody { body: Vec::new(), docs: Vec::new() }));
+            let mut next = Vec::with_capacity(max_bytes.min(1 << 20));
+            next.extend_from_slice(&current.body[start..]);
+            current.body.truncate(start);
+            out.push(std::mem::replace(&mut current, BulkBody { body: next, docs: Vec::new() }));
         }
-        current.body.extend_from_slice(&line);
         current.docs.push(i);
     }
     if !current.docs.is_empty() {
@@ -112,7 +115,7 @@ pub fn write_source(buf: &mut Vec<u8>, doc: &ViewDoc) {
     buf.extend_from_slice(b",\"id\":");
     serde_json::to_writer(&mut *buf, &doc.id).expect("a string serializes");
     buf.extend_from_slice(b",\"version\":");
-    buf.extend_from_slice(doc.version.code().to_string().as_bytes());
+    write_u64(buf, doc.version.code());
     for (name, values) in &doc.fields {
         if values.is_empty() {
             continue;
@@ -141,11 +144,83 @@ pub fn write_source(buf: &mut Vec<u8>, doc: &ViewDoc) {
 fn write_value(buf: &mut Vec<u8>, value: &FieldValue) {
     match value {
         FieldValue::Str(s) => serde_json::to_writer(&mut *buf, s).expect("a string serializes"),
-        FieldValue::Time(t) => {
-            buf.push(b'"');
-            buf.extend_from_slice(t.to_rfc3339_opts(SecondsFormat::Nanos, true).as_bytes());
-            buf.push(b'"');
-        }
+        FieldValue::Time(t) => write_time(buf, t),
         FieldValue::Bool(b) => buf.extend_from_slice(if *b { b"true" } else { b"false" }),
+    }
+}
+
+fn write_u64(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[at..]);
+}
+
+/// `"YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ"`, what `to_rfc3339_opts(Nanos, true)` writes, without its
+/// allocation and formatting machinery (a rebuild writes two of these per document). Years
+/// outside 0..=9999 take chrono's way.
+fn write_time(buf: &mut Vec<u8>, t: &DateTime<Utc>) {
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        buf.push(b'"');
+        buf.extend_from_slice(t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true).as_bytes());
+        buf.push(b'"');
+        return;
+    }
+    let mut out = *b"\"0000-00-00T00:00:00.000000000Z\"";
+    let mut put = |at: usize, width: usize, mut n: u32| {
+        for i in (0..width).rev() {
+            out[at + i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(1, 4, year as u32);
+    put(6, 2, t.month());
+    put(9, 2, t.day());
+    put(12, 2, t.hour());
+    put(15, 2, t.minute());
+    // A leap second is nanosecond >= 1e9 in chrono; RFC 3339 writes it as second 60.
+    let (second, nanos) = match t.nanosecond() {
+        n if n >= 1_000_000_000 => (t.second() + 1, n - 1_000_000_000),
+        n => (t.second(), n),
+    };
+    put(18, 2, second);
+    put(21, 9, nanos);
+    buf.extend_from_slice(&out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{SecondsFormat, TimeZone};
+
+    #[test]
+    fn times_are_written_as_chrono_writes_them() {
+        let times = [
+            Utc.with_ymd_and_hms(2026, 11, 23, 17, 4, 5).unwrap(),
+            Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::nanoseconds(7),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap() + chrono::Duration::nanoseconds(999_999_999),
+            Utc.with_ymd_and_hms(-12, 3, 4, 5, 6, 7).unwrap(),
+        ];
+        for t in times {
+            let mut buf = Vec::new();
+            write_time(&mut buf, &t);
+            assert_eq!(
+                String::from_utf8(buf).unwrap(),
+                format!("\"{}\"", t.to_rfc3339_opts(SecondsFormat::Nanos, true))
+            );
+        }
+        for n in [0, 7, 10, 99, 1_000_000, u64::MAX] {
+            let mut buf = Vec::new();
+            write_u64(&mut buf, n);
+            assert_eq!(String::from_utf8(buf).unwrap(), n.to_string());
+        }
     }
 }
