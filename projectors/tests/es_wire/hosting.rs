@@ -75,7 +75,8 @@ async fn current_is_the_generation_the_alias_names() {
 }
 
 /// A rebuild of generation 2 as the host drives it: open, bulk load (no refresh, no replicas),
-/// documents without `refresh=wait_for`, caught up (settings restored, a refresh), the alias
+/// documents without `refresh=wait_for` and one explicit refresh per commit (so the rebuilding
+/// generation keeps guarantees 3 and 4), caught up (settings restored, a refresh), the alias
 /// swapped in one `_aliases` request, and generation 1 deleted.
 #[tokio::test]
 async fn a_rebuild_writes_without_refresh_and_replicas_restores_them_then_swaps_the_alias_atomically() {
@@ -114,7 +115,9 @@ async fn a_rebuild_writes_without_refresh_and_replicas_restores_them_then_swaps_
             "HEAD /_alias/annals-conformance",
             "PUT /annals-conformance-000002/_settings",
             "POST /_bulk",
+            "POST /annals-conformance-000002/_refresh",
             "PUT /annals-conformance-000002/_doc/checkpoint?version=5&version_type=external",
+            "POST /annals-conformance-000002/_refresh",
             "PUT /annals-conformance-000002/_settings",
             "POST /annals-conformance-000002/_refresh",
             "POST /_aliases",
@@ -123,6 +126,6 @@ async fn a_rebuild_writes_without_refresh_and_replicas_restores_them_then_swaps_
         ]
     );
     golden("settings_bulk_load.json", &requests[3].body);
-    golden("settings_restored.json", &requests[6].body);
-    golden("aliases_swap.json", &requests[8].body);
+    golden("settings_restored.json", &requests[8].body);
+    golden("aliases_swap.json", &requests[10].body);
 }

@@ -25,10 +25,11 @@
 //! if they keep failing the commit fails and the checkpoint is not written.
 //!
 //! # Visibility
-//! Live batches are written with `refresh=wait_for`, so a commit is searchable when it returns
-//! ([`Capabilities::visible_on_return`]). A reader reads the checkpoint document with
-//! `realtime=false`, i.e. as of the last refresh, which holds the documents written before it
-//! (guarantee 4) even while a rebuild writes with `refresh_interval: -1`.
+//! Live batches are written with `refresh=wait_for`; while bulk loading (a rebuild, with
+//! `refresh_interval: -1`) each commit ends with one explicit `_refresh`. Either way a commit is
+//! searchable when it returns ([`Capabilities::visible_on_return`]). A reader reads the
+//! checkpoint document with `realtime=false`, i.e. as of the last refresh, which holds the
+//! documents written before it (guarantee 4).
 //!
 //! Files: `config.rs` (cluster settings), `mapping.rs` (schema → template), `bulk.rs` (NDJSON
 //! bodies), `writer.rs` ([`ViewWriter`]), `reader.rs` ([`ViewReader`]), `query.rs` (the search
