@@ -113,6 +113,7 @@ async fn a_rebuild_writes_without_refresh_and_replicas_restores_them_then_swaps_
             "PUT /_index_template/annals-conformance",
             "PUT /annals-conformance-000002",
             "HEAD /_alias/annals-conformance",
+            "HEAD /annals-conformance-000002/_alias/annals-conformance",
             "PUT /annals-conformance-000002/_settings",
             "POST /_bulk",
             "POST /annals-conformance-000002/_refresh",
@@ -125,7 +126,28 @@ async fn a_rebuild_writes_without_refresh_and_replicas_restores_them_then_swaps_
             "DELETE /annals-conformance-000001",
         ]
     );
-    golden("settings_bulk_load.json", &requests[3].body);
-    golden("settings_restored.json", &requests[8].body);
-    golden("aliases_swap.json", &requests[10].body);
+    golden("settings_bulk_load.json", &requests[4].body);
+    golden("settings_restored.json", &requests[9].body);
+    golden("aliases_swap.json", &requests[11].body);
+}
+
+/// The serving index ignores the bulk-load hint (a projector restarting on a live view): its
+/// replicas stay, and its writes keep `refresh=wait_for`.
+#[tokio::test]
+async fn the_serving_index_is_never_bulk_loaded() {
+    let server = MockEs::start(|r, _| {
+        match (r.method.as_str(), r.path.as_str()) {
+            ("HEAD", "/annals-conformance-000001/_alias/annals-conformance") => return (200, String::new()),
+            ("POST", "/_bulk") => return bulk_answer(&r.body, |_, _| (201, None)),
+            _ => {}
+        }
+        routine(r).unwrap_or_else(|| unexpected(r))
+    })
+    .await;
+    let generation = hosting(&server).open(1).await.expect("open");
+    generation.writer.bulk_load(true).await.expect("the hint");
+    generation.writer.commit(Arc::new(batch([Doc::new(T, "m1", 5, 1)], None))).await.expect("commit");
+    generation.writer.bulk_load(false).await.expect("off");
+    assert!(server.requests().iter().all(|r| !r.path.ends_with("/_settings")), "no settings change on a serving index");
+    assert_eq!(server.to("POST", "/_bulk")[0].query, "refresh=wait_for");
 }

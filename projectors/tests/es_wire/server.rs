@@ -218,7 +218,7 @@ pub fn routine(request: &Recorded) -> Option<(u16, String)> {
         "POST" if path.ends_with("/_refresh") => {
             Some(answer(200, serde_json::json!({ "_shards": { "total": 1, "successful": 1, "failed": 0 } })))
         }
-        "HEAD" if path.starts_with("/_alias/") => Some((404, String::new())),
+        "HEAD" if path.starts_with("/_alias/") || path.contains("/_alias/") => Some((404, String::new())),
         "GET" if path.ends_with("/_doc/checkpoint") => {
             let index = path.trim_start_matches('/').split('/').next().unwrap_or("");
             Some(answer(404, serde_json::json!({ "_index": index, "_id": "checkpoint", "found": false })))

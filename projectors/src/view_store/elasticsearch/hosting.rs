@@ -105,6 +105,7 @@ impl EsHosting {
         let writer = EsViewWriter::new(
             self.client.clone(),
             index.clone(),
+            self.alias(),
             self.mode,
             self.schema.clone(),
             Arc::clone(&self.config),

@@ -44,6 +44,8 @@ const REJECTING: [&str; 3] = ["mapper_parsing_exception", "document_parsing_exce
 pub struct EsViewWriter {
     client: Client,
     index: String,
+    /// The read alias: an index it names is serving, and never bulk loads.
+    alias: String,
     mode: WriteMode,
     schema: ViewSchema,
     config: Arc<EsConfig>,
@@ -64,11 +66,12 @@ impl EsViewWriter {
     pub(crate) fn new(
         client: Client,
         index: String,
+        alias: String,
         mode: WriteMode,
         schema: ViewSchema,
         config: Arc<EsConfig>,
     ) -> Self {
-        EsViewWriter { client, index, mode, schema, config, bulk: AtomicBool::new(false) }
+        EsViewWriter { client, index, alias, mode, schema, config, bulk: AtomicBool::new(false) }
     }
 
     /// The `refresh` of a live write: `wait_for` (answered once a refresh shows it). While bulk
@@ -285,15 +288,25 @@ impl ViewWriter for EsViewWriter {
             .collect()
     }
 
-    /// On: no refresh and no replicas while catching up. Off: the template's settings again,
+    /// On, for an index that does not serve (a rebuild's): no refresh and no replicas while
+    /// catching up. The serving index ignores the hint (dropping its replicas would cost their
+    /// recovery, and its readers would stop seeing writes). Off: the template's settings again,
     /// and a refresh, so what was written is searchable before the view serves.
     async fn bulk_load(&self, on: bool) -> Result<(), ViewError> {
-        if self.bulk.swap(on, Ordering::AcqRel) == on {
+        if on == self.bulk.load(Ordering::Acquire) {
             return Ok(());
         }
         if on {
-            self.set_settings(json!({ "index": { "refresh_interval": "-1", "number_of_replicas": 0 } })).await
+            let path = format!("/{}/_alias/{}", self.index, self.alias);
+            let serving = self.client.send(Method::Head, &path, &[], None, false, "read alias").await?;
+            if serving.status == 200 {
+                return Ok(());
+            }
+            self.set_settings(json!({ "index": { "refresh_interval": "-1", "number_of_replicas": 0 } })).await?;
+            self.bulk.store(true, Ordering::Release);
+            Ok(())
         } else {
+            self.bulk.store(false, Ordering::Release);
             let replicas = self.config.replicas;
             self.set_settings(json!({ "index": { "refresh_interval": "1s", "number_of_replicas": replicas } })).await?;
             let path = format!("/{}/_refresh", self.index);
