@@ -9,6 +9,7 @@
 mod health;
 mod hosting;
 mod reads;
+mod rebuild;
 mod runtime;
 mod server;
 mod writes;
