@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use annals_projectors::host::ViewHosting;
-use annals_projectors::view_store::elasticsearch::{health, EsAuth, EsConfig, EsHosting, Url, WriteMode};
+use annals_projectors::view_store::elasticsearch::health::{self, Access};
+use annals_projectors::view_store::elasticsearch::{EsAuth, EsConfig, EsHosting, Url, WriteMode};
 use annals_projectors::{AuditProjection, MessagesProjection, Projection};
 
 use crate::settings::{ProjectorSettings, Settings, ViewsKind, ViewsSettings};
@@ -32,7 +33,7 @@ pub async fn open(settings: &Settings) -> Result<OpenViews, Error> {
             Ok(Views::open(&settings.views_dir()).await?)
         }
         ViewsKind::Elasticsearch => {
-            let (messages, audit) = elasticsearch(&settings.views).await?;
+            let (messages, audit) = elasticsearch(&settings.views, Access::Write).await?;
             Ok(Views::open_hosted(messages, audit).await?)
         }
     }
@@ -60,7 +61,8 @@ pub async fn follow(settings: &Settings, store: &Arc<dyn EventStore>) -> Result<
             Ok((views, ProjectorHost { stop, tasks }))
         }
         ViewsKind::Elasticsearch => {
-            let (messages, audit) = elasticsearch(&settings.views).await?;
+            // An `api` process only reads: a read-only key is enough.
+            let (messages, audit) = elasticsearch(&settings.views, Access::Read).await?;
             let stop = CancellationToken::new();
             let (views, tasks) = Views::follow_hosted(messages, audit, store, &stop).await?;
             Ok((views, ProjectorHost { stop, tasks }))
@@ -109,10 +111,13 @@ pub fn es_config(views: &ViewsSettings) -> Result<EsConfig, Error> {
 }
 
 /// Checks the cluster, then the hostings of `messages` and `audit` on it.
-async fn elasticsearch(views: &ViewsSettings) -> Result<(Arc<dyn ViewHosting>, Arc<dyn ViewHosting>), Error> {
+async fn elasticsearch(
+    views: &ViewsSettings,
+    access: Access,
+) -> Result<(Arc<dyn ViewHosting>, Arc<dyn ViewHosting>), Error> {
     let config = Arc::new(es_config(views)?);
     let failed = |e: annals_projectors::ViewError| Error::Api(annals_query_api::Error::Views(e.to_string()));
-    let version = health::check(&config).await.map_err(failed)?;
+    let version = health::check(&config, access).await.map_err(failed)?;
     tracing::info!(version = %version, urls = ?views.urls, "elasticsearch views");
     let messages =
         EsHosting::new(Arc::clone(&config), MessagesProjection.schema(), WriteMode::ExternalVersion).map_err(failed)?;

@@ -1,7 +1,7 @@
 //! The startup check on the wire: an unreachable cluster, one too old, refused credentials and
 //! missing privileges each give a `Config` error naming the setting to change.
 
-use annals_projectors::view_store::elasticsearch::health::{check, privileges_request};
+use annals_projectors::view_store::elasticsearch::health::{check, privileges_request, Access};
 use annals_projectors::view_store::elasticsearch::EsAuth;
 use annals_projectors::ViewError;
 use serde_json::{json, Value};
@@ -47,10 +47,10 @@ async fn a_healthy_cluster_passes_and_is_asked_for_every_privilege_used() {
     let server = MockEs::start(|r, _| if r.path == "/" { info("8.15.3") } else { privileges(true) }).await;
     let mut config = server.config();
     config.auth = EsAuth::Basic { username: "annals".into(), password: "s3cret".into() };
-    assert_eq!(check(&config).await.expect("healthy"), "8.15.3");
+    assert_eq!(check(&config, Access::Write).await.expect("healthy"), "8.15.3");
     let requests = server.requests();
     assert_eq!(requests[1].line(), "POST /_security/user/_has_privileges");
-    assert_eq!(requests[1].json(), privileges_request("annals-"));
+    assert_eq!(requests[1].json(), privileges_request("annals-", Access::Write));
     // Basic auth, base64 of `annals:s3cret`.
     assert_eq!(requests[0].authorization.as_deref(), Some("Basic YW5uYWxzOnMzY3JldA=="));
 }
@@ -58,7 +58,7 @@ async fn a_healthy_cluster_passes_and_is_asked_for_every_privilege_used() {
 #[tokio::test]
 async fn missing_privileges_name_the_auth_setting_and_the_privilege() {
     let server = MockEs::start(|r, _| if r.path == "/" { info("9.0.1") } else { privileges(false) }).await;
-    let (name, reason) = setting(check(&server.config()).await.expect_err("lacks write"));
+    let (name, reason) = setting(check(&server.config(), Access::Write).await.expect_err("lacks write"));
     assert_eq!(name, "views.api_key or views.username and views.password");
     assert!(reason.contains("index privilege write on annals-*"), "{reason}");
 }
@@ -66,7 +66,7 @@ async fn missing_privileges_name_the_auth_setting_and_the_privilege() {
 #[tokio::test]
 async fn too_old_a_cluster_names_the_urls_setting() {
     let server = MockEs::start(|_, _| info("7.17.9")).await;
-    let (name, reason) = setting(check(&server.config()).await.expect_err("too old"));
+    let (name, reason) = setting(check(&server.config(), Access::Write).await.expect_err("too old"));
     assert_eq!(name, "views.urls (ANNALS_VIEWS__URLS)");
     assert!(reason.contains("7.17.9") && reason.contains("8.0"), "{reason}");
 }
@@ -77,7 +77,7 @@ async fn refused_credentials_name_the_auth_setting() {
         answer(401, json!({ "error": { "root_cause": [], "type": "security_exception", "reason": "unable to authenticate user [annals] for REST request [/]" }, "status": 401 }))
     })
     .await;
-    let (name, _) = setting(check(&server.config()).await.expect_err("refused"));
+    let (name, _) = setting(check(&server.config(), Access::Write).await.expect_err("refused"));
     assert_eq!(name, "views.api_key or views.username and views.password");
 }
 
@@ -89,7 +89,7 @@ async fn an_unreachable_cluster_names_the_urls_setting() {
     drop(listener);
     let mut config = annals_projectors::view_store::elasticsearch::EsConfig::new(url);
     config.request_timeout = std::time::Duration::from_secs(5);
-    let (name, reason) = setting(check(&config).await.expect_err("unreachable"));
+    let (name, reason) = setting(check(&config, Access::Write).await.expect_err("unreachable"));
     assert_eq!(name, "views.urls (ANNALS_VIEWS__URLS)");
     assert!(reason.contains("no Elasticsearch answers"), "{reason}");
 }
@@ -104,5 +104,34 @@ async fn a_cluster_without_security_needs_no_privileges() {
         answer(500, body)
     })
     .await;
-    check(&server.config()).await.expect("security disabled: nothing to lack");
+    check(&server.config(), Access::Write).await.expect("security disabled: nothing to lack");
+}
+
+/// An `api` process only reads the views: a read-only key passes, and only read privileges are
+/// asked for.
+#[tokio::test]
+async fn a_reader_is_asked_for_read_privileges_only() {
+    let server = MockEs::start(|r, _| {
+        if r.path == "/" {
+            return info("8.15.3");
+        }
+        let asked = r.json();
+        let held = asked["index"][0]["privileges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p.as_str().unwrap().to_owned(), json!(true)));
+        answer(
+            200,
+            json!({ "username": "reader", "has_all_requested": true, "cluster": { "monitor": true },
+                            "index": { "annals-*": Value::Object(held.collect()) }, "application": {} }),
+        )
+    })
+    .await;
+    check(&server.config(), Access::Read).await.expect("a read-only key reads");
+    let asked = server.requests()[1].json();
+    assert_eq!(
+        asked,
+        json!({ "cluster": ["monitor"], "index": [{ "names": ["annals-*"], "privileges": ["read", "view_index_metadata"] }] })
+    );
 }

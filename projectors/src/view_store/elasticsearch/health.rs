@@ -20,13 +20,24 @@ use crate::error::ViewError;
 /// `must_exist` in alias actions, `document_parsing_exception` naming).
 pub const MIN_MAJOR: u64 = 8;
 
-/// Cluster privileges used: templates, and `monitor` for `_cat/indices` and `GET /`.
-pub const CLUSTER_PRIVILEGES: [&str; 2] = ["monitor", "manage_index_templates"];
-/// Index privileges used on `{prefix}*`.
-pub const INDEX_PRIVILEGES: [&str; 5] = ["create_index", "delete_index", "manage", "read", "write"];
+/// What a process does with the views: an `api` process only reads them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
 
-/// Checks the cluster `config` names; returns its version.
-pub async fn check(config: &EsConfig) -> Result<String, ViewError> {
+/// Cluster privileges a writer uses: templates, and `monitor` for `_cat/indices` and `GET /`.
+pub const CLUSTER_PRIVILEGES: [&str; 2] = ["monitor", "manage_index_templates"];
+/// Index privileges a writer uses on `{prefix}*`.
+pub const INDEX_PRIVILEGES: [&str; 5] = ["create_index", "delete_index", "manage", "read", "write"];
+/// What a reader uses: `GET /`, and searches and gets on `{prefix}*` (`view_index_metadata`
+/// for the alias).
+pub const READ_CLUSTER_PRIVILEGES: [&str; 1] = ["monitor"];
+pub const READ_INDEX_PRIVILEGES: [&str; 2] = ["read", "view_index_metadata"];
+
+/// Checks the cluster `config` names for a process that needs `access`; returns its version.
+pub async fn check(config: &EsConfig, access: Access) -> Result<String, ViewError> {
     let client = Client::new(config.transport()?, "views");
     let urls: Vec<&str> = config.urls.iter().map(|u| u.as_str()).collect();
     let info = match client.send(Method::Get, "/", &[], None, false, "ping").await {
@@ -58,7 +69,7 @@ pub async fn check(config: &EsConfig) -> Result<String, ViewError> {
             return Err(ViewError::Config { setting: "views.urls (ANNALS_VIEWS__URLS)", reason });
         }
     }
-    let body = privileges_request(&config.index_prefix);
+    let body = privileges_request(&config.index_prefix, access);
     let reply = client
         .send(
             Method::Post,
@@ -89,10 +100,14 @@ pub async fn check(config: &EsConfig) -> Result<String, ViewError> {
 }
 
 /// The `_has_privileges` body for indices under `prefix`.
-pub fn privileges_request(prefix: &str) -> Value {
+pub fn privileges_request(prefix: &str, access: Access) -> Value {
+    let (cluster, index): (&[&str], &[&str]) = match access {
+        Access::Write => (&CLUSTER_PRIVILEGES, &INDEX_PRIVILEGES),
+        Access::Read => (&READ_CLUSTER_PRIVILEGES, &READ_INDEX_PRIVILEGES),
+    };
     json!({
-        "cluster": CLUSTER_PRIVILEGES,
-        "index": [ { "names": [format!("{prefix}*")], "privileges": INDEX_PRIVILEGES } ]
+        "cluster": cluster,
+        "index": [ { "names": [format!("{prefix}*")], "privileges": index } ]
     })
 }
 
