@@ -43,6 +43,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The Elasticsearch view backend, named explicitly: no server runs here, so compiling and
+# linting it (and its wire-level tests, in `cargo test`) is what every run can do for it.
+cargo clippy -p annals-projectors --lib --features elasticsearch --locked -- -D warnings
 # The multi-process tests (tests/tests/distributed.rs) start the release binary, the one
 # operators run: lease takeovers and timings are those of the optimized build.
 echo "== cargo build --release (the binary the multi-process tests start)"

@@ -175,7 +175,9 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     let (path, output, base_query) = request_of(args.what);
     let request = Request { url: format!("{}{path}", args.url.trim_end_matches('/')), key, path };
     let state_path = sidecar(&output);
-    let client = reqwest::Client::new();
+    // Identity encoding, whatever features other crates turn on in reqwest (the Elasticsearch
+    // client enables gzip): a resume restarts at a byte offset of what the server sent.
+    let client = reqwest::Client::builder().no_gzip().build().context("an HTTP client")?;
     let mut attempt = 0;
     loop {
         let resume = resume_point(&output, &state_path, path, &base_query)?;

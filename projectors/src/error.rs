@@ -76,4 +76,10 @@ pub enum ViewError {
     /// A document or checkpoint stored in the view cannot be read back (the view should be rebuilt).
     #[error("view {view}: stored data is unreadable: {reason}")]
     Corrupt { view: &'static str, reason: String },
+
+    /// The backend cannot be used as configured (an unreachable cluster, one too old, credentials
+    /// lacking a privilege, an unreadable certificate): permanent until an operator changes the
+    /// setting it names.
+    #[error("views: setting {setting}: {reason}")]
+    Config { setting: &'static str, reason: String },
 }

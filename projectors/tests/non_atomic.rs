@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals_projectors::view_store::{
-    Capabilities, Checkpoint, StoredDoc, ViewBatch, ViewHalves, ViewReader, ViewWriter,
+    Capabilities, Checkpoint, CommitOutcome, StoredDoc, ViewBatch, ViewHalves, ViewReader, ViewWriter,
 };
 use annals_projectors::{MessagesProjection, Projection, Projector, ProjectorConfig, TantivyViewStore, ViewError};
 use annals_store::engine::{EmbeddedStore, EngineConfig};
@@ -62,7 +62,7 @@ impl ViewWriter for SplitCommits {
         Capabilities { atomic_checkpoint: false, ..ViewWriter::capabilities(&self.inner) }
     }
 
-    async fn commit(&self, batch: Arc<ViewBatch>) -> Result<(), ViewError> {
+    async fn commit(&self, batch: Arc<ViewBatch>) -> Result<CommitOutcome, ViewError> {
         self.alive()?;
         if !batch.upserts.is_empty() && batch.checkpoint.is_some() {
             self.mixed.store(true, Ordering::SeqCst);

@@ -29,7 +29,7 @@ mod wire;
 
 pub use app::{Application, Deps, BOOTSTRAP_TENANT};
 pub use auth::{generate_token, Role};
-pub use cache::{CacheSettings, InvalidationDeps};
+pub use cache::{BackendProbe, CacheSettings, InvalidationDeps};
 pub use error::{ApiError, Error};
 pub use settings::{parse_cors_origins, ApiSettings};
 pub use views::{OpenViews, Views};

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals_projectors::host::tantivy::TantivyHosting;
-use annals_projectors::{AuditProjection, HostedView, MessagesProjection, OpenView, Projection, ProjectorConfig};
+use annals_projectors::{
+    AuditProjection, HostedView, MessagesProjection, OpenView, Projection, ProjectorConfig, ViewHosting,
+};
 use annals_store::{EventStore, Position};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -118,6 +120,33 @@ impl Views {
         let (audit, a) = follow(Arc::new(audit.map_err(views)?), &AuditProjection, Arc::clone(store), shutdown.clone())
             .await
             .map_err(views)?;
+        Ok((Views { messages, audit }, vec![m, a]))
+    }
+}
+
+impl Views {
+    /// Opens (or creates) the views kept by `messages` and `audit` (a backend other than the
+    /// directories of [`Views::open`]: Elasticsearch).
+    pub async fn open_hosted(messages: Arc<dyn ViewHosting>, audit: Arc<dyn ViewHosting>) -> Result<OpenViews, Error> {
+        let views = |e: annals_projectors::ViewError| Error::Views(e.to_string());
+        Ok(OpenViews {
+            messages: OpenView::open(messages, MessagesProjection).await.map_err(views)?,
+            audit: OpenView::open(audit, AuditProjection).await.map_err(views)?,
+        })
+    }
+
+    /// [`Views::follow`] for the views kept by `messages` and `audit`.
+    pub async fn follow_hosted(
+        messages: Arc<dyn ViewHosting>,
+        audit: Arc<dyn ViewHosting>,
+        store: &Arc<dyn EventStore>,
+        shutdown: &CancellationToken,
+    ) -> Result<(Views, Vec<JoinHandle<()>>), Error> {
+        let views = |e: annals_projectors::ViewError| Error::Views(e.to_string());
+        use annals_projectors::host::follow;
+        let (messages, m) =
+            follow(messages, &MessagesProjection, Arc::clone(store), shutdown.clone()).await.map_err(views)?;
+        let (audit, a) = follow(audit, &AuditProjection, Arc::clone(store), shutdown.clone()).await.map_err(views)?;
         Ok((Views { messages, audit }, vec![m, a]))
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use annals_projectors::invalidation::memory::MemoryInvalidations;
 use annals_projectors::invalidation::queue::{Invalidations, SinkQueue};
 use annals_projectors::invalidation::{dispatch, InvalidationFeed, InvalidationSink};
-use annals_query_api::InvalidationDeps;
+use annals_query_api::{BackendProbe, InvalidationDeps};
 use annals_store::Position;
 use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
@@ -35,6 +35,11 @@ pub fn shared_sinks(settings: &Settings) -> Result<Vec<Arc<dyn InvalidationSink>
 /// when `redis_url` is set.
 pub fn shared_feed(settings: &Settings) -> Result<Option<Arc<dyn InvalidationFeed>>, Error> {
     Ok(super::redis::redis_feed(settings)?.map(|f| Arc::new(f) as Arc<dyn InvalidationFeed>))
+}
+
+/// The shared backends `/readyz` asks after: Redis when `redis_url` is set.
+pub fn shared_probes(settings: &Settings) -> Result<Vec<Arc<dyn BackendProbe>>, Error> {
+    Ok(super::redis::redis_probe(settings)?.into_iter().map(|p| Arc::new(p) as Arc<dyn BackendProbe>).collect())
 }
 
 /// The sinks of a process, each with its queue, not dispatched yet.
@@ -66,9 +71,10 @@ impl Wiring {
         Invalidations::new(self.sinks.iter().map(|(_, q)| Arc::clone(q)).collect())
     }
 
-    /// What the API follows and reports.
-    pub fn deps(&self) -> InvalidationDeps {
-        InvalidationDeps { feed: self.feed.clone(), queues: self.sinks.iter().map(|(_, q)| Arc::clone(q)).collect() }
+    /// What the API follows and reports (`probes`: the shared backends `/readyz` asks after).
+    pub fn deps(&self, probes: Vec<Arc<dyn BackendProbe>>) -> InvalidationDeps {
+        let queues = self.sinks.iter().map(|(_, q)| Arc::clone(q)).collect();
+        InvalidationDeps { feed: self.feed.clone(), queues, probes }
     }
 
     /// Starts a dispatcher per sink; `checkpoints` gives the views' checkpoints at start.

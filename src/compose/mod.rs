@@ -26,13 +26,13 @@ use annals_query_api::{Application, Deps, InvalidationDeps};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use invalidations::{shared_feed, shared_sinks, Wiring};
+pub use invalidations::{shared_feed, shared_probes, shared_sinks, Wiring};
 pub use lease::{Boxed, Held, Lease, LeaseSource, Leases};
 pub use projector::{
     lease_name, start as start_projectors_under_leases, start_with_sinks as start_projectors_with_sinks, Holding,
 };
 pub use store::OpenStore;
-pub use views::ProjectorHost;
+pub use views::{es_config, ProjectorHost};
 
 use crate::settings::{Role, Settings};
 use crate::Error;
@@ -69,15 +69,17 @@ impl Server {
             }
         };
         // Without a shared feed the response cache is off and `/v1/invalidations` is a 503.
-        let feed = match invalidations::shared_feed(&settings) {
-            Ok(feed) => feed,
+        let shared =
+            invalidations::shared_feed(&settings).and_then(|f| Ok((f, invalidations::shared_probes(&settings)?)));
+        let (feed, probes) = match shared {
+            Ok(shared) => shared,
             Err(e) => {
                 followers.stop().await;
                 close_after_failure(store).await;
                 return Err(e);
             }
         };
-        let invalidations = InvalidationDeps { feed, queues: Vec::new() };
+        let invalidations = InvalidationDeps { feed, queues: Vec::new(), probes };
         match Application::build(settings.api(), Deps { store: store.events(), views, invalidations }).await {
             Ok(app) => Ok(Server { front: Front::Api(app), projectors: followers, store }),
             Err(e) => {
@@ -127,7 +129,9 @@ impl Server {
                 return Err(e);
             }
         };
-        let shared = match invalidations::shared_sinks(&settings) {
+        let shared =
+            invalidations::shared_sinks(&settings).and_then(|s| Ok((s, invalidations::shared_probes(&settings)?)));
+        let (shared, probes) = match shared {
             Ok(shared) => shared,
             Err(e) => {
                 close_after_failure(store).await;
@@ -143,7 +147,7 @@ impl Server {
                 return Err(e);
             }
         };
-        let invalidations = wiring.deps();
+        let invalidations = wiring.deps(probes);
         match Application::build(settings.api(), Deps { store: store.events(), views, invalidations }).await {
             Ok(app) => Ok(Server { front: Front::Api(app), projectors, store }),
             Err(e) => {

@@ -6,7 +6,7 @@
 //!
 //! Wiring (`invalidations.rs`): roles `all` and `projector` hand `sink` to an invalidation
 //! dispatcher next to the in-process one; role `api` follows `feed` per view (its response cache
-//! and `GET /v1/invalidations`). `probe` is not reported by `/readyz` yet.
+//! and `GET /v1/invalidations`); roles that serve the API report `probe` in `/readyz`.
 
 use annals_projectors::invalidation::redis::{RedisFeed, RedisProbe, RedisSink};
 use tracing::info;
@@ -43,6 +43,29 @@ pub fn redis(settings: &Settings) -> Result<Option<RedisInvalidations>, Error> {
 /// The sink alone (roles that project).
 pub fn redis_sink(settings: &Settings) -> Result<Option<RedisSink>, Error> {
     Ok(redis(settings)?.map(|r| r.sink))
+}
+
+/// The probe alone, as `/readyz` asks it (roles that serve the API).
+pub fn redis_probe(settings: &Settings) -> Result<Option<ReadyProbe>, Error> {
+    Ok(redis(settings)?.map(|r| ReadyProbe(r.probe)))
+}
+
+/// [`RedisProbe`] as the API's `/readyz` asks it.
+#[derive(Debug)]
+pub struct ReadyProbe(RedisProbe);
+
+#[async_trait::async_trait]
+impl annals_query_api::BackendProbe for ReadyProbe {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        match self.0.check().await {
+            annals_projectors::invalidation::redis::RedisHealth::Up => Ok(()),
+            annals_projectors::invalidation::redis::RedisHealth::Degraded { reason } => Err(reason),
+        }
+    }
 }
 
 /// The feed alone (roles that serve the API from views another process projects).

@@ -128,7 +128,10 @@ impl Settings {
                 ),
             );
         }
-        if self.role != Role::All && self.views.dir.is_none() {
+        if let Some(reason) = self.check_views() {
+            return Err(reason);
+        }
+        if self.role != Role::All && self.views.kind == ViewsKind::Tantivy && self.views.dir.is_none() {
             return refuse(
                 "views.dir (ANNALS_VIEWS__DIR)",
                 format!(
@@ -168,6 +171,36 @@ impl Settings {
             );
         }
         Ok(())
+    }
+
+    /// The `[views]` settings that do not fit together. The embedded store with Elasticsearch
+    /// views is allowed (role `all` only, as the embedded store requires): one process, its
+    /// views in a cluster that other tools (Kibana) read too.
+    fn check_views(&self) -> Option<Error> {
+        let refuse = |setting: &str, reason: String| Some(Error::Combination { setting: setting.to_owned(), reason });
+        let v = &self.views;
+        match v.kind {
+            ViewsKind::Tantivy => v.elasticsearch_keys().and_then(|name| {
+                refuse(name, "is a setting of [views] kind = \"elasticsearch\" (ANNALS_VIEWS__KIND); tantivy views live in [views] dir".into())
+            }),
+            ViewsKind::Elasticsearch if v.urls.is_empty() => refuse(
+                "views.urls (ANNALS_VIEWS__URLS)",
+                "[views] kind = \"elasticsearch\" needs the cluster: set urls = \"http://HOST:9200\" (several: comma-separated)".into(),
+            ),
+            ViewsKind::Elasticsearch if v.dir.is_some() => refuse(
+                "views.dir (ANNALS_VIEWS__DIR)",
+                "a directory is for kind = \"tantivy\"; Elasticsearch views live in the cluster [views] urls names".into(),
+            ),
+            ViewsKind::Elasticsearch if v.username.is_some() != v.password.is_some() => refuse(
+                if v.username.is_some() { "views.password (ANNALS_VIEWS__PASSWORD)" } else { "views.username (ANNALS_VIEWS__USERNAME)" },
+                "basic authentication needs both username and password".into(),
+            ),
+            ViewsKind::Elasticsearch if v.username.is_some() && v.api_key.is_some() => refuse(
+                "views.api_key (ANNALS_VIEWS__API_KEY)",
+                "set either an api_key or a username and password, not both".into(),
+            ),
+            ViewsKind::Elasticsearch => None,
+        }
     }
 
     /// Where the views live: `[views] dir`, or `views` in the store's data directory.

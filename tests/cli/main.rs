@@ -9,6 +9,8 @@ mod cli_limits;
 mod cli_roles;
 mod cli_serve;
 mod cli_settings;
+mod cli_settings_es;
 mod cli_verify;
+mod compose_file;
 mod otlp_export;
 mod serve_support;

@@ -16,6 +16,7 @@ mod api_keys_upgrade;
 mod api_live;
 mod api_openapi;
 mod api_rebuild;
+mod api_redis;
 mod api_schemas;
 mod api_storage;
 mod api_tenancy;

@@ -96,7 +96,12 @@ impl InvalidationSink for MemoryInvalidations {
                 let at = Some(invalidation.position);
                 let seen = at < ring.checkpoint
                     || (at == ring.checkpoint
-                        && ring.retained.iter().rev().take_while(|r| Some(r.position) == at).any(|r| r == invalidation));
+                        && ring
+                            .retained
+                            .iter()
+                            .rev()
+                            .take_while(|r| Some(r.position) == at)
+                            .any(|r| r == invalidation));
                 if seen {
                     return;
                 }

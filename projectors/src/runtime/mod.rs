@@ -43,7 +43,7 @@ use crate::error::ApplyError;
 use crate::invalidation::queue::Invalidations;
 use crate::invalidation::InvalidatedKey;
 use crate::view_store::{Checkpoint, ViewDoc, ViewWriter};
-use commit::{commit_with_retry, wait_for, InFlight, InFlightDone};
+use commit::{commit_with_retry, wait_for, InFlight, InFlightDone, Parking};
 use fold::{EventBatch, Order, Prepared};
 use parked::{ReplayOutcome, ReplayRequest, Replayed};
 use partition::Workers;
@@ -348,7 +348,8 @@ impl<P: Projection> Projector<P> {
         let checkpoint = last.map(|position| Checkpoint { position });
         let view = Arc::clone(&self.view);
         let (name, shutdown) = (self.status.name, shutdown.clone());
-        let task = tokio::spawn(commit_with_retry(view, upserts, checkpoint, name, shutdown));
+        let parking = Parking { store: Arc::clone(&self.store), stream: self.parked.clone() };
+        let task = tokio::spawn(commit_with_retry(view, upserts, checkpoint, name, parking, shutdown));
         *in_flight = Some(InFlight { task, last, events, parked, keys });
         Ok(())
     }

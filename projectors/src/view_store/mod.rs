@@ -46,6 +46,8 @@
 //!    whether a backend counts them or answers from counts it keeps (`ViewSchema::counted`).
 //! 7. **Every read filters by tenant**: `Query::tenant` is not optional.
 
+#[cfg(feature = "elasticsearch")]
+pub mod elasticsearch;
 pub mod tantivy;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -135,6 +137,26 @@ pub struct ViewBatch {
     pub upserts: Vec<ViewDoc>,
     /// The checkpoint committed with the writes.
     pub checkpoint: Option<Checkpoint>,
+}
+
+/// What a [`ViewWriter::commit`] did beyond succeeding: the documents the backend refused for
+/// their content (an Elasticsearch `400`: a value its mapping cannot hold). Refusing one again
+/// would refuse it the same way, so the runtime parks the event behind each (the one at its
+/// version) before its checkpoint passes it, and the projection goes on. Every other document of
+/// the batch is durable when `commit` returns `Ok`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitOutcome {
+    pub rejected: Vec<RejectedDoc>,
+}
+
+/// A document the backend refused, and its reason as the backend gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedDoc {
+    pub tenant: String,
+    pub id: String,
+    /// The document's version: the position of the last event applied to it.
+    pub version: Position,
+    pub reason: String,
 }
 
 /// A filtered search. All filters combine (AND); several values of one `Term` filter are OR.
@@ -234,7 +256,8 @@ pub trait ViewWriter: Send + Sync + std::fmt::Debug {
     /// writes and checkpoint together; without, callers send writes and checkpoint in separate
     /// batches, and a backend may refuse a batch holding both. Shared, so that a failed commit
     /// can be retried with the same batch (and a blocking backend can move it to a thread).
-    async fn commit(&self, batch: Arc<ViewBatch>) -> Result<(), ViewError>;
+    /// `Ok` means every document is durable except those the outcome lists as rejected.
+    async fn commit(&self, batch: Arc<ViewBatch>) -> Result<CommitOutcome, ViewError>;
 
     /// The last committed checkpoint, where the projector resumes; `None` for a view that has
     /// applied nothing.

@@ -51,6 +51,9 @@ pub struct InvalidationDeps {
     /// with no feed: role `api` without a shared backend).
     pub feed: Option<Arc<dyn InvalidationFeed>>,
     pub queues: Vec<Arc<SinkQueue>>,
+    /// The shared backends (Redis) `/readyz` asks after: one that does not answer makes the
+    /// process *degraded*, not unready — appends, queries and projections go on without it.
+    pub probes: Vec<Arc<dyn BackendProbe>>,
 }
 
 impl std::fmt::Debug for InvalidationDeps {
@@ -58,8 +61,20 @@ impl std::fmt::Debug for InvalidationDeps {
         f.debug_struct("InvalidationDeps")
             .field("feed", &self.feed.is_some())
             .field("queues", &self.queues.len())
+            .field("probes", &self.probes.iter().map(|p| p.name()).collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// Whether a shared backend answers, for `/readyz`.
+#[async_trait::async_trait]
+pub trait BackendProbe: Send + Sync {
+    /// The backend as `/readyz` names it (`redis`).
+    fn name(&self) -> &'static str;
+
+    /// `Err(reason)` when it does not answer. The reason goes to the log, not to `/readyz`
+    /// (which needs no key, and must not tell strangers about the deployment).
+    async fn check(&self) -> Result<(), String>;
 }
 
 /// The views whose answers are cached.

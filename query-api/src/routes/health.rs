@@ -1,6 +1,7 @@
 //! Liveness, readiness, metrics and the OpenAPI document: the routes that need no key.
 //! `/healthz` answers while the process serves; `/readyz` only while the store takes appends, so
-//! a load balancer stops sending appends to an instance whose store closed or whose disk is full.
+//! a load balancer stops sending appends to an instance whose store closed or whose disk is full
+//! (and says `degraded`, naming it, when a shared backend it can run without does not answer).
 
 use axum::extract::State;
 use axum::http::header;
@@ -21,9 +22,24 @@ pub struct Health {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Ready {
+    /// `ready`, or `degraded` when a shared backend the process can run without (Redis, for cache
+    /// invalidations) does not answer: appends and queries still work; see `degraded`.
+    #[schema(value_type = String, pattern = "^(ready|degraded)$")]
     status: &'static str,
     /// The position of the last event in the store; null when it is empty.
     head_position: Option<u64>,
+    /// The backends that do not answer (empty when ready).
+    degraded: Vec<Degraded>,
+}
+
+/// A backend that does not answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Degraded {
+    /// Which backend (`redis`).
+    component: &'static str,
+    /// What is wrong with it, without detail (`unreachable`); the detail is in the log.
+    #[schema(value_type = String, pattern = "^unreachable$")]
+    status: &'static str,
 }
 
 #[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "operations", responses((status = 200, description = "The process serves", body = Health)))]
@@ -37,7 +53,7 @@ pub async fn healthz() -> Json<Health> {
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "The store answers", body = Ready),
+        (status = 200, description = "The store answers (`status` `degraded` names the shared backends that do not: appends and queries still work)", body = Ready),
         (status = 503, description = "The store takes no appends: it is closing, its disk is full or its backend cannot be reached (`not-ready`, with `Retry-After`; ready again by itself once space is freed or the backend is back), or a failed commit needs a restart", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
@@ -48,7 +64,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
         StoreError::Closed => ApiError::Store(e),
         other => ApiError::NotReady(other),
     })?;
-    Ok(Json(Ready { status: "ready", head_position: head.map(Position::code) }))
+    let mut degraded = Vec::new();
+    for probe in &state.invalidations.probes {
+        if let Err(reason) = probe.check().await {
+            tracing::warn!(component = probe.name(), reason = %reason, "shared backend does not answer; degraded");
+            degraded.push(Degraded { component: probe.name(), status: "unreachable" });
+        }
+    }
+    let status = if degraded.is_empty() { "ready" } else { "degraded" };
+    Ok(Json(Ready { status, head_position: head.map(Position::code), degraded }))
 }
 
 /// `GET /metrics`: the application's metrics, OpenMetrics text (which Prometheus reads).

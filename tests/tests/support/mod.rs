@@ -58,7 +58,9 @@ impl TestApp {
         let server = tokio::spawn(async move { app.run_until_stopped(token).await.expect("serve") });
         TestApp {
             base,
-            client: reqwest::Client::new(),
+            // Identity unless a test asks: the Elasticsearch client turns on reqwest's gzip for
+            // the whole build, which would otherwise ask for and undo compression in every test.
+            client: reqwest::Client::builder().no_gzip().build().expect("an HTTP client"),
             key: operator.clone(),
             operator,
             shutdown,

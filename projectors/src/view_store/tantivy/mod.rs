@@ -39,7 +39,8 @@ use tantivy::{Index, IndexReader, ReloadPolicy};
 use crate::background;
 use crate::error::ViewError;
 use crate::view_store::{
-    Capabilities, Checkpoint, Query, SearchPage, StoredDoc, ViewBatch, ViewReader, ViewSchema, ViewWriter,
+    Capabilities, Checkpoint, CommitOutcome, Query, SearchPage, StoredDoc, ViewBatch, ViewReader, ViewSchema,
+    ViewWriter,
 };
 use lookup::KnownKeys;
 use schema::{backend, Fields};
@@ -234,8 +235,9 @@ impl ViewWriter for TantivyViewStore {
         CAPABILITIES
     }
 
-    async fn commit(&self, batch: Arc<ViewBatch>) -> Result<(), ViewError> {
-        self.write(move |inner| inner.commit(&batch)).await
+    /// Tantivy indexes any value, so it rejects no document.
+    async fn commit(&self, batch: Arc<ViewBatch>) -> Result<CommitOutcome, ViewError> {
+        self.write(move |inner| inner.commit(&batch)).await.map(|()| CommitOutcome::default())
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, ViewError> {

@@ -131,12 +131,18 @@ pub async fn commit(store: &ViewHalves, batch: ViewBatch) {
 /// what it wrote.
 pub async fn try_commit(store: &ViewHalves, batch: ViewBatch) -> Result<(), ViewError> {
     let capabilities = store.writer.capabilities();
-    if capabilities.atomic_checkpoint || batch.upserts.is_empty() || batch.checkpoint.is_none() {
-        store.writer.commit(Arc::new(batch)).await?;
+    // The fixtures' documents are ones every backend must hold: none may be rejected.
+    let outcomes = if capabilities.atomic_checkpoint || batch.upserts.is_empty() || batch.checkpoint.is_none() {
+        vec![store.writer.commit(Arc::new(batch)).await?]
     } else {
         let checkpoint = batch.checkpoint;
-        store.writer.commit(Arc::new(ViewBatch { upserts: batch.upserts, checkpoint: None })).await?;
-        store.writer.commit(Arc::new(ViewBatch { upserts: Vec::new(), checkpoint })).await?;
+        vec![
+            store.writer.commit(Arc::new(ViewBatch { upserts: batch.upserts, checkpoint: None })).await?,
+            store.writer.commit(Arc::new(ViewBatch { upserts: Vec::new(), checkpoint })).await?,
+        ]
+    };
+    for outcome in outcomes {
+        assert!(outcome.rejected.is_empty(), "a fixture document was rejected: {:?}", outcome.rejected);
     }
     if !capabilities.visible_on_return {
         tokio::time::sleep(StdDuration::from_millis(1_100)).await;
