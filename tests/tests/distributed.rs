@@ -43,6 +43,11 @@ struct Proc {
 
 impl Proc {
     fn start(dir: &Path, name: &str, role: &str, url: &str) -> Proc {
+        Proc::start_with(dir, name, role, url, &[])
+    }
+
+    /// [`Proc::start`] with more environment.
+    fn start_with(dir: &Path, name: &str, role: &str, url: &str, env: &[(&str, String)]) -> Proc {
         let data = dir.join(name);
         std::fs::create_dir_all(&data).unwrap();
         let log = dir.join(format!("{name}.log"));
@@ -55,6 +60,7 @@ impl Proc {
             .env("ANNALS_STORE__POOL_SIZE", "4")
             .env("ANNALS_VIEWS__DIR", dir.join("views"))
             .env("ANNALS_ADMIN_KEY", ADMIN_KEY)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -396,4 +402,80 @@ async fn every_acknowledged_append_survives_an_api_kill_and_a_postgres_restart()
     }
     assert!(seen.values().all(|&n| n == 1), "no event twice");
     drop(a2);
+}
+
+/// Cache invalidations across processes through Redis (issue 15): an API process caches a
+/// message's answer; the change, appended through another API process and projected by a
+/// projector process, reaches the first one's cache through the Redis stream, so its next read
+/// (without `min_position`, which skips the cache) shows the change — a cache that missed the
+/// invalidation would serve the old answer for its whole TTL (300 s) — and its
+/// `/v1/invalidations` feed carries the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_api_process_s_cache_is_invalidated_through_redis() {
+    let cluster = PgCluster::start().expect("a PostgreSQL cluster");
+    let url = cluster.create_database().await;
+    let redis = annals_projectors::invalidation::redis::testing::RedisServer::start().expect("redis-server");
+    let env = [("ANNALS_INVALIDATIONS__REDIS_URL", redis.url())];
+    let tmp = tempfile::tempdir().unwrap();
+    let p1 = Proc::start_with(tmp.path(), "projector-1", "projector", &url, &env);
+    for view in ["messages", "audit"] {
+        wait_for_holder(&[&p1], view, Duration::from_secs(15)).await;
+    }
+    let a1 = Proc::start_with(tmp.path(), "api-1", "api", &url, &env);
+    let a2 = Proc::start_with(tmp.path(), "api-2", "api", &url, &env);
+    let operator = Api::new(&a1, ADMIN_KEY);
+    let (status, key) = operator.post("/v1/keys", &json!({ "tenant": "acme", "role": "admin", "name": "redis" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let key = key["key"].as_str().unwrap().to_owned();
+    let (reader, writer) = (Api::new(&a1, &key), Api::new(&a2, &key));
+
+    let last = writer.append("message-m1", "message.enqueued", enqueued("m1")).await;
+    reader.get_ok(&format!("/v1/messages/m1?min_position={last}"), Duration::from_secs(15)).await;
+    // Cached by the reader: the second read is a hit.
+    for _ in 0..2 {
+        let doc = reader.get_ok("/v1/messages/m1", Duration::from_secs(5)).await;
+        assert_eq!(doc["status"], json!("ENQUEUED"), "{doc}");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", a1.base)).await.unwrap().text().await.unwrap();
+    let hits: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("annals_cache_hits_total") && l.contains("messages"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(hits >= 1.0, "the reader's cache served nothing, so the test would prove nothing:\n{metrics}");
+
+    let mut feed = support::SseReader::from_response(
+        reader
+            .client
+            .get(format!("{}/v1/invalidations?view=messages", reader.base))
+            .bearer_auth(&reader.key)
+            .send()
+            .await
+            .expect("open the feed"),
+    );
+    let sent = json!({ "message_id": "m1", "channel": "email", "provider": "ses" });
+    let changed = writer.append("message-m1", "message.sent", sent).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, doc) = reader.get("/v1/messages/m1").await;
+        assert_eq!(status, StatusCode::OK, "{doc}");
+        if doc["status"] == json!("SENT") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reader still serves the cached answer: {doc}\n{}", a1.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), feed.frame()).await.expect("an invalidation");
+        if frame.comment {
+            continue;
+        }
+        let data: Value = serde_json::from_str(&frame.data).unwrap();
+        let names_m1 =
+            data["keys"].as_array().is_some_and(|k| k.contains(&json!({ "kind": "message", "value": "m1" })));
+        if names_m1 && data["position"].as_u64() >= Some(changed) {
+            break;
+        }
+    }
+    drop((p1, a1, a2, redis));
 }
