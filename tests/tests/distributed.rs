@@ -479,3 +479,84 @@ async fn an_api_process_s_cache_is_invalidated_through_redis() {
     }
     drop((p1, a1, a2, redis));
 }
+
+/// Issue 15's delay figure through Redis, across processes (run with `ANNALS_REDIS_DELAY=N`;
+/// without it the test returns at once): one client appends a new message through one API
+/// process every 25 ms; for each, the delay from the `201` to the invalidation arriving on
+/// another API process's `GET /v1/invalidations` (which follows the Redis stream the projector
+/// process's sink writes), against the view's lag as a client of that other process sees it
+/// (`?min_position=`), in the same run. Prints the percentiles for BENCHMARKS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delay_through_redis_against_the_views_lag() {
+    let Some(n) = std::env::var("ANNALS_REDIS_DELAY").ok().and_then(|v| v.parse::<usize>().ok()) else {
+        return;
+    };
+    let cluster = PgCluster::start().expect("a PostgreSQL cluster");
+    let url = cluster.create_database().await;
+    let redis = annals_projectors::invalidation::redis::testing::RedisServer::start().expect("redis-server");
+    let env = [("ANNALS_INVALIDATIONS__REDIS_URL", redis.url())];
+    let tmp = tempfile::tempdir().unwrap();
+    let p1 = Proc::start_with(tmp.path(), "projector-1", "projector", &url, &env);
+    for view in ["messages", "audit"] {
+        wait_for_holder(&[&p1], view, Duration::from_secs(15)).await;
+    }
+    let a1 = Proc::start_with(tmp.path(), "api-1", "api", &url, &env);
+    let a2 = Proc::start_with(tmp.path(), "api-2", "api", &url, &env);
+    let operator = Api::new(&a1, ADMIN_KEY);
+    let (_, key) = operator.post("/v1/keys", &json!({ "tenant": "acme", "role": "admin", "name": "delay" })).await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let (reader, writer) = (Api::new(&a1, &key), Api::new(&a2, &key));
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/invalidations?view=messages", reader.base))
+        .bearer_auth(&reader.key)
+        .send()
+        .await
+        .expect("open the feed");
+    let mut feed = support::SseReader::from_response(response);
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<String, Instant>::new()));
+    let listener = {
+        let heard = std::sync::Arc::clone(&heard);
+        tokio::spawn(async move {
+            loop {
+                let frame = feed.frame().await;
+                if frame.comment {
+                    continue;
+                }
+                let now = Instant::now();
+                let data: Value = serde_json::from_str(&frame.data).unwrap();
+                for key in data["keys"].as_array().into_iter().flatten().filter(|k| k["kind"] == "message") {
+                    heard.lock().unwrap().entry(key["value"].as_str().unwrap().to_owned()).or_insert(now);
+                }
+            }
+        })
+    };
+    let (mut acked, mut lag) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let id = format!("d{i}");
+        let at = writer.append(&format!("message-{id}"), "message.enqueued", enqueued(&id)).await;
+        let ack = Instant::now();
+        acked.push((id.clone(), ack));
+        reader.get_ok(&format!("/v1/messages/{id}?min_position={at}"), Duration::from_secs(30)).await;
+        lag.push(ack.elapsed());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while heard.lock().unwrap().len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    listener.abort();
+    let heard = heard.lock().unwrap().clone();
+    let mut delay: Vec<Duration> = acked.iter().map(|(id, ack)| heard[id].duration_since(*ack)).collect();
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+    };
+    let (d50, d99, l50, l99) = (pct(&mut delay, 0.5), pct(&mut delay, 0.99), pct(&mut lag, 0.5), pct(&mut lag, 0.99));
+    println!(
+        "appends {n}: invalidation through redis p50 {d50:?} p99 {d99:?}; view lag p50 {l50:?} p99 {l99:?}; \
+         ratio p50 {:.2} p99 {:.2}",
+        d50.as_secs_f64() / l50.as_secs_f64(),
+        d99.as_secs_f64() / l99.as_secs_f64()
+    );
+    drop((p1, a1, a2, redis));
+}
