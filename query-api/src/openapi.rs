@@ -24,7 +24,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         Direction,
         crate::documents::Message,
         crate::documents::AuditEntry,
-        crate::routes::InvalidationView
+        InvalidationView
     )),
     tags(
         (name = "streams", description = "Append to and read one stream"),
@@ -374,4 +374,13 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("annals key").build()),
         );
     }
+}
+
+/// A view with invalidations (`GET /v1/invalidations?view=`). Here, beside the other schema
+/// types routes share, so that this document's module never imports a route's.
+#[derive(Clone, Copy, Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidationView {
+    Messages,
+    Audit,
 }

@@ -26,6 +26,7 @@ use utoipa::IntoParams;
 use super::params::QueryParams;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
+use crate::openapi::InvalidationView;
 use crate::state::AppState;
 
 /// How long an event waits for this process's cache to apply it before it is sent anyway.
@@ -37,14 +38,6 @@ const CACHE_APPLIED_WITHIN: Duration = Duration::from_secs(1);
 pub struct InvalidationParams {
     /// The view whose invalidations to follow.
     view: InvalidationView,
-}
-
-/// A view with invalidations.
-#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum InvalidationView {
-    Messages,
-    Audit,
 }
 
 /// `GET /v1/invalidations`: Server-Sent Events.

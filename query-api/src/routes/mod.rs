@@ -24,8 +24,6 @@ mod schemas;
 pub(crate) mod search;
 mod streams;
 
-pub(crate) use invalidations::InvalidationView;
-
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::Router;
 use utoipa::OpenApi;
