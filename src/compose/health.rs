@@ -1,5 +1,6 @@
 //! The one HTTP listener of a `projector` process: `GET /healthz` (the process runs) and
-//! `GET /metrics` (which views this process holds the lease of, in Prometheus text), so a
+//! `GET /metrics` (which views this process holds the lease of, and its queues to the shared
+//! invalidation sinks, in Prometheus text), so a
 //! supervisor and a scraper see it like an API process. Nothing else: the API lives in `api`
 //! processes, and a projector takes no requests.
 
@@ -11,6 +12,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use annals_projectors::invalidation::queue::SinkStats;
 
 use super::projector::Holding;
 use crate::Error;
@@ -54,6 +57,9 @@ impl HealthServer {
     }
 }
 
+/// A queue figure: its metric name, its help text, and how to read it.
+type Figure = (&'static str, &'static str, fn(&SinkStats) -> u64);
+
 fn metrics(holding: &Holding) -> ([(&'static str, &'static str); 1], String) {
     let mut text = String::from(
         "# HELP annals_projector_lease_held Whether this process holds the view's lease (and so projects it).\n\
@@ -65,6 +71,35 @@ fn metrics(holding: &Holding) -> ([(&'static str, &'static str); 1], String) {
             "annals_projector_lease_held{{projection=\"{view}\"}} {}",
             u8::from(held.load(Ordering::Relaxed))
         );
+    }
+    // The same figures an API process shows for its queues (`annals_query_api::metrics`), so
+    // that an overflow of the Redis sink's queue, which lives here, is seen where it happens.
+    let figures: [Figure; 5] = [
+        ("annals_invalidation_handed", "Invalidations handed to the sink's queue", |s| {
+            s.handed.load(Ordering::Relaxed)
+        }),
+        (
+            "annals_invalidation_overflows",
+            "Times the sink's queue was full and collapsed into whole-view invalidations",
+            |s| s.overflows.load(Ordering::Relaxed),
+        ),
+        ("annals_invalidation_collapsed", "Invalidations replaced by whole-view ones when the queue overflowed", |s| {
+            s.collapsed.load(Ordering::Relaxed)
+        }),
+        ("annals_invalidation_delivered", "Invalidations the sink accepted", |s| s.delivered.load(Ordering::Relaxed)),
+        ("annals_invalidation_retries", "Deliveries to the sink retried after a failure", |s| {
+            s.retries.load(Ordering::Relaxed)
+        }),
+    ];
+    for (name, help, value) in figures {
+        let _ = writeln!(text, "# HELP {name} {help}.\n# TYPE {name} gauge");
+        for queue in &holding.queues {
+            let _ = writeln!(text, "{name}{{sink=\"{}\"}} {}", queue.sink(), value(&queue.stats));
+        }
+    }
+    let _ = writeln!(text, "# HELP annals_invalidation_queued Invalidations waiting for the sink.\n# TYPE annals_invalidation_queued gauge");
+    for queue in &holding.queues {
+        let _ = writeln!(text, "annals_invalidation_queued{{sink=\"{}\"}} {}", queue.sink(), queue.len());
     }
     ([("content-type", "text/plain; version=0.0.4")], text)
 }

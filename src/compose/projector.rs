@@ -36,6 +36,8 @@ use crate::Error;
 #[derive(Clone, Debug, Default)]
 pub struct Holding {
     pub views: Vec<(&'static str, Arc<AtomicBool>)>,
+    /// The queues to the shared sinks (Redis): where an overflow shows.
+    pub queues: Vec<Arc<annals_projectors::invalidation::queue::SinkQueue>>,
 }
 
 /// Starts a keeper per view; the host stops them (each commits its batch and lets its lease go).
@@ -69,6 +71,7 @@ pub fn start_with_sinks(
     // process holds each view's lease.
     let wiring = Wiring::sinks_only(settings, sinks);
     let invalidations = wiring.out();
+    holding.queues = wiring.deps(Vec::new()).queues;
     let hostings = [Arc::clone(&messages), Arc::clone(&audit)];
     let mut tasks = wiring.dispatch(Box::pin(checkpoints(hostings)), &stop);
     let mut keep = |hosting: Arc<dyn ViewHosting>, task: fn(Keeper) -> JoinHandle<()>| {

@@ -477,6 +477,14 @@ async fn an_api_process_s_cache_is_invalidated_through_redis() {
             break;
         }
     }
+    // The projector process, where the Redis sink's queue lives, shows it in its `/metrics`.
+    let metrics = reqwest::get(format!("{}/metrics", p1.base)).await.unwrap().text().await.unwrap();
+    let delivered: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("annals_invalidation_delivered{sink=\"redis\"} ")?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no Redis sink figures in the projector's metrics:\n{metrics}"));
+    assert!(delivered >= 2.0, "the projector's Redis sink delivered {delivered}:\n{metrics}");
+    assert!(metrics.contains("annals_invalidation_overflows{sink=\"redis\"} 0"), "{metrics}");
     drop((p1, a1, a2, redis));
 }
 
