@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
         _at timestamptz := clock_timestamp();
         _head bigint;
         _last timestamptz;
+        _lock_timeout text;
     BEGIN
         -- Held until this transaction ends: the next group of this process waits on it.
         PERFORM pg_advisory_xact_lock(1634627169, _key);
@@ -55,8 +56,14 @@ const MIGRATIONS: &[&str] = &[
             SELECT u.p, u.s, u.r, u.n, u.i, u.t, u.d, u.m, _at
             FROM unnest(_positions, _streams, _revisions, _namespaces, _ids, _types, _data, _metadata)
                 AS u(p, s, r, n, i, t, d, m);
-        -- The group before this one, if this process is still writing it: wait for its end.
+        -- The group before this one, if this process is still writing it: wait for its end, but
+        -- not for long. This group holds its rows while it waits, and the one before may wait
+        -- for another process's group that waits for these rows (same positions): a cycle the
+        -- deadlock detector would break only after a second. A timeout makes this group stale.
+        _lock_timeout := current_setting('lock_timeout');
+        PERFORM set_config('lock_timeout', '100ms', true);
         PERFORM pg_advisory_xact_lock_shared(1634627169, _from_key);
+        PERFORM set_config('lock_timeout', _lock_timeout, true);
         -- Its statement may not have taken that lock yet (it went out first, but on another
         -- connection): while the committed head is short of where this group assumed it, wait
         -- and look again (bounded: a group that failed leaves it short forever).

@@ -48,7 +48,11 @@ pub const LOCK_THEN_INSERT: &str = "WITH h AS ( \
 ///   token until it ends, and the next one takes it shared; and since the predecessor's
 ///   statement, sent first on another connection, may not have taken it yet, the function also
 ///   waits (a few tens of milliseconds at most) while the committed head is short of where the
-///   group assumed it — else it would find the head short and be decided again;
+///   group assumed it — else it would find the head short and be decided again. Both waits are
+///   bounded (100 ms for the lock): the group holds its rows meanwhile, and the one before may
+///   wait for another process's group that waits for those rows (the same positions), a cycle
+///   the deadlock detector would break only after a second (the load tests met it); past the
+///   bound the group is stale and the cycle is gone;
 /// - never on the head row: it is locked `NOWAIT`. A head that is where the group assumed and
 ///   locked is held by another process's group that assumed the same and wins; waiting for it
 ///   could deadlock when that group, locking first, waits for this group's rows (same
@@ -69,13 +73,18 @@ fn key(token: Uuid) -> i32 {
 const STALE_HEAD: &str = "AN001";
 
 /// Whether the write failed because the log moved under the group's assumptions: the head was
-/// elsewhere, or another process's events took its positions or revisions first (the unique
-/// indexes on the position and on (stream, revision), met before the head). The group is then
-/// decided again from fresh lookups.
+/// elsewhere or locked by a group that wins, the group before it took too long, or another
+/// process's events took its positions or revisions first (the unique indexes on the position
+/// and on (stream, revision), met before the head). Nothing was written; the group is decided
+/// again from fresh lookups.
 fn stale(e: &tokio_postgres::Error) -> bool {
     e.as_db_error().is_some_and(|db| {
         db.code().code() == STALE_HEAD
             || db.code() == &tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE
+            // Two groups of different processes inserting the same keys in different orders
+            // (rare: the same events appended through two processes at once); the rolled-back
+            // one is decided again and finds the other's events.
+            || db.code() == &tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
             || (db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
                 && matches!(db.constraint(), Some("annals_events_pkey" | "annals_events_stream_revision")))
     })
