@@ -548,23 +548,7 @@ async fn delay_through_redis_against_the_views_lag() {
         lag.push(ack.elapsed());
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while heard.lock().unwrap().len() < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::report_invalidation_delay("through redis", &acked, lag, &heard).await;
     listener.abort();
-    let heard = heard.lock().unwrap().clone();
-    let mut delay: Vec<Duration> = acked.iter().map(|(id, ack)| heard[id].duration_since(*ack)).collect();
-    let pct = |v: &mut Vec<Duration>, p: f64| {
-        v.sort();
-        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
-    };
-    let (d50, d99, l50, l99) = (pct(&mut delay, 0.5), pct(&mut delay, 0.99), pct(&mut lag, 0.5), pct(&mut lag, 0.99));
-    println!(
-        "appends {n}: invalidation through redis p50 {d50:?} p99 {d99:?}; view lag p50 {l50:?} p99 {l99:?}; \
-         ratio p50 {:.2} p99 {:.2}",
-        d50.as_secs_f64() / l50.as_secs_f64(),
-        d99.as_secs_f64() / l99.as_secs_f64()
-    );
     drop((p1, a1, a2, redis));
 }

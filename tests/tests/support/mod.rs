@@ -301,3 +301,32 @@ pub async fn append_n(app: &TestApp, stream: &str, kind: &str, n: u64) -> Value 
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body
 }
+
+/// The end of a delay measurement (issue 15's figure): waits (30 s at most) until every appended
+/// message in `acked` was `heard` as invalidated, then prints the percentiles of ack → heard
+/// against the view's lag (`lag`, one per append) as `appends N: invalidation {what} p50 …`.
+pub async fn report_invalidation_delay(
+    what: &str,
+    acked: &[(String, std::time::Instant)],
+    mut lag: Vec<Duration>,
+    heard: &std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while heard.lock().unwrap().len() < acked.len() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let heard = heard.lock().unwrap().clone();
+    let mut delay: Vec<Duration> = acked.iter().map(|(id, ack)| heard[id].duration_since(*ack)).collect();
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+    };
+    let (d50, d99, l50, l99) = (pct(&mut delay, 0.5), pct(&mut delay, 0.99), pct(&mut lag, 0.5), pct(&mut lag, 0.99));
+    println!(
+        "appends {}: invalidation {what} p50 {d50:?} p99 {d99:?}; view lag p50 {l50:?} p99 {l99:?}; \
+         ratio p50 {:.2} p99 {:.2}",
+        acked.len(),
+        d50.as_secs_f64() / l50.as_secs_f64(),
+        d99.as_secs_f64() / l99.as_secs_f64()
+    );
+}
