@@ -80,24 +80,7 @@ pub async fn follow(
         InvalidationView::Messages => "messages",
         InvalidationView::Audit => "audit",
     };
-    let after = match headers.get("last-event-id") {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|v| *v <= crate::wire::MAX_INTEGER)
-                .map(Position::from_code)
-                .ok_or_else(|| ApiError::InvalidParameter {
-                    parameter: "Last-Event-ID",
-                    detail: format!(
-                        "Last-Event-ID must be the position of an invalidation (a whole number from 0 to {})",
-                        crate::wire::MAX_INTEGER
-                    ),
-                })?,
-        ),
-    };
+    let after = super::params::last_event_id(&headers, "an invalidation")?.map(Position::from_code);
     let Some(feed) = state.invalidations.feed.clone() else { return Err(ApiError::InvalidationsUnavailable) };
     let feed = feed.follow(view, after).await.map_err(|e| ApiError::InvalidationFeed(e.to_string()))?;
     let tenant = principal.tenant.as_str().to_owned();

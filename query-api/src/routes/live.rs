@@ -68,23 +68,7 @@ pub async fn live(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     principal.require(Action::Read)?;
     let QueryParams(params) = params?;
-    let last_event_id = match headers.get("last-event-id") {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|v| *v <= crate::wire::MAX_INTEGER)
-                .ok_or_else(|| ApiError::InvalidParameter {
-                parameter: "Last-Event-ID",
-                detail: format!(
-                    "Last-Event-ID must be the position of an event (a whole number from 0 to {})",
-                    crate::wire::MAX_INTEGER
-                ),
-            })?,
-        ),
-    };
+    let last_event_id = super::params::last_event_id(&headers, "an event")?;
     // Positions are dense from 0 and the head is the last one published, so a resume point
     // past it was never sent to anyone: a client mistake (or another log's position), which
     // would otherwise wait in silence for an event that may never come.

@@ -81,3 +81,17 @@ pub fn encode(value: &str) -> String {
         })
         .collect()
 }
+
+/// The `Last-Event-ID` header of a Server-Sent Events route: `None` when absent, else the
+/// position it names (a whole number up to `MAX_INTEGER`), or a `400` naming the header that says
+/// what it must be the position of (`what`: "an event", "an invalidation").
+pub fn last_event_id(headers: &axum::http::HeaderMap, what: &str) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else { return Ok(None) };
+    let max = crate::wire::MAX_INTEGER;
+    value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|v| *v <= max).map(Some).ok_or_else(|| {
+        ApiError::InvalidParameter {
+            parameter: "Last-Event-ID",
+            detail: format!("Last-Event-ID must be the position of {what} (a whole number from 0 to {max})"),
+        }
+    })
+}
