@@ -136,6 +136,11 @@ fn exports_verify_offline_and_every_tampering_is_named() {
     let mut t = lines.clone();
     t[r1] = t[r1].replace("t-acme-2", "t-acme-3");
     assert_fails(tmp.path(), &key_path, "fields", &t, &format!("line {} (position", r1 + 1));
+    // One byte of JSON whitespace in the data: the same value, not the bytes the event holds.
+    let mut t = lines.clone();
+    t[r1] = t[r1].replacen("\"data\":{", "\"data\":{ ", 1);
+    assert_ne!(t[r1], lines[r1]);
+    assert_fails(tmp.path(), &key_path, "whitespace", &t, &format!("line {} (position", r1 + 1));
     // One byte of an event's data, in its event bytes.
     let mut v = parsed[r1].clone();
     let mut bytes = base64::engine::general_purpose::STANDARD.decode(v["event_bytes"].as_str().unwrap()).unwrap();

@@ -120,6 +120,66 @@ async fn exports_page_through_the_log_resume_byte_for_byte_and_gzip() {
     app.stop().await;
 }
 
+/// A record's `data` is the event's JSON exactly as it was appended (spacing, key order and
+/// escapes too) when it fits on one line, and the same JSON compacted when the producer sent it
+/// pretty-printed: an NDJSON line is one line. Either way it verifies, and a changed space in it
+/// does not (`tests/cli/cli_verify.rs`).
+#[tokio::test]
+async fn a_record_s_data_is_the_appended_json_on_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    let data = event("audit.recorded", 1)["data"].clone();
+    let pretty = serde_json::to_string_pretty(&data).unwrap();
+    assert!(pretty.contains('\n'));
+    let spaced = serde_json::to_string(&data).unwrap().replacen(':', ": ", 1).replacen("user-1", "us\\u0065r-1", 1);
+    let body = format!(
+        r#"{{"events":[{{"type":"audit.recorded","data":{pretty}}},{{"type":"audit.recorded","data":{spaced}}}]}}"#
+    );
+    let response = app
+        .client
+        .post(format!("{}/v1/streams/audit-raw/events", app.base))
+        .bearer_auth(&app.key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let last = response.json::<Value>().await.unwrap()["last_position"].as_u64().unwrap();
+    loop {
+        let (_, head) = app.get("/v1/integrity/head?fresh=true").await;
+        if head["tree_size"].as_u64().unwrap() > last {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let (status, _, full) = export(&app, "", false).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(full.clone()).unwrap();
+    let records: Vec<&str> = text.lines().filter(|l| l.starts_with(r#"{"kind":"record""#)).collect();
+    assert_eq!(records.len(), 2, "{text}");
+    let compact = serde_json::to_string(&data).unwrap();
+    assert!(records[0].contains(&format!(r#""data":{compact}"#)), "compacted: {}", records[0]);
+    assert!(records[1].contains(&format!(r#""data":{spaced}"#)), "as appended: {}", records[1]);
+    let (_, key) = app.get("/v1/integrity/public-key").await;
+    let key = TreePublicKey::parse(key["public_key"].as_str().unwrap()).unwrap();
+    let path = tmp.path().join("export.ndjson");
+    std::fs::write(&path, &full).unwrap();
+    assert_eq!(verify_export(&path, &key, None).expect("the export verifies").records, 2);
+    // The data re-serialized (what format 2 wrote) fails as format 3, and verifies as format 2:
+    // exports archived by an earlier build still verify.
+    let reserialized = text.replacen(&format!(r#""data":{spaced}"#), &format!(r#""data":{compact}"#), 1);
+    assert_ne!(reserialized, text);
+    std::fs::write(&path, &reserialized).unwrap();
+    let failure = verify_export(&path, &key, None).expect_err("not the appended bytes");
+    assert!(failure.to_string().contains("the record's fields differ"), "{failure}");
+    assert!(reserialized.contains(r#""format":"annals-export/3""#));
+    std::fs::write(&path, reserialized.replacen(r#""format":"annals-export/3""#, r#""format":"annals-export/2""#, 1))
+        .unwrap();
+    assert_eq!(verify_export(&path, &key, None).expect("format 2 verifies").records, 2);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn csv_exports_have_stable_columns_quote_and_neutralise_formulas() {
     let tmp = tempfile::tempdir().unwrap();

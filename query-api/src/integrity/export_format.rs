@@ -18,16 +18,23 @@
 
 use annals_integrity::{ConsistencyProof, RangeProof, SignedTreeHead};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 pub use super::selection::Selection;
 
-/// The `format` of the trailer (2: the selection is the search route's, applied to the view's
-/// documents, `super::selection`).
-pub const EXPORT_FORMAT: &str = "annals-export/2";
+/// The `format` of the trailer this build writes. 3: a record's `data` is [`record_data`] of the
+/// event's stored bytes, checked byte for byte. 2 (still verified): the same records with `data`
+/// re-serialized from its parsed value, checked as a value; the selection is the search route's,
+/// applied to the view's documents (`super::selection`), since 2.
+pub const EXPORT_FORMAT: &str = "annals-export/3";
 
-/// One line of an NDJSON export.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+/// The earlier format `annals verify` still checks: exports are archived and verified years later.
+pub const EXPORT_FORMAT_2: &str = "annals-export/2";
+
+/// One line of an NDJSON export. Read back by `export_read` (a record's raw `data` does not
+/// survive the buffering of a derived internally tagged enum).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ExportLine {
     Record(Record),
     Other {
@@ -48,8 +55,8 @@ pub enum ExportLine {
 }
 
 /// An exported event: leaf index, exact bytes, and the decoded fields (checked against the bytes).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `export_read::RecordIn` mirrors its fields.
+#[derive(Debug, Clone, Serialize)]
 pub struct Record {
     /// The leaf index: the event's log position.
     pub position: u64,
@@ -61,8 +68,8 @@ pub struct Record {
     pub event_id: uuid::Uuid,
     pub event_type: String,
     pub recorded_at: chrono::DateTime<chrono::Utc>,
-    /// The event's data (JSON).
-    pub data: serde_json::Value,
+    /// The event's data (JSON): [`record_data`] of the stored bytes.
+    pub data: Box<RawValue>,
     /// Only when the leaf hash the tree holds at this position (hex) differs from the one of this
     /// line's bytes: the log was changed after the tree took the event in. The verifier checks
     /// the range proof with the tree's hash and names this line as the first bad record.
@@ -91,10 +98,24 @@ pub struct Trailer {
     pub consistency_proof: Option<ConsistencyProof>,
 }
 
-/// An event's data as a record shows it: its JSON, or (never for the embedded store, which
-/// stores JSON) the bytes as a lossy string.
+/// An event's data as a value: its JSON, or (never for the embedded store, which stores JSON) the
+/// bytes as a lossy string.
 pub fn data_value(data: &[u8]) -> serde_json::Value {
     serde_json::from_slice(data).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(data).into()))
+}
+
+/// An event's data as a record shows it: its JSON exactly as stored when that holds no line break
+/// (the common case, and what keeps an export's `data` byte for byte the producer's), else the same
+/// JSON compacted onto one line (NDJSON: a record is one line), else (bytes that are not JSON) a
+/// JSON string of them, lossy. A function of the bytes alone: the verifier computes it again and
+/// asks for an exact match, so a changed byte of `data` fails verification.
+pub fn record_data(data: &[u8]) -> Box<RawValue> {
+    if !data.iter().any(|&b| b == b'\n' || b == b'\r') {
+        if let Ok(raw) = serde_json::from_slice::<Box<RawValue>>(data) {
+            return raw;
+        }
+    }
+    serde_json::value::to_raw_value(&data_value(data)).expect("a JSON value serializes")
 }
 
 /// The columns of `format=csv`, in order (stable: new columns only ever go at the end). One row per
@@ -329,7 +350,10 @@ mod tests {
                 event_id: uuid::Uuid::from_u128(i as u128 * 0x1234_5678_9abc),
                 event_type: format!("{value}.type"),
                 recorded_at: chrono::DateTime::from_timestamp(1_700_000_000 + i as i64, 123_456_000).expect("time"),
-                data: serde_json::json!({ "text": value, "n": i, "list": [value, null, true] }),
+                data: serde_json::value::to_raw_value(
+                    &serde_json::json!({ "text": value, "n": i, "list": [value, null, true] }),
+                )
+                .expect("raw"),
                 tree_leaf_hash: (i % 2 == 0).then(|| (*value).to_owned()),
             });
             let other = ExportLine::Other {
@@ -357,7 +381,7 @@ mod tests {
             event_id: uuid::Uuid::nil(),
             event_type: "t".into(),
             recorded_at: chrono::DateTime::from_timestamp(0, 0).expect("time"),
-            data: serde_json::Value::String(value.to_owned()),
+            data: serde_json::value::to_raw_value(value).expect("raw"),
             tree_leaf_hash: None,
         }
     }

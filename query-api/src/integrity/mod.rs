@@ -15,6 +15,8 @@
 //! log (it stops and says so) rather than build a tree whose indices are not positions.
 
 pub mod export_format;
+mod export_read;
+pub mod export_write;
 pub mod leaf;
 pub mod selection;
 pub mod verify_export;

@@ -8,6 +8,7 @@ mod cors;
 mod events;
 mod export;
 mod export_body;
+mod export_page;
 mod health;
 mod integrity;
 mod invalidations;
