@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
 
     let dir = root.join("log");
     println!();
-    println!("| log positions | catch-up read (in-process) | export NDJSON | ratio | export CSV | ratio | server RSS idle → peak (NDJSON / CSV) | RssAnon peak |");
+    println!("| log positions | catch-up read (in-process) | export NDJSON | ratio | export CSV | ratio | server VmRSS before → peak (+growth), MiB, NDJSON / CSV | RssAnon, the same |");
     println!("|---|---|---|---|---|---|---|---|");
     for &n in &steps {
         let (read_rate, len) = rt.block_on(async {
@@ -97,34 +97,33 @@ fn main() -> anyhow::Result<()> {
         // on a server in its steady state.
         rt.block_on(server.views_caught_up())?;
         eprintln!("{n}: the views caught up after {:.1} s", fed.elapsed().as_secs_f64());
-        let idle = server.rss();
         // Repeats (`BENCH_EXPORT_REPEAT`, default 1): the peak of each, to tell a cache filling
         // up from memory that grows with every export.
         let repeat: usize = env_or("BENCH_EXPORT_REPEAT", "1").parse()?;
         for _ in 1..repeat {
-            let (rate, peak, anon, _) = rt.block_on(server.export(&key, size, "ndjson"))?;
+            let again = rt.block_on(server.export(&key, size, "ndjson"))?;
             eprintln!(
-                "{n}: NDJSON again: {rate:.0} positions/s, peak RSS {} MiB, RssAnon {} MiB",
-                peak >> 10,
-                anon >> 10
+                "{n}: NDJSON again: {:.0} positions/s, RSS {} MiB, RssAnon {} MiB",
+                again.rate,
+                again.memory(false),
+                again.memory(true)
             );
         }
-        let (ndjson_rate, ndjson_peak, ndjson_anon, ndjson_bytes) = rt.block_on(server.export(&key, size, "ndjson"))?;
-        let (csv_rate, csv_peak, csv_anon, csv_bytes) = rt.block_on(server.export(&key, size, "csv"))?;
+        let ndjson = rt.block_on(server.export(&key, size, "ndjson"))?;
+        let csv = rt.block_on(server.export(&key, size, "csv"))?;
         server.stop();
-        eprintln!("{n}: NDJSON {} MiB, CSV {} MiB", ndjson_bytes >> 20, csv_bytes >> 20);
+        eprintln!("{n}: NDJSON {} MiB, CSV {} MiB", ndjson.bytes >> 20, csv.bytes >> 20);
         println!(
-            "| {size} | {:.0} events/s | {:.0} positions/s | {:.2} | {:.0} positions/s | {:.2} | {} → {} / {} MiB | {} / {} MiB |",
+            "| {size} | {:.0} events/s | {:.0} positions/s | {:.2} | {:.0} positions/s | {:.2} | {} / {} | {} / {} |",
             read_rate,
-            ndjson_rate,
-            ndjson_rate / read_rate,
-            csv_rate,
-            csv_rate / read_rate,
-            idle.0 >> 10,
-            ndjson_peak >> 10,
-            csv_peak >> 10,
-            ndjson_anon >> 10,
-            csv_anon >> 10,
+            ndjson.rate,
+            ndjson.rate / read_rate,
+            csv.rate,
+            csv.rate / read_rate,
+            ndjson.memory(false),
+            csv.memory(false),
+            ndjson.memory(true),
+            csv.memory(true),
         );
     }
     let _ = std::fs::remove_dir_all(&root);
@@ -226,6 +225,23 @@ async fn append_for(store: &Arc<EmbeddedStore>, single: bool, window: Duration) 
     Ok(count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64())
 }
 
+/// One export's figures (`Server::export`).
+struct Exported {
+    rate: f64,
+    /// (VmRSS, RssAnon) in KiB, right before the export and the peaks during it.
+    before: (u64, u64),
+    peak: (u64, u64),
+    bytes: u64,
+}
+
+impl Exported {
+    /// "before → peak (+growth)" in MiB, of VmRSS (`anon` false) or RssAnon.
+    fn memory(&self, anon: bool) -> String {
+        let (before, peak) = if anon { (self.before.1, self.peak.1) } else { (self.before.0, self.peak.0) };
+        format!("{} → {} (+{})", before >> 10, peak >> 10, peak.saturating_sub(before) >> 10)
+    }
+}
+
 struct Server {
     child: Child,
     base: String,
@@ -299,8 +315,10 @@ impl Server {
         rss_of(self.child.id())
     }
 
-    /// Positions/s, peak VmRSS and RssAnon (KiB) during the export, and its bytes.
-    async fn export(&self, key: &str, size: u64, format: &str) -> anyhow::Result<(f64, u64, u64, u64)> {
+    /// Positions/s, the (VmRSS, RssAnon) right before the export and their peaks during it (KiB),
+    /// and its bytes.
+    async fn export(&self, key: &str, size: u64, format: &str) -> anyhow::Result<Exported> {
+        let before = self.rss();
         let stop = Arc::new(AtomicBool::new(false));
         let (peak, peak_anon) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let pid = self.child.id();
@@ -329,7 +347,7 @@ impl Server {
         let rate = size as f64 / started.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
         sampler.join().expect("sampler");
-        Ok((rate, peak.load(Ordering::Relaxed), peak_anon.load(Ordering::Relaxed), bytes))
+        Ok(Exported { rate, before, peak: (peak.load(Ordering::Relaxed), peak_anon.load(Ordering::Relaxed)), bytes })
     }
 
     fn stop(&mut self) {

@@ -42,6 +42,9 @@ use tracing::{info, warn};
 const SIGN_INTERVAL: Duration = Duration::from_secs(10);
 /// How often, at most, the follower reads the live log: the tree need not see each group commit.
 const FOLLOW_PACE: Duration = Duration::from_millis(20);
+/// Namespaces whose tag the follower keeps (then forgets them all): a tag is an HMAC, two SHA-256
+/// runs more per event, which the follower took from the appends on a small machine.
+const FOLLOW_TAGS: usize = 4096;
 
 /// The tree, its keys and its signed heads; shared by the follower task and the routes.
 pub struct Integrity {
@@ -202,6 +205,7 @@ async fn run(
     let from = if size == 0 { SubscribeFrom::Start } else { SubscribeFrom::After(dense.position(size - 1)) };
     let mut subscription = store.subscribe_to_all(from, EventFilter::all()).await?;
     subscription.pace(FOLLOW_PACE);
+    let mut tags: std::collections::HashMap<String, [u8; 32]> = std::collections::HashMap::new();
     let mut tick = tokio::time::interval(SIGN_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -222,7 +226,17 @@ async fn run(
             }
             message = subscription.next() => match message {
                 Ok(SubscriptionMessage::Event(event)) => {
-                    let (_, leaf) = integrity.leaf_of(&event);
+                    let namespace = leaf::namespace(event.stream.as_str());
+                    let tag = match tags.get(namespace) {
+                        Some(tag) => *tag,
+                        None => {
+                            if tags.len() >= FOLLOW_TAGS {
+                                tags.clear();
+                            }
+                            *tags.entry(namespace.to_owned()).or_insert_with(|| integrity.tag(namespace))
+                        }
+                    };
+                    let leaf = leaf::leaf(&tag, &leaf::event_bytes(&event));
                     let mut tree = integrity.tree.write().expect("tree lock");
                     let expected = tree.size().get();
                     if dense.index(event.position) != expected {

@@ -13,10 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use annals_integrity::Hash;
 use annals_store::{DensePositions, Direction, EventFilter, EventStore, ReadFrom, ReadStreamOutcome, RecordedEvent};
-use base64::Engine as _;
 
 use crate::auth::Tenant;
-use crate::integrity::export_format::{self, ExportLine, Record, Selection};
+use crate::integrity::export_format::{self, ExportLine, Selection};
 use crate::integrity::export_write;
 use crate::integrity::leaf::{self, leaf_hash};
 use crate::integrity::selection::fold_into;
@@ -124,8 +123,20 @@ fn write_lines(export: &Export, events: &[RecordedEvent], stored: &[Hash], messa
         } else if !selected {
             export_write::write_other(&mut page.lines, export.csv, position, &bytes, tree_leaf_hash);
         } else {
-            let line = record(&export.tenant, event, &bytes, tree_leaf_hash);
-            write_line(&mut page.lines, &line, export.csv);
+            // An audit record's data was decoded by the selection: it is JSON.
+            let data = export_write::record_data_text(&event.data, !export.selection.is_messages());
+            let parts = export_write::RecordParts {
+                position,
+                event_bytes: &bytes,
+                stream: export.tenant.client_name(event.stream.as_str()),
+                revision: event.revision.0,
+                event_id: event.id,
+                event_type: &event.event_type,
+                recorded_at: event.recorded_at,
+                data: &data,
+                tree_leaf_hash,
+            };
+            export_write::write_record(&mut page.lines, export.csv, &parts);
             page.records += 1;
         }
     }
@@ -188,19 +199,4 @@ async fn message_selected(
     }
     decided.insert(event.stream.as_str().to_owned(), selected);
     Ok(selected)
-}
-
-/// The record line of the tenant's `event`, whose canonical bytes are `bytes`.
-fn record(tenant: &Tenant, event: &RecordedEvent, bytes: &[u8], tree_leaf_hash: Option<&Hash>) -> ExportLine {
-    ExportLine::Record(Record {
-        position: event.position.code(),
-        event_bytes: base64::engine::general_purpose::STANDARD.encode(bytes),
-        stream: tenant.client_name(event.stream.as_str()).to_owned(),
-        revision: event.revision.0,
-        event_id: event.id,
-        event_type: event.event_type.clone(),
-        recorded_at: event.recorded_at,
-        data: export_format::record_data(&event.data),
-        tree_leaf_hash: tree_leaf_hash.map(Hash::to_hex),
-    })
 }
