@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
     println!();
     println!("| log positions | catch-up read (in-process) | export NDJSON | ratio | export CSV | ratio | server VmRSS before → peak (+growth), MiB, NDJSON / CSV | RssAnon, the same |");
     println!("|---|---|---|---|---|---|---|---|");
+    let mut first_size: Option<u64> = None;
     for &n in &steps {
         let (read_rate, len) = rt.block_on(async {
             let store = EmbeddedStore::open(EngineConfig::new(&dir)).await?;
@@ -97,6 +98,7 @@ fn main() -> anyhow::Result<()> {
         // on a server in its steady state.
         rt.block_on(server.views_caught_up())?;
         eprintln!("{n}: the views caught up after {:.1} s", fed.elapsed().as_secs_f64());
+        eprintln!("{n}: the server was idle after {:.1} s more", server.wait_idle());
         // Repeats (`BENCH_EXPORT_REPEAT`, default 1): the peak of each, to tell a cache filling
         // up from memory that grows with every export.
         let repeat: usize = env_or("BENCH_EXPORT_REPEAT", "1").parse()?;
@@ -109,8 +111,21 @@ fn main() -> anyhow::Result<()> {
                 again.memory(true)
             );
         }
+        // Flat memory, on one server: the first step's positions exported again here, right
+        // before all of them (a server's own RSS moves with its views, so growth over the RSS
+        // before each export is compared, not peaks across servers).
+        if let Some(&first) = first_size.as_ref() {
+            let small = rt.block_on(server.export(&key, first, "ndjson"))?;
+            println!(
+                "| {size} (its first {first} exported) | | {:.0} positions/s | | | | {} | {} |",
+                small.rate,
+                small.memory(false),
+                small.memory(true)
+            );
+        }
         let ndjson = rt.block_on(server.export(&key, size, "ndjson"))?;
         let csv = rt.block_on(server.export(&key, size, "csv"))?;
+        first_size.get_or_insert(size);
         server.stop();
         eprintln!("{n}: NDJSON {} MiB, CSV {} MiB", ndjson.bytes >> 20, csv.bytes >> 20);
         println!(
@@ -308,6 +323,31 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// Waits (at most two minutes) until the server has used less than 5 % of a core for a
+    /// second: views that caught up may still merge their segments, and an export measured beside
+    /// that measures the merges. Returns the seconds waited.
+    fn wait_idle(&self) -> f64 {
+        let started = Instant::now();
+        let ticks = || {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+            // utime and stime: fields 14 and 15; after the command's closing parenthesis, field 3 (the
+            // state) is the first.
+            let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+            field(11) + field(12)
+        };
+        while started.elapsed() < Duration::from_secs(120) {
+            let before = ticks();
+            std::thread::sleep(Duration::from_secs(1));
+            // Clock ticks are 1/100 s: under 5 ticks in a second is under 5 % of a core.
+            if ticks().saturating_sub(before) < 5 {
+                break;
+            }
+        }
+        started.elapsed().as_secs_f64()
     }
 
     /// (VmRSS, RssAnon) in KiB.

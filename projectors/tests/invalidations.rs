@@ -198,6 +198,33 @@ async fn appends_hand_out_each_tenants_keys_at_the_batchs_position_once_visible(
     h.stop().await;
 }
 
+/// A parked event changes no document, but answers read from the log beside it (a message's
+/// history) now hold it: the message's keys are invalidated at its batch's position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_event_invalidates_the_keys_of_the_document_it_could_not_change() {
+    let sink = Arc::new(Recording::default());
+    let h = host(Arc::clone(&sink), 1024).await;
+    let first = h.append("acme/message-p1", "message.enqueued", enqueued("p1")).await;
+    until("the enqueued message's invalidation", Duration::from_secs(30), || {
+        sink.got.lock().unwrap().iter().any(|i| i.view == "messages" && i.position >= first)
+    })
+    .await;
+    // `channel` is not a channel's name: the messages projection cannot apply it and parks it.
+    let bad = h.append("acme/message-p1", "message.sent", json!({ "message_id": "p1", "channel": 42 })).await;
+    until("the parked event's invalidation", Duration::from_secs(30), || {
+        sink.got.lock().unwrap().iter().any(|i| i.view == "messages" && i.position >= bad)
+    })
+    .await;
+    let got = sink.got.lock().unwrap().clone();
+    let after: Vec<&Invalidation> = got.iter().filter(|i| i.view == "messages" && i.position >= bad).collect();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].tenant.as_deref(), Some("acme"));
+    let Scope::Keys { keys } = &after[0].scope else { panic!("keys: {after:?}") };
+    assert!(keys.contains(&key(KeyKind::Message, "p1")), "{keys:?}");
+    assert_eq!(h.messages.serving().status.snapshot().parked, 1, "the event was parked, not applied");
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_hands_out_one_whole_view_invalidation_at_its_switch_and_nothing_per_document() {
     let sink = Arc::new(Recording::default());

@@ -3,7 +3,8 @@
 //! both exports); only reader and admin keys export (a writer's or the operator's key is a 403);
 //! gzip only when accepted (`gzip;q=0` is a refusal); every formula character a client can put at
 //! the start of a CSV cell is neutralised; a message export whose selection is tampered with
-//! fails offline, naming the line.
+//! fails offline, naming the line; an export whose client stops reading, then goes away, is not
+//! recorded (it never reached its trailer) and leaves the server answering.
 
 use crate::support;
 
@@ -90,6 +91,50 @@ async fn each_export_is_recorded_with_who_which_filters_how_many_and_the_head() 
     let min = entries[1]["position"].as_u64().unwrap();
     let (_, found) = app.get(&format!("/v1/audit?action=audit.log.exported&min_position={min}")).await;
     assert_eq!(found["total"], 2, "{found}");
+    app.stop().await;
+}
+
+/// The pages an export prepares ahead wait for the client: one that stops reading holds the export
+/// where it is, and one that goes away ends it. Either way it never reaches its trailer, so it is
+/// not recorded as exported; the next export, read to the end, is, once.
+#[tokio::test]
+async fn an_export_whose_client_stops_reading_then_goes_away_is_not_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(tmp.path()).await;
+    // ~30 MB of records: more than loopback's socket buffers hold, so the trailer cannot be
+    // written while the client does not read.
+    let mut last = 0;
+    for batch in 0..40u64 {
+        let events: Vec<Value> = (0..1000).map(|n| event("audit.recorded", batch * 1000 + n)).collect();
+        let (status, body) = app.post(&format!("/v1/streams/audit-{batch}/events"), &json!({ "events": events })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        last = body["last_position"].as_u64().unwrap();
+    }
+    let size = covered(&app, last).await;
+    let url = format!("{}/v1/audit/export?tree_size={size}", app.base);
+    let mut response = app.client.get(&url).bearer_auth(&app.key).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!response.chunk().await.unwrap().expect("a first chunk").is_empty());
+    // The client stops reading: the server keeps answering others.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (status, _) = app.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.post("/v1/streams/audit-x/events", &json!({ "events": [event("audit.recorded", 1)] })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Then it goes away.
+    drop(response);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (status, page) = app.get("/v1/streams/audit-audit_log-exports/events").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing recorded: {page}");
+
+    let (status, _, full) = get_text(&app, &format!("/v1/audit/export?tree_size={size}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(full).unwrap();
+    assert_eq!(text.lines().count() as u64, size + 1, "one line per position, then the trailer");
+    let (_, page) = app.get("/v1/streams/audit-audit_log-exports/events").await;
+    let entries = page["events"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{page}");
+    assert_eq!(entries[0]["data"]["changes"]["after"]["records"], json!(40_000));
     app.stop().await;
 }
 

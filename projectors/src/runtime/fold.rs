@@ -65,7 +65,8 @@ pub(crate) enum Order {
 pub(crate) struct Prepared {
     pub(crate) upserts: Vec<ViewDoc>,
     pub(crate) parked: Vec<(RecordedEvent, ApplyError)>,
-    /// The cache keys the upserts invalidate, with their tenants (`Projection::invalidated_keys`).
+    /// The cache keys the upserts and the parked events invalidate, with their tenants
+    /// (`Projection::invalidated_keys` of the documents they touched).
     pub(crate) keys: Vec<(String, InvalidatedKey)>,
 }
 
@@ -134,13 +135,19 @@ pub(crate) fn apply<P: Projection>(
 
     let mut parked = Vec::new();
     let mut changed: Vec<&DocKey> = Vec::with_capacity(events.len());
+    // The documents of parked events: unchanged, but answers read from the log beside them (a
+    // message's history) now hold the parked event, so their keys are invalidated too.
+    let mut touched: Vec<&DocKey> = Vec::new();
     for (event, key) in events.iter().zip(&keys) {
         let Some(key) = key else { continue };
         let doc = docs.get_mut(key).expect("every key of the batch was looked up");
         // On failure `doc` is as it was; the event is parked.
         match projection.apply(doc, event) {
             Ok(()) => changed.push(key),
-            Err(error) => parked.push((event.clone(), error)),
+            Err(error) => {
+                parked.push((event.clone(), error));
+                touched.push(key);
+            }
         }
     }
     changed.sort_unstable_by_key(|k| (k.tenant.as_str(), k.id.as_str()));
@@ -149,9 +156,12 @@ pub(crate) fn apply<P: Projection>(
     upserts.extend(
         changed.iter().filter_map(|key| docs.get(*key).and_then(Option::as_ref).map(|doc| projection.to_view(doc))),
     );
+    touched.extend(changed.iter().copied());
+    touched.sort_unstable_by_key(|k| (k.tenant.as_str(), k.id.as_str()));
+    touched.dedup();
     let mut keys = Vec::new();
     let mut named = Vec::new();
-    for key in &changed {
+    for key in &touched {
         if let Some(doc) = docs.get(*key).and_then(Option::as_ref) {
             projection.invalidated_keys(doc, &mut named);
             keys.extend(named.drain(..).map(|k| (key.tenant.clone(), k)));
