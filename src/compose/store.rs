@@ -54,17 +54,43 @@ pub async fn open(settings: &StoreSettings) -> Result<OpenStore, Error> {
             let config = EngineConfig::new(&settings.data_dir).min_free_bytes(settings.min_free_bytes);
             Ok(OpenStore::Embedded(EmbeddedStore::open(config).await?))
         }
-        StoreKind::Postgres => {
-            let url = settings.url.as_deref().unwrap_or_default();
-            open_postgres(url, settings.pool_size.unwrap_or(StoreSettings::DEFAULT_POOL_SIZE)).await
-        }
+        StoreKind::Postgres => open_postgres(postgres_config(settings)).await,
     }
+}
+
+/// The PostgreSQL store's configuration from `[store]`: the store's own defaults where a setting
+/// is not given.
+fn postgres_config(settings: &StoreSettings) -> PostgresConfig {
+    let url = settings.url.as_deref().unwrap_or_default();
+    let mut config = PostgresConfig::new(url).pool_size(settings.pool_size.unwrap_or(StoreSettings::DEFAULT_POOL_SIZE));
+    if let Some(events) = settings.parallel_insert_min_events {
+        config = config.parallel_insert_min_events(events);
+    }
+    config
 }
 
 /// The PostgreSQL arm: connects (creating or migrating the schema; a newer schema than this
 /// build knows is refused).
-async fn open_postgres(url: &str, pool_size: usize) -> Result<OpenStore, Error> {
-    let config = PostgresConfig::new(url).pool_size(pool_size);
+async fn open_postgres(config: PostgresConfig) -> Result<OpenStore, Error> {
     let store = PostgresStore::connect(config.clone()).await?;
     Ok(OpenStore::Postgres(store, config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_settings_reach_the_store_s_configuration_and_its_defaults_stay_otherwise() {
+        let defaults = postgres_config(&StoreSettings { url: Some("postgres://x@h/db".into()), ..Default::default() });
+        assert_eq!(defaults.pool_size, StoreSettings::DEFAULT_POOL_SIZE);
+        assert_eq!(defaults.parallel_insert_min_events, PostgresConfig::new("u").parallel_insert_min_events);
+        let set = postgres_config(&StoreSettings {
+            url: Some("postgres://x@h/db".into()),
+            pool_size: Some(3),
+            parallel_insert_min_events: Some(1),
+            ..Default::default()
+        });
+        assert_eq!((set.pool_size, set.parallel_insert_min_events), (3, 1));
+    }
 }

@@ -170,6 +170,12 @@ impl Settings {
                 "a pool is for kind = \"postgres\": remove pool_size, or set [store] kind = \"postgres\"".into(),
             );
         }
+        if self.store.kind == StoreKind::Embedded && self.store.parallel_insert_min_events.is_some() {
+            return refuse(
+                "store.parallel_insert_min_events (ANNALS_STORE__PARALLEL_INSERT_MIN_EVENTS)",
+                "it chooses how PostgreSQL appends insert: remove it, or set [store] kind = \"postgres\"".into(),
+            );
+        }
         Ok(())
     }
 

@@ -31,6 +31,11 @@ pub struct StoreSettings {
     pub url: Option<String>,
     /// `pool_size` (postgres): connections to the database, default 16.
     pub pool_size: Option<usize>,
+    /// `parallel_insert_min_events` (postgres): appends of this many events or more insert their
+    /// rows before they lock the head (in parallel with other groups); smaller ones lock first.
+    /// Default: the store's own (`PostgresConfig`, 128). 1 makes every append insert first; a
+    /// number above the largest append makes none.
+    pub parallel_insert_min_events: Option<usize>,
 }
 
 impl StoreSettings {
@@ -46,6 +51,7 @@ impl Default for StoreSettings {
             min_free_bytes: 128 * 1024 * 1024,
             url: None,
             pool_size: None,
+            parallel_insert_min_events: None,
         }
     }
 }
@@ -58,6 +64,7 @@ impl Section for StoreSettings {
         ("min_free_bytes", Some("ANNALS_MIN_FREE_BYTES")),
         ("url", None),
         ("pool_size", None),
+        ("parallel_insert_min_events", None),
     ];
 
     fn set(&mut self, key: &str, v: &str) -> Result<(), String> {
@@ -83,6 +90,7 @@ impl Section for StoreSettings {
                 }
                 self.pool_size = Some(n);
             }
+            "parallel_insert_min_events" => self.parallel_insert_min_events = Some(positive(v)?),
             _ => return Err("not a setting of this section".into()),
         }
         Ok(())

@@ -196,6 +196,11 @@ fn combinations_no_process_can_run_are_refused_with_what_to_use_instead() {
     assert!(err.contains("store.url") && err.contains("kind = \"postgres\""), "{err}");
     let err = error(None, &[("ANNALS_STORE__POOL_SIZE", "4")]);
     assert!(err.contains("store.pool_size") && err.contains("kind = \"postgres\""), "{err}");
+    let err = error(None, &[("ANNALS_STORE__PARALLEL_INSERT_MIN_EVENTS", "64")]);
+    assert!(err.contains("store.parallel_insert_min_events") && err.contains("kind = \"postgres\""), "{err}");
+    let postgres = [("ANNALS_STORE__KIND", "postgres"), ("ANNALS_STORE__URL", "postgres://annals@localhost/annals")];
+    let err = error(None, &[postgres[0], postgres[1], ("ANNALS_STORE__PARALLEL_INSERT_MIN_EVENTS", "0")]);
+    assert!(err.contains("ANNALS_STORE__PARALLEL_INSERT_MIN_EVENTS") && err.contains("at least 1"), "{err}");
     let url = ("ANNALS_STORE__URL", "postgres://annals@localhost/annals");
     let err = error(None, &[("ANNALS_STORE__KIND", "postgres"), url, ("ANNALS_ROLE", "api")]);
     assert!(err.contains("views.dir") && err.contains("ANNALS_VIEWS__DIR"), "the views the processes share: {err}");
