@@ -72,10 +72,7 @@ pub fn write_record(out: &mut Vec<u8>, csv: bool, r: &RecordParts<'_>) {
         out.push(b',');
         push_base64(out, r.event_bytes, true);
         out.extend_from_slice(b",,");
-        if let Some(hash) = r.tree_leaf_hash {
-            push_hex(out, hash.as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
+        end_csv(out, r.tree_leaf_hash);
     } else {
         out.extend_from_slice(br#"{"kind":"record","position":"#);
         out.extend_from_slice(digits.format(r.position).as_bytes());
@@ -112,10 +109,7 @@ pub fn write_foreign(
         out.extend_from_slice(b",foreign,,,,,,,,");
         push_hex(out, leaf);
         out.push(b',');
-        if let Some(hash) = tree_leaf_hash {
-            push_hex(out, hash.as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
+        end_csv(out, tree_leaf_hash);
     } else {
         out.extend_from_slice(br#"{"kind":"foreign","position":"#);
         out.extend_from_slice(position);
@@ -135,10 +129,7 @@ pub fn write_other(out: &mut Vec<u8>, csv: bool, position: u64, event_bytes: &[u
         out.extend_from_slice(b",other,,,,,,,");
         push_base64(out, event_bytes, true);
         out.extend_from_slice(b",,");
-        if let Some(hash) = tree_leaf_hash {
-            push_hex(out, hash.as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
+        end_csv(out, tree_leaf_hash);
     } else {
         out.extend_from_slice(br#"{"kind":"other","position":"#);
         out.extend_from_slice(position);
@@ -149,6 +140,15 @@ pub fn write_other(out: &mut Vec<u8>, csv: bool, position: u64, event_bytes: &[u
     }
 }
 
+/// The last cell of a CSV row (`tree_leaf_hash`, empty when there is none) and the row's end.
+fn end_csv(out: &mut Vec<u8>, tree_leaf_hash: Option<&Hash>) {
+    if let Some(hash) = tree_leaf_hash {
+        push_hex(out, hash.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The optional `tree_leaf_hash` member and the line's end.
 fn end_json(out: &mut Vec<u8>, tree_leaf_hash: Option<&Hash>) {
     if let Some(hash) = tree_leaf_hash {
         out.extend_from_slice(br#","tree_leaf_hash":""#);
