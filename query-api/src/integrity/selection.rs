@@ -115,7 +115,9 @@ impl Selection {
     }
 
     /// For an audit export: whether `event` (of the tenant) is a record — an `audit.recorded`
-    /// event whose audit document the search would return.
+    /// event whose audit document the search would return. True only for data that parsed as one
+    /// JSON document (the projection decodes it whole): the export writes such data unchecked
+    /// (`export_write::record_data_text`).
     pub fn selects_audit(&self, event: &RecordedEvent) -> bool {
         if self.is_messages() || event.event_type != AUDIT_RECORDED {
             return false;

@@ -87,8 +87,9 @@ pub(super) async fn prepare(export: Arc<Export>, first: u64, count: usize) -> Re
     let mut messages = Vec::new();
     if export.selection.is_messages() {
         messages.reserve(events.len());
+        let prefix = export.tenant.prefix();
         for event in &events {
-            let own = event.stream.as_str().starts_with(&export.tenant.prefix());
+            let own = event.stream.as_str().starts_with(&prefix);
             messages.push(own && message_selected(&export, &dense, event).await?);
         }
     }
