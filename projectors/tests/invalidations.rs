@@ -199,7 +199,8 @@ async fn appends_hand_out_each_tenants_keys_at_the_batchs_position_once_visible(
 }
 
 /// A parked event changes no document, but answers read from the log beside it (a message's
-/// history) now hold it: the message's keys are invalidated at its batch's position.
+/// history) now hold it: the message's keys are invalidated at its batch's position, also when
+/// the message has no document yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_event_invalidates_the_keys_of_the_document_it_could_not_change() {
     let sink = Arc::new(Recording::default());
@@ -222,6 +223,15 @@ async fn a_parked_event_invalidates_the_keys_of_the_document_it_could_not_change
     let Scope::Keys { keys } = &after[0].scope else { panic!("keys: {after:?}") };
     assert!(keys.contains(&key(KeyKind::Message, "p1")), "{keys:?}");
     assert_eq!(h.messages.serving().status.snapshot().parked, 1, "the event was parked, not applied");
+    // A message whose first event is parked has no document: its key names it all the same.
+    let orphan = h.append("acme/message-p2", "message.sent", json!({ "message_id": "p2", "channel": 42 })).await;
+    until("the first event's invalidation", Duration::from_secs(30), || {
+        sink.got.lock().unwrap().iter().any(|i| i.view == "messages" && i.position >= orphan)
+    })
+    .await;
+    let got = sink.got.lock().unwrap().clone();
+    let last = got.iter().rev().find(|i| i.view == "messages").unwrap();
+    assert_eq!(last.scope, Scope::Keys { keys: vec![key(KeyKind::Message, "p2")] }, "{last:?}");
     h.stop().await;
 }
 

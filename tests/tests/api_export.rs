@@ -166,8 +166,8 @@ async fn a_record_s_data_is_the_appended_json_on_one_line() {
     let path = tmp.path().join("export.ndjson");
     std::fs::write(&path, &full).unwrap();
     assert_eq!(verify_export(&path, &key, None).expect("the export verifies").records, 2);
-    // The data re-serialized (what format 2 wrote) fails as format 3, and verifies as format 2:
-    // exports archived by an earlier build still verify.
+    // The data re-serialized (what format 2 wrote: the same value, other bytes) fails, and so
+    // does the trailer's unsigned `format` turned back to 2, which checked data as a value.
     let reserialized = text.replacen(&format!(r#""data":{spaced}"#), &format!(r#""data":{compact}"#), 1);
     assert_ne!(reserialized, text);
     std::fs::write(&path, &reserialized).unwrap();
@@ -176,7 +176,8 @@ async fn a_record_s_data_is_the_appended_json_on_one_line() {
     assert!(reserialized.contains(r#""format":"annals-export/3""#));
     std::fs::write(&path, reserialized.replacen(r#""format":"annals-export/3""#, r#""format":"annals-export/2""#, 1))
         .unwrap();
-    assert_eq!(verify_export(&path, &key, None).expect("format 2 verifies").records, 2);
+    let failure = verify_export(&path, &key, None).expect_err("format 2 is not verified");
+    assert!(failure.to_string().contains("this build verifies annals-export/3"), "{failure}");
     app.stop().await;
 }
 

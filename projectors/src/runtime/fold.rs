@@ -162,10 +162,11 @@ pub(crate) fn apply<P: Projection>(
     let mut keys = Vec::new();
     let mut named = Vec::new();
     for key in &touched {
-        if let Some(doc) = docs.get(*key).and_then(Option::as_ref) {
-            projection.invalidated_keys(doc, &mut named);
-            keys.extend(named.drain(..).map(|k| (key.tenant.clone(), k)));
+        match docs.get(*key).and_then(Option::as_ref) {
+            Some(doc) => projection.invalidated_keys(doc, &mut named),
+            None => projection.invalidated_keys_of_key(key, &mut named),
         }
+        keys.extend(named.drain(..).map(|k| (key.tenant.clone(), k)));
     }
     for (key, doc) in docs {
         if let Some(doc) = doc {

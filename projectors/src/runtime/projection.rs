@@ -18,7 +18,7 @@ use crate::invalidation::{InvalidatedKey, KeyKind};
 use crate::view_store::{FieldDef, FieldKind, FieldValue, ViewDoc, ViewSchema};
 use crate::views::audit::{AuditDoc, AUDIT_RECORDED};
 use crate::views::message::MessageDoc;
-use crate::views::split_tenant;
+use crate::views::{message_stream_parts, split_tenant};
 
 /// A projection of the log into one view. Implementations are pure: `apply` must give the same
 /// document for the same events whatever the batching, restarts or duplicates (the
@@ -53,6 +53,13 @@ pub trait Projection: Send + Sync + std::fmt::Debug + 'static {
     /// which answers a document feeds. None by default.
     fn invalidated_keys(&self, doc: &Self::Doc, keys: &mut Vec<InvalidatedKey>) {
         let _ = (doc, keys);
+    }
+
+    /// The cache keys named by a document's key alone, for an event parked before its document
+    /// exists: answers read from the log beside the view (a message's history) show it all the
+    /// same. None by default.
+    fn invalidated_keys_of_key(&self, key: &DocKey, keys: &mut Vec<InvalidatedKey>) {
+        let _ = (key, keys);
     }
 }
 
@@ -165,6 +172,13 @@ impl Projection for MessagesProjection {
         keys.push(InvalidatedKey { kind: KeyKind::Message, value: doc.message_id.clone() });
         for recipient in [&doc.recipient_id, &doc.recipient_email, &doc.recipient_phone].into_iter().flatten() {
             keys.push(InvalidatedKey { kind: KeyKind::Recipient, value: recipient.clone() });
+        }
+    }
+
+    /// The message, named by its stream (the document's id).
+    fn invalidated_keys_of_key(&self, key: &DocKey, keys: &mut Vec<InvalidatedKey>) {
+        if let Some((_, message_id)) = message_stream_parts(&key.id) {
+            keys.push(InvalidatedKey { kind: KeyKind::Message, value: message_id.to_owned() });
         }
     }
 }

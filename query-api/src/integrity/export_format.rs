@@ -22,14 +22,12 @@ use serde_json::value::RawValue;
 
 pub use super::selection::Selection;
 
-/// The `format` of the trailer this build writes. 3: a record's `data` is [`record_data`] of the
-/// event's stored bytes, checked byte for byte. 2 (still verified): the same records with `data`
-/// re-serialized from its parsed value, checked as a value; the selection is the search route's,
-/// applied to the view's documents (`super::selection`), since 2.
+/// The `format` of the trailer this build writes and verifies. 3: a record's `data` is
+/// [`record_data`] of the event's stored bytes, checked byte for byte. (2 wrote `data`
+/// re-serialized from its parsed value and checked it as a value, which a repeated key or an
+/// over-long number could satisfy with other bytes; the trailer's `format` is not signed, so
+/// verifying 2 as well would let an export be downgraded to the weaker check.)
 pub const EXPORT_FORMAT: &str = "annals-export/3";
-
-/// The earlier format `annals verify` still checks: exports are archived and verified years later.
-pub const EXPORT_FORMAT_2: &str = "annals-export/2";
 
 /// One line of an NDJSON export. Read back by `export_read` (a record's raw `data` does not
 /// survive the buffering of a derived internally tagged enum).
@@ -100,22 +98,41 @@ pub struct Trailer {
 
 /// An event's data as a value: its JSON, or (never for the embedded store, which stores JSON) the
 /// bytes as a lossy string.
-pub fn data_value(data: &[u8]) -> serde_json::Value {
+fn data_value(data: &[u8]) -> serde_json::Value {
     serde_json::from_slice(data).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(data).into()))
 }
 
-/// An event's data as a record shows it: its JSON exactly as stored when that holds no line break
-/// (the common case, and what keeps an export's `data` byte for byte the producer's), else the same
-/// JSON compacted onto one line (NDJSON: a record is one line), else (bytes that are not JSON) a
-/// JSON string of them, lossy. A function of the bytes alone: the verifier computes it again and
-/// asks for an exact match, so a changed byte of `data` fails verification.
+/// An event's data as a record shows it: its JSON exactly as stored, with only the whitespace
+/// between tokens removed when it spans lines (NDJSON: a record is one line; nothing else changes,
+/// so numbers of any length and repeated keys stay as the producer wrote them), else (bytes that
+/// are not JSON) a JSON string of them, lossy. A function of the bytes alone: the verifier
+/// computes it again and asks for an exact match, so a changed byte of `data` fails verification.
 pub fn record_data(data: &[u8]) -> Box<RawValue> {
-    if !data.iter().any(|&b| b == b'\n' || b == b'\r') {
-        if let Ok(raw) = serde_json::from_slice::<Box<RawValue>>(data) {
-            return raw;
+    match serde_json::from_slice::<Box<RawValue>>(data) {
+        Ok(raw) if raw.get().contains(['\n', '\r']) => {
+            RawValue::from_string(without_whitespace(raw.get())).expect("JSON without its whitespace is JSON")
         }
+        Ok(raw) => raw,
+        Err(_) => serde_json::value::to_raw_value(&data_value(data)).expect("a JSON value serializes"),
     }
-    serde_json::value::to_raw_value(&data_value(data)).expect("a JSON value serializes")
+}
+
+/// Valid JSON without the whitespace between its tokens (inside strings nothing is whitespace:
+/// a line break there is always escaped).
+fn without_whitespace(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            ' ' | '\t' | '\n' | '\r' if !in_string => continue,
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The columns of `format=csv`, in order (stable: new columns only ever go at the end). One row per
@@ -383,6 +400,23 @@ mod tests {
             recorded_at: chrono::DateTime::from_timestamp(0, 0).expect("time"),
             data: serde_json::value::to_raw_value(value).expect("raw"),
             tree_leaf_hash: None,
+        }
+    }
+
+    #[test]
+    fn record_data_keeps_the_json_as_written_and_only_drops_the_whitespace_of_several_lines() {
+        for (stored, shown) in [
+            (r#"{"a": 1,  "b":[true ,null]}"#, r#"{"a": 1,  "b":[true ,null]}"#),
+            (
+                "{\n  \"n\": 12345678901234567890123,\n  \"k\": 1, \"k\": 2\n}",
+                r#"{"n":12345678901234567890123,"k":1,"k":2}"#,
+            ),
+            ("[\r\n\t\"a b\\\" \\\\\", \"\\n\" ]", r#"["a b\" \\","\n"]"#),
+            ("\"x\"", "\"x\""),
+            ("not json", "\"not json\""),
+            ("two\nlines", "\"two\\nlines\""),
+        ] {
+            assert_eq!(record_data(stored.as_bytes()).get(), shown, "{stored:?}");
         }
     }
 

@@ -15,7 +15,7 @@ use std::path::Path;
 use annals_integrity::{verify_consistency, LeafIndex, RangeVerifier, SignedTreeHead, TreePublicKey};
 use base64::Engine as _;
 
-use super::export_format::{data_value, record_data, ExportLine, Trailer, EXPORT_FORMAT, EXPORT_FORMAT_2};
+use super::export_format::{record_data, ExportLine, Trailer, EXPORT_FORMAT};
 use super::leaf;
 
 /// What a verified export holds.
@@ -125,7 +125,7 @@ pub fn verify_export(
                     && record.event_id == event.id
                     && record.event_type == event.event_type
                     && record.recorded_at == event.recorded_at
-                    && data_matches(&trailer.format, record.data.get(), &event.data);
+                    && record.data.get() == record_data(&event.data).get();
                 if !fields_match {
                     return fail(n, Some(position), "the record's fields differ from its event bytes");
                 }
@@ -256,27 +256,14 @@ fn bad(line: u64, position: Option<u64>, reason: &str) -> VerifyFailure {
     VerifyFailure { line, position, reason: reason.into() }
 }
 
-/// Whether a record's `data` is that of its event's stored bytes: exactly (format 3), or as a JSON
-/// value (format 2, which wrote `data` re-serialized).
-fn data_matches(format: &str, data: &str, stored: &[u8]) -> bool {
-    match format {
-        EXPORT_FORMAT_2 => serde_json::from_str::<serde_json::Value>(data).is_ok_and(|v| v == data_value(stored)),
-        _ => data == record_data(stored).get(),
-    }
-}
-
 fn check_trailer(
     trailer: &Trailer,
     line: u64,
     key: &TreePublicKey,
     previous: Option<&SignedTreeHead>,
 ) -> Result<(), VerifyFailure> {
-    if trailer.format != EXPORT_FORMAT && trailer.format != EXPORT_FORMAT_2 {
-        return fail(
-            line,
-            None,
-            format!("format {:?}; this build verifies {EXPORT_FORMAT} and {EXPORT_FORMAT_2}", trailer.format),
-        );
+    if trailer.format != EXPORT_FORMAT {
+        return fail(line, None, format!("format {:?}; this build verifies {EXPORT_FORMAT}", trailer.format));
     }
     key.verify(&trailer.head).or_else(|e| fail(line, None, format!("the trailer's head: {e}")))?;
     let Some(previous) = previous else { return Ok(()) };

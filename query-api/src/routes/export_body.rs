@@ -3,10 +3,11 @@
 //! trailer; once the trailer is written the export is recorded in the tenant's audit trail.
 //!
 //! Pages are prepared ahead (`export_page.rs`): while one chunk is being written to the client, the
-//! next [`ahead`] pages are read and written on their own tasks, and chunks leave strictly in log
-//! order. Memory stays constant whatever the export's size: at most `ahead() + 1` pages of events
-//! and lines. A client that stops reading stops the export at that bound (the body is polled only
-//! as the connection drains); one that goes away drops the body, which aborts the pages in flight.
+//! next few pages ([`ahead`], fewer when pages are large: `BYTES_AHEAD`) are read and written on
+//! their own tasks, and chunks leave strictly in log order. Memory stays constant whatever the
+//! export's size. A client that stops reading stops the export at that bound (the body is polled
+//! only as the connection drains); one that goes away drops the body, which aborts the pages in
+//! flight, and so does a failed page.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -27,11 +28,16 @@ pub(super) const AUDIT_TYPE: &str = "audit.recorded";
 
 /// Pages prepared ahead of the one being written: two per core, so that while one page of a core
 /// waits for its read the other is being written (one per core measured 15 % slower in the export
-/// benchmark, three per core no faster); four at least, sixteen at most.
+/// benchmark, three per core no faster); at most four, because on a shared store each page in
+/// flight holds a connection of the pool the appends use too (16 by default).
 fn ahead() -> usize {
     static AHEAD: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *AHEAD.get_or_init(|| (std::thread::available_parallelism().map_or(2, |n| n.get()) * 2).clamp(4, 16))
+    *AHEAD.get_or_init(|| (std::thread::available_parallelism().map_or(2, |n| n.get()) * 2).clamp(2, 4))
 }
+
+/// The bytes of lines an export keeps in flight at most, going by the last page's size: pages of
+/// large events (up to the store's event size limit each) are prepared one at a time.
+const BYTES_AHEAD: usize = 32 * 1024 * 1024;
 
 /// Where the body stands: the next position to plan a page at, the pages in flight, and what is
 /// left to write.
@@ -44,16 +50,23 @@ pub(super) struct Cursor {
     gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
     header: Option<String>,
     exported: Exported,
+    /// The size of the last page's lines (0 before the first): how many pages may be in flight.
+    last_page_bytes: usize,
     /// Set once the body failed: nothing more is written.
     failed: bool,
 }
 
-/// The pages being prepared, in log order. Dropped with the body: what is still running is aborted.
-struct InFlight(VecDeque<JoinHandle<Result<Page, std::io::Error>>>);
+/// The pages being prepared, in log order.
+struct InFlight(VecDeque<Pending>);
 
-impl Drop for InFlight {
+/// A page being prepared. Dropped (the body dropped, or the export failed), it is aborted: a
+/// dropped tokio handle would only detach the task. (A page already writing its lines on the
+/// blocking pool finishes them; nothing reads them.)
+struct Pending(JoinHandle<Result<Page, std::io::Error>>);
+
+impl Drop for Pending {
     fn drop(&mut self) {
-        self.0.iter().for_each(JoinHandle::abort);
+        self.0.abort();
     }
 }
 
@@ -93,6 +106,7 @@ pub(super) fn body(
         gzip,
         header,
         exported,
+        last_page_bytes: 0,
         failed: false,
     };
     Body::from_stream(futures::stream::unfold(cursor, |mut c| async move {
@@ -113,11 +127,17 @@ pub(super) fn body(
     }))
 }
 
-/// Plans pages until `ahead()` are in flight or the export's range is all planned.
+/// Plans pages until as many are in flight as `ahead()` and `BYTES_AHEAD` allow (one until the
+/// first page's size is known), or the export's range is all planned.
 fn plan(c: &mut Cursor) {
-    while c.pages.0.len() < ahead() && c.next < c.export.end {
+    let limit = match c.last_page_bytes {
+        0 => 1,
+        bytes => (BYTES_AHEAD / bytes).clamp(1, ahead()),
+    };
+    while c.pages.0.len() < limit && c.next < c.export.end {
         let count = usize::try_from(c.export.end - c.next).unwrap_or(usize::MAX).min(PAGE);
-        c.pages.0.push_back(tokio::spawn(export_page::prepare(Arc::clone(&c.export), c.next, count)));
+        let page = tokio::spawn(export_page::prepare(Arc::clone(&c.export), c.next, count));
+        c.pages.0.push_back(Pending(page));
         c.next += count as u64;
     }
 }
@@ -126,8 +146,10 @@ fn plan(c: &mut Cursor) {
 async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
     let mut out = c.header.take().map(String::into_bytes).unwrap_or_default();
     plan(c);
-    if let Some(page) = c.pages.0.pop_front() {
-        let page = page.await.map_err(std::io::Error::other)??;
+    if let Some(mut pending) = c.pages.0.pop_front() {
+        // `pending` lives in this future: a body dropped while it waits aborts the page.
+        let page = (&mut pending.0).await.map_err(std::io::Error::other)??;
+        c.last_page_bytes = page.lines.len().max(1);
         plan(c);
         c.exported.records += page.records;
         if out.is_empty() {
