@@ -70,14 +70,16 @@ pub trait EventStore: Send + Sync + 'static {
         from: ReadFrom<Revision>,
         direction: Direction,
         max_count: usize,
-    ) -> Result<ReadStreamOutcome, StoreError>;
+    ) -> Result<ReadStreamOutcome, StoreError> {
+        self.read_stream_bounded(stream, from, direction, max_count, usize::MAX).await
+    }
 
     /// `read_stream` bounded in bytes too: it stops before the event that would take the events
     /// returned past `max_bytes` ([`RecordedEvent::size`]), but always returns at least one
     /// event when the stream has one at `from`. A page shorter than `max_count` is therefore not
     /// the stream's end: read on from the revision after (forwards) or before (backwards) the
-    /// last event returned until a page comes back empty. The default implementation reads
-    /// through `read_stream` and trims; backends override it to bound their memory too.
+    /// last event returned until a page comes back empty. The one a backend implements (and
+    /// `read_stream` calls, unbounded in bytes): a backend bounds its own memory by it.
     async fn read_stream_bounded(
         &self,
         stream: &StreamId,
@@ -85,23 +87,7 @@ pub trait EventStore: Send + Sync + 'static {
         direction: Direction,
         max_count: usize,
         max_bytes: usize,
-    ) -> Result<ReadStreamOutcome, StoreError> {
-        Ok(match self.read_stream(stream, from, direction, max_count).await? {
-            ReadStreamOutcome::Events(mut events) => {
-                let mut bytes = 0usize;
-                let keep = events
-                    .iter()
-                    .position(|e| {
-                        bytes = bytes.saturating_add(e.size());
-                        bytes > max_bytes
-                    })
-                    .map_or(events.len(), |i| i.max(1));
-                events.truncate(keep);
-                ReadStreamOutcome::Events(events)
-            }
-            not_found => not_found,
-        })
-    }
+    ) -> Result<ReadStreamOutcome, StoreError>;
 
     /// Reads up to `max_count` events of `$all` that match `filter`, starting at `from` (included).
     async fn read_all(

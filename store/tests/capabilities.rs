@@ -47,14 +47,15 @@ impl EventStore for Stated {
         self.inner.append_to_stream(stream, expected, events).await
     }
 
-    async fn read_stream(
+    async fn read_stream_bounded(
         &self,
         stream: &StreamId,
         from: ReadFrom<Revision>,
         direction: Direction,
         max_count: usize,
+        max_bytes: usize,
     ) -> Result<ReadStreamOutcome, StoreError> {
-        self.inner.read_stream(stream, from, direction, max_count).await
+        self.inner.read_stream_bounded(stream, from, direction, max_count, max_bytes).await
     }
 
     async fn read_all(

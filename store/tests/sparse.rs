@@ -87,14 +87,15 @@ impl EventStore for Sparse {
         Ok(AppendResult { first_position: sparse(r.first_position), last_position: sparse(r.last_position), ..r })
     }
 
-    async fn read_stream(
+    async fn read_stream_bounded(
         &self,
         stream: &StreamId,
         from: ReadFrom<Revision>,
         direction: Direction,
         max_count: usize,
+        max_bytes: usize,
     ) -> Result<ReadStreamOutcome, StoreError> {
-        Ok(match self.0.read_stream(stream, from, direction, max_count).await? {
+        Ok(match self.0.read_stream_bounded(stream, from, direction, max_count, max_bytes).await? {
             ReadStreamOutcome::Events(found) => ReadStreamOutcome::Events(events(found)),
             ReadStreamOutcome::StreamNotFound => ReadStreamOutcome::StreamNotFound,
         })

@@ -162,16 +162,6 @@ impl<S: EventStore> EventStore for DenseView<S> {
         Ok(result)
     }
 
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: ReadFrom<Revision>,
-        direction: Direction,
-        max_count: usize,
-    ) -> Result<ReadStreamOutcome, StoreError> {
-        self.read_stream_bounded(stream, from, direction, max_count, usize::MAX).await
-    }
-
     async fn read_stream_bounded(
         &self,
         stream: &StreamId,

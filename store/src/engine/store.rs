@@ -239,16 +239,6 @@ impl EventStore for EmbeddedStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: ReadFrom<Revision>,
-        direction: Direction,
-        max_count: usize,
-    ) -> Result<ReadStreamOutcome, StoreError> {
-        self.read_stream_bounded(stream, from, direction, max_count, usize::MAX).await
-    }
-
     async fn read_stream_bounded(
         &self,
         stream: &StreamId,
