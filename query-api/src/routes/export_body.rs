@@ -44,7 +44,8 @@ const BYTES_AHEAD: usize = 32 * 1024 * 1024;
 pub(super) struct Cursor {
     export: Arc<Export>,
     next: u64,
-    pages: InFlight,
+    /// The pages being prepared, in log order.
+    pages: VecDeque<Pending>,
     head: SignedTreeHead,
     trailer: Option<Trailer>,
     gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
@@ -55,9 +56,6 @@ pub(super) struct Cursor {
     /// Set once the body failed: nothing more is written.
     failed: bool,
 }
-
-/// The pages being prepared, in log order.
-struct InFlight(VecDeque<Pending>);
 
 /// A page being prepared. Dropped (the body dropped, or the export failed), it is aborted: a
 /// dropped tokio handle would only detach the task. (A page already writing its lines on the
@@ -100,7 +98,7 @@ pub(super) fn body(
     let cursor = Cursor {
         export,
         next: start,
-        pages: InFlight(VecDeque::new()),
+        pages: VecDeque::new(),
         head,
         trailer: Some(trailer),
         gzip,
@@ -119,7 +117,7 @@ pub(super) fn body(
             Err(e) => {
                 tracing::warn!(error = %e, "audit export cut short");
                 c.failed = true;
-                c.pages.0.clear();
+                c.pages.clear();
                 return Some((Err(e), c));
             }
         };
@@ -134,10 +132,10 @@ fn plan(c: &mut Cursor) {
         0 => 1,
         bytes => (BYTES_AHEAD / bytes).clamp(1, ahead()),
     };
-    while c.pages.0.len() < limit && c.next < c.export.end {
+    while c.pages.len() < limit && c.next < c.export.end {
         let count = usize::try_from(c.export.end - c.next).unwrap_or(usize::MAX).min(PAGE);
         let page = tokio::spawn(export_page::prepare(Arc::clone(&c.export), c.next, count));
-        c.pages.0.push_back(Pending(page));
+        c.pages.push_back(Pending(page));
         c.next += count as u64;
     }
 }
@@ -146,7 +144,7 @@ fn plan(c: &mut Cursor) {
 async fn next_chunk(c: &mut Cursor) -> Result<Option<Bytes>, std::io::Error> {
     let mut out = c.header.take().map(String::into_bytes).unwrap_or_default();
     plan(c);
-    if let Some(mut pending) = c.pages.0.pop_front() {
+    if let Some(mut pending) = c.pages.pop_front() {
         // `pending` lives in this future: a body dropped while it waits aborts the page.
         let page = (&mut pending.0).await.map_err(std::io::Error::other)??;
         c.last_page_bytes = page.lines.len().max(1);
