@@ -355,6 +355,34 @@ async fn the_memory_feed_resumes_from_its_ring_and_flushes_a_resume_point_it_tri
     assert_eq!(rest, vec![inv("acme", 197), inv("acme", 198), inv("acme", 199)]);
 }
 
+/// A batch hands out one invalidation per tenant, all at the batch's position. A follower that
+/// falls behind the channel in the middle of them resumes at that position again, not after it:
+/// the other tenants' invalidations there are not lost (given twice at worst, which is harmless).
+#[tokio::test]
+async fn a_memory_follower_behind_in_the_middle_of_a_position_loses_none_of_its_tenants() {
+    let memory = MemoryInvalidations::new(1000);
+    let feed: Arc<dyn InvalidationFeed> = Arc::new(memory.clone());
+    let mut live = feed.follow("messages", None).await.unwrap();
+    memory.deliver(&[inv("t0", 5)]).await.unwrap();
+    assert_eq!(live.next().await.unwrap().unwrap(), inv("t0", 5));
+    // More than the channel (1000 for a ring of 1000) and the ring hold, all at the same position.
+    let same: Vec<Invalidation> = (1..5000).map(|t| inv(&format!("t{t}"), 5)).collect();
+    memory.deliver(&same).await.unwrap();
+    memory.deliver(&[inv("t0", 6)]).await.unwrap();
+    let mut got: Vec<Invalidation> = Vec::new();
+    while got.last().is_none_or(|i| i.position < Position::from_code(6)) {
+        got.push(tokio::time::timeout(Duration::from_secs(5), live.next()).await.unwrap().unwrap().unwrap());
+    }
+    // Every tenant at 5 is covered: by its own invalidation, or by a whole-view flush at 5 or later
+    // (the ring kept only the last 1000 of them).
+    let flushed = got.iter().any(|i| i.tenant.is_none() && i.position >= Position::from_code(5));
+    for t in 1..5000 {
+        let tenant = format!("t{t}");
+        assert!(flushed || got.iter().any(|i| i.tenant.as_deref() == Some(tenant.as_str())), "{tenant} lost");
+    }
+    assert!(flushed, "the ring no longer holds all of position 5: a flush is due");
+}
+
 /// A sink that fails its first `failures` deliveries with a transient error, and says it has
 /// delivered nothing yet.
 #[derive(Debug, Default)]

@@ -3,8 +3,9 @@
 //! response cache and `GET /v1/invalidations` of the same process, with no backend to run.
 //!
 //! No follower ever blocks the sink: `deliver` pushes into the ring and the broadcast channel
-//! and returns. A follower that falls behind the channel resumes from the ring after the last
-//! position it was given; one whose resume point is older than the ring holds (or a resume
+//! and returns. A follower that falls behind the channel resumes from the ring at the last
+//! position it was given (again: it may have been given only some of that position's
+//! invalidations, one per tenant of a batch); one whose resume point is older than the ring holds (or a resume
 //! after trimmed entries) gets a [`FlushReason::Trimmed`] whole-view invalidation first, never a
 //! silent gap (guarantee 4). Nothing survives a restart: the ring starts empty, its checkpoint
 //! is `None`, and the dispatcher's start flushes the view ([`FlushReason::Resumed`]).
@@ -61,13 +62,21 @@ impl MemoryInvalidations {
     }
 
     /// What a follower resuming after `after` gets first (the ring's part), and the channel it
-    /// goes on with: taken under one lock, so nothing falls between the two.
-    fn resume(&self, view: &str, after: Option<Position>) -> (Vec<Invalidation>, broadcast::Receiver<Invalidation>) {
+    /// goes on with: taken under one lock, so nothing falls between the two. `again`: the
+    /// invalidations at `after` itself too — a follower that fell behind in the middle of a
+    /// position's invalidations (one per tenant of a batch) has seen only some of them.
+    fn resume(
+        &self,
+        view: &str,
+        after: Option<Position>,
+        again: bool,
+    ) -> (Vec<Invalidation>, broadcast::Receiver<Invalidation>) {
         self.with_ring(view, |ring| {
             let receiver = ring.live.subscribe();
             let Some(after) = after else { return (Vec::new(), receiver) };
+            let wanted = |p: Position| p > after || (again && p == after);
             let mut first = Vec::new();
-            if let Some(trimmed) = ring.trimmed_through.filter(|&t| t > after) {
+            if let Some(trimmed) = ring.trimmed_through.filter(|&t| wanted(t)) {
                 first.push(Invalidation {
                     tenant: None,
                     view: view.to_owned(),
@@ -75,7 +84,7 @@ impl MemoryInvalidations {
                     scope: Scope::WholeView { reason: FlushReason::Trimmed },
                 });
             }
-            first.extend(ring.retained.iter().filter(|i| i.position > after).cloned());
+            first.extend(ring.retained.iter().filter(|i| wanted(i.position)).cloned());
             (first, receiver)
         })
     }
@@ -140,7 +149,7 @@ impl InvalidationFeed for MemoryInvalidations {
         view: &str,
         after: Option<Position>,
     ) -> Result<BoxStream<'static, Result<Invalidation, InvalidationError>>, InvalidationError> {
-        let (first, live) = self.resume(view, after);
+        let (first, live) = self.resume(view, after, false);
         let state = Following { feed: self.clone(), view: view.to_owned(), pending: first.into(), live, last: after };
         Ok(stream::unfold(state, next).boxed())
     }
@@ -157,9 +166,11 @@ async fn next(mut s: Following) -> Option<(Result<Invalidation, InvalidationErro
             Ok(item) if s.last.is_some_and(|last| item.position < last) => continue,
             Ok(item) => s.pending.push_back(item),
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                // Behind the channel: start again from the ring after the last position given
-                // (a flush first if the ring no longer holds what came after it).
-                let (first, live) = s.feed.resume(&s.view, s.last.or(Some(Position::from_code(0))));
+                // Behind the channel: start again from the ring at the last position given, which
+                // may have had more invalidations than were given (given twice at worst: harmless;
+                // a flush first if the ring no longer holds all that came from there).
+                let from = s.last.unwrap_or(Position::from_code(0));
+                let (first, live) = s.feed.resume(&s.view, Some(from), true);
                 s.pending = first.into();
                 s.live = live;
             }
