@@ -404,6 +404,40 @@ async fn every_acknowledged_append_survives_an_api_kill_and_a_postgres_restart()
     drop(a2);
 }
 
+/// A projector process holding both views and two API processes on a throwaway PostgreSQL
+/// cluster, sharing a throwaway Redis for invalidations, and an admin key of tenant `acme`.
+/// Fields drop in order: the processes before Redis and the cluster they use.
+struct RedisDeployment {
+    p1: Proc,
+    a1: Proc,
+    a2: Proc,
+    key: String,
+    _redis: annals_projectors::invalidation::redis::testing::RedisServer,
+    _cluster: PgCluster,
+    _tmp: tempfile::TempDir,
+}
+
+impl RedisDeployment {
+    async fn start(key_name: &str) -> RedisDeployment {
+        let cluster = PgCluster::start().expect("a PostgreSQL cluster");
+        let url = cluster.create_database().await;
+        let redis = annals_projectors::invalidation::redis::testing::RedisServer::start().expect("redis-server");
+        let env = [("ANNALS_INVALIDATIONS__REDIS_URL", redis.url())];
+        let tmp = tempfile::tempdir().unwrap();
+        let p1 = Proc::start_with(tmp.path(), "projector-1", "projector", &url, &env);
+        for view in ["messages", "audit"] {
+            wait_for_holder(&[&p1], view, Duration::from_secs(15)).await;
+        }
+        let a1 = Proc::start_with(tmp.path(), "api-1", "api", &url, &env);
+        let a2 = Proc::start_with(tmp.path(), "api-2", "api", &url, &env);
+        let body = json!({ "tenant": "acme", "role": "admin", "name": key_name });
+        let (status, key) = Api::new(&a1, ADMIN_KEY).post("/v1/keys", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{key}");
+        let key = key["key"].as_str().unwrap().to_owned();
+        RedisDeployment { p1, a1, a2, key, _redis: redis, _cluster: cluster, _tmp: tmp }
+    }
+}
+
 /// Cache invalidations across processes through Redis (issue 15): an API process caches a
 /// message's answer; the change, appended through another API process and projected by a
 /// projector process, reaches the first one's cache through the Redis stream, so its next read
@@ -412,22 +446,9 @@ async fn every_acknowledged_append_survives_an_api_kill_and_a_postgres_restart()
 /// `/v1/invalidations` feed carries the change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_api_process_s_cache_is_invalidated_through_redis() {
-    let cluster = PgCluster::start().expect("a PostgreSQL cluster");
-    let url = cluster.create_database().await;
-    let redis = annals_projectors::invalidation::redis::testing::RedisServer::start().expect("redis-server");
-    let env = [("ANNALS_INVALIDATIONS__REDIS_URL", redis.url())];
-    let tmp = tempfile::tempdir().unwrap();
-    let p1 = Proc::start_with(tmp.path(), "projector-1", "projector", &url, &env);
-    for view in ["messages", "audit"] {
-        wait_for_holder(&[&p1], view, Duration::from_secs(15)).await;
-    }
-    let a1 = Proc::start_with(tmp.path(), "api-1", "api", &url, &env);
-    let a2 = Proc::start_with(tmp.path(), "api-2", "api", &url, &env);
-    let operator = Api::new(&a1, ADMIN_KEY);
-    let (status, key) = operator.post("/v1/keys", &json!({ "tenant": "acme", "role": "admin", "name": "redis" })).await;
-    assert_eq!(status, StatusCode::CREATED, "{key}");
-    let key = key["key"].as_str().unwrap().to_owned();
-    let (reader, writer) = (Api::new(&a1, &key), Api::new(&a2, &key));
+    let d = RedisDeployment::start("redis").await;
+    let (p1, a1) = (&d.p1, &d.a1);
+    let (reader, writer) = (Api::new(&d.a1, &d.key), Api::new(&d.a2, &d.key));
 
     let last = writer.append("message-m1", "message.enqueued", enqueued("m1")).await;
     reader.get_ok(&format!("/v1/messages/m1?min_position={last}"), Duration::from_secs(15)).await;
@@ -485,7 +506,6 @@ async fn an_api_process_s_cache_is_invalidated_through_redis() {
         .unwrap_or_else(|| panic!("no Redis sink figures in the projector's metrics:\n{metrics}"));
     assert!(delivered >= 2.0, "the projector's Redis sink delivered {delivered}:\n{metrics}");
     assert!(metrics.contains("annals_invalidation_overflows{sink=\"redis\"} 0"), "{metrics}");
-    drop((p1, a1, a2, redis));
 }
 
 /// Issue 15's delay figure through Redis, across processes (run with `ANNALS_REDIS_DELAY=N`;
@@ -499,21 +519,8 @@ async fn delay_through_redis_against_the_views_lag() {
     let Some(n) = std::env::var("ANNALS_REDIS_DELAY").ok().and_then(|v| v.parse::<usize>().ok()) else {
         return;
     };
-    let cluster = PgCluster::start().expect("a PostgreSQL cluster");
-    let url = cluster.create_database().await;
-    let redis = annals_projectors::invalidation::redis::testing::RedisServer::start().expect("redis-server");
-    let env = [("ANNALS_INVALIDATIONS__REDIS_URL", redis.url())];
-    let tmp = tempfile::tempdir().unwrap();
-    let p1 = Proc::start_with(tmp.path(), "projector-1", "projector", &url, &env);
-    for view in ["messages", "audit"] {
-        wait_for_holder(&[&p1], view, Duration::from_secs(15)).await;
-    }
-    let a1 = Proc::start_with(tmp.path(), "api-1", "api", &url, &env);
-    let a2 = Proc::start_with(tmp.path(), "api-2", "api", &url, &env);
-    let operator = Api::new(&a1, ADMIN_KEY);
-    let (_, key) = operator.post("/v1/keys", &json!({ "tenant": "acme", "role": "admin", "name": "delay" })).await;
-    let key = key["key"].as_str().unwrap().to_owned();
-    let (reader, writer) = (Api::new(&a1, &key), Api::new(&a2, &key));
+    let d = RedisDeployment::start("delay").await;
+    let (reader, writer) = (Api::new(&d.a1, &d.key), Api::new(&d.a2, &d.key));
     let response = reqwest::Client::new()
         .get(format!("{}/v1/invalidations?view=messages", reader.base))
         .bearer_auth(&reader.key)
@@ -550,5 +557,4 @@ async fn delay_through_redis_against_the_views_lag() {
     }
     support::report_invalidation_delay("through redis", &acked, lag, &heard).await;
     listener.abort();
-    drop((p1, a1, a2, redis));
 }
